@@ -1,0 +1,134 @@
+"""Apply the declarative topic list (schemas/topics.yaml) to a broker, idempotently.
+
+``python -m deploy.topics apply`` creates missing topics, raises partition counts that are
+lower than declared, and sets the declared configs; applying twice changes nothing.
+``python -m deploy.topics describe`` prints what the broker has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from schemas.topics import TopicSpec, topic_specs
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    partitions: int
+    configs: dict[str, str]
+
+
+async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicState]:
+    existing = set(await admin.list_topics())
+    names = [n for n in names if n in existing]
+    if not names:
+        return {}
+    described = await admin.describe_topics(names)
+    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    configs: dict[str, dict[str, str]] = {}
+    for response in await admin.describe_configs(resources):
+        for result in response.resources:
+            _err, _msg, _rtype, rname, entries = result[:5]
+            configs[rname] = {e[0]: e[1] for e in entries}
+    return {n: TopicState(n, partitions[n], configs.get(n, {})) for n in names}
+
+
+async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -1) -> list[str]:
+    """Make the broker match the list; returns a line per change (empty when nothing changed)."""
+    specs = topic_specs()
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    changes: list[str] = []
+    try:
+        if replication_factor <= 0:
+            cluster = await admin.describe_cluster()
+            replication_factor = min(3, len(cluster["brokers"]))
+        current = await describe(admin, [prefix + s.name for s in specs])
+        missing = [s for s in specs if prefix + s.name not in current]
+        if missing:
+            new = [_new_topic(s, prefix, replication_factor) for s in missing]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another applier raced us; the next apply converges
+            changes += [f"created {prefix + s.name} ({s.partitions} partitions)" for s in missing]
+        for spec in specs:
+            state = current.get(prefix + spec.name)
+            if state is None:
+                continue
+            name = prefix + spec.name
+            if state.partitions < spec.partitions:
+                await admin.create_partitions({name: NewPartitions(total_count=spec.partitions)})
+                changes.append(f"{name}: partitions {state.partitions} -> {spec.partitions}")
+            drift = {k: v for k, v in spec.configs().items() if state.configs.get(k) != v}
+            if drift:
+                await admin.alter_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, name, configs=spec.configs())]
+                )
+                changes.append(f"{name}: configs {sorted(drift)}")
+    finally:
+        await admin.close()
+    return changes
+
+
+def _new_topic(spec: TopicSpec, prefix: str, replication_factor: int) -> NewTopic:
+    return NewTopic(
+        name=prefix + spec.name,
+        num_partitions=spec.partitions,
+        replication_factor=replication_factor,
+        topic_configs=spec.configs(),
+    )
+
+
+async def _describe_main(bootstrap: str, prefix: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        states = await describe(admin, [prefix + s.name for s in topic_specs()])
+    finally:
+        await admin.close()
+    for spec in topic_specs():
+        state = states.get(prefix + spec.name)
+        if state is None:
+            print(f"{prefix + spec.name:55} MISSING")
+            continue
+        cfg = state.configs
+        print(
+            f"{state.name:55} partitions={state.partitions} "
+            f"cleanup.policy={cfg.get('cleanup.policy')} retention.ms={cfg.get('retention.ms')}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.topics")
+    parser.add_argument("command", choices=["apply", "describe"])
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    )
+    parser.add_argument("--prefix", default=os.environ.get("TOPIC_PREFIX", ""))
+    parser.add_argument(
+        "--replication-factor", type=int, default=-1,
+        help="-1 (default): 3, or the number of brokers when fewer",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "describe":
+        asyncio.run(_describe_main(args.bootstrap, args.prefix))
+        return 0
+    changes = asyncio.run(apply(args.bootstrap, prefix=args.prefix,
+                                replication_factor=args.replication_factor))
+    print("\n".join(changes) if changes else "topics up to date: nothing changed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

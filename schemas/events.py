@@ -1,0 +1,218 @@
+"""Wire models of every event in DESIGN.md (pydantic v2).
+
+These classes are the Python side of the JSON Schemas in ``schemas/json/``; a test keeps the
+two in agreement on the examples and on a set of bad records. Readers are tolerant (unknown
+fields are ignored) but strict on types: ``"true"`` is not a boolean, ``"5"`` is not an int.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+ShortText = Annotated[str, Field(min_length=1, max_length=64)]
+Secret = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^v1\.[0-9a-f]{8}\.[A-Za-z0-9_-]+$")]
+Masked = Annotated[str, Field(min_length=1, max_length=254)]
+Hash = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# A login as people type it: digits, spaces, "+", "-", brackets; at least one digit.
+TypedLogin = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9+\-() ]*[0-9][0-9+\-() ]*$")]
+
+
+class TvProduct(StrEnum):
+    INTERACTIVE = "interactive"
+    LINEAR = "linear"
+    SATELLITE = "satellite"
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Locale(StrEnum):
+    RU = "ru"
+    EN = "en"
+
+
+class ContractRejectReason(StrEnum):
+    INVALID_MOBILE = "invalid_mobile"
+    INVALID_EMAIL = "invalid_email"
+    INVALID_PERSONAL_ACCOUNT = "invalid_personal_account"
+    LOGIN_CONFLICT = "login_conflict"
+    UNKNOWN_CONTRACT = "unknown_contract"
+
+
+class CodeRejectReason(StrEnum):
+    UNKNOWN_LOGIN = "unknown_login"
+    CHANNEL_UNAVAILABLE = "channel_unavailable"
+    RATE_LIMITED = "rate_limited"
+    ACCOUNT_CLOSED = "account_closed"
+    INVALID_REQUEST = "invalid_request"
+
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+def new_event_id() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """Common envelope: ``event_id`` is the idempotency key, ``occurred_at`` is RFC 3339 UTC."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    type_name: ClassVar[str] = "Event"
+
+    event_id: uuid.UUID = Field(default_factory=new_event_id)
+    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+
+
+class Passport(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    series: Annotated[str, Field(min_length=1, max_length=10)]
+    number: Annotated[str, Field(min_length=1, max_length=20)]
+
+
+class Subscriber(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    full_name: Text
+    mobile: Annotated[str, Field(min_length=1, max_length=32)]
+    email: Annotated[str, Field(min_length=1, max_length=254)] | None = None
+    passport: Passport
+
+
+class ContractLinked(Event):
+    type_name: ClassVar[str] = "ContractLinked"
+    contract_number: Annotated[str, Field(min_length=1, max_length=32)]
+    personal_account: Annotated[str, Field(min_length=1, max_length=32)]
+    tv_product: TvProduct
+    subscriber: Subscriber
+    mobile_active: bool = True
+    operator_id: ShortText | None = None
+
+
+class ContractTerminated(Event):
+    type_name: ClassVar[str] = "ContractTerminated"
+    contract_number: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class ContractRejected(Event):
+    type_name: ClassVar[str] = "ContractRejected"
+    contract_number: Annotated[str, Field(min_length=1, max_length=32)]
+    rejected_event_id: uuid.UUID
+    reason: ContractRejectReason
+
+
+class LoginKeys(BaseModel):
+    """Keyed hashes (HMAC-SHA-256 with HASH_PEPPER) of the account's possible logins."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    mobile: Hash
+    personal_account: Hash
+
+
+class Channels(BaseModel):
+    """Which delivery channels can be used for this account now."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    sms: bool
+    email: bool
+
+
+class Contacts(BaseModel):
+    """Contacts, masked for people and encrypted (AES-GCM, SECRET_KEYS) for the services."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    mobile_masked: Masked
+    mobile_enc: Secret
+    email_masked: Masked | None = None
+    email_enc: Secret | None = None
+
+
+class AccountChanged(Event):
+    type_name: ClassVar[str] = "AccountChanged"
+    account_id: uuid.UUID
+    contract_number: Annotated[str, Field(min_length=1, max_length=32)]
+    version: Annotated[int, Field(ge=1)]
+    status: AccountStatus
+    tv_product: TvProduct
+    login_keys: LoginKeys
+    channels: Channels
+    contacts: Contacts
+    linked_at: AwareDatetime
+
+
+class CodeRequested(Event):
+    type_name: ClassVar[str] = "CodeRequested"
+    login: TypedLogin
+    channel: Channel
+    locale: Locale = Locale.RU
+    client_ip: IPvAnyAddress | None = None
+
+
+class CodeIssued(Event):
+    type_name: ClassVar[str] = "CodeIssued"
+    code_id: uuid.UUID
+    request_event_id: uuid.UUID
+    account_id: uuid.UUID
+    channel: Channel
+    destination_masked: Masked
+    destination_enc: Secret
+    password_enc: Secret
+    expires_at: AwareDatetime
+    locale: Locale = Locale.RU
+
+
+class CodeRejected(Event):
+    type_name: ClassVar[str] = "CodeRejected"
+    request_event_id: uuid.UUID
+    reason: CodeRejectReason
+    channel: Channel | None = None
+    advice: Literal["contact_support"] | None = None
+    support_phone: ShortText | None = None
+    retry_after_s: Annotated[int, Field(ge=1)] | None = None
+
+
+class NotificationStatus(Event):
+    type_name: ClassVar[str] = "NotificationStatus"
+    code_id: uuid.UUID
+    request_event_id: uuid.UUID | None = None
+    channel: Channel
+    status: DeliveryStatus
+    attempts: Annotated[int, Field(ge=0)]
+    destination_masked: Masked
+    reason: ShortText | None = None
+    message_id: ShortText | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.type_name: cls
+    for cls in (
+        ContractLinked,
+        ContractTerminated,
+        ContractRejected,
+        AccountChanged,
+        CodeRequested,
+        CodeIssued,
+        CodeRejected,
+        NotificationStatus,
+    )
+}

@@ -1,0 +1,125 @@
+"""The topic list (schemas/topics.yaml) as typed data.
+
+Topic names are public (../DESIGN.md). ``TOPIC_PREFIX`` may namespace every topic of one
+deployment (tests use it to run isolated copies of the workflow on one broker); it is empty
+in production, so the names on the wire are exactly the public ones.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+DLQ_SUFFIX = ".dlq"
+
+CONTRACT_LINKED = "crm.contract.linked.v1"
+CONTRACT_TERMINATED = "crm.contract.terminated.v1"
+CONTRACT_REJECTED = "selfcare.contract.rejected.v1"
+ACCOUNT_CHANGED = "selfcare.account.changed.v1"
+CODE_REQUESTED = "selfcare.code.requested.v1"
+REQUESTS_BY_LOGIN = "selfcare.recovery.requests-by-login.v1"
+CODE_ISSUED = "selfcare.code.issued.v1"
+CODE_REJECTED = "selfcare.code.rejected.v1"
+NOTIFICATION_STATUS = "selfcare.notification.status.v1"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TopicSpec:
+    name: str
+    event: str
+    key: str
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    partitions: int
+    replication_factor: int
+    retention_ms: int
+    cleanup_policy: str
+    max_message_bytes: int
+    dlq: bool
+    internal: bool = False
+
+    def configs(self) -> dict[str, str]:
+        """Broker-side topic configs, as strings (what the admin API takes)."""
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(self.retention_ms),
+            "max.message.bytes": str(self.max_message_bytes),
+        }
+
+    def dlq_spec(self) -> TopicSpec:
+        """The dead-letter topic of this topic: the original records, unchanged."""
+        return TopicSpec(
+            name=self.name + DLQ_SUFFIX,
+            event=self.event,
+            key=self.key,
+            producers=self.consumers,
+            consumers=("ops",),
+            partitions=1,
+            replication_factor=self.replication_factor,
+            retention_ms=self.retention_ms if self.retention_ms > 0 else 1209600000,
+            cleanup_policy="delete",
+            max_message_bytes=self.max_message_bytes,
+            dlq=False,
+            internal=self.internal,
+        )
+
+
+def _load_raw() -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("topics.yaml").read_text(encoding="utf-8")
+    data: dict[str, Any] = yaml.safe_load(text)
+    return data
+
+
+@cache
+def topic_specs() -> tuple[TopicSpec, ...]:
+    """Every topic of DESIGN.md (without prefix), DLQs included, in file order."""
+    raw = _load_raw()
+    defaults = raw["defaults"]
+    specs: list[TopicSpec] = []
+    for item in raw["topics"]:
+        spec = TopicSpec(
+            name=item["name"],
+            event=item["event"],
+            key=item["key"],
+            producers=tuple(item["producers"]),
+            consumers=tuple(item["consumers"]),
+            partitions=int(item.get("partitions", defaults["partitions"])),
+            replication_factor=int(
+                item.get("replication_factor", defaults["replication_factor"])
+            ),
+            retention_ms=int(item["retention_ms"]),
+            cleanup_policy=item["cleanup_policy"],
+            max_message_bytes=int(item.get("max_message_bytes", defaults["max_message_bytes"])),
+            dlq=bool(item["dlq"]),
+            internal=bool(item.get("internal", False)),
+        )
+        specs.append(spec)
+        if spec.dlq:
+            specs.append(spec.dlq_spec())
+    return tuple(specs)
+
+
+def spec(name: str) -> TopicSpec:
+    """The spec of one topic by its public name (``KeyError`` if unknown)."""
+    for item in topic_specs():
+        if item.name == name:
+            return item
+    raise KeyError(name)
+
+
+def topic_prefix() -> str:
+    return os.environ.get("TOPIC_PREFIX", "")
+
+
+def physical(name: str, prefix: str | None = None) -> str:
+    """The topic's name on the broker: the public name, after the deployment's prefix."""
+    return (topic_prefix() if prefix is None else prefix) + name
+
+
+def dlq_of(name: str) -> str:
+    return name + DLQ_SUFFIX

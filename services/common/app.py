@@ -1,0 +1,78 @@
+"""The faust app factory: one app per service (its id is the consumer group).
+
+Values and keys are raw bytes: decoding is ours (``codec``), so a malformed record becomes a
+dead letter instead of a crash inside faust. Every service gets ``/livez``, ``/readyz`` and
+``/metrics`` on its web port, bound to ``WEB_BIND_HOST`` (loopback by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from services.common.logs import logging_config
+from services.common.metrics import ServiceMetrics
+from services.common.settings import CommonSettings
+
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def make_app(
+    *,
+    settings: CommonSettings,
+    metrics: ServiceMetrics,
+    ready_checks: ReadyCheck | None = None,
+    app_id: str | None = None,
+) -> faust.App:
+    app = faust.App(
+        app_id or f"{settings.topic_prefix}selfcare-{settings.service}",
+        broker=settings.kafka_broker_url,
+        key_serializer="raw",
+        value_serializer="raw",
+        autodiscover=False,
+        datadir=str(settings.var_dir / "faust" / f"{settings.topic_prefix}{settings.service}"),
+        store="memory://",
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_max_request_size=4 * 1024 * 1024,
+        consumer_max_fetch_size=4 * 1024 * 1024,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        logging_config=logging_config(settings.service, settings.log_level),
+        loghandlers=[],
+    )
+
+    @app.page("/livez")
+    async def livez(self: View, request: Request) -> Response:
+        return self.json({"status": "alive", "service": settings.service})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        checks: dict[str, bool] = {"kafka_assigned": _assigned(app)}
+        if ready_checks is not None:
+            checks.update(await ready_checks())
+        ok = all(checks.values())
+        return self.json({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def prometheus(self: View, request: Request) -> Response:
+        return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _assigned(app: Any) -> bool:
+    """The worker has partitions assigned and is not in the middle of a rebalance."""
+    try:
+        return bool(app.consumer.assignment()) and not app.rebalancing
+    except Exception:  # consumer not started yet
+        return False

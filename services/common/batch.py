@@ -1,0 +1,183 @@
+"""The consumer loop every service shares: batch, decode, handle, publish, dead-letter, ack.
+
+An agent body is ``await runner.run(stream)``. For each batch taken from the stream:
+
+1. each record is decoded; a malformed one is dead-lettered (the topic's ``.dlq``) with the
+   reason in headers, and the rest go on;
+2. the handler does the batch's work in one database transaction, staging its output in the
+   outbox (dedupe by ``event_id`` lives in the same transaction);
+3. the outbox is published and dead letters are sent, both awaited until the broker has them;
+4. only then does faust ack the batch, so offsets never pass a record whose effects are not
+   durable (at-least-once).
+
+If the database is unavailable the whole batch is retried with backoff, never skipped. If the
+handler fails on a batch for another reason, the records are retried one by one so that a single
+poison record goes to the DLQ (``processing_error``) and the others are processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from schemas.events import Event
+from services.common.codec import DecodeError, WireRecord, decode
+from services.common.db import is_transient
+from services.common.metrics import ServiceMetrics
+from services.common.publish import OutboxRelay, Publisher, dead_letter_record
+
+E = TypeVar("E", bound=Event)
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One consumed Kafka record, independent of faust (tests build these directly)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class Inbound(Generic[E]):
+    """A decoded event with where it came from."""
+
+    event: E
+    raw: RawRecord
+
+
+Handler = Callable[[list[Inbound[E]]], Awaitable[None]]
+
+
+class BatchRunner(Generic[E]):
+    def __init__(
+        self,
+        *,
+        service: str,
+        topic: str,
+        model: type[E],
+        handler: Handler[E],
+        publisher: Publisher,
+        relay: OutboxRelay,
+        metrics: ServiceMetrics,
+        max_record_bytes: int,
+        batch_size: int = 500,
+        within_s: float = 0.2,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self.service = service
+        self.topic = topic
+        self.model = model
+        self.handler = handler
+        self.publisher = publisher
+        self.relay = relay
+        self.metrics = metrics
+        self.max_record_bytes = max_record_bytes
+        self.batch_size = batch_size
+        self.within_s = within_s
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+
+    async def run(self, stream: Any) -> None:
+        """The agent body: faust acks each batch after this returns from ``process``."""
+        await self.relay.flush()  # leftovers of a previous run
+        batches: AsyncIterator[Sequence[Any]] = stream.take_events(self.batch_size, self.within_s)
+        async for events in batches:
+            await self.process([_raw(event.message) for event in events])
+
+    async def process(self, records: Sequence[RawRecord]) -> None:
+        started = time.perf_counter()
+        good: list[Inbound[E]] = []
+        dead: list[WireRecord] = []
+        for record in records:
+            try:
+                event = decode(self.model, record.value, max_bytes=self.max_record_bytes)
+            except DecodeError as exc:
+                dead.append(self._dead(record, exc.error_class, exc.reason))
+                continue
+            good.append(Inbound(event=event, raw=record))
+        if good:
+            dead.extend(await self._handle(good))
+        await self.relay.flush()
+        if dead:
+            await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])
+        processed = len(records) - len(dead)
+        self.metrics.events_consumed.labels(self.topic, "processed").inc(processed)
+        self.metrics.events_consumed.labels(self.topic, "dead_lettered").inc(len(dead))
+        self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
+        newest = max((r.timestamp or 0.0 for r in records), default=0.0)
+        if newest:
+            self.metrics.lag_seconds.labels(self.topic).set(max(time.time() - newest, 0.0))
+
+    async def _handle(self, items: list[Inbound[E]]) -> list[WireRecord]:
+        """Run the handler; returns dead letters for poison records."""
+        try:
+            await self._with_db_retry(items)
+            return []
+        except Exception as exc:
+            if len(items) == 1:
+                item = items[0]
+                log.exception(
+                    "record failed processing; dead-lettered",
+                    extra={"topic": self.topic, "event_id": str(item.event.event_id)},
+                )
+                return [self._dead(item.raw, "processing_error", type(exc).__name__)]
+            log.warning(
+                "batch failed (%s); retrying its %d records one by one",
+                type(exc).__name__, len(items), extra={"topic": self.topic},
+            )
+        dead: list[WireRecord] = []
+        for item in items:
+            dead.extend(await self._handle([item]))
+        return dead
+
+    async def _with_db_retry(self, items: list[Inbound[E]]) -> None:
+        delay = self.retry_initial_s
+        while True:
+            try:
+                await self.handler(items)
+                return
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self.metrics.batch_retries.labels(self.topic).inc()
+                log.warning(
+                    "database unavailable (%s); retrying batch in %.1fs",
+                    type(exc).__name__, delay, extra={"topic": self.topic},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_s)
+
+    def _dead(self, record: RawRecord, error_class: str, reason: str) -> WireRecord:
+        self.metrics.dlq_records.labels(self.topic, error_class).inc()
+        log.warning(
+            "record dead-lettered: %s", error_class,
+            extra={"topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "error_class": error_class},
+        )
+        return dead_letter_record(
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value, error_class=error_class, reason=reason,
+            service=self.service,
+        )
+
+
+def _raw(message: Any) -> RawRecord:
+    headers = message.headers or []
+    if isinstance(headers, dict):
+        headers = list(headers.items())
+    return RawRecord(
+        topic=message.topic, partition=message.partition, offset=message.offset,
+        key=message.key, value=message.value, headers=list(headers),
+        timestamp=message.timestamp,
+    )

@@ -1,0 +1,90 @@
+"""Wire codec: events to Kafka records and back.
+
+Producing writes CloudEvents binary-mode headers (``ce_*`` and ``content-type``); consuming
+requires none of them (the CRM and the portal may not set them). Decoding errors carry a short
+class and a reason built only from field paths and error kinds — never from the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from schemas.events import Event
+
+E = TypeVar("E", bound=Event)
+
+CE_SPECVERSION = "1.0"
+CONTENT_TYPE = "application/json"
+
+
+class DecodeError(Exception):
+    """A record that is not a well-formed event: it belongs on the topic's DLQ."""
+
+    def __init__(self, error_class: str, reason: str) -> None:
+        super().__init__(f"{error_class}: {reason}")
+        self.error_class = error_class
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class WireRecord:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def encode(event: Event, *, key: str | None, source: str) -> WireRecord:
+    """An event as a Kafka record with CloudEvents binary-mode headers."""
+    headers = [
+        ("ce_specversion", CE_SPECVERSION.encode()),
+        ("ce_id", str(event.event_id).encode()),
+        ("ce_type", f"selfcare.{event.type_name}.v1".encode()),
+        ("ce_source", source.encode()),
+        ("ce_time", event.occurred_at.isoformat().replace("+00:00", "Z").encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
+    return WireRecord(
+        key=None if key is None else key.encode("utf-8"),
+        value=event.model_dump_json(exclude_none=True).encode("utf-8"),
+        headers=headers,
+    )
+
+
+def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
+    """Parse one record's value as ``model``; raise ``DecodeError`` for anything malformed."""
+    if value is None:
+        raise DecodeError("empty_record", "record has no value (tombstone)")
+    if len(value) > max_bytes:
+        raise DecodeError("oversized_record", f"{len(value)} bytes > limit {max_bytes}")
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(*describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> tuple[str, str]:
+    """(error class, reason) of a validation error, without the offending input values."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    if any(err["type"] in {"json_invalid", "json_type"} for err in errors):
+        return "invalid_json", "not a JSON object"
+    parts: list[str] = []
+    for err in errors[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['type']}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid_event", "; ".join(parts) + more
+
+
+def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None

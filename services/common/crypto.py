@@ -1,0 +1,122 @@
+"""Authenticated encryption of contacts and passwords, and keyed hashes of identifiers.
+
+* ``SECRET_KEYS``: comma-separated base64url 256-bit keys, newest first. The newest encrypts;
+  every listed key decrypts (rotation: prepend a new key, re-deploy, drop the old one once
+  nothing encrypted with it is still needed — codes live ``CODE_TTL_S``).
+* ``HASH_PEPPER``: the HMAC-SHA-256 key of logins, destinations and passport data.
+
+A token is ``v1.<key id>.<base64url(nonce | AES-256-GCM ciphertext)>``; the key id is the first
+8 hex digits of SHA-256 of the key, so it reveals nothing. The associated data binds a token to
+its use (e.g. ``code:<code_id>:password``), so a token cannot be moved to another field or event.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_NONCE = 12
+
+
+class DecryptError(Exception):
+    """A token is malformed, was made with an unknown key, or was tampered with."""
+
+
+def _b64e(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def generate_key() -> str:
+    """A new random 256-bit key in the form ``SECRET_KEYS`` takes."""
+    return _b64e(secrets.token_bytes(32))
+
+
+@dataclass(frozen=True)
+class Keyring:
+    keys: tuple[bytes, ...] = field(repr=False)
+    pepper: bytes = field(repr=False)
+
+    @classmethod
+    def from_config(cls, *, secret_keys: str, hash_pepper: str) -> Keyring:
+        keys: list[bytes] = []
+        for index, item in enumerate(k.strip() for k in secret_keys.split(",")):
+            if not item:
+                continue
+            try:
+                raw = _b64d(item)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"SECRET_KEYS entry {index + 1} is not base64url") from exc
+            if len(raw) != 32:
+                raise ValueError(f"SECRET_KEYS entry {index + 1} must be 32 bytes (256 bits)")
+            keys.append(raw)
+        if not keys:
+            raise ValueError("SECRET_KEYS holds no key")
+        if len(hash_pepper.encode()) < 16:
+            raise ValueError("HASH_PEPPER must be at least 16 bytes")
+        return cls(keys=tuple(keys), pepper=hash_pepper.encode())
+
+    def encrypt(self, plaintext: str, *, aad: str) -> str:
+        key = self.keys[0]
+        nonce = secrets.token_bytes(_NONCE)
+        sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), aad.encode("utf-8"))
+        return f"v1.{key_id(key)}.{_b64e(nonce + sealed)}"
+
+    def decrypt(self, token: str, *, aad: str) -> str:
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != "v1":
+            raise DecryptError("malformed token")
+        candidates = [k for k in self.keys if key_id(k) == parts[1]]
+        if not candidates:
+            raise DecryptError("token made with an unknown key")
+        try:
+            blob = _b64d(parts[2])
+        except (ValueError, TypeError) as exc:
+            raise DecryptError("malformed token") from exc
+        for key in candidates:
+            try:
+                plain = AESGCM(key).decrypt(blob[:_NONCE], blob[_NONCE:], aad.encode("utf-8"))
+            except (InvalidTag, ValueError):
+                continue
+            return plain.decode("utf-8")
+        raise DecryptError("token does not authenticate")
+
+    def keyed_hash(self, purpose: str, value: str) -> str:
+        """HMAC-SHA-256 of ``value`` for one ``purpose`` (hex): stable, not reversible."""
+        message = purpose.encode() + b"\x00" + value.encode("utf-8")
+        return hmac.new(self.pepper, message, hashlib.sha256).hexdigest()
+
+
+def load_or_create_local_keys(path: Path) -> Keyring:
+    """Local/demo mode only: keys generated once and kept in ``path`` (mode 0600)."""
+    if path.exists():
+        data = json.loads(path.read_text())
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"secret_keys": generate_key(), "hash_pepper": _b64e(secrets.token_bytes(32))}
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, path)
+    return Keyring.from_config(secret_keys=data["secret_keys"], hash_pepper=data["hash_pepper"])
+
+
+if __name__ == "__main__":
+    print(generate_key())

@@ -1,0 +1,88 @@
+"""Logins: which identifier is the login of each TV product, and how typed logins normalise.
+
+The product table is configuration, in one place (DESIGN.md rule 2). Registration and recovery
+both normalise with these functions, so a login typed on the portal meets the key registration
+published: ``keyed_hash("login:<kind>", normalised value)``.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+import phonenumbers
+
+from schemas.events import TvProduct
+from services.common.crypto import Keyring
+
+
+class LoginKind(StrEnum):
+    MOBILE = "mobile"
+    PERSONAL_ACCOUNT = "personal_account"
+
+
+LOGIN_BY_PRODUCT: dict[TvProduct, LoginKind] = {
+    TvProduct.INTERACTIVE: LoginKind.MOBILE,
+    TvProduct.LINEAR: LoginKind.PERSONAL_ACCOUNT,
+    TvProduct.SATELLITE: LoginKind.PERSONAL_ACCOUNT,
+}
+
+PERSONAL_ACCOUNT_RE = re.compile(r"^[0-9]{6,20}$")
+
+
+class InvalidLogin(ValueError):
+    """The text is not a valid value of that kind of login."""
+
+
+def normalise_mobile(text: str) -> str:
+    """A Russian mobile number as people type it (``+7…``, ``8…``, ``7…``, spaces, dashes,
+    brackets) in E.164 (``+79161234567``); raises ``InvalidLogin`` otherwise."""
+    if not text or len(text) > 32 or re.search(r"[^0-9+\-() .]", text):
+        raise InvalidLogin("mobile has characters other than digits, spaces, +, -, brackets")
+    digits = re.sub(r"\D", "", text)
+    if len(digits) == 11 and digits[0] == "8" and not text.lstrip().startswith("+"):
+        digits = "7" + digits[1:]
+    elif len(digits) == 10 and not text.lstrip().startswith("+"):
+        digits = "7" + digits
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidLogin("not a phone number") from exc
+    if number.country_code != 7 or phonenumbers.region_code_for_number(number) != "RU":
+        raise InvalidLogin("not a Russian number")
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidLogin("not a valid number")
+    if phonenumbers.number_type(number) not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        raise InvalidLogin("not a mobile number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_personal_account(text: str) -> str:
+    """A personal account number: digits, spaces allowed when typed; 6 to 20 digits."""
+    compact = re.sub(r"\s", "", text or "")
+    if not PERSONAL_ACCOUNT_RE.match(compact):
+        raise InvalidLogin("personal account must be 6 to 20 digits")
+    return compact
+
+
+def login_key(keyring: Keyring, kind: LoginKind, normalised: str) -> str:
+    return keyring.keyed_hash(f"login:{kind.value}", normalised)
+
+
+def candidate_keys(keyring: Keyring, typed: str) -> dict[LoginKind, str]:
+    """Every login key a typed login could stand for (a mobile, a personal account, or both)."""
+    keys: dict[LoginKind, str] = {}
+    try:
+        keys[LoginKind.MOBILE] = login_key(keyring, LoginKind.MOBILE, normalise_mobile(typed))
+    except InvalidLogin:
+        pass
+    try:
+        keys[LoginKind.PERSONAL_ACCOUNT] = login_key(
+            keyring, LoginKind.PERSONAL_ACCOUNT, normalise_personal_account(typed)
+        )
+    except InvalidLogin:
+        pass
+    return keys

@@ -1,0 +1,42 @@
+"""Masking of personal data for topics and logs: ``+7******4567``, ``i*****v@example.ru``."""
+
+from __future__ import annotations
+
+import re
+
+
+def mask_phone(e164: str) -> str:
+    """Keep the country code and the last four digits: ``+79161234567`` → ``+7******4567``."""
+    digits = re.sub(r"\D", "", e164)
+    if len(digits) < 6:
+        return "*" * len(digits)
+    if len(digits) == 11 and digits[0] in "78":
+        digits = "7" + digits[1:]
+    country = digits[0] if digits.startswith("7") else digits[:2]
+    hidden = len(digits) - len(country) - 4
+    return f"+{country}{'*' * hidden}{digits[-4:]}"
+
+
+def mask_email(email: str) -> str:
+    """Keep the first and last character of the local part, and the domain."""
+    local, _, domain = email.rpartition("@")
+    if not local:
+        return "*" * len(email)
+    # a fixed number of stars hides the length of the local part too
+    last = local[-1] if len(local) > 1 else ""
+    return f"{local[0]}*****{last}@{domain}"
+
+
+def mask_digits(value: str, keep: int = 4) -> str:
+    """A personal account or contract number: ``123456789012`` → ``********9012``."""
+    return "*" * max(len(value) - keep, 0) + value[-keep:]
+
+
+_PHONE_RE = re.compile(r"(?<![\w*])\+?[78][\s\-()]*(?:\d[\s\-()]*){9}\d(?!\w)")
+_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+\-])([A-Za-z0-9._%+\-]*)([A-Za-z0-9_%+\-])@([A-Za-z0-9.\-]+)")
+
+
+def redact_text(text: str) -> str:
+    """Last line of defence for log messages: mask anything shaped like a phone or an email."""
+    text = _PHONE_RE.sub(lambda m: mask_phone(m.group(0)), text)
+    return _EMAIL_RE.sub(lambda m: f"{m.group(1)}***{m.group(3)}@{m.group(4)}", text)

@@ -1,0 +1,75 @@
+"""Transactional outbox: records to publish are written in the same transaction as the work.
+
+A handler adds its outgoing records with ``stage`` inside its transaction; after the commit the
+batch runner publishes them and deletes them. A crash between commit and publish leaves them in
+the table, and ``pending`` hands them out again at the next start — at-least-once with no lost
+output, and downstream consumers dedupe by ``event_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
+from sqlalchemy.orm import Session
+
+from services.common.codec import WireRecord
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", LargeBinary, nullable=True),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", JSON, nullable=False),
+    )
+
+
+@dataclass(frozen=True)
+class Staged:
+    id: int
+    topic: str
+    record: WireRecord
+
+
+def stage(session: Session, table: Table, topic: str, records: Sequence[WireRecord]) -> None:
+    """Add records for ``topic`` (a public topic name) to the outbox, in the caller's transaction."""
+    if not records:
+        return
+    rows: list[dict[str, Any]] = [
+        {
+            "topic": topic,
+            "key": r.key,
+            "value": r.value,
+            "headers": [[k, v.decode("utf-8")] for k, v in r.headers],
+        }
+        for r in records
+    ]
+    session.execute(table.insert(), rows)
+
+
+def pending(session: Session, table: Table, limit: int = 5000) -> list[Staged]:
+    rows = session.execute(table.select().order_by(table.c.id).limit(limit)).all()
+    return [
+        Staged(
+            id=row.id,
+            topic=row.topic,
+            record=WireRecord(
+                key=row.key,
+                value=row.value,
+                headers=[(k, v.encode("utf-8")) for k, v in row.headers],
+            ),
+        )
+        for row in rows
+    ]
+
+
+def delete(session: Session, table: Table, ids: Sequence[int]) -> None:
+    if ids:
+        session.execute(table.delete().where(table.c.id.in_(list(ids))))

@@ -1,0 +1,98 @@
+"""Publishing: the outbox relay and the dead-letter helper, over faust's producer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.orm import Session
+
+from services.common import outbox
+from services.common.codec import WireRecord
+from services.common.db import Database
+
+log = logging.getLogger(__name__)
+
+DLQ_HEADERS = (
+    "dlq_original_topic",
+    "dlq_original_partition",
+    "dlq_original_offset",
+    "dlq_error_class",
+    "dlq_error_message",
+    "dlq_service",
+    "dlq_failed_at",
+)
+
+
+class Publisher:
+    """Sends records with faust's producer and waits until the broker has them (acks=all)."""
+
+    def __init__(self, *, app: Any, topic_prefix: str) -> None:
+        self._app = app
+        self._prefix = topic_prefix
+
+    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
+        futures: list[Awaitable[Any]] = []
+        for topic, record in items:
+            fut = await self._app.producer.send(
+                self._prefix + topic, record.key, record.value, None, None, record.headers
+            )
+            futures.append(fut)
+        if futures:
+            await asyncio.gather(*futures)
+
+
+class OutboxRelay:
+    """Publishes what handlers staged in the outbox, then deletes it (see ``outbox``)."""
+
+    def __init__(self, *, db: Database, table: Table, publisher: Publisher) -> None:
+        self._db = db
+        self._table = table
+        self._publisher = publisher
+        self._lock = asyncio.Lock()
+
+    async def flush(self) -> int:
+        sent = 0
+        async with self._lock:
+            while True:
+                staged = await self._db.run(lambda s: outbox.pending(s, self._table))
+                if not staged:
+                    return sent
+                await self._publisher.send_all([(item.topic, item.record) for item in staged])
+                ids = [item.id for item in staged]
+
+                def _delete(session: Session, ids: list[int] = ids) -> None:
+                    outbox.delete(session, self._table, ids)
+
+                await self._db.run(_delete)
+                sent += len(staged)
+
+
+def dead_letter_record(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    error_class: str,
+    reason: str,
+    service: str,
+) -> WireRecord:
+    """The original record unchanged, with plain-text headers saying where it came from and why."""
+    headers = [
+        ("dlq_original_topic", topic),
+        ("dlq_original_partition", str(partition)),
+        ("dlq_original_offset", str(offset)),
+        ("dlq_error_class", error_class),
+        ("dlq_error_message", reason[:500]),
+        ("dlq_service", service),
+        ("dlq_failed_at", datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")),
+    ]
+    return WireRecord(
+        key=key, value=value or b"", headers=[(k, v.encode("utf-8")) for k, v in headers]
+    )
