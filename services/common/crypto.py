@@ -103,6 +103,16 @@ class Keyring:
         return hmac.new(self.pepper, message, hashlib.sha256).hexdigest()
 
 
+def contact_aad(account_id: str, field: str) -> str:
+    """Associated data of an encrypted contact in AccountChanged (``field``: mobile, email)."""
+    return f"account:{account_id}:{field}"
+
+
+def code_aad(code_id: str, field: str) -> str:
+    """Associated data of CodeIssued's encrypted fields (``field``: destination, password)."""
+    return f"code:{code_id}:{field}"
+
+
 def load_or_create_local_keys(path: Path) -> Keyring:
     """Local/demo mode only: keys generated once and kept in ``path`` (mode 0600)."""
     if path.exists():
