@@ -39,6 +39,9 @@ class Worker:
 
     def start(self, ready_timeout_s: float = 60.0) -> Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        # services.recovery -> RECOVERY_WEB_PORT; tests.support.probe_service -> PROBE_WEB_PORT
+        service = self.module.split(".")[-1].removesuffix("_service").upper()
+        self.env = {**self.env, f"{service}_WEB_PORT": str(self.web_port)}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, "worker", "--loglevel", "info"],
