@@ -62,6 +62,7 @@ async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -
             except TopicAlreadyExistsError:
                 pass  # another applier raced us; the next apply converges
             changes += [f"created {prefix + s.name} ({s.partitions} partitions)" for s in missing]
+            await _wait_for_leaders(admin, [prefix + s.name for s in missing])
         for spec in specs:
             state = current.get(prefix + spec.name)
             if state is None:
@@ -79,6 +80,21 @@ async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -
     finally:
         await admin.close()
     return changes
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30) -> None:
+    """New topics take a moment to elect partition leaders; producers fail until they have."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        described = await admin.describe_topics(names)
+        if all(
+            t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"topics without leaders after {timeout_s}s")
 
 
 def _new_topic(spec: TopicSpec, prefix: str, replication_factor: int) -> NewTopic:

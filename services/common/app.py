@@ -27,13 +27,15 @@ def make_app(
     ready_checks: ReadyCheck | None = None,
     app_id: str | None = None,
 ) -> faust.App:
+    datadir = settings.var_dir / "faust" / f"{settings.topic_prefix}{settings.service}"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id or f"{settings.topic_prefix}selfcare-{settings.service}",
         broker=settings.kafka_broker_url,
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
-        datadir=str(settings.var_dir / "faust" / f"{settings.topic_prefix}{settings.service}"),
+        datadir=str(datadir),
         store="memory://",
         topic_disable_leader=True,
         topic_allow_declare=False,

@@ -1,0 +1,96 @@
+"""A minimal service on the shared runtime, for the generic consumer tests.
+
+It consumes ``crm.contract.terminated.v1`` with ``BatchRunner`` and records each event id in its
+own database (dedupe in the same transaction), staging a ContractRejected per event in the
+outbox so that the whole path — decode, DLQ, handler, outbox, relay, ack — runs for real.
+Start it with ``python -m tests.support.probe_service worker``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from sqlalchemy import Column, MetaData, String, Table, select
+from sqlalchemy.orm import Session
+
+from schemas.events import ContractRejected, ContractRejectReason, ContractTerminated
+from schemas.topics import CONTRACT_REJECTED, CONTRACT_TERMINATED
+from services.common import outbox
+from services.common.app import make_app
+from services.common.batch import BatchRunner, Inbound
+from services.common.codec import encode
+from services.common.db import Database, Migration, migrate
+from services.common.metrics import ServiceMetrics
+from services.common.publish import OutboxRelay, Publisher
+from services.common.settings import CommonSettings
+
+metadata = MetaData()
+seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
+outbox_rows = outbox.outbox_table(metadata)
+MIGRATIONS = [Migration(1, "create tables", lambda conn: metadata.create_all(conn))]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeSettings(CommonSettings):
+    service: ClassVar[str] = "probe"
+    default_web_port: ClassVar[int] = 6199
+    fail_on_contract: str = ""
+
+
+def build() -> Any:
+    env = os.environ
+    settings = ProbeSettings(**ProbeSettings.common_from_env(env),
+                             fail_on_contract=env.get("PROBE_FAIL_ON_CONTRACT", ""))
+    db = Database(url=settings.database_url, name="probe")
+    migrate(db.engine, MIGRATIONS)
+    metrics = ServiceMetrics("probe")
+
+    async def ready() -> dict[str, bool]:
+        return {"database": await db.ping()}
+
+    app = make_app(settings=settings, metrics=metrics, ready_checks=ready)
+    publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
+    relay = OutboxRelay(db=db, table=outbox_rows, publisher=publisher)
+
+    async def handle(items: list[Inbound[ContractTerminated]]) -> None:
+        for item in items:
+            if settings.fail_on_contract and item.event.contract_number == settings.fail_on_contract:
+                raise RuntimeError("poison record")
+
+        def work(session: Session) -> None:
+            ids = [str(i.event.event_id) for i in items]
+            known = set(session.scalars(select(seen.c.event_id).where(seen.c.event_id.in_(ids))))
+            fresh = {str(i.event.event_id): i.event for i in items if str(i.event.event_id) not in known}
+            if not fresh:
+                return
+            session.execute(seen.insert(), [{"event_id": k} for k in fresh])
+            records = [
+                encode(
+                    ContractRejected(contract_number=e.contract_number, rejected_event_id=e.event_id,
+                                     reason=ContractRejectReason.UNKNOWN_CONTRACT),
+                    key=e.contract_number, source="/selfcare-access/probe",
+                )
+                for e in fresh.values()
+            ]
+            outbox.stage(session, outbox_rows, CONTRACT_REJECTED, records)
+
+        await db.run(work)
+
+    runner = BatchRunner(
+        service="probe", topic=CONTRACT_TERMINATED, model=ContractTerminated, handler=handle,
+        publisher=publisher, relay=relay, metrics=metrics,
+        max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
+    )
+    source = app.topic(settings.topic(CONTRACT_TERMINATED), key_type=bytes, value_type=bytes)
+
+    @app.agent(source)
+    async def terminated(stream: Any) -> None:
+        await runner.run(stream)
+
+    return app
+
+
+if __name__ == "__main__":
+    build().main()
