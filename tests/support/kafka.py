@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -35,7 +36,7 @@ class Consumed:
 async def produce(
     bootstrap: str,
     topic: str,
-    records: Sequence[tuple[bytes | None, bytes | None] | tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+    records: Sequence[tuple[Any, ...]],
 ) -> None:
     """Send raw (key, value[, headers]) records in order and wait for the broker's acks."""
     producer = AIOKafkaProducer(

@@ -42,7 +42,7 @@ class Worker:
         # services.recovery -> RECOVERY_WEB_PORT; tests.support.probe_service -> PROBE_WEB_PORT
         service = self.module.split(".")[-1].removesuffix("_service").upper()
         self.env = {**self.env, f"{service}_WEB_PORT": str(self.web_port)}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")  # handed to the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, "worker", "--loglevel", "info"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, func, select
+
+from schemas.events import CodeRequested, ContractLinked
+from services.common import outbox
+from services.common.codec import DecodeError, decode, encode, header
+from services.common.db import Database, Migration, migrate
+
+DESIGN_REQUEST = {
+    "event_id": "0f5c3c0a-0b8e-4c5f-8a55-5b0c1b1d7a21", "occurred_at": "2026-11-24T09:31:00Z",
+    "login": "8 (916) 123-45-67", "channel": "sms", "locale": "ru", "client_ip": "203.0.113.7",
+}
+
+
+def test_encode_writes_cloudevents_headers_and_decode_ignores_them() -> None:
+    event = CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST))
+    record = encode(event, key="k", source="/selfcare-access/test")
+    assert header(record.headers, "ce_specversion") == "1.0"
+    assert header(record.headers, "ce_id") == DESIGN_REQUEST["event_id"]
+    assert header(record.headers, "ce_type") == "selfcare.CodeRequested.v1"
+    assert header(record.headers, "ce_source") == "/selfcare-access/test"
+    assert header(record.headers, "ce_time") == "2026-11-24T09:31:00Z"
+    assert header(record.headers, "content-type") == "application/json"
+    assert decode(CodeRequested, record.value, max_bytes=10_000) == event
+
+
+def test_unknown_fields_are_ignored() -> None:
+    raw = json.dumps({**DESIGN_REQUEST, "portal_version": "9", "extra": {"a": 1}}).encode()
+    assert decode(CodeRequested, raw, max_bytes=10_000).login == "8 (916) 123-45-67"
+
+
+@pytest.mark.parametrize("value,error_class", [
+    (b"\xc3\x28", "invalid_utf8"),
+    (b"{", "invalid_json"),
+    (b'"string"', "invalid_event"),
+    (json.dumps({**DESIGN_REQUEST, "channel": "pigeon"}).encode(), "invalid_event"),
+    (json.dumps({**DESIGN_REQUEST, "login": ""}).encode(), "invalid_event"),
+    (json.dumps({**DESIGN_REQUEST, "login": "ivanov"}).encode(), "invalid_event"),
+    (json.dumps({**DESIGN_REQUEST, "login": "1" * 10_000}).encode(), "oversized_record"),
+    (None, "empty_record"),
+])
+def test_decode_errors_are_classified_and_never_quote_the_input(
+    value: bytes | None, error_class: str
+) -> None:
+    with pytest.raises(DecodeError) as info:
+        decode(CodeRequested, value, max_bytes=4096)
+    assert info.value.error_class == error_class
+    assert "pigeon" not in info.value.reason and "ivanov" not in info.value.reason
+
+
+def test_decode_reports_field_paths() -> None:
+    bad = {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-24T09:30:00Z", "contract_number": "1",
+           "personal_account": "1", "tv_product": "cable", "subscriber": {"full_name": "X"}}
+    with pytest.raises(DecodeError) as info:
+        decode(ContractLinked, json.dumps(bad).encode(), max_bytes=10_000)
+    assert "tv_product: enum" in info.value.reason
+    assert "subscriber.mobile: missing" in info.value.reason
+    assert "cable" not in info.value.reason
+
+
+async def test_migrations_apply_once_and_outbox_round_trip(database_url: str) -> None:
+    metadata = MetaData()
+    things = Table("things", metadata, Column("id", Integer, primary_key=True))
+    table = outbox.outbox_table(metadata)
+    steps = [Migration(1, "tables", lambda c: metadata.create_all(c)),
+             Migration(2, "seed", lambda c: c.execute(things.insert().values(id=1)))]
+    db = Database(url=database_url, name="t")
+    try:
+        assert migrate(db.engine, steps) == [1, 2]
+        assert migrate(db.engine, steps) == []
+        record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key="k", source="/t")
+        await db.run(lambda s: outbox.stage(s, table, "topic.a", [record, record]))
+        staged = await db.run(lambda s: outbox.pending(s, table))
+        assert [s.topic for s in staged] == ["topic.a", "topic.a"]
+        assert staged[0].record == record
+        await db.run(lambda s: outbox.delete(s, table, [staged[0].id]))
+        assert len(await db.run(lambda s: outbox.pending(s, table))) == 1
+        assert await db.run(lambda s: s.scalar(select(func.count()).select_from(things))) == 1
+        assert await db.ping()
+    finally:
+        db.close()
+
+
+async def test_a_failed_transaction_leaves_nothing(database_url: str) -> None:
+    metadata = MetaData()
+    table = outbox.outbox_table(metadata)
+    db = Database(url=database_url, name="t")
+    migrate(db.engine, [Migration(1, "t", lambda c: metadata.create_all(c))])
+    record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key=None, source="/t")
+
+    def work(session):  # type: ignore[no-untyped-def]
+        outbox.stage(session, table, "x", [record])
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await db.run(work)
+    assert await db.run(lambda s: outbox.pending(s, table)) == []
+    db.close()
