@@ -1,0 +1,1 @@
+"""notifier: turns CodeIssued into one SMS or email, with retries, and reports NotificationStatus."""

@@ -1,0 +1,104 @@
+"""SQL access to deliveries (SQLAlchemy Core, sync; called inside ``Database.run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from services.notifier.adapters.tables import deliveries, processed_events
+from services.notifier.domain.delivery import Delivery, Outcome, as_utc
+from services.notifier.domain.model import DeliveryState
+
+_FINAL = (DeliveryState.SENT.value, DeliveryState.FAILED.value)
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        code_id=row.code_id, request_event_id=row.request_event_id, channel=row.channel,
+        locale=row.locale, destination_masked=row.destination_masked,
+        destination_enc=row.destination_enc, password_enc=row.password_enc,
+        expires_at=as_utc(row.expires_at), state=row.state, attempts=row.attempts,
+        message_id=row.message_id, carrier_status=row.carrier_status,
+    )
+
+
+class SqlDeliveries:
+    def claim_new_events(self, session: Session, event_ids: Sequence[str], now: datetime) -> set[str]:
+        """Marks events as processed; returns those not seen before (same transaction as the work)."""
+        if not event_ids:
+            return set()
+        seen = set(session.scalars(
+            select(processed_events.c.event_id).where(processed_events.c.event_id.in_(event_ids))
+        ))
+        fresh = [e for e in dict.fromkeys(event_ids) if e not in seen]
+        if fresh:
+            session.execute(processed_events.insert(), [{"event_id": e, "processed_at": now} for e in fresh])
+        return set(fresh)
+
+    def existing_codes(self, session: Session, code_ids: Sequence[str]) -> set[str]:
+        if not code_ids:
+            return set()
+        return set(session.scalars(select(deliveries.c.code_id).where(deliveries.c.code_id.in_(code_ids))))
+
+    def insert(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            session.execute(deliveries.insert(), list(rows))
+
+    def claim_due(
+        self, session: Session, *, now: datetime, lease_until: datetime, limit: int
+    ) -> list[Delivery]:
+        """Due rows, and rows whose lease expired (a worker died mid-send), marked ``sending``."""
+        due = or_(
+            and_(deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+                 deliveries.c.next_attempt_at <= now),
+            and_(deliveries.c.state == DeliveryState.SENDING.value, deliveries.c.lease_until <= now),
+        )
+        query = select(deliveries).where(due).order_by(deliveries.c.next_attempt_at).limit(limit)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = [_delivery(r) for r in session.execute(query)]
+        if rows:
+            session.execute(
+                update(deliveries)
+                .where(deliveries.c.code_id.in_([r.code_id for r in rows]))
+                .values(state=DeliveryState.SENDING.value, lease_until=lease_until,
+                        attempts=deliveries.c.attempts + 1, updated_at=now)
+            )
+        return [Delivery(**{**r.__dict__, "attempts": r.attempts + 1}) for r in rows]
+
+    def finish(self, session: Session, outcome: Outcome, now: datetime) -> bool:
+        """Writes an attempt's outcome if the row is still this attempt's; False if not."""
+        values: dict[str, Any] = {"state": outcome.state, "updated_at": now, "lease_until": None,
+                                  "last_error": outcome.error or outcome.reason}
+        if outcome.next_attempt_at is not None:
+            values["next_attempt_at"] = outcome.next_attempt_at
+        if outcome.message_id is not None:
+            values["message_id"] = outcome.message_id
+        if outcome.state in _FINAL:
+            values.update(destination_enc=None, password_enc=None)
+        result = session.execute(
+            update(deliveries)
+            .where(deliveries.c.code_id == outcome.code_id,
+                   deliveries.c.attempts == outcome.attempts,
+                   deliveries.c.state.notin_(_FINAL))
+            .values(**values)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    def by_message_id(self, session: Session, message_id: str) -> Delivery | None:
+        row = session.execute(select(deliveries).where(deliveries.c.message_id == message_id)).first()
+        return None if row is None else _delivery(row)
+
+    def by_code_ids(self, session: Session, code_ids: Iterable[str]) -> list[Delivery]:
+        rows = session.execute(select(deliveries).where(deliveries.c.code_id.in_(list(code_ids))))
+        return [_delivery(r) for r in rows]
+
+    def set_carrier_status(self, session: Session, code_id: str, status: str, now: datetime) -> None:
+        session.execute(
+            update(deliveries).where(deliveries.c.code_id == code_id)
+            .values(carrier_status=status, updated_at=now)
+        )

@@ -1,0 +1,33 @@
+"""The faust wiring: the CodeIssued agent and the dispatcher task. No business logic here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.events import CodeIssued
+from schemas.topics import CODE_ISSUED
+from services.common.batch import BatchRunner
+from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.ports import NotificationGateway
+from services.notifier.settings import NotifierSettings
+
+
+def install_consumer(app: Any, *, settings: NotifierSettings, runner: BatchRunner[CodeIssued]) -> None:
+    topic = app.topic(settings.topic(CODE_ISSUED), key_type=bytes, value_type=bytes, internal=False)
+
+    @app.agent(topic, name="notifier.code_issued")
+    async def code_issued(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_dispatcher(app: Any, *, dispatcher: Dispatcher, gateways: Sequence[NotificationGateway]) -> None:
+    @app.task
+    async def dispatch() -> None:
+        for gateway in gateways:
+            await gateway.start()
+        try:
+            await dispatcher.run()
+        finally:
+            for gateway in gateways:
+                await gateway.close()

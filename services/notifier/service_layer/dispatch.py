@@ -1,0 +1,139 @@
+"""The dispatcher: claims due deliveries, sends them concurrently, records each outcome.
+
+It runs as a task beside the stream agent in the same worker. Rows are leased (state
+``sending``) before any gateway call, so another worker or a restart does not send them again
+while the lease holds. Outcomes are recorded in small batches as they arrive, each batch in one
+transaction with its NotificationStatus records staged in the outbox; a slow destination delays
+only its own row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+
+from services.common.crypto import DecryptError, Keyring, code_aad
+from services.common.db import Database
+from services.notifier.adapters.repository import SqlDeliveries
+from services.notifier.domain.delivery import Delivery, Outcome
+from services.notifier.domain.messages import render
+from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult, Verdict
+from services.notifier.service_layer.metrics import NotifierMetrics
+from services.notifier.service_layer.ports import NotificationGateway
+from services.notifier.service_layer.record_codes import Clock, utc_now
+from services.notifier.service_layer.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self, *, db: Database, repo: SqlDeliveries, keyring: Keyring,
+        gateways: Mapping[str, NotificationGateway], metrics: NotifierMetrics, policy: RetryPolicy,
+        flush: Callable[[], Awaitable[object]], support_phone: str, claim_limit: int = 500,
+        max_in_flight: int = 200, lease_s: float = 60.0, idle_s: float = 0.2,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.db, self.repo, self.keyring, self.gateways = db, repo, keyring, gateways
+        self.metrics, self.policy, self.support_phone = metrics, policy, support_phone
+        self.claim_limit, self.max_in_flight = claim_limit, max_in_flight
+        self.lease_s, self.idle_s, self.clock = lease_s, idle_s, clock
+        self.recorder = Recorder(db=db, repo=repo, metrics=metrics, flush=flush, clock=clock)
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """New rows were recorded: claim now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Forever: keep up to ``max_in_flight`` sends going (twice that claimed and waiting)."""
+        recording = asyncio.create_task(self.recorder.run())
+        try:
+            while True:
+                try:
+                    started = await self.step()
+                except Exception as exc:  # database away: leases keep rows safe; try again
+                    log.warning("dispatch round failed (%s)", type(exc).__name__)
+                    started = 0
+                    await asyncio.sleep(1.0)
+                if not started:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=self.idle_s)
+                    except TimeoutError:
+                        pass
+        finally:
+            for task in [*self._tasks, recording]:
+                task.cancel()
+
+    async def step(self) -> int:
+        """One claim: starts sends for due rows; returns how many."""
+        room = 2 * self.max_in_flight - len(self._tasks)
+        if room <= 0:
+            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        now = self.clock()
+        lease_until = now + timedelta(seconds=self.lease_s)
+        limit = min(self.claim_limit, room)
+        claimed = await self.db.run(
+            lambda s: self.repo.claim_due(s, now=now, lease_until=lease_until, limit=limit)
+        )
+        for delivery in claimed:
+            task = asyncio.create_task(self._attempt(delivery))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def drain(self) -> None:
+        """Wait for sends in flight and their recording (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+        await self.recorder.record_pending()
+
+    async def _attempt(self, delivery: Delivery) -> None:
+        outcome = await self._outcome(delivery)
+        self.recorder.add(delivery, outcome)
+
+    async def _outcome(self, d: Delivery) -> Outcome:
+        if d.expires_at <= self.clock():
+            return _failed(d, FailReason.EXPIRED.value)
+        try:
+            to = self.keyring.decrypt(d.destination_enc or "", aad=code_aad(d.code_id, "destination"))
+            password = self.keyring.decrypt(d.password_enc or "", aad=code_aad(d.code_id, "password"))
+        except DecryptError:
+            log.warning("encrypted fields do not decrypt", extra={"code_id": d.code_id})
+            return _failed(d, FailReason.UNDECRYPTABLE.value)
+        message = render(code_id=d.code_id, channel=d.channel, locale=d.locale, to=to,
+                         password=password, support_phone=self.support_phone)
+        async with self._slots:
+            started = time.perf_counter()
+            result = await self.gateways[d.channel].send(message)
+            self.metrics.gateway_seconds.labels(d.channel).observe(time.perf_counter() - started)
+        return self._classify(d, result, self.clock())
+
+    def _classify(self, d: Delivery, result: SendResult, now: datetime) -> Outcome:
+        if result.verdict == Verdict.ACCEPTED:
+            return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.SENT.value,
+                           message_id=result.message_id)
+        if result.verdict == Verdict.PERMANENT:
+            return _failed(d, FailReason.REJECTED.value, result.error)
+        when = self.policy.next_attempt(attempts=d.attempts, now=now, expires_at=d.expires_at,
+                                        retry_after_s=result.retry_after_s)
+        if when is None:
+            exhausted = d.attempts >= self.policy.max_attempts
+            reason = FailReason.RETRIES_EXHAUSTED if exhausted else FailReason.EXPIRED
+            return _failed(d, reason.value, result.error)
+        log.info("send failed, retry scheduled",
+                 extra={"code_id": d.code_id, "error": result.error, "attempt": d.attempts})
+        return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.RETRY.value,
+                       next_attempt_at=when, error=result.error)
+
+
+def _failed(d: Delivery, reason: str, error: str | None = None) -> Outcome:
+    return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.FAILED.value,
+                   reason=reason, error=error)

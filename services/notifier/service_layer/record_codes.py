@@ -1,0 +1,105 @@
+"""The stream handler: each CodeIssued becomes one queued delivery row (sending happens elsewhere).
+
+One transaction per batch: dedupe by ``event_id`` and by ``code_id``, insert the deliveries, and
+for a code already expired on arrival, record it failed and stage its status. The stream never
+waits on a gateway, so a slow or failing destination cannot hold the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from schemas.events import CodeIssued, DeliveryStatus
+from schemas.topics import NOTIFICATION_STATUS
+from services.common import outbox
+from services.common.batch import Inbound
+from services.common.codec import WireRecord
+from services.common.db import Database
+from services.notifier.adapters.repository import SqlDeliveries
+from services.notifier.adapters.tables import outbox as outbox_table
+from services.notifier.domain.model import DeliveryState, FailReason
+from services.notifier.service_layer.metrics import NotifierMetrics
+from services.notifier.service_layer.statuses import status_record
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordCodes:
+    """``await record_codes(batch)`` — the BatchRunner handler."""
+
+    def __init__(
+        self, *, db: Database, repo: SqlDeliveries, metrics: NotifierMetrics,
+        on_recorded: Callable[[], None] = lambda: None, clock: Clock = utc_now,
+    ) -> None:
+        self.db = db
+        self.repo = repo
+        self.metrics = metrics
+        self.on_recorded = on_recorded
+        self.clock = clock
+
+    async def __call__(self, items: list[Inbound[CodeIssued]]) -> None:
+        now = self.clock()
+        expired = await self.db.run(lambda s: self._record(s, [i.event for i in items], now))
+        for channel in expired:
+            self.metrics.deliveries.labels(channel, DeliveryStatus.FAILED.value).inc()
+        self.on_recorded()
+
+    def _record(self, session: Session, events: list[CodeIssued], now: datetime) -> list[str]:
+        fresh = self.repo.claim_new_events(session, [str(e.event_id) for e in events], now)
+        known = self.repo.existing_codes(session, [str(e.code_id) for e in events])
+        rows: list[dict[str, Any]] = []
+        statuses: list[WireRecord] = []
+        expired: list[str] = []
+        for event in events:
+            code_id = str(event.code_id)
+            if str(event.event_id) not in fresh or code_id in known:
+                continue  # a redelivered event, or another event for a code already recorded
+            known.add(code_id)
+            is_expired = event.expires_at <= now
+            rows.append(_row(event, now, DeliveryState.FAILED if is_expired else DeliveryState.QUEUED))
+            if is_expired:
+                expired.append(event.channel.value)
+                statuses.append(status_record(
+                    code_id=code_id, request_event_id=str(event.request_event_id),
+                    channel=event.channel.value, status=DeliveryStatus.FAILED, attempts=0,
+                    destination_masked=event.destination_masked, now=now,
+                    reason=FailReason.EXPIRED.value,
+                ))
+                log.info("code expired before delivery", extra={"code_id": code_id})
+        self.repo.insert(session, rows)
+        outbox.stage(session, outbox_table, NOTIFICATION_STATUS, statuses)
+        return expired
+
+
+def _row(event: CodeIssued, now: datetime, state: DeliveryState) -> dict[str, Any]:
+    final = state == DeliveryState.FAILED
+    return {
+        "code_id": str(event.code_id),
+        "request_event_id": str(event.request_event_id),
+        "account_id": str(event.account_id),
+        "channel": event.channel.value,
+        "locale": event.locale.value,
+        "destination_masked": event.destination_masked,
+        "destination_enc": None if final else event.destination_enc,
+        "password_enc": None if final else event.password_enc,
+        "expires_at": event.expires_at,
+        "state": state.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "lease_until": None,
+        "message_id": None,
+        "carrier_status": None,
+        "last_error": FailReason.EXPIRED.value if final else None,
+        "created_at": now,
+        "updated_at": now,
+    }

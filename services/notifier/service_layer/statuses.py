@@ -1,0 +1,40 @@
+"""NotificationStatus records for the outbox: masked destination only, a stable event id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from schemas.events import Channel, DeliveryStatus, NotificationStatus
+from services.common.codec import WireRecord, encode
+
+SOURCE = "/selfcare-access/notifier"
+_NAMESPACE = uuid.UUID("6f1d2c3e-8b7a-4f4e-9d3c-2a1b0c9d8e7f")
+
+
+def status_record(
+    *,
+    code_id: str,
+    request_event_id: str | None,
+    channel: str,
+    status: DeliveryStatus,
+    attempts: int,
+    destination_masked: str,
+    now: datetime,
+    reason: str | None = None,
+    message_id: str | None = None,
+) -> WireRecord:
+    """The event id is derived from (code, status), so a re-published status is deduplicated."""
+    event = NotificationStatus(
+        event_id=uuid.uuid5(_NAMESPACE, f"{code_id}:{status.value}"),
+        occurred_at=now,
+        code_id=uuid.UUID(code_id),
+        request_event_id=uuid.UUID(request_event_id) if request_event_id else None,
+        channel=Channel(channel),
+        status=status,
+        attempts=attempts,
+        destination_masked=destination_masked,
+        reason=reason,
+        message_id=message_id,
+    )
+    return encode(event, key=code_id, source=SOURCE)
