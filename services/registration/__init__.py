@@ -1,0 +1,1 @@
+"""registration: CRM contract links and terminations → accounts → ``AccountChanged``."""

@@ -1,0 +1,136 @@
+"""``SqlAccountRepository``: the repository port over SQLAlchemy Core, set-based per batch."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from schemas.events import AccountStatus, TvProduct
+from services.common import outbox as outbox_rows
+from services.common.codec import WireRecord
+from services.common.db import Database
+from services.registration.adapters.tables import accounts, now, outbox, processed_events
+from services.registration.domain.model import Account, SealedContacts
+from services.registration.service_layer.ports import AccountRepository
+
+T = TypeVar("T")
+_CHUNK = 1000  # bound on the size of one IN (...) list
+
+
+class SqlAccountRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
+
+    def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        found: set[uuid.UUID] = set()
+        for chunk in _chunks(list(event_ids)):
+            query = select(processed_events.c.event_id).where(processed_events.c.event_id.in_(chunk))
+            found.update(self.session.execute(query).scalars())
+        return found
+
+    def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]:
+        result: dict[str, Account] = {}
+        for chunk in _chunks(list(numbers)):
+            query = select(accounts).where(accounts.c.contract_number.in_(chunk))
+            for row in self.session.execute(query):
+                account = _to_account(row)
+                self._loaded[account.account_id] = (account.status.value, account.login_key)
+                result[account.contract_number] = account
+        return result
+
+    def active_holders(self, login_keys: Collection[str]) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for chunk in _chunks(list(login_keys)):
+            query = select(accounts.c.login_key, accounts.c.contract_number).where(
+                accounts.c.login_key.in_(chunk), accounts.c.status == AccountStatus.ACTIVE.value
+            )
+            result.update({row.login_key: row.contract_number for row in self.session.execute(query)})
+        return result
+
+    def save(self, items: Sequence[Account]) -> None:
+        stamp = now()
+        new = [_to_row(a, stamp) for a in items if a.account_id not in self._loaded]
+        old = [a for a in items if a.account_id in self._loaded]
+        # Accounts that gave up their active login first, so that the unique partial index never
+        # sees two active holders mid-statement when logins move between accounts in one batch.
+        movers = [
+            a.account_id for a in old
+            if self._loaded[a.account_id][0] == AccountStatus.ACTIVE.value
+            and (not a.active or a.login_key != self._loaded[a.account_id][1])
+        ]
+        if movers:
+            self.session.execute(
+                update(accounts).where(accounts.c.account_id.in_(movers))
+                .values(status=AccountStatus.CLOSED.value)
+            )
+        if old:
+            rows = [{**_to_row(a, stamp), "b_id": a.account_id} for a in old]
+            for row in rows:
+                del row["account_id"]
+            self.session.connection().execute(
+                update(accounts).where(accounts.c.account_id == bindparam("b_id")), rows
+            )
+        if new:
+            self.session.execute(accounts.insert(), new)
+        for a in items:
+            self._loaded[a.account_id] = (a.status.value, a.login_key)
+
+    def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None:
+        if event_ids:
+            stamp = now()
+            self.session.execute(
+                processed_events.insert(), [{"event_id": e, "processed_at": stamp} for e in event_ids]
+            )
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        outbox_rows.stage(self.session, outbox, topic, records)
+
+
+class SqlUnitOfWork:
+    """One batch = one ``Database.run`` = one transaction in the database thread."""
+
+    def __init__(self, *, db: Database) -> None:
+        self.db = db
+
+    async def run(self, work: Callable[[AccountRepository], T]) -> T:
+        return await self.db.run(lambda session: work(SqlAccountRepository(session)))
+
+
+def _chunks(items: list[Any]) -> list[list[Any]]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+def _to_row(a: Account, stamp: Any) -> dict[str, Any]:
+    c = a.contacts
+    return {
+        "account_id": a.account_id, "contract_number": a.contract_number, "status": a.status.value,
+        "tv_product": a.tv_product.value, "login_key": a.login_key, "mobile_key": a.mobile_key,
+        "personal_account_key": a.personal_account_key, "mobile_enc": c.mobile_enc,
+        "mobile_masked": c.mobile_masked, "email_enc": c.email_enc, "email_masked": c.email_masked,
+        "full_name_enc": c.full_name_enc, "passport_hash": a.passport_hash,
+        "fingerprint": a.fingerprint, "mobile_active": a.mobile_active, "linked_at": a.linked_at,
+        "closed_at": a.closed_at, "last_event_at": a.last_event_at, "version": a.version,
+        "updated_at": stamp,
+    }
+
+
+def _to_account(row: Row[Any]) -> Account:
+    return Account(
+        account_id=row.account_id, contract_number=row.contract_number,
+        status=AccountStatus(row.status), tv_product=TvProduct(row.tv_product),
+        login_key=row.login_key, mobile_key=row.mobile_key,
+        personal_account_key=row.personal_account_key,
+        contacts=SealedContacts(
+            mobile_enc=row.mobile_enc, mobile_masked=row.mobile_masked, email_enc=row.email_enc,
+            email_masked=row.email_masked, full_name_enc=row.full_name_enc,
+        ),
+        passport_hash=row.passport_hash, fingerprint=row.fingerprint,
+        mobile_active=row.mobile_active, linked_at=row.linked_at, closed_at=row.closed_at,
+        last_event_at=row.last_event_at, version=row.version,
+    )

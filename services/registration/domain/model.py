@@ -1,0 +1,147 @@
+"""The account: what a contract's latest accepted link says, with personal data protected.
+
+The domain never sees a key: hashing and encryption sit behind the ``Protector`` port, and the
+account holds only their results (keyed hashes, sealed contacts, masked copies).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from schemas.events import AccountStatus, TvProduct
+from services.registration.domain.validation import NormalisedLink
+
+
+class Outcome(StrEnum):
+    """What one command did (a metrics label; never carries an id)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    REOPENED = "reopened"
+    CLOSED = "closed"
+    UNCHANGED = "unchanged"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProtectedLink:
+    """A normalised link with its keyed hashes; ``fingerprint`` changes iff its content does."""
+
+    link: NormalisedLink
+    login_key: str
+    mobile_key: str
+    personal_account_key: str
+    passport_hash: str
+    fingerprint: str
+
+    @property
+    def event_id(self) -> uuid.UUID:
+        return self.link.command.event_id
+
+    @property
+    def contract_number(self) -> str:
+        return self.link.command.contract_number
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.link.command.occurred_at
+
+
+@dataclass(frozen=True, kw_only=True)
+class SealedContacts:
+    """Contacts encrypted for the services (bound to the account id) and masked for people."""
+
+    mobile_enc: str
+    mobile_masked: str
+    email_enc: str | None
+    email_masked: str | None
+    full_name_enc: str
+
+
+class Protector(Protocol):
+    """Port: keyed hashes and authenticated encryption of a link's personal data."""
+
+    def protect(self, link: NormalisedLink) -> ProtectedLink: ...
+
+    def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts: ...
+
+
+@dataclass(kw_only=True)
+class Account:
+    account_id: uuid.UUID
+    contract_number: str
+    status: AccountStatus
+    tv_product: TvProduct
+    login_key: str
+    mobile_key: str
+    personal_account_key: str
+    contacts: SealedContacts
+    passport_hash: str
+    fingerprint: str
+    mobile_active: bool
+    linked_at: datetime  # occurred_at of the link the current state comes from
+    closed_at: datetime | None
+    last_event_at: datetime  # newest occurred_at applied (link or termination): the order guard
+    version: int
+
+    @classmethod
+    def open(cls, *, account_id: uuid.UUID, link: ProtectedLink, contacts: SealedContacts) -> Account:
+        account = cls(
+            account_id=account_id, contract_number=link.contract_number,
+            status=AccountStatus.ACTIVE, tv_product=link.link.command.tv_product,
+            login_key="", mobile_key="", personal_account_key="", contacts=contacts,
+            passport_hash="", fingerprint="", mobile_active=True, linked_at=link.occurred_at,
+            closed_at=None, last_event_at=link.occurred_at, version=0,
+        )
+        account._take(link, contacts)
+        return account
+
+    @property
+    def active(self) -> bool:
+        return self.status is AccountStatus.ACTIVE
+
+    def is_newer(self, occurred_at: datetime) -> bool:
+        """Only an event newer than everything applied so far may change the account."""
+        return occurred_at > self.last_event_at
+
+    def relink(self, link: ProtectedLink, seal: Callable[[], SealedContacts]) -> Outcome:
+        """Apply a newer link (the caller checked ``is_newer`` and the login conflict)."""
+        self.last_event_at = link.occurred_at
+        if self.active and link.fingerprint == self.fingerprint:
+            return Outcome.UNCHANGED
+        outcome = Outcome.UPDATED if self.active else Outcome.REOPENED
+        self._take(link, seal())
+        return outcome
+
+    def close(self, occurred_at: datetime) -> Outcome:
+        if not self.is_newer(occurred_at):
+            return Outcome.STALE
+        self.last_event_at = occurred_at
+        if not self.active:
+            return Outcome.UNCHANGED
+        self.status = AccountStatus.CLOSED
+        self.closed_at = occurred_at
+        self.version += 1
+        return Outcome.CLOSED
+
+    def _take(self, link: ProtectedLink, contacts: SealedContacts) -> None:
+        self.status = AccountStatus.ACTIVE
+        self.tv_product = link.link.command.tv_product
+        self.login_key = link.login_key
+        self.mobile_key = link.mobile_key
+        self.personal_account_key = link.personal_account_key
+        self.contacts = contacts
+        self.passport_hash = link.passport_hash
+        self.fingerprint = link.fingerprint
+        self.mobile_active = link.link.command.mobile_active
+        self.linked_at = link.occurred_at
+        self.closed_at = None
+        self.last_event_at = link.occurred_at
+        self.version += 1

@@ -1,0 +1,98 @@
+"""The rules applied to one batch: order, staleness, login conflicts, open / re-link / close.
+
+A ``Registry`` holds the accounts of the batch's contracts and the active holders of the logins
+the batch mentions (both loaded in one go by the caller), applies the commands in the order
+given (the caller sorts by ``occurred_at``) and reports what must be saved and published.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas.events import ContractRejectReason
+from services.registration.domain.commands import TerminateContract
+from services.registration.domain.model import Account, Outcome, ProtectedLink, Protector
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejection:
+    contract_number: str
+    event_id: uuid.UUID
+    reason: ContractRejectReason
+
+
+class Registry:
+    def __init__(
+        self,
+        *,
+        accounts: dict[str, Account],
+        holders: dict[str, str],
+        protector: Protector,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    ) -> None:
+        self.accounts = accounts  # contract_number → account
+        self.holders = holders  # login_key → contract_number of the ACTIVE account holding it
+        self.protector = protector
+        self.new_id = new_id
+        self.rejections: list[Rejection] = []
+        self.outcomes: Counter[Outcome] = Counter()
+        self._versions = {number: a.version for number, a in accounts.items()}
+        self._dirty: dict[str, Account] = {}
+
+    def link(self, link: ProtectedLink) -> Outcome:
+        number = link.contract_number
+        account = self.accounts.get(number)
+        if account is not None and not account.is_newer(link.occurred_at):
+            return self._count(Outcome.STALE)
+        holder = self.holders.get(link.login_key)
+        if holder is not None and holder != number:
+            return self.reject(number, link.event_id, ContractRejectReason.LOGIN_CONFLICT)
+        if account is None:
+            account_id = self.new_id()
+            account = Account.open(
+                account_id=account_id, link=link, contacts=self.protector.seal(account_id, link.link)
+            )
+            self.accounts[number] = account
+            outcome = Outcome.CREATED
+        else:
+            if account.active and self.holders.get(account.login_key) == number:
+                del self.holders[account.login_key]
+            current = account
+            outcome = account.relink(link, lambda: self.protector.seal(current.account_id, link.link))
+        self.holders[account.login_key] = number
+        self._dirty[number] = account
+        return self._count(outcome)
+
+    def terminate(self, command: TerminateContract) -> Outcome:
+        number = command.contract_number
+        account = self.accounts.get(number)
+        if account is None:
+            return self.reject(number, command.event_id, ContractRejectReason.UNKNOWN_CONTRACT)
+        outcome = account.close(command.occurred_at)
+        if outcome is not Outcome.STALE:
+            if self.holders.get(account.login_key) == number:
+                del self.holders[account.login_key]
+            self._dirty[number] = account
+        return self._count(outcome)
+
+    def reject(self, number: str, event_id: uuid.UUID, reason: ContractRejectReason) -> Outcome:
+        self.rejections.append(Rejection(contract_number=number, event_id=event_id, reason=reason))
+        return self._count(Outcome.REJECTED)
+
+    def duplicate(self) -> Outcome:
+        return self._count(Outcome.DUPLICATE)
+
+    def to_save(self) -> list[Account]:
+        """Accounts whose row changed (a newer event seen counts, even with the same content)."""
+        return list(self._dirty.values())
+
+    def to_publish(self) -> list[Account]:
+        """Accounts whose state changed: their final state in this batch, one per account."""
+        return [a for n, a in self._dirty.items() if a.version != self._versions.get(n)]
+
+    def _count(self, outcome: Outcome) -> Outcome:
+        self.outcomes[outcome] += 1
+        return outcome

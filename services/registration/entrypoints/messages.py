@@ -1,0 +1,74 @@
+"""The edge: wire events in, commands out, handler called, outcomes counted.
+
+The inbound models are the public ones with one stricter field: a contract number must look
+like one (letters, digits, ``-``, ``/``, ``.``), so a blank or control-character contract
+number is a malformed record (DLQ), not an account.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from prometheus_client import Counter as PromCounter
+from pydantic import Field
+
+from schemas.events import ContractLinked, ContractTerminated
+from services.common.batch import Inbound
+from services.registration.domain.commands import LinkContract, TerminateContract
+from services.registration.domain.model import Outcome, Protector
+from services.registration.service_layer.link_contract import link_contracts
+from services.registration.service_layer.ports import UnitOfWork
+from services.registration.service_layer.terminate_contract import terminate_contracts
+
+ContractNumber = Annotated[
+    str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z][0-9A-Za-z/._-]*$")
+]
+
+
+class InboundContractLinked(ContractLinked):
+    contract_number: ContractNumber
+
+
+class InboundContractTerminated(ContractTerminated):
+    contract_number: ContractNumber
+
+
+def to_link(event: ContractLinked) -> LinkContract:
+    s = event.subscriber
+    return LinkContract(
+        event_id=event.event_id, occurred_at=event.occurred_at,
+        contract_number=event.contract_number, personal_account=event.personal_account,
+        tv_product=event.tv_product, full_name=s.full_name, mobile=s.mobile, email=s.email,
+        passport_series=s.passport.series, passport_number=s.passport.number,
+        mobile_active=event.mobile_active,
+    )
+
+
+def to_termination(event: ContractTerminated) -> TerminateContract:
+    return TerminateContract(
+        event_id=event.event_id, occurred_at=event.occurred_at, contract_number=event.contract_number
+    )
+
+
+class Messages:
+    """The two batch handlers the agents' ``BatchRunner``s call."""
+
+    def __init__(self, *, uow: UnitOfWork, protector: Protector, outcomes: PromCounter) -> None:
+        self.uow = uow
+        self.protector = protector
+        self.outcomes = outcomes
+
+    async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> None:
+        commands = [to_link(item.event) for item in items]
+        self._count("link", await link_contracts(commands, uow=self.uow, protector=self.protector))
+
+    async def contracts_terminated(self, items: list[Inbound[InboundContractTerminated]]) -> None:
+        commands = [to_termination(item.event) for item in items]
+        self._count(
+            "terminate", await terminate_contracts(commands, uow=self.uow, protector=self.protector)
+        )
+
+    def _count(self, command: str, outcomes: Counter[Outcome]) -> None:
+        for outcome, n in outcomes.items():
+            self.outcomes.labels(command, outcome.value).inc(n)

@@ -1,0 +1,78 @@
+"""Handler of ``LinkContract``: a batch of links in one transaction.
+
+1. validate and normalise every link, hash its logins (a rejection is an outcome, not an error);
+2. in one transaction: drop ids already processed, load the batch's accounts and the active
+   holders of its logins (two queries), apply the links in ``occurred_at`` order, save, record
+   the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the outbox.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
+from services.registration.domain.commands import LinkContract
+from services.registration.domain.model import Outcome, ProtectedLink, Protector
+from services.registration.domain.registry import Registry, Rejection
+from services.registration.domain.validation import LinkRejected, normalise_link
+from services.registration.service_layer.outbound import account_changed, contract_rejected
+from services.registration.service_layer.ports import AccountRepository, UnitOfWork
+
+
+async def link_contracts(
+    commands: Sequence[LinkContract],
+    *,
+    uow: UnitOfWork,
+    protector: Protector,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> Counter[Outcome]:
+    def work(repo: AccountRepository) -> Counter[Outcome]:
+        prepared = [_prepare(c, protector) for c in sorted(commands, key=lambda c: c.occurred_at)]
+        return _apply(repo, prepared, protector, new_id)
+
+    return await uow.run(work)
+
+
+def _prepare(command: LinkContract, protector: Protector) -> ProtectedLink | Rejection:
+    try:
+        return protector.protect(normalise_link(command))
+    except LinkRejected as exc:
+        return Rejection(
+            contract_number=command.contract_number, event_id=command.event_id, reason=exc.reason
+        )
+
+
+def _apply(
+    repo: AccountRepository,
+    prepared: list[ProtectedLink | Rejection],
+    protector: Protector,
+    new_id: Callable[[], uuid.UUID],
+) -> Counter[Outcome]:
+    seen = repo.seen({p.event_id for p in prepared})
+    fresh: list[ProtectedLink | Rejection] = []
+    fresh_ids: set[uuid.UUID] = set()
+    for item in prepared:
+        if item.event_id not in seen and item.event_id not in fresh_ids:
+            fresh_ids.add(item.event_id)
+            fresh.append(item)
+    links = [p for p in fresh if isinstance(p, ProtectedLink)]
+    registry = Registry(
+        accounts=repo.by_contracts({p.contract_number for p in links}),
+        holders=repo.active_holders({p.login_key for p in links}),
+        protector=protector,
+        new_id=new_id,
+    )
+    for _ in range(len(prepared) - len(fresh)):
+        registry.duplicate()
+    for item in fresh:
+        if isinstance(item, Rejection):
+            registry.reject(item.contract_number, item.event_id, item.reason)
+        else:
+            registry.link(item)
+    repo.save(registry.to_save())
+    repo.mark_processed(fresh_ids)
+    repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])
+    repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
+    return registry.outcomes

@@ -1,0 +1,42 @@
+"""Ports of the service layer: the account repository (one transaction) and the unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection, Sequence
+from typing import Protocol, TypeVar
+
+from services.common.codec import WireRecord
+from services.registration.domain.model import Account
+
+T = TypeVar("T")
+
+
+class AccountRepository(Protocol):
+    """Set-based access to accounts, bound to one transaction."""
+
+    def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """The ids among ``event_ids`` already processed."""
+        ...
+
+    def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]: ...
+
+    def active_holders(self, login_keys: Collection[str]) -> dict[str, str]:
+        """login_key → contract_number, for the ACTIVE accounts holding one of ``login_keys``."""
+        ...
+
+    def save(self, accounts: Sequence[Account]) -> None:
+        """Insert new accounts and update loaded ones (final state of the batch)."""
+        ...
+
+    def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None: ...
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        """Add records to the outbox, published after the commit."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    async def run(self, work: Callable[[AccountRepository], T]) -> T:
+        """Run ``work`` in ONE transaction (off the event loop); commit if it returns."""
+        ...
