@@ -7,12 +7,13 @@ fields are ignored) but strict on types: ``"true"`` is not a boolean, ``"5"`` is
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, IPvAnyAddress
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
@@ -67,6 +68,11 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+def _is_ip(value: str) -> str:
+    ipaddress.ip_address(value)  # ValueError -> validation error
+    return value
+
+
 def new_event_id() -> uuid.UUID:
     return uuid.uuid4()
 
@@ -83,6 +89,10 @@ class Event(BaseModel):
 
     event_id: uuid.UUID = Field(default_factory=new_event_id)
     occurred_at: AwareDatetime = Field(default_factory=utc_now)
+
+    def missing_envelope(self) -> list[str]:
+        """Envelope fields that were not given (filled by defaults): required on the wire."""
+        return [name for name in ("event_id", "occurred_at") if name not in self.model_fields_set]
 
 
 class Passport(BaseModel):
@@ -165,7 +175,7 @@ class CodeRequested(Event):
     login: TypedLogin
     channel: Channel
     locale: Locale = Locale.RU
-    client_ip: IPvAnyAddress | None = None
+    client_ip: Annotated[str, Field(max_length=45), AfterValidator(_is_ip)] | None = None
 
 
 class CodeIssued(Event):

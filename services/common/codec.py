@@ -65,9 +65,13 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
     except UnicodeDecodeError as exc:
         raise DecodeError("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
     try:
-        return model.model_validate_json(value)
+        event = model.model_validate_json(value)
     except ValidationError as exc:
         raise DecodeError(*describe(exc)) from None
+    missing = event.missing_envelope()
+    if missing:
+        raise DecodeError("invalid_event", "; ".join(f"{name}: missing" for name in missing))
+    return event
 
 
 def describe(exc: ValidationError) -> tuple[str, str]:
