@@ -1,0 +1,23 @@
+"""``python -m services.recovery worker``: settings → bootstrap → faust worker."""
+
+from __future__ import annotations
+
+import sys
+
+from services.common.settings import ConfigError
+from services.recovery.bootstrap import bootstrap
+from services.recovery.settings import RecoverySettings
+
+
+def main() -> None:
+    try:
+        settings = RecoverySettings.from_env()
+    except ConfigError as exc:
+        sys.exit(f"recovery: configuration error: {exc}")
+    recovery = bootstrap(settings)
+    recovery.prepare()
+    recovery.app.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""argon2id in a process pool shared by the whole service, so hashing uses every core and
+never blocks the event loop. Workers are started lazily (``spawn``: no fork of a running loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import secrets
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from prometheus_client import Histogram
+
+Params = tuple[int, int, int]  # time_cost, memory_kib, parallelism
+
+
+def _hasher(params: Params) -> PasswordHasher:
+    return PasswordHasher(time_cost=params[0], memory_cost=params[1], parallelism=params[2])
+
+
+def hash_password(params: Params, password: str) -> tuple[str, float]:
+    started = time.perf_counter()
+    return _hasher(params).hash(password), time.perf_counter() - started
+
+
+def verify_password(params: Params, hash_: str, password: str) -> tuple[bool, float]:
+    started = time.perf_counter()
+    ok: bool
+    try:
+        ok = bool(_hasher(params).verify(hash_, password))
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    return ok, time.perf_counter() - started
+
+
+class ProcessPoolHasher:
+    def __init__(self, *, params: Params, workers: int, seconds: Histogram | None = None) -> None:
+        self.params = params
+        self.workers = workers
+        self._seconds = seconds
+        self._pool: ProcessPoolExecutor | None = None
+        self._dummy: str | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def _observe(self, op: str, seconds: float) -> None:
+        if self._seconds is not None:
+            self._seconds.labels(op).observe(seconds)
+
+    async def hash_many(self, passwords: Sequence[str]) -> list[str]:
+        loop = asyncio.get_running_loop()
+        pool = self._executor()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(pool, hash_password, self.params, p) for p in passwords)
+        )
+        for _, seconds in results:
+            self._observe("hash", seconds)
+        return [h for h, _ in results]
+
+    async def verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        loop = asyncio.get_running_loop()
+        pool = self._executor()
+        results = await asyncio.gather(
+            *(loop.run_in_executor(pool, verify_password, self.params, h, p) for h, p in pairs)
+        )
+        for _, seconds in results:
+            self._observe("verify", seconds)
+        return [ok for ok, _ in results]
+
+    async def dummy_hash(self) -> str:
+        if self._dummy is None:
+            (self._dummy,) = await self.hash_many([secrets.token_urlsafe(16)])
+        return self._dummy
+
+    async def warm_up(self) -> None:
+        """Start every worker process now (and make the dummy hash), not on the first request."""
+        await self.dummy_hash()
+        await self.hash_many([secrets.token_urlsafe(8) for _ in range(self.workers)])
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,167 @@
+"""SQL for recovery's tables; every function runs inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from schemas.events import AccountStatus, TvProduct
+from services.common.logins import LoginKind
+from services.recovery.adapters.tables import (
+    accounts,
+    codes,
+    credentials,
+    login_failures,
+    processed_events,
+    rate_events,
+)
+from services.recovery.domain.limits import LimitKind
+from services.recovery.domain.model import Account, CodeStatus
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        account_id=row.account_id, status=AccountStatus(row.status),
+        tv_product=TvProduct(row.tv_product),
+        login_keys={LoginKind.MOBILE: row.login_key_mobile,
+                    LoginKind.PERSONAL_ACCOUNT: row.login_key_personal_account},
+        sms_usable=row.sms_usable, email_usable=row.email_usable,
+        mobile_enc=row.mobile_enc, mobile_masked=row.mobile_masked,
+        email_enc=row.email_enc, email_masked=row.email_masked, version=row.version,
+    )
+
+
+def accounts_by_keys(session: Session, keys: dict[LoginKind, str]) -> list[Account]:
+    clauses = []
+    if LoginKind.MOBILE in keys:
+        clauses.append(accounts.c.login_key_mobile == keys[LoginKind.MOBILE])
+    if LoginKind.PERSONAL_ACCOUNT in keys:
+        clauses.append(accounts.c.login_key_personal_account == keys[LoginKind.PERSONAL_ACCOUNT])
+    if not clauses:
+        return []
+    return [_account(r) for r in session.execute(select(accounts).where(or_(*clauses)))]
+
+
+def account_versions(session: Session, ids: Sequence[str]) -> dict[str, int]:
+    rows = session.execute(
+        select(accounts.c.account_id, accounts.c.version).where(accounts.c.account_id.in_(ids))
+    )
+    return {r.account_id: r.version for r in rows}
+
+
+def count_accounts(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(accounts)).scalar_one())
+
+
+def already_processed(session: Session, event_ids: Sequence[str]) -> set[str]:
+    rows = session.execute(
+        select(processed_events.c.event_id).where(processed_events.c.event_id.in_(event_ids))
+    )
+    return {r.event_id for r in rows}
+
+
+def mark_processed(session: Session, event_ids: Sequence[str], now: float) -> None:
+    if event_ids:
+        session.execute(processed_events.insert(),
+                        [{"event_id": e, "processed_at": now} for e in event_ids])
+
+
+def rate_history(session: Session, kind: LimitKind, subject: str, since: float) -> list[float]:
+    rows = session.execute(
+        select(rate_events.c.at).where(
+            rate_events.c.kind == kind.value, rate_events.c.subject == subject,
+            rate_events.c.at > since,
+        )
+    )
+    return [r.at for r in rows]
+
+
+def add_rate_events(session: Session, events: Iterable[tuple[LimitKind, str, float]]) -> None:
+    rows = [{"kind": k.value, "subject": s, "at": at} for k, s, at in events]
+    if rows:
+        session.execute(rate_events.insert(), rows)
+
+
+def prune_rate_events(session: Session, before: float) -> None:
+    session.execute(rate_events.delete().where(rate_events.c.at < before))
+
+
+def add_code(session: Session, *, code_id: str, account_id: str, request_event_id: str,
+             hash_: str, channel: str, now: float, expires_at: float) -> None:
+    """Store a new pending code and void the account's older pending ones."""
+    void_pending(session, account_id, except_code=None)
+    session.execute(codes.insert().values(
+        code_id=code_id, account_id=account_id, request_event_id=request_event_id, hash=hash_,
+        status=CodeStatus.PENDING.value, channel=channel, expires_at=expires_at, created_at=now,
+    ))
+
+
+def void_pending(session: Session, account_id: str, *, except_code: str | None) -> None:
+    stmt = update(codes).where(codes.c.account_id == account_id,
+                               codes.c.status == CodeStatus.PENDING.value)
+    if except_code is not None:
+        stmt = stmt.where(codes.c.code_id != except_code)
+    session.execute(stmt.values(status=CodeStatus.VOIDED.value))
+
+
+def newest_pending(session: Session, account_id: str, now: float) -> tuple[str, str] | None:
+    """(code_id, hash) of the account's newest pending code that has not expired."""
+    row = session.execute(
+        select(codes.c.code_id, codes.c.hash)
+        .where(codes.c.account_id == account_id, codes.c.status == CodeStatus.PENDING.value,
+               codes.c.expires_at > now)
+        .order_by(codes.c.created_at.desc()).limit(1)
+    ).first()
+    return None if row is None else (row.code_id, row.hash)
+
+
+def expire_codes(session: Session, now: float) -> None:
+    session.execute(update(codes).where(codes.c.status == CodeStatus.PENDING.value,
+                                        codes.c.expires_at <= now)
+                    .values(status=CodeStatus.EXPIRED.value))
+
+
+def activate_code(session: Session, code_id: str, now: float) -> str | None:
+    """Make a pending, unexpired code the account's password; returns the account id."""
+    row = session.execute(
+        select(codes.c.account_id, codes.c.hash).where(
+            codes.c.code_id == code_id, codes.c.status == CodeStatus.PENDING.value,
+            codes.c.expires_at > now)
+    ).first()
+    if row is None:
+        return None
+    session.execute(update(codes).where(codes.c.code_id == code_id)
+                    .values(status=CodeStatus.ACTIVE.value))
+    void_pending(session, row.account_id, except_code=code_id)
+    set_password(session, row.account_id, row.hash, now)
+    return str(row.account_id)
+
+
+def current_password(session: Session, account_id: str) -> str | None:
+    row = session.execute(select(credentials.c.password_hash)
+                          .where(credentials.c.account_id == account_id)).first()
+    return None if row is None else row.password_hash
+
+
+def set_password(session: Session, account_id: str, hash_: str, now: float) -> None:
+    updated = session.execute(update(credentials).where(credentials.c.account_id == account_id)
+                              .values(password_hash=hash_, updated_at=now))
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        session.execute(credentials.insert().values(account_id=account_id, password_hash=hash_,
+                                                    updated_at=now))
+
+
+def failures(session: Session, subject: str) -> tuple[int, float | None]:
+    row = session.execute(select(login_failures).where(login_failures.c.subject == subject)).first()
+    return (0, None) if row is None else (row.failures, row.locked_until)
+
+
+def save_failures(session: Session, subject: str, count: int, locked_until: float | None) -> None:
+    updated = session.execute(update(login_failures).where(login_failures.c.subject == subject)
+                              .values(failures=count, locked_until=locked_until))
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        session.execute(login_failures.insert().values(subject=subject, failures=count,
+                                                       locked_until=locked_until))

@@ -1,0 +1,39 @@
+"""Rebuilding the projection: when the accounts table is empty but the consumer group has
+committed offsets on the account topic (the database was wiped or replaced), set those offsets
+back to 0 before the worker joins the group, so the compacted topic is read again from its
+beginning. Done before faust starts, because faust seeks to the committed offsets itself
+after every assignment."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+log = logging.getLogger(__name__)
+
+
+async def rewind_topic(*, bootstrap: str, group_id: str, topic: str) -> list[int]:
+    """Commit offset 0 for every partition of ``topic`` that has a committed offset in
+    ``group_id``; returns those partitions. Needs no member of the group to be running."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        partitions = sorted(consumer.partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in partitions]
+        consumer.assign(tps)
+        moved = {}
+        for tp in tps:
+            offset = await consumer.committed(tp)
+            if offset is not None and offset > 0:
+                moved[tp] = OffsetAndMetadata(0, "")
+        if moved:
+            await consumer.commit(moved)
+            log.warning("accounts table empty: account topic rewound to rebuild the projection",
+                        extra={"partitions": sorted(tp.partition for tp in moved)})
+        return sorted(tp.partition for tp in moved)
+    finally:
+        await consumer.stop()

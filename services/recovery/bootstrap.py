@@ -1,0 +1,107 @@
+"""Builds every adapter and handler of recovery from one settings object; nothing at import."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+
+from schemas.events import AccountChanged, CodeRequested
+from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
+from services.common.app import make_app
+from services.common.batch import BatchRunner
+from services.common.db import Database, migrate
+from services.common.metrics import ServiceMetrics
+from services.common.publish import OutboxRelay, Publisher
+from services.recovery.adapters import repository
+from services.recovery.adapters.argon2_pool import ProcessPoolHasher
+from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.rewind import rewind_topic
+from services.recovery.adapters.tables import MIGRATIONS, outbox
+from services.recovery.entrypoints.agents import register_agents
+from services.recovery.entrypoints.http import register_http
+from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
+from services.recovery.service_layer.log_in import LogIn
+from services.recovery.service_layer.ports import Clock, SystemClock
+from services.recovery.service_layer.project_accounts import ProjectAccounts
+from services.recovery.service_layer.request_code import RequestCode
+from services.recovery.service_layer.route_requests import RouteRequests
+from services.recovery.settings import RecoverySettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Recovery:
+    settings: RecoverySettings
+    app: faust.App
+    db: Database
+    hasher: ProcessPoolHasher
+    metrics: RecoveryMetrics
+
+    def prepare(self) -> None:
+        """Before the worker starts: migrate, and rewind the account topic if the table is empty."""
+        migrate(self.db.engine, MIGRATIONS)
+        if self.db.run_sync(repository.count_accounts) == 0:
+            asyncio.run(rewind_topic(
+                bootstrap=self.settings.kafka_bootstrap_servers, group_id=self.app.conf.id,
+                topic=self.settings.topic(ACCOUNT_CHANGED)))
+
+    def close(self) -> None:
+        self.hasher.close()
+        self.db.close()
+
+
+def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Recovery:
+    clock = clock or SystemClock()
+    base = ServiceMetrics(settings.service)
+    metrics = RecoveryMetrics(base)
+    db = Database(url=settings.database_url, name=settings.service)
+    a = settings.argon2
+    hasher = ProcessPoolHasher(params=(a.time_cost, a.memory_kib, a.parallelism),
+                               workers=settings.hash_workers, seconds=metrics.argon2_seconds)
+
+    async def ready() -> dict[str, bool]:
+        return {"database": await db.ping()}
+
+    app = make_app(settings=settings, metrics=base, ready_checks=ready)
+    publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
+    relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    config = IssueConfig(policy=settings.policy, code_ttl_s=settings.code_ttl_s,
+                         password_length=settings.password_length,
+                         support_phone=settings.support_phone)
+    common: dict[str, Any] = {
+        "service": settings.service, "publisher": publisher, "relay": relay, "metrics": base,
+        "max_record_bytes": settings.max_record_bytes, "batch_size": settings.batch_size,
+        "within_s": settings.batch_within_s,
+    }
+    runners: list[BatchRunner[Any]] = [
+        BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged,
+                    handler=ProjectAccounts(db=db, clock=clock), **common),
+        BatchRunner(topic=CODE_REQUESTED, model=CodeRequested,
+                    handler=RouteRequests(db=db, keyring=settings.keyring), **common),
+        BatchRunner(topic=REQUESTS_BY_LOGIN, model=CodeRequested,
+                    handler=IssueCodes(db=db, keyring=settings.keyring, hasher=hasher,
+                                       clock=clock, config=config, metrics=metrics), **common),
+    ]
+    register_agents(app, settings, runners)
+    register_http(
+        app,
+        request_code=RequestCode(publisher=publisher),
+        log_in=LogIn(db=db, keyring=settings.keyring, hasher=hasher, clock=clock,
+                     policy=settings.policy, metrics=metrics),
+        max_body=settings.max_http_body,
+    )
+
+    @app.on_before_shutdown.connect
+    async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        hasher.close()
+
+    @app.task
+    async def _warm_up() -> None:
+        await hasher.warm_up()
+
+    return Recovery(settings=settings, app=app, db=db, hasher=hasher, metrics=metrics)

@@ -1,0 +1,62 @@
+"""The decision on one code request: issue a password or reject with a reason.
+
+Checks in order: client IP window (every request counts), a login that is neither kind,
+unknown login, closed account, unusable channel, per-login cool-down, per-destination window.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+
+from schemas.events import AccountStatus, CodeRejectReason
+from services.common.logins import LoginKind
+from services.recovery.domain.limits import LimitBook, LimitKind
+from services.recovery.domain.model import Account, Decision, Issue, IssueCode, Reject
+from services.recovery.domain.passwords import generate_password
+from services.recovery.domain.resolve import resolve
+
+
+def decide(
+    command: IssueCode,
+    *,
+    candidates: Mapping[LoginKind, str],
+    accounts: list[Account],
+    book: LimitBook,
+    now: float,
+    subject_of: Callable[[str], str],
+    reveal: Callable[[Account, IssueCode], str],
+    password_length: int,
+) -> Decision:
+    """``subject_of`` turns a value into its keyed hash; ``reveal`` decrypts the destination."""
+    if command.client_ip is not None:
+        ip = subject_of("ip:" + command.client_ip)
+        wait = book.retry_after(LimitKind.CLIENT_IP, ip, now)
+        book.record(LimitKind.CLIENT_IP, ip, now)
+        if wait is not None:
+            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait)
+    if not candidates:
+        return Reject(command=command, reason=CodeRejectReason.INVALID_REQUEST)
+    account = resolve(candidates, accounts)
+    if account is None:
+        return Reject(command=command, reason=CodeRejectReason.UNKNOWN_LOGIN)
+    if account.status is AccountStatus.CLOSED:
+        return Reject(command=command, reason=CodeRejectReason.ACCOUNT_CLOSED)
+    if not account.channel_usable(command.channel):
+        return Reject(command=command, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
+    login = subject_of("account:" + account.account_id)
+    destination = reveal(account, command)
+    dest = subject_of(f"destination:{command.channel.value}:{destination.lower()}")
+    for kind, subject in ((LimitKind.LOGIN, login), (LimitKind.DESTINATION, dest)):
+        wait = book.retry_after(kind, subject, now)
+        if wait is not None:
+            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait)
+    book.record(LimitKind.LOGIN, login, now)
+    book.record(LimitKind.DESTINATION, dest, now)
+    return Issue(
+        command=command,
+        account=account,
+        code_id=str(uuid.uuid4()),
+        password=generate_password(password_length),
+        destination=destination,
+    )

@@ -1,0 +1,82 @@
+"""Rate limits as sliding windows over timestamps; pure, the clock is passed in."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class LimitKind(StrEnum):
+    CLIENT_IP = "ip"
+    LOGIN = "login"
+    DESTINATION = "destination"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """At most ``max_events`` in any ``window_s`` seconds (``max_events=1``: a cool-down)."""
+
+    max_events: int
+    window_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    login_cooldown: Window = Window(max_events=1, window_s=60)
+    per_destination: Window = Window(max_events=5, window_s=600)
+    per_ip: Window = Window(max_events=30, window_s=300)
+    lockout_failures: int = 5
+    lockout_s: float = 900
+
+    def window(self, kind: LimitKind) -> Window:
+        return {
+            LimitKind.CLIENT_IP: self.per_ip,
+            LimitKind.LOGIN: self.login_cooldown,
+            LimitKind.DESTINATION: self.per_destination,
+        }[kind]
+
+    @property
+    def longest_s(self) -> float:
+        return max(self.login_cooldown.window_s, self.per_destination.window_s,
+                   self.per_ip.window_s)
+
+
+Subject = tuple[LimitKind, str]
+
+
+Loader = Callable[[LimitKind, str, float], list[float]]
+
+
+@dataclass
+class LimitBook:
+    """Recent events per subject, loaded on first use (``loader(kind, subject, since)``) and
+    updated in memory as a batch is decided; ``added`` is what the batch must store."""
+
+    policy: Policy
+    loader: Loader
+    history: dict[Subject, list[float]] = field(default_factory=dict)
+    added: list[tuple[LimitKind, str, float]] = field(default_factory=list)
+
+    def _events(self, kind: LimitKind, subject: str, now: float) -> list[float]:
+        key = (kind, subject)
+        if key not in self.history:
+            self.history[key] = list(self.loader(kind, subject, now - self.policy.longest_s))
+        return self.history[key]
+
+    def retry_after(self, kind: LimitKind, subject: str, now: float) -> int | None:
+        """Seconds until one more event is allowed, or ``None`` if it is allowed now."""
+        window = self.policy.window(kind)
+        if window.window_s <= 0:
+            return None
+        events = self._events(kind, subject, now)
+        recent = sorted(t for t in events if t > now - window.window_s)
+        if len(recent) < window.max_events:
+            return None
+        frees_at = recent[len(recent) - window.max_events] + window.window_s
+        return max(1, math.ceil(frees_at - now))
+
+    def record(self, kind: LimitKind, subject: str, now: float) -> None:
+        self._events(kind, subject, now).append(now)
+        self.added.append((kind, subject, now))

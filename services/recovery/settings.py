@@ -1,0 +1,67 @@
+"""Recovery's typed settings: the common ones plus limits, password and argon2 parameters."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from services.common.settings import CommonSettings, ConfigError, int_setting
+from services.recovery.domain.limits import Policy, Window
+
+
+@dataclass(frozen=True, kw_only=True)
+class Argon2Params:
+    """argon2id cost (OWASP: m=19 MiB, t=2, p=1)."""
+
+    time_cost: int = 2
+    memory_kib: int = 19456
+    parallelism: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecoverySettings(CommonSettings):
+    service: ClassVar[str] = "recovery"
+    default_web_port: ClassVar[int] = 6102
+
+    policy: Policy = field(default_factory=Policy)
+    password_length: int = 12
+    argon2: Argon2Params = field(default_factory=Argon2Params)
+    hash_workers: int = 2
+    max_http_body: int = 4096
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RecoverySettings:
+        env = os.environ if env is None else env
+        policy = Policy(
+            login_cooldown=Window(max_events=1,
+                                  window_s=int_setting(env, "LIMIT_LOGIN_COOLDOWN_S", 60)),
+            per_destination=Window(
+                max_events=int_setting(env, "LIMIT_DESTINATION_MAX", 5),
+                window_s=int_setting(env, "LIMIT_DESTINATION_WINDOW_S", 600),
+            ),
+            per_ip=Window(
+                max_events=int_setting(env, "LIMIT_IP_MAX", 30),
+                window_s=int_setting(env, "LIMIT_IP_WINDOW_S", 300),
+            ),
+            lockout_failures=int_setting(env, "LOGIN_LOCKOUT_FAILURES", 5),
+            lockout_s=int_setting(env, "LOGIN_LOCKOUT_S", 900),
+        )
+        length = int_setting(env, "PASSWORD_LENGTH", 12)
+        if length < 8:
+            raise ConfigError("PASSWORD_LENGTH must be at least 8")
+        workers = int_setting(env, "RECOVERY_HASH_WORKERS", os.cpu_count() or 1)
+        if workers < 1:
+            raise ConfigError("RECOVERY_HASH_WORKERS must be at least 1")
+        return cls(
+            **cls.common_from_env(env),
+            policy=policy,
+            password_length=length,
+            argon2=Argon2Params(
+                time_cost=int_setting(env, "ARGON2_TIME_COST", 2),
+                memory_kib=int_setting(env, "ARGON2_MEMORY_KIB", 19456),
+                parallelism=int_setting(env, "ARGON2_PARALLELISM", 1),
+            ),
+            hash_workers=workers,
+        )
