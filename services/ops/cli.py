@@ -1,0 +1,166 @@
+"""``selfcare-ops``: what ops need to answer "what happened to this subscriber's code?".
+
+    selfcare-ops trace <event id | code id>
+    selfcare-ops tail <topic> [--from-beginning]
+    selfcare-ops dlq list [<dlq topic>]
+    selfcare-ops dlq show <dlq topic> <offset> [--raw]
+    selfcare-ops dlq replay <dlq topic> <offset> [--force]
+    selfcare-ops topics apply|describe
+
+Everything printed is masked; ``dlq show --raw`` prints a dead letter's bytes (inbound DLQs
+may hold personal data: ops only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from deploy import topics as topic_admin
+from services.ops import dlq as dead_letters
+from services.ops.kafka_read import consumer, to_record
+from services.ops.present import describe_value
+from services.ops.trace import as_json, trace
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False,
+    help="Trace code requests, tail topics, inspect and replay dead letters, apply topics. "
+    "Everything printed is masked.",
+)
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: list, show, replay.")
+topics_app = typer.Typer(no_args_is_help=True, help="The declarative topic list on the broker.")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(topics_app, name="topics")
+
+
+def _bootstrap() -> str:
+    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+
+def _prefix() -> str:
+    return os.environ.get("TOPIC_PREFIX", "")
+
+
+@app.command("trace")
+def trace_cmd(ident: str, as_json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The timeline of one code request, by the request's event id or the code id."""
+    steps = asyncio.run(trace(_bootstrap(), ident, _prefix()))
+    if not steps:
+        typer.echo(f"nothing found for {ident}", err=True)
+        raise typer.Exit(1)
+    typer.echo(as_json(steps) if as_json_out else "\n".join(s.line() for s in steps))
+
+
+@app.command("tail")
+def tail_cmd(
+    topic: str,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning")] = False,
+    limit: Annotated[int, typer.Option(help="stop after this many records (0: never)")] = 0,
+    idle_exit_s: Annotated[float, typer.Option(help="stop after this long without records (0: never)")] = 0,
+) -> None:
+    """Pretty-print a topic live, masked."""
+    asyncio.run(_tail(_prefix() + topic, from_beginning, limit, idle_exit_s))
+
+
+async def _tail(topic: str, from_beginning: bool, limit: int, idle_exit_s: float) -> None:
+    c = consumer(_bootstrap())
+    if not from_beginning:
+        c._auto_offset_reset = "latest"
+    await c.start()
+    shown = 0
+    idle_since = asyncio.get_running_loop().time()
+    try:
+        c.subscribe([topic])
+        while True:
+            batch = await c.getmany(timeout_ms=500)
+            now = asyncio.get_running_loop().time()
+            for msgs in batch.values():
+                for m in msgs:
+                    idle_since = now
+                    r = to_record(m)
+                    when = datetime.fromtimestamp(r.timestamp_ms / 1000, UTC).isoformat(timespec="seconds")
+                    body = describe_value(topic, r.value, _prefix())
+                    extra = {k: v for k, v in r.headers.items() if k.startswith("dlq_")}
+                    typer.echo(f"{when} p{r.partition}@{r.offset} "
+                               f"{json.dumps({**body, **extra}, ensure_ascii=False)}")
+                    shown += 1
+                    if limit and shown >= limit:
+                        return
+            if idle_exit_s and now - idle_since > idle_exit_s:
+                return
+    finally:
+        await c.stop()
+
+
+@dlq_app.command("list")
+def dlq_list(topic: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Without a topic: every DLQ and how many records it holds. With one: its records."""
+    if topic is None:
+        for name, count in asyncio.run(dead_letters.counts(_bootstrap(), _prefix())).items():
+            typer.echo(f"{name:55} {count}")
+        return
+    for r in asyncio.run(dead_letters.records(_bootstrap(), _prefix() + topic.removeprefix(_prefix()))):
+        h = r.headers
+        typer.echo(
+            f"p{r.partition}@{r.offset} {h.get('dlq_error_class', '?'):18} "
+            f"from {h.get('dlq_original_topic')}:{h.get('dlq_original_partition')}:"
+            f"{h.get('dlq_original_offset')}  {h.get('dlq_error_message', '')}"
+        )
+
+
+@dlq_app.command("show")
+def dlq_show(topic: str, offset: int, partition: int = 0,
+             raw: Annotated[bool, typer.Option("--raw", help="print the original bytes")] = False) -> None:
+    """One dead letter: its headers, and its payload masked (or raw with --raw)."""
+    name = _prefix() + topic.removeprefix(_prefix())
+    r = asyncio.run(dead_letters.fetch_one(_bootstrap(), name, offset, partition))
+    if r is None:
+        typer.echo(f"no record at {name}:{partition}:{offset}", err=True)
+        raise typer.Exit(1)
+    for key, value in r.headers.items():
+        typer.echo(f"{key}: {value}")
+    original = r.headers.get("dlq_original_topic", "")
+    if raw:
+        typer.echo((r.value or b"").decode("utf-8", "backslashreplace"))
+    else:
+        typer.echo(json.dumps(describe_value(original, r.value, _prefix()), ensure_ascii=False))
+
+
+@dlq_app.command("replay")
+def dlq_replay(topic: str, offset: int, partition: int = 0,
+               force: Annotated[bool, typer.Option("--force")] = False) -> None:
+    """Send a dead letter back to its original topic (once; --force to send it again)."""
+    name = _prefix() + topic.removeprefix(_prefix())
+    try:
+        where = asyncio.run(dead_letters.replay(_bootstrap(), name, offset, partition=partition,
+                                                force=force))
+    except dead_letters.ReplayRefused as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"replayed to {where}")
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create or update every topic of the declarative list (idempotent)."""
+    changes = asyncio.run(topic_admin.apply(_bootstrap(), prefix=_prefix()))
+    typer.echo("\n".join(changes) if changes else "topics up to date: nothing changed")
+
+
+@topics_app.command("describe")
+def topics_describe() -> None:
+    """What the broker has for each topic of the list."""
+    asyncio.run(topic_admin._describe_main(_bootstrap(), _prefix()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

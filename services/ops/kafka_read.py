@@ -1,0 +1,77 @@
+"""Bounded reads of whole topics (up to their end offsets at the time of the call)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+
+async def partitions(c: AIOKafkaConsumer, topic: str) -> set[int]:
+    """The topic's partitions (fetching its metadata first if the client has none)."""
+    found = c.partitions_for_topic(topic)
+    if not found:
+        await c._client._wait_on_metadata(topic)  # noqa: SLF001 - aiokafka has no public call
+        found = c.partitions_for_topic(topic)
+    return set(found or ())
+
+
+def consumer(bootstrap: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
+async def scan(bootstrap: str, topics: list[str]) -> AsyncIterator[Record]:
+    """Every record now in ``topics`` (missing topics are skipped), then stop."""
+    c = consumer(bootstrap)
+    await c.start()
+    try:
+        existing = await c.topics()
+        tps = [
+            TopicPartition(t, p)
+            for t in topics if t in existing
+            for p in sorted(await partitions(c, t))
+        ]
+        if not tps:
+            return
+        c.assign(tps)
+        await c.seek_to_beginning(*tps)
+        ends = await c.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        for tp in tps:
+            if ends[tp] == 0:
+                c.pause(tp)
+        while remaining:
+            batch = await c.getmany(timeout_ms=500)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    if m.offset >= ends[tp]:
+                        continue
+                    yield to_record(m)
+                if await c.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+                    c.pause(tp)
+    finally:
+        await c.stop()
+
+
+def to_record(m: object) -> Record:
+    return Record(
+        topic=m.topic, partition=m.partition, offset=m.offset,  # type: ignore[attr-defined]
+        timestamp_ms=m.timestamp, key=m.key, value=m.value,  # type: ignore[attr-defined]
+        headers={k: v.decode("utf-8", "replace") for k, v in (m.headers or [])},  # type: ignore[attr-defined]
+    )

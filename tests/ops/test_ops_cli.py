@@ -1,0 +1,156 @@
+"""The ops CLI against the real broker: trace, tail, dlq list/show/replay (once), topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from schemas.events import (
+    Channel,
+    CodeIssued,
+    CodeRejected,
+    CodeRejectReason,
+    CodeRequested,
+    ContractLinked,
+    DeliveryStatus,
+    Locale,
+    NotificationStatus,
+)
+from schemas.topics import (
+    CODE_ISSUED,
+    CODE_REJECTED,
+    CODE_REQUESTED,
+    CONTRACT_LINKED,
+    CONTRACT_REJECTED,
+    CONTRACT_TERMINATED,
+    NOTIFICATION_STATUS,
+    dlq_of,
+)
+from services.common.codec import encode
+from services.ops.cli import app
+from tests.support.kafka import create_topics, new_prefix, produce, read_all
+from tests.support.workers import Worker, free_port, service_env
+
+pytestmark = pytest.mark.kafka
+runner = CliRunner()
+ENC = "v1.0a1b2c3d.QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo"
+
+
+@pytest.fixture
+def prefix(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    value = new_prefix()
+    asyncio.run(create_topics(kafka_bootstrap, value))
+    monkeypatch.setenv("TOPIC_PREFIX", value)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    return value
+
+
+def send(bootstrap: str, topic: str, *events: object) -> None:
+    records = [(None, encode(e, key=None, source="/test").value) for e in events]  # type: ignore[arg-type]
+    asyncio.run(produce(bootstrap, topic, records))
+
+
+def test_trace_follows_a_request_by_event_id_and_by_code_id(kafka_bootstrap: str, prefix: str) -> None:
+    now = datetime.now(UTC)
+    request = CodeRequested(login="+7 916 123-45-67", channel=Channel.SMS, occurred_at=now)
+    code_id = uuid.uuid4()
+    issued = CodeIssued(code_id=code_id, request_event_id=request.event_id, account_id=uuid.uuid4(),
+                        channel=Channel.SMS, destination_masked="+7******4567", destination_enc=ENC,
+                        password_enc=ENC, expires_at=now + timedelta(hours=1), locale=Locale.RU,
+                        occurred_at=now + timedelta(milliseconds=30))
+    sent = NotificationStatus(code_id=code_id, channel=Channel.SMS, status=DeliveryStatus.SENT, attempts=2,
+                              destination_masked="+7******4567", occurred_at=now + timedelta(seconds=1))
+    other = CodeRequested(login="8 916 000 00 00", channel=Channel.EMAIL, occurred_at=now)
+    rejected = CodeRejected(request_event_id=other.event_id, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
+                            advice="contact_support", support_phone="8 800 250-08-90",
+                            occurred_at=now + timedelta(milliseconds=5))
+    send(kafka_bootstrap, prefix + CODE_REQUESTED, request, other)
+    send(kafka_bootstrap, prefix + CODE_ISSUED, issued)
+    send(kafka_bootstrap, prefix + NOTIFICATION_STATUS, sent)
+    send(kafka_bootstrap, prefix + CODE_REJECTED, rejected)
+
+    by_event = runner.invoke(app, ["trace", str(request.event_id)])
+    assert by_event.exit_code == 0, by_event.output
+    lines = by_event.output.strip().splitlines()
+    assert [line.split()[1] for line in lines] == ["requested", "issued", "sent"]
+    assert "attempts=2" in lines[2]
+    assert "+79161234567" not in by_event.output and "916 123-45-67" not in by_event.output
+    assert "+7******4567" in by_event.output
+
+    by_code = runner.invoke(app, ["trace", str(code_id), "--json"])
+    assert [step["what"] for step in json.loads(by_code.output)] == ["requested", "issued", "sent"]
+
+    support = runner.invoke(app, ["trace", str(other.event_id)])
+    assert "rejected: channel_unavailable" in support.output
+    assert "8 800 250-08-90" in support.output
+
+    assert runner.invoke(app, ["trace", str(uuid.uuid4())]).exit_code == 1
+
+
+def test_tail_masks_inbound_personal_data(kafka_bootstrap: str, prefix: str) -> None:
+    linked = ContractLinked.model_validate_json(
+        (Path(__file__).parents[2] / "schemas/examples/ContractLinked.design.json").read_text()
+    )
+    send(kafka_bootstrap, prefix + CONTRACT_LINKED, linked)
+    asyncio.run(produce(kafka_bootstrap, prefix + CONTRACT_LINKED, [(None, b"garbage +79161234567")]))
+    result = runner.invoke(app, ["tail", CONTRACT_LINKED, "--from-beginning", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    for secret in ["+7 916 123-45-67", "ivanov@example.ru", "Иванов", "4510", "123456789012", "79161234567"]:
+        assert secret not in result.output
+    assert "+7******4567" in result.output and "i*****v@example.ru" in result.output
+    assert "not shown" in result.output
+
+
+def test_dlq_replay_sends_a_fixed_record_back_once_and_it_is_processed(
+    kafka_bootstrap: str, prefix: str, tmp_path: Path
+) -> None:
+    big = json.dumps({"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-24T09:30:00Z",
+                      "contract_number": "77-BIG", "note": "x" * 3000}).encode()
+    asyncio.run(produce(kafka_bootstrap, prefix + CONTRACT_TERMINATED, [(b"77-BIG", big)]))
+    env = service_env(bootstrap=kafka_bootstrap, prefix=prefix, var_dir=tmp_path,
+                      extra={"MAX_RECORD_BYTES": "2048"})
+    worker = Worker(module="tests.support.probe_service", env=env, log_path=tmp_path / "1.log",
+                    web_port=free_port()).start()
+    try:
+        asyncio.run(read_all(kafka_bootstrap, prefix + dlq_of(CONTRACT_TERMINATED),
+                             until=lambda got: len(got) == 1))
+    finally:
+        worker.stop()
+
+    listed = runner.invoke(app, ["dlq", "list"])
+    assert f"{prefix}{dlq_of(CONTRACT_TERMINATED)}" in listed.output
+    assert any(line.split()[-1] == "1" for line in listed.output.splitlines() if "terminated" in line)
+    shown = runner.invoke(app, ["dlq", "show", dlq_of(CONTRACT_TERMINATED), "0"])
+    assert "dlq_error_class: oversized_record" in shown.output
+    assert "x" * 100 not in shown.output
+
+    # the operator raises the limit (the fix), then replays the dead letter
+    worker = Worker(module="tests.support.probe_service", env={**env, "MAX_RECORD_BYTES": "65536"},
+                    log_path=tmp_path / "2.log", web_port=free_port()).start()
+    try:
+        first = runner.invoke(app, ["dlq", "replay", dlq_of(CONTRACT_TERMINATED), "0"])
+        assert first.exit_code == 0, first.output
+        again = runner.invoke(app, ["dlq", "replay", dlq_of(CONTRACT_TERMINATED), "0"])
+        assert again.exit_code == 2 and "already replayed" in again.output
+        out = asyncio.run(read_all(kafka_bootstrap, prefix + CONTRACT_REJECTED,
+                                   until=lambda got: len(got) >= 1, timeout_s=60))
+    finally:
+        worker.stop()
+    assert b"77-BIG" in (out[0].value or b"")
+    source = asyncio.run(read_all(kafka_bootstrap, prefix + CONTRACT_TERMINATED))
+    assert len(source) == 2  # the original and exactly one replay
+
+
+def test_topics_apply_twice_changes_nothing(kafka_bootstrap: str, prefix: str) -> None:
+    result = runner.invoke(app, ["topics", "apply"])
+    assert result.exit_code == 0 and "nothing changed" in result.output
+    described = runner.invoke(app, ["topics", "describe"])
+    assert "MISSING" not in described.output
+    assert f"{prefix}selfcare.account.changed.v1" in described.output
+    assert "cleanup.policy=compact" in described.output
