@@ -23,7 +23,7 @@ async def partitions(c: AIOKafkaConsumer, topic: str) -> set[int]:
     """The topic's partitions (fetching its metadata first if the client has none)."""
     found = c.partitions_for_topic(topic)
     if not found:
-        await c._client._wait_on_metadata(topic)  # noqa: SLF001 - aiokafka has no public call
+        await c._client._wait_on_metadata(topic)
         found = c.partitions_for_topic(topic)
     return set(found or ())
 
