@@ -96,7 +96,7 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         max_body=settings.max_http_body,
     )
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         hasher.close()
 

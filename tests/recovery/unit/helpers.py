@@ -1,0 +1,88 @@
+"""Wiring of recovery's handlers over a real database and fakes, for service-layer tests."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from schemas.events import AccountChanged, CodeRequested
+from services.common.batch import Inbound, RawRecord
+from services.common.crypto import Keyring, contact_aad
+from services.common.db import Database, migrate
+from services.common.metrics import ServiceMetrics
+from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
+from services.recovery.domain.limits import Policy, Window
+from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
+from services.recovery.service_layer.log_in import LogIn, LogInCommand
+from services.recovery.service_layer.project_accounts import ProjectAccounts
+from tests.recovery.conftest import FakeClock, FakeHasher
+
+POLICY = Policy(login_cooldown=Window(max_events=1, window_s=60),
+                per_destination=Window(max_events=3, window_s=600),
+                per_ip=Window(max_events=4, window_s=300), lockout_failures=3, lockout_s=900)
+
+
+def inbound(event: Any, topic: str = "t") -> Inbound[Any]:
+    raw = RawRecord(topic=topic, partition=0, offset=0, key=None,
+                    value=event.model_dump_json().encode(), headers=[])
+    return Inbound(event=event, raw=raw)
+
+
+def mobile_of(keyring: Keyring, acc: AccountChanged) -> str:
+    return keyring.decrypt(acc.contacts.mobile_enc, aad=contact_aad(str(acc.account_id), "mobile"))
+
+
+def request(login: str, channel: str = "sms", **extra: Any) -> CodeRequested:
+    return CodeRequested.model_validate_json(json.dumps({"login": login, "channel": channel,
+                                                         **extra}))
+
+
+@dataclass
+class Harness:
+    db: Database
+    keyring: Keyring
+    clock: FakeClock
+    hasher: FakeHasher
+    project: ProjectAccounts
+    issue: IssueCodes
+    log_in: LogIn
+    metrics: RecoveryMetrics
+
+    async def accounts(self, *events: AccountChanged) -> None:
+        await self.project([inbound(e) for e in events])
+
+    async def requests(self, *events: CodeRequested) -> None:
+        await self.issue([inbound(e) for e in events])
+
+    async def login(self, login: str, password: str) -> str | None:
+        return await self.log_in(LogInCommand(login=login, password=password))
+
+    def staged(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = self.db.run_sync(lambda s: s.execute(select(outbox).order_by(outbox.c.id)).all())
+        return [(r.topic, json.loads(r.value)) for r in rows]
+
+    def codes(self) -> list[Any]:
+        return list(self.db.run_sync(
+            lambda s: s.execute(select(codes).order_by(codes.c.created_at)).all()))
+
+
+def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 3600) -> Harness:
+    db = Database(url=url, name=f"test-{uuid.uuid4().hex[:6]}")
+    migrate(db.engine, MIGRATIONS)
+    clock, hasher = FakeClock(), FakeHasher()
+    metrics = RecoveryMetrics(ServiceMetrics("recovery"))
+    config = IssueConfig(policy=policy, code_ttl_s=ttl, password_length=10,
+                         support_phone="8 800 250-08-90")
+    return Harness(
+        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics,
+        project=ProjectAccounts(db=db, clock=clock),
+        issue=IssueCodes(db=db, keyring=keyring, hasher=hasher, clock=clock, config=config,
+                         metrics=metrics),
+        log_in=LogIn(db=db, keyring=keyring, hasher=hasher, clock=clock, policy=policy,
+                     metrics=metrics),
+    )

@@ -1,0 +1,147 @@
+"""The decision handler over SQLite and PostgreSQL, with a fake clock and a fake hasher."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from schemas.events import AccountChanged, AccountStatus, TvProduct
+from services.common.crypto import Keyring, code_aad
+from tests.recovery.conftest import account_changed, new_mobile
+from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
+
+
+@pytest.fixture
+def h(database_url: str, keyring: Keyring) -> Iterator[Harness]:
+    made = harness(database_url, keyring)
+    yield made
+    made.db.close()
+
+
+def outcomes(h: Harness) -> dict[str, dict[str, object]]:
+    return {str(v["request_event_id"]): {"topic": t, **v} for t, v in h.staged()}
+
+
+async def test_issues_a_code_with_encrypted_destination_and_password(h: Harness) -> None:
+    mobile = new_mobile()
+    acc = account_changed(h.keyring, mobile=mobile)
+    await h.accounts(acc)
+    req = request("8" + mobile[2:], locale="en")
+    await h.requests(req)
+    (topic, issued), = h.staged()
+    assert topic == "selfcare.code.issued.v1"
+    assert issued["account_id"] == str(acc.account_id)
+    assert issued["destination_masked"] == acc.contacts.mobile_masked
+    assert issued["locale"] == "en"
+    code_id = str(issued["code_id"])
+    password = h.keyring.decrypt(str(issued["password_enc"]), aad=code_aad(code_id, "password"))
+    assert h.keyring.decrypt(str(issued["destination_enc"]),
+                             aad=code_aad(code_id, "destination")) == mobile
+    (code,) = h.codes()
+    assert code.hash == "fake$" + password and code.status == "pending"
+    assert code.expires_at == h.clock.now() + 3600
+
+
+async def test_same_request_twice_issues_one_code(h: Harness) -> None:
+    acc = account_changed(h.keyring)
+    await h.accounts(acc)
+    req = request(acc_mobile(h, acc))
+    await h.requests(req, req)  # twice in one batch
+    await h.requests(req)  # and again later
+    assert len(h.codes()) == 1 and len(h.staged()) == 1
+    assert h.hasher.hashed == 1
+
+
+def acc_mobile(h: Harness, acc: AccountChanged) -> str:
+    return mobile_of(h.keyring, acc)
+
+
+async def test_every_rejection_reason(h: Harness) -> None:
+    closed = account_changed(h.keyring, status=AccountStatus.CLOSED)
+    no_email = account_changed(h.keyring)
+    dead_mobile = account_changed(h.keyring, mobile_active=False)
+    cable = account_changed(h.keyring, product=TvProduct.LINEAR, personal_account="555566667777")
+    await h.accounts(closed, no_email, dead_mobile, cable)
+    reqs = {
+        "account_closed": request(acc_mobile(h, closed)),
+        "unknown_login": request("+7 916 000-00-01"),
+        "channel_unavailable": request(acc_mobile(h, no_email), "email"),
+        "channel_unavailable_sms": request(acc_mobile(h, dead_mobile)),
+        "invalid_request": request("123"),
+        "unknown_by_product": request(acc_mobile(h, cable)),  # cable logs in by account
+    }
+    await h.requests(*reqs.values())
+    got = outcomes(h)
+    reason = {name: got[str(r.event_id)]["reason"] for name, r in reqs.items()}
+    assert reason == {
+        "account_closed": "account_closed", "unknown_login": "unknown_login",
+        "channel_unavailable": "channel_unavailable",
+        "channel_unavailable_sms": "channel_unavailable",
+        "invalid_request": "invalid_request", "unknown_by_product": "unknown_login",
+    }
+    unavailable = got[str(reqs["channel_unavailable"].event_id)]
+    assert unavailable["advice"] == "contact_support"
+    assert unavailable["support_phone"] == "8 800 250-08-90"
+    assert all(v["topic"] == "selfcare.code.rejected.v1" for v in got.values())
+    assert h.hasher.hashed == 0
+
+
+async def test_limits_login_destination_ip(h: Harness) -> None:
+    shared = "family@example.ru"
+    accs = [account_changed(h.keyring, email=shared) for _ in range(4)]
+    await h.accounts(*accs)
+    first = request(acc_mobile(h, accs[0]))
+    again = request(acc_mobile(h, accs[0]))  # same login, same batch
+    await h.requests(first, again)
+    got = outcomes(h)
+    assert got[str(first.event_id)]["topic"] == "selfcare.code.issued.v1"
+    assert got[str(again.event_id)]["reason"] == "rate_limited"
+    assert got[str(again.event_id)]["retry_after_s"] == 60
+    h.clock.advance(45)
+    later = request(acc_mobile(h, accs[0]))
+    await h.requests(later)
+    assert outcomes(h)[str(later.event_id)]["retry_after_s"] == 15
+    # per destination: 3 per 600 s, shared by the four accounts' email
+    by_email = [request(acc_mobile(h, a), "email") for a in accs[1:]]
+    h.clock.advance(20)
+    await h.requests(*by_email)
+    got = outcomes(h)
+    assert [got[str(r.event_id)].get("reason") for r in by_email] == [None, None, None]
+    h.clock.advance(61)
+    extra = request(acc_mobile(h, accs[1]), "email")
+    await h.requests(extra)
+    assert outcomes(h)[str(extra.event_id)]["reason"] == "rate_limited"
+    # per client IP: 4 per 300 s, whatever the login
+    ip_reqs = [request("+7 916 000-00-0" + str(i), client_ip="203.0.113.9") for i in range(5)]
+    await h.requests(*ip_reqs)
+    got = outcomes(h)
+    assert [got[str(r.event_id)]["reason"] for r in ip_reqs] == ["unknown_login"] * 4 + [
+        "rate_limited"]
+
+
+async def test_newer_code_voids_the_older_pending_one(h: Harness) -> None:
+    acc = account_changed(h.keyring)
+    await h.accounts(acc)
+    await h.requests(request(acc_mobile(h, acc)))
+    h.clock.advance(61)
+    await h.requests(request(acc_mobile(h, acc)))
+    assert [c.status for c in h.codes()] == ["voided", "pending"]
+
+
+async def test_projection_keeps_the_newest_version(h: Harness) -> None:
+    acc = account_changed(h.keyring, version=2)
+    older = account_changed(h.keyring, version=1, account_id=acc.account_id,
+                            status=AccountStatus.CLOSED)
+    await h.accounts(acc)
+    await h.accounts(older)
+    req = request(acc_mobile(h, acc))
+    await h.requests(req)
+    assert outcomes(h)[str(req.event_id)]["topic"] == "selfcare.code.issued.v1"
+    newer = account_changed(h.keyring, version=3, account_id=acc.account_id,
+                            status=AccountStatus.CLOSED, mobile=acc_mobile(h, acc))
+    await h.accounts(newer)
+    h.clock.advance(61)
+    req2 = request(acc_mobile(h, acc))
+    await h.requests(req2)
+    assert outcomes(h)[str(req2.event_id)]["reason"] == "account_closed"
