@@ -47,7 +47,9 @@ def linked(
 
 
 def terminated(contract: str, *, minutes: int = 60, event_id: str | None = None) -> dict[str, Any]:
-    return {"event_id": event_id or str(uuid.uuid4()), "occurred_at": at(minutes), "contract_number": contract}
+    return {
+        "event_id": event_id or str(uuid.uuid4()), "occurred_at": at(minutes), "contract_number": contract
+    }
 
 
 def raw(event: dict[str, Any]) -> bytes:

@@ -200,7 +200,9 @@ async def test_relink_duplicate_stale_conflict_and_termination(env: dict[str, An
     assert last["G-0105"]["channels"] == {"sms": False, "email": False}
     assert last["G-0105"]["tv_product"] == "linear"
     rejected = [e for e in values(await read(env, CONTRACT_REJECTED)) if e["contract_number"] == "C-0001"]
-    assert [(e["reason"], e["rejected_event_id"]) for e in rejected] == [("login_conflict", conflict["event_id"])]
+    assert [(e["reason"], e["rejected_event_id"]) for e in rejected] == [
+        ("login_conflict", conflict["event_id"])
+    ]
 
 
 async def test_every_account_changed_validates_and_nothing_personal_is_in_clear(env: dict[str, Any]) -> None:
