@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.notifier.adapters.tables import deliveries, processed_events
@@ -70,24 +70,40 @@ class SqlDeliveries:
             )
         return [Delivery(**{**r.__dict__, "attempts": r.attempts + 1}) for r in rows]
 
-    def finish(self, session: Session, outcome: Outcome, now: datetime) -> bool:
-        """Writes an attempt's outcome if the row is still this attempt's; False if not."""
-        values: dict[str, Any] = {"state": outcome.state, "updated_at": now, "lease_until": None,
-                                  "last_error": outcome.error or outcome.reason}
-        if outcome.next_attempt_at is not None:
-            values["next_attempt_at"] = outcome.next_attempt_at
-        if outcome.message_id is not None:
-            values["message_id"] = outcome.message_id
-        if outcome.state in _FINAL:
-            values.update(destination_enc=None, password_enc=None)
-        result = session.execute(
-            update(deliveries)
-            .where(deliveries.c.code_id == outcome.code_id,
-                   deliveries.c.attempts == outcome.attempts,
-                   deliveries.c.state.notin_(_FINAL))
-            .values(**values)
+    def finish(self, session: Session, outcomes: Sequence[Outcome], now: datetime) -> list[Outcome]:
+        """Writes outcomes whose row is still that attempt's (a stale writer changes nothing).
+
+        One guarded read and one ``executemany`` per kind of outcome, whatever the batch size.
+        """
+        if not outcomes:
+            return []
+        query = select(deliveries.c.code_id, deliveries.c.attempts, deliveries.c.state).where(
+            deliveries.c.code_id.in_([o.code_id for o in outcomes])
         )
-        return bool(getattr(result, "rowcount", 0))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        current = {r.code_id: (r.attempts, r.state) for r in session.execute(query)}
+        fresh = [o for o in outcomes
+                 if current.get(o.code_id, (None, None))[0] == o.attempts
+                 and current[o.code_id][1] not in _FINAL]
+        for state in {o.state for o in fresh}:
+            group = [o for o in fresh if o.state == state]
+            values: dict[str, Any] = {"state": state, "updated_at": now, "lease_until": None,
+                                      "last_error": bindparam("b_error")}
+            if state == DeliveryState.RETRY.value:
+                values["next_attempt_at"] = bindparam("b_next")
+            if state == DeliveryState.SENT.value:
+                values["message_id"] = bindparam("b_message_id")
+            if state in _FINAL:
+                values.update(destination_enc=None, password_enc=None)
+            statement = (update(deliveries)
+                         .where(deliveries.c.code_id == bindparam("b_code_id")).values(**values))
+            session.execute(statement, [
+                {"b_code_id": o.code_id, "b_error": o.error or o.reason, "b_next": o.next_attempt_at,
+                 "b_message_id": o.message_id}
+                for o in group
+            ])
+        return fresh
 
     def by_message_id(self, session: Session, message_id: str) -> Delivery | None:
         row = session.execute(select(deliveries).where(deliveries.c.message_id == message_id)).first()

@@ -73,10 +73,10 @@ class Dispatcher:
 
     async def step(self) -> int:
         """One claim: starts sends for due rows; returns how many."""
-        room = 2 * self.max_in_flight - len(self._tasks)
-        if room <= 0:
-            await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        if len(self._tasks) > self.max_in_flight:  # claim in large batches, not a few at a time
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
             return 1
+        room = 2 * self.max_in_flight - len(self._tasks)
         now = self.clock()
         lease_until = now + timedelta(seconds=self.lease_s)
         limit = min(self.claim_limit, room)

@@ -28,7 +28,7 @@ class Recorder:
     def __init__(
         self, *, db: Database, repo: SqlDeliveries, metrics: NotifierMetrics,
         flush: Callable[[], Awaitable[object]], clock: Callable[[], datetime],
-        every_s: float = 0.05,
+        every_s: float = 0.2,
     ) -> None:
         self.db, self.repo, self.metrics, self.flush, self.clock = db, repo, metrics, flush, clock
         self.every_s = every_s
@@ -68,13 +68,13 @@ class Recorder:
     def _write(
         self, session: Session, batch: list[tuple[Delivery, Outcome]], now: datetime
     ) -> list[tuple[Delivery, Outcome]]:
-        written: list[tuple[Delivery, Outcome]] = []
+        by_code = {outcome.code_id: delivery for delivery, outcome in batch}
+        fresh = self.repo.finish(session, [outcome for _, outcome in batch], now)
+        if len(fresh) < len(batch):
+            log.warning("stale outcomes ignored", extra={"count": len(batch) - len(fresh)})
+        written = [(by_code[outcome.code_id], outcome) for outcome in fresh]
         statuses: list[WireRecord] = []
-        for delivery, outcome in batch:
-            if not self.repo.finish(session, outcome, now):
-                log.warning("stale outcome ignored", extra={"code_id": outcome.code_id})
-                continue
-            written.append((delivery, outcome))
+        for delivery, outcome in written:
             if outcome.state in (DeliveryState.SENT, DeliveryState.FAILED):
                 statuses.append(status_record(
                     code_id=delivery.code_id, request_event_id=delivery.request_event_id,

@@ -1,0 +1,116 @@
+"""Benchmark of the notifier: a backlog of CodeIssued through a real worker to a 50 ms SMS gateway.
+
+Produces ``--count`` CodeIssued (default 20,000) on the real broker under a fresh topic prefix,
+starts the local gateway (``services.notifier.devgateway``, every answer after ``--delay-ms``)
+and one notifier worker, and measures sends/s until the gateway has accepted every code. Prints
+the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and duplicates (0).
+
+    .venv/bin/python -m benchmarks.notifier [--count 20000] [--delay-ms 50] [--database-url URL]
+
+Loopback only; bounded by ``--timeout-s``. Needs the broker (KAFKA_BOOTSTRAP_SERVERS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from schemas.events import Channel, CodeIssued, Locale
+from schemas.topics import CODE_ISSUED
+from services.common.codec import encode
+from services.common.crypto import Keyring, code_aad
+from services.notifier.devgateway import DevGateway
+from tests.support.kafka import create_topics, new_prefix, produce
+from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, Worker, free_port, service_env
+
+TOKEN = "bench-" + uuid.uuid4().hex
+
+
+def backlog(count: int) -> list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+    keyring = Keyring.from_config(secret_keys=TEST_SECRET_KEYS, hash_pepper=TEST_HASH_PEPPER)
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+    for i in range(count):
+        code_id = str(uuid.uuid4())
+        event = CodeIssued(
+            code_id=uuid.UUID(code_id), request_event_id=uuid.uuid4(), account_id=uuid.uuid4(),
+            channel=Channel.SMS, locale=Locale.RU, expires_at=expires,
+            destination_masked="+7******" + f"{i % 10000:04d}",
+            destination_enc=keyring.encrypt(f"+7916{i:07d}", aad=code_aad(code_id, "destination")),
+            password_enc=keyring.encrypt("K7M3P9Q2WX", aad=code_aad(code_id, "password")),
+        )
+        wire = encode(event, key=str(event.account_id), source="/selfcare-access/benchmark")
+        records.append((wire.key, wire.value, wire.headers))
+    return records
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(count: int, delay_ms: float, database_url: str | None, timeout_s: float) -> None:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    prefix = new_prefix()
+    await create_topics(bootstrap, prefix)
+    records = backlog(count)
+    started = time.perf_counter()
+    for i in range(0, count, 5000):
+        await produce(bootstrap, prefix + CODE_ISSUED, records[i:i + 5000])
+    print(f"backlog: {count} CodeIssued produced in {time.perf_counter() - started:.1f}s")
+
+    gateway = DevGateway(token=TOKEN, delay_s=delay_ms / 1000).start()
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
+        extra = {"SMS_GATEWAY_URL": gateway.url, "SMS_GATEWAY_TOKEN": TOKEN,
+                 "NOTIFIER_WEB_PORT": str(port), "BATCH_SIZE": "500", "LOG_LEVEL": "WARNING"}
+        if database_url:
+            extra["NOTIFIER_DATABASE_URL"] = database_url
+        env = service_env(bootstrap=bootstrap, prefix=prefix, var_dir=Path(tmp), extra=extra)
+        worker = Worker(module="services.notifier", env=env, log_path=Path(tmp) / "worker.log",
+                        web_port=port)
+        try:
+            t0 = time.perf_counter()
+            worker.start()
+            ready = time.perf_counter() - t0
+            accepted = 0
+            while accepted < count and time.perf_counter() - t0 < timeout_s:
+                await asyncio.sleep(0.2)
+                accepted = gateway.call(lambda s: len(s.accepted))
+            elapsed = time.perf_counter() - t0
+            cpu_s = process_cpu_s(worker.proc.pid) if worker.proc else 0.0
+            distinct, duplicates, calls = gateway.call(
+                lambda s: (len(s.calls), s.duplicates, sum(s.calls.values()))
+            )
+        finally:
+            worker.stop()
+            gateway.stop()
+    print(f"worker ready after {ready:.1f}s; gateway answers after {delay_ms:.0f} ms")
+    print(f"sent {accepted}/{count} in {elapsed:.1f}s (from worker start, start-up included): "
+          f"{accepted / elapsed:.0f} sends/s; after ready: {accepted / (elapsed - ready):.0f} sends/s")
+    print(f"worker CPU: {cpu_s:.1f}s in all = {1000 * cpu_s / max(accepted, 1):.2f} ms per send "
+          f"(consume + record + send + status), load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"gateway: calls={calls} distinct client_refs={distinct} duplicates={duplicates}")
+    if accepted != count or distinct != count or duplicates:
+        raise SystemExit("FAILED: gateway counts differ from the backlog")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="notifier sends/s benchmark")
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--delay-ms", type=float, default=50.0)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--timeout-s", type=float, default=300.0)
+    args = parser.parse_args()
+    asyncio.run(run(args.count, args.delay_ms, args.database_url, args.timeout_s))
+
+
+if __name__ == "__main__":
+    main()
