@@ -1,0 +1,227 @@
+"""The notifier's handler, dispatcher and delivery reports with fake gateways, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from schemas.events import Channel, CodeIssued, Locale
+from services.common.batch import BatchRunner
+from services.common.db import Database, migrate
+from services.common.metrics import ServiceMetrics
+from services.common.publish import OutboxRelay
+from services.notifier.adapters.repository import SqlDeliveries
+from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
+from services.notifier.domain.delivery import Outcome
+from services.notifier.domain.model import RetryPolicy, SendResult
+from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport, ReportResult
+from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.metrics import NotifierMetrics
+from services.notifier.service_layer.record_codes import RecordCodes
+from tests.notifier.support import KEYRING, FakeGateway, FakePublisher, code_issued, raw
+
+
+@dataclass
+class Harness:
+    db: Database
+    runner: BatchRunner[CodeIssued]
+    dispatcher: Dispatcher
+    sms: FakeGateway
+    email: FakeGateway
+    publisher: FakePublisher
+    reports: ApplyDeliveryReport
+
+    async def consume(self, *events: CodeIssued | bytes) -> None:
+        await self.runner.process([raw(e, offset=i) for i, e in enumerate(events)])
+
+    async def dispatch(self) -> int:
+        started = await self.dispatcher.step()
+        await self.dispatcher.drain()
+        return started
+
+    def statuses(self, code_id: uuid.UUID | None = None) -> list[dict[str, object]]:
+        out = [json.loads(r.value) for t, r in self.publisher.sent if t == "selfcare.notification.status.v1"]
+        return [s for s in out if code_id is None or s["code_id"] == str(code_id)]
+
+    def row(self, code_id: uuid.UUID) -> dict[str, object]:
+        def _get(session: object) -> dict[str, object]:
+            found = session.execute(  # type: ignore[attr-defined]
+                select(deliveries).where(deliveries.c.code_id == str(code_id))
+            ).first()
+            return dict(found._mapping)
+        return self.db.run_sync(_get)  # type: ignore[arg-type]
+
+    def make_due(self, code_id: uuid.UUID) -> None:
+        self.db.run_sync(lambda s: s.execute(
+            update(deliveries).where(deliveries.c.code_id == str(code_id))
+            .values(next_attempt_at=datetime.now(UTC) - timedelta(seconds=1))
+        ))
+
+
+@pytest.fixture
+async def harness(database_url: str) -> AsyncIterator[Harness]:
+    db = Database(url=database_url, name="notifier-test")
+    migrate(db.engine, MIGRATIONS)
+    base = ServiceMetrics("notifier")
+    metrics = NotifierMetrics(base)
+    repo = SqlDeliveries()
+    publisher = FakePublisher()
+    relay = OutboxRelay(db=db, table=outbox, publisher=publisher)  # type: ignore[arg-type]
+    sms, email = FakeGateway(), FakeGateway()
+    dispatcher = Dispatcher(
+        db=db, repo=repo, keyring=KEYRING,
+        gateways={"sms": sms, "email": email}, metrics=metrics,
+        policy=RetryPolicy(initial_s=30, max_s=60, max_attempts=3), flush=relay.flush,
+        support_phone="8 800 250-08-90", lease_s=30,
+    )
+    runner: BatchRunner[CodeIssued] = BatchRunner(
+        service="notifier", topic="selfcare.code.issued.v1", model=CodeIssued,
+        handler=RecordCodes(db=db, repo=repo, metrics=metrics), publisher=publisher,  # type: ignore[arg-type]
+        relay=relay, metrics=base, max_record_bytes=65536,
+    )
+    reports = ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush)
+    yield Harness(db, runner, dispatcher, sms, email, publisher, reports)
+    db.close()
+
+
+async def test_sms_and_email_are_sent_once_with_the_right_text(harness: Harness) -> None:
+    sms = code_issued(to="+79161234567", password="ABCDEFGH23")
+    mail = code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, locale=Locale.EN, password="QWERTYUP45")
+    await harness.consume(sms, mail)
+    assert await harness.dispatch() == 2
+    [sent_sms] = harness.sms.sent
+    assert sent_sms.to == "+79161234567" and "ABCDEFGH23" in sent_sms.text
+    assert sent_sms.code_id == str(sms.code_id)
+    [sent_mail] = harness.email.sent
+    assert sent_mail.to == "ivanov@example.ru" and sent_mail.subject == "Your self-care portal password"
+    [status] = harness.statuses(sms.code_id)
+    assert status["status"] == "sent" and status["attempts"] == 1
+    assert status["destination_masked"] == "+7******4567" and status["message_id"] == "m-1"
+    row = harness.row(sms.code_id)
+    assert row["state"] == "sent" and row["password_enc"] is None and row["destination_enc"] is None
+    assert await harness.dispatch() == 0  # nothing due any more
+
+
+async def test_redelivered_event_and_second_event_for_one_code_do_not_send_twice(harness: Harness) -> None:
+    event = code_issued(to="+79161234567")
+    again = code_issued(to="+79161234567", code_id=event.code_id)
+    await harness.consume(event, event)
+    await harness.consume(event, again)
+    await harness.dispatch()
+    assert len(harness.sms.sent) == 1
+    await harness.consume(event)
+    await harness.dispatch()
+    assert len(harness.sms.sent) == 1 and len(harness.statuses(event.code_id)) == 1
+
+
+async def test_transient_failure_is_retried_later_without_blocking_others(harness: Harness) -> None:
+    flaky = code_issued(to="+79160000001")
+    fine = code_issued(to="+79160000002")
+    harness.sms.scripts["+79160000001"] = [SendResult.transient("http_500"), SendResult.accepted("m-x")]
+    await harness.consume(flaky, fine)
+    await harness.dispatch()
+    assert [s["status"] for s in harness.statuses(fine.code_id)] == ["sent"]
+    assert harness.statuses(flaky.code_id) == []
+    row = harness.row(flaky.code_id)
+    assert row["state"] == "retry" and row["attempts"] == 1 and row["last_error"] == "http_500"
+    assert await harness.dispatch() == 0  # backoff (30 s here) not over yet
+    harness.make_due(flaky.code_id)
+    await harness.dispatch()
+    [status] = harness.statuses(flaky.code_id)
+    assert status["status"] == "sent" and status["attempts"] == 2
+
+
+async def test_retries_end_when_the_code_expires(harness: Harness) -> None:
+    event = code_issued(to="+79160000003", expires_in_s=5)  # next retry (>= 15 s) is past expiry
+    harness.sms.scripts["+79160000003"] = [SendResult.transient("http_429", retry_after_s=1)]
+    await harness.consume(event)
+    await harness.dispatch()
+    [status] = harness.statuses(event.code_id)
+    assert status["status"] == "failed" and status["reason"] == "expired" and status["attempts"] == 1
+
+
+async def test_retries_end_after_max_attempts(harness: Harness) -> None:
+    event = code_issued(to="+79160000004")
+    harness.sms.scripts["+79160000004"] = [SendResult.transient("timeout")]
+    await harness.consume(event)
+    for _ in range(3):
+        harness.make_due(event.code_id)
+        await harness.dispatch()
+    [status] = harness.statuses(event.code_id)
+    assert status == {**status, "status": "failed", "reason": "retries_exhausted", "attempts": 3}
+    assert len(harness.sms.sent) == 3
+
+
+async def test_permanent_rejection_fails_at_once(harness: Harness) -> None:
+    event = code_issued(to="+79160000005")
+    harness.sms.scripts["+79160000005"] = [SendResult.permanent("http_400")]
+    await harness.consume(event)
+    await harness.dispatch()
+    [status] = harness.statuses(event.code_id)
+    assert status["status"] == "failed" and status["reason"] == "rejected"
+    assert harness.row(event.code_id)["last_error"] == "http_400"
+
+
+@pytest.mark.parametrize("tamper", ["wrong_key", "swapped", "bitflip"])
+async def test_undecryptable_payload_fails_without_a_send(harness: Harness, tamper: str) -> None:
+    event = code_issued(to="+79160000006", tamper=tamper)
+    await harness.consume(event)
+    await harness.dispatch()
+    assert harness.sms.sent == []
+    [status] = harness.statuses(event.code_id)
+    assert status["status"] == "failed" and status["reason"] == "undecryptable"
+
+
+async def test_code_expired_on_arrival_is_not_sent(harness: Harness) -> None:
+    event = code_issued(to="+79160000007", expires_in_s=-1)
+    await harness.consume(event)
+    await harness.dispatch()
+    assert harness.sms.sent == []
+    [status] = harness.statuses(event.code_id)
+    assert status["status"] == "failed" and status["reason"] == "expired" and status["attempts"] == 0
+
+
+async def test_malformed_record_goes_to_the_dlq_and_the_rest_is_processed(harness: Harness) -> None:
+    good = code_issued(to="+79160000008")
+    await harness.consume(b"{not json", b'{"event_id": "x"}', good)
+    dlq = [r for t, r in harness.publisher.sent if t == "selfcare.code.issued.v1.dlq"]
+    assert len(dlq) == 2
+    await harness.dispatch()
+    assert len(harness.sms.sent) == 1
+
+
+async def test_expired_lease_is_claimed_again_and_the_stale_outcome_is_ignored(harness: Harness) -> None:
+    event = code_issued(to="+79160000009")
+    await harness.consume(event)
+    now = datetime.now(UTC)
+    first = await harness.db.run(lambda s: SqlDeliveries().claim_due(
+        s, now=now, lease_until=now + timedelta(seconds=30), limit=10))
+    assert [d.attempts for d in first] == [1]
+    assert await harness.dispatch() == 0  # leased: nobody else sends it
+    harness.db.run_sync(lambda s: s.execute(
+        update(deliveries).values(lease_until=datetime.now(UTC) - timedelta(seconds=1))))
+    await harness.dispatch()  # the lease expired: sent again, with the same client_ref
+    assert [m.code_id for m in harness.sms.sent] == [str(event.code_id)]
+
+    stale = Outcome(code_id=str(event.code_id), attempts=1, state="failed", reason="expired")
+    written = await harness.db.run(lambda s: SqlDeliveries().finish(s, [stale], datetime.now(UTC)))
+    assert written == [] and harness.row(event.code_id)["state"] == "sent"
+
+
+async def test_delivery_reports_become_statuses(harness: Harness) -> None:
+    event = code_issued(to="+79160000010")
+    await harness.consume(event)
+    await harness.dispatch()
+    assert await harness.reports(message_id="m-1", status="delivered") == ReportResult.RECORDED
+    assert await harness.reports(message_id="m-1", status="delivered") == ReportResult.UNCHANGED
+    assert await harness.reports(message_id="nope", status="delivered") == ReportResult.UNKNOWN
+    with pytest.raises(ValueError):
+        await harness.reports(message_id="m-1", status="read")
+    assert [s["status"] for s in harness.statuses(event.code_id)] == ["sent", "delivered"]
+    assert harness.row(event.code_id)["carrier_status"] == "delivered"
