@@ -27,10 +27,12 @@ BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
 
 
 def start_worker(tmp: Path, extra: dict[str, str], prefix: str | None = None) -> Worker:
-    prefix = prefix or new_prefix()
+    """Start a worker; without ``prefix``, on a fresh set of topics (``prefix`` reuses them)."""
     if not BOOTSTRAP:
         raise RuntimeError("KAFKA_BOOTSTRAP_SERVERS is unset: run through deploy/test.sh")
-    asyncio.run(create_topics(BOOTSTRAP, prefix))
+    if prefix is None:
+        prefix = new_prefix()
+        asyncio.run(create_topics(BOOTSTRAP, prefix))
     port = free_port()
     env = service_env(bootstrap=BOOTSTRAP, prefix=prefix, var_dir=tmp,
                       extra={"RECOVERY_WEB_PORT": str(port), **extra})

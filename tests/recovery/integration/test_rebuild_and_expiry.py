@@ -1,0 +1,79 @@
+"""A recovery worker on SQLite: an expired pending code is refused, and a wiped database is
+rebuilt from the compacted account topic although the consumer group has committed offsets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from schemas.topics import CODE_ISSUED
+from tests.recovery.conftest import account_changed, make_keyring, new_mobile
+from tests.recovery.integration.support import (
+    feed_accounts,
+    feed_requests,
+    log_in,
+    outcomes,
+    password_of,
+    prefix_of,
+    requested,
+    start_worker,
+    wait_projected,
+)
+from tests.support.workers import Worker
+
+KEYRING = make_keyring()
+EXTRA = {"CODE_TTL_S": "2", "LIMIT_LOGIN_COOLDOWN_S": "0"}
+
+
+@pytest.fixture(scope="module")
+def var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("recovery-sqlite")
+
+
+@pytest.fixture(scope="module")
+def worker(var_dir: Path) -> Iterator[Worker]:
+    w = start_worker(var_dir, EXTRA)
+    yield w
+    w.stop()
+
+
+def db_url(var_dir: Path) -> str:
+    return f"sqlite:///{var_dir / 'recovery.db'}"
+
+
+async def test_expired_pending_code_is_refused(worker: Worker, var_dir: Path) -> None:
+    mobile = new_mobile()
+    acc = account_changed(KEYRING, mobile=mobile)
+    await feed_accounts(worker, [acc])
+    await wait_projected(db_url(var_dir), [acc.account_id])
+    (rid,) = await feed_requests(worker, [requested(mobile)])
+    topic, issued = (await outcomes(worker, [rid]))[rid]
+    assert topic == CODE_ISSUED
+    await asyncio.sleep(2.5)
+    assert (await log_in(worker, mobile, password_of(KEYRING, issued)))[0] == 401
+    # a fresh code within its lifetime works (the refusal above was the expiry)
+    (rid,) = await feed_requests(worker, [requested(mobile)])
+    _, fresh = (await outcomes(worker, [rid]))[rid]
+    assert (await log_in(worker, mobile, password_of(KEYRING, fresh)))[0] == 200
+
+
+async def test_wiped_database_is_rebuilt_from_the_account_topic(worker: Worker,
+                                                                var_dir: Path) -> None:
+    mobiles = [new_mobile() for _ in range(3)]
+    accounts = [account_changed(KEYRING, mobile=m) for m in mobiles]
+    await feed_accounts(worker, accounts)
+    await wait_projected(db_url(var_dir), [a.account_id for a in accounts])
+    await asyncio.sleep(1.5)  # let faust commit the offsets (every second)
+    worker.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (var_dir / f"recovery.db{suffix}").unlink(missing_ok=True)
+    again = start_worker(var_dir, EXTRA, prefix=prefix_of(worker))
+    worker.proc = again.proc  # the module fixture stops whichever process runs now
+    await wait_projected(db_url(var_dir), [a.account_id for a in accounts])
+    assert "account topic rewound" in again.log_text()
+    ids = await feed_requests(again, [requested(m) for m in mobiles])
+    got = await outcomes(again, ids)
+    assert {topic for topic, _ in got.values()} == {CODE_ISSUED}
