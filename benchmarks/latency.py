@@ -1,0 +1,111 @@
+"""Request-to-gateway latency of the whole workflow (issue: p99 ≤ 200 ms at 20 requests/s).
+
+    .venv/bin/python -m benchmarks.latency [--rate 20] [--duration 60]
+
+Starts the three services (fresh topic prefix, SQLite under a temporary folder) with the local SMS
+gateway, links one interactive-TV account per request (distinct mobiles), waits until recovery
+knows them, then sends "Get code" requests through the HTTP API at a fixed rate and measures, at
+the gateway, the time from sending the HTTP request to the gateway receiving the SMS. Bounded:
+rate × duration requests, loopback only. The per-client-IP limit is raised for the run (every
+request comes from 127.0.0.1); all other settings are the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from deploy.local_stack import LocalStack
+from deploy.topics import apply as apply_topics
+from schemas.topics import CONTRACT_LINKED
+from tests.support.kafka import produce
+from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port
+
+
+def mobile(i: int) -> str:
+    return f"+7916{4000000 + i:07d}"
+
+
+def link(i: int) -> bytes:
+    return json.dumps({
+        "event_id": str(uuid.uuid4()), "occurred_at": "2026-11-24T09:30:00Z",
+        "contract_number": f"LAT-{i}", "personal_account": f"{900000000000 + i}",
+        "tv_product": "interactive", "mobile_active": True,
+        "subscriber": {"full_name": "Bench Subscriber", "mobile": mobile(i),
+                       "passport": {"series": "0000", "number": f"{i:06d}"}},
+    }).encode()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+async def run(rate: float, duration: float, bootstrap: str) -> None:
+    n = int(rate * duration)
+    prefix = f"lat{uuid.uuid4().hex[:8]}."
+    await apply_topics(bootstrap, prefix=prefix, replication_factor=1)
+    stack = LocalStack(
+        bootstrap=bootstrap, var_dir=Path(tempfile.mkdtemp(prefix="latency-")), topic_prefix=prefix,
+        ports={"registration": free_port(), "recovery": free_port(), "notifier": free_port()},
+        extra_env={"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER,
+                   "LIMIT_IP_MAX": str(n * 10), "LOG_LEVEL": "WARNING"},
+    )
+    await asyncio.to_thread(stack.start)
+    try:
+        gateway = stack.sms_gateway
+        assert gateway is not None
+        await produce(bootstrap, prefix + CONTRACT_LINKED, [(f"LAT-{i}".encode(), link(i)) for i in range(n)])
+        await asyncio.sleep(8)  # accounts reach recovery's projection
+        sent_at: dict[str, float] = {}
+        statuses: list[int] = []
+        async with aiohttp.ClientSession() as http:
+            async def one(i: int) -> None:
+                sent_at[mobile(i)] = time.monotonic()
+                async with http.post(stack.url("recovery") + "/api/v1/code-requests",
+                                     json={"login": mobile(i), "channel": "sms"}) as r:
+                    statuses.append(r.status)
+
+            start = time.monotonic()
+            tasks = []
+            for i in range(n):
+                await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            got = gateway.call(lambda s: {m.to: m.at for m in s.accepted.values()})
+            if len(got) >= n:
+                break
+            await asyncio.sleep(0.2)
+        latencies = [(got[to] - sent_at[to]) * 1000 for to in sent_at if to in got]
+        print(f"requests sent: {n} at {rate}/s over {duration:.0f} s; HTTP 202: {statuses.count(202)}")
+        print(f"SMS received by the gateway: {len(latencies)} (missing {n - len(latencies)})")
+        if latencies:
+            p50, p95, p99 = (pct(latencies, q) for q in (50, 95, 99))
+            print(f"request → gateway latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  "
+                  f"max {max(latencies):.1f}  mean {statistics.mean(latencies):.1f}")
+            print(f"target p99 ≤ 200 ms: {'met' if pct(latencies, 99) <= 200 else 'NOT met'}")
+    finally:
+        await asyncio.to_thread(stack.stop)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    args = parser.parse_args()
+    asyncio.run(run(args.rate, args.duration, args.bootstrap))
+
+
+if __name__ == "__main__":
+    main()
