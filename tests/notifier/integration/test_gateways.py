@@ -1,0 +1,120 @@
+"""The gateway adapters against a real HTTP server (the devgateway) and a real SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.notifier.adapters.sms_http import HttpSmsGateway, retry_after_seconds
+from services.notifier.adapters.smtp_email import SmtpEmailGateway
+from services.notifier.devgateway import DevGateway
+from services.notifier.domain.messages import OutgoingMessage
+from services.notifier.domain.model import Verdict
+from tests.notifier.smtp import SmtpServer
+from tests.support.workers import free_port
+
+TOKEN = "gw-test-token"
+
+
+@pytest.fixture(scope="module")
+def devgateway() -> Iterator[DevGateway]:
+    gateway = DevGateway(token=TOKEN).start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+def sms(to: str, ref: str) -> OutgoingMessage:
+    return OutgoingMessage(code_id=ref, channel="sms", to=to, text="Пароль: X")
+
+
+async def send(url: str, message: OutgoingMessage, token: str = TOKEN) -> tuple[Verdict, object, object]:
+    gateway = HttpSmsGateway(url=url, token=token, timeout_s=0.5)
+    await gateway.start()
+    try:
+        result = await gateway.send(message)
+    finally:
+        await gateway.close()
+    return result.verdict, result.error, result.retry_after_s
+
+
+async def test_accepted_with_message_id_and_client_ref(devgateway: DevGateway) -> None:
+    gateway = HttpSmsGateway(url=devgateway.url, token=TOKEN, timeout_s=1)
+    await gateway.start()
+    result = await gateway.send(sms("+79160000100", "ref-100"))
+    again = await gateway.send(sms("+79160000100", "ref-100"))
+    await gateway.close()
+    assert result.verdict == Verdict.ACCEPTED and result.message_id
+    assert again.message_id == result.message_id  # the gateway dropped the duplicate
+    received = devgateway.call(lambda s: s.accepted["ref-100"])
+    assert received.to == "+79160000100" and received.text == "Пароль: X"
+    assert devgateway.call(lambda s: s.calls["ref-100"]) == 2
+    assert devgateway.call(lambda s: s.duplicates) >= 1
+
+
+@pytest.mark.parametrize(("step", "verdict", "error", "retry_after"), [
+    ("500", Verdict.TRANSIENT, "http_500", None),
+    ("429:7", Verdict.TRANSIENT, "http_429", 7.0),
+    ("400", Verdict.PERMANENT, "http_400", None),
+    ("slow:2", Verdict.TRANSIENT, "timeout", None),
+])
+async def test_answers_are_classified(devgateway: DevGateway, step: str, verdict: Verdict,
+                                      error: str, retry_after: float | None) -> None:
+    to = f"+7916{abs(hash(step)) % 10**7:07d}"
+    devgateway.script(to, [step])
+    assert await send(devgateway.url, sms(to, f"ref-{step}")) == (verdict, error, retry_after)
+
+
+async def test_wrong_token_is_permanent_and_connection_refused_is_transient(devgateway: DevGateway) -> None:
+    assert (await send(devgateway.url, sms("+79160000101", "r1"), token="wrong"))[:2] == (
+        Verdict.PERMANENT, "http_401")
+    verdict, error, _ = await send(f"http://127.0.0.1:{free_port()}/sms", sms("+79160000102", "r2"))
+    assert verdict == Verdict.TRANSIENT and str(error).startswith("connection_")
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after_seconds("12") == 12.0
+    assert retry_after_seconds(" 0.5 ") == 0.5
+    assert retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT") is None
+    assert retry_after_seconds(None) is None
+
+
+def email(to: str, code_id: str = "0b7a0c1e-0000-4000-8000-000000000001") -> OutgoingMessage:
+    return OutgoingMessage(code_id=code_id, channel="email", to=to, text="Пароль: Z9\n", subject="Пароль")
+
+
+async def test_smtp_accepted_message_has_headers_and_text(smtp: SmtpServer) -> None:
+    gateway = SmtpEmailGateway(host="127.0.0.1", port=smtp.port, mail_from="selfcare@tv.example",
+                               timeout_s=5)
+    result = await gateway.send(email("one@example.ru"))
+    assert result.verdict == Verdict.ACCEPTED
+    [mail] = smtp.handler.to("one@example.ru")
+    assert mail["From"] == "selfcare@tv.example" and mail["Subject"] == "Пароль"
+    assert mail["Message-ID"] == "<0b7a0c1e-0000-4000-8000-000000000001@tv.example>"
+    assert mail.get_content().replace("\r\n", "\n") == "Пароль: Z9\n"
+
+
+@pytest.mark.parametrize(("answer", "verdict", "error"), [
+    ("451 4.3.0 try later", Verdict.TRANSIENT, "smtp_451"),
+    ("550 5.1.1 no such user", Verdict.PERMANENT, "smtp_550"),
+])
+async def test_smtp_replies_are_classified(smtp: SmtpServer, answer: str, verdict: Verdict, error: str) -> None:
+    address = f"{answer[:3]}@example.ru"
+    smtp.handler.scripts[address] = [answer]
+    gateway = SmtpEmailGateway(host="127.0.0.1", port=smtp.port, mail_from="selfcare@tv.example",
+                               timeout_s=5)
+    result = await gateway.send(email(address))
+    assert (result.verdict, result.error) == (verdict, error)
+    assert smtp.handler.to(address) == []
+
+
+async def test_smtp_server_away_is_transient() -> None:
+    gateway = SmtpEmailGateway(host="127.0.0.1", port=free_port(), mail_from="s@tv.example", timeout_s=2)
+    assert (await gateway.send(email("x@example.ru"))).verdict == Verdict.TRANSIENT
