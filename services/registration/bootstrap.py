@@ -57,6 +57,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
             "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]
         ),
     )
+
     def runner(topic: str, model: type[E], handler: Handler[E]) -> BatchRunner[E]:
         return BatchRunner(
             service=settings.service, topic=topic, model=model, handler=handler,
