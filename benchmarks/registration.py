@@ -325,7 +325,7 @@ async def main(args: argparse.Namespace) -> None:
     noop = await noop_faust(bootstrap, prefix, n, work)
     print(f"(b) no-op faust agent (take_events) {noop:>8,.0f} events/s   "
           f"(b)/(a) = {noop / plain:.1%}", flush=True)
-    runs = [("sqlite", f"sqlite:///{work / 'registration.db'}", None)]
+    runs: list[tuple[str, str, str | None]] = [("sqlite", f"sqlite:///{work / 'registration.db'}", None)]
     server = None if args.skip_postgres else postgres_server(args.postgres_url)
     if server:
         url, name = fresh_database(server)
