@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -34,12 +34,15 @@ def _account(row: Any) -> Account:
     )
 
 
-def accounts_by_keys(session: Session, keys: dict[LoginKind, str]) -> list[Account]:
+def accounts_by_keys(session: Session, keys: Iterable[Mapping[LoginKind, str]]) -> list[Account]:
+    """Every account whose login key of either kind is among ``keys`` (one query)."""
+    mobiles = {k[LoginKind.MOBILE] for k in keys if LoginKind.MOBILE in k}
+    numbers = {k[LoginKind.PERSONAL_ACCOUNT] for k in keys if LoginKind.PERSONAL_ACCOUNT in k}
     clauses = []
-    if LoginKind.MOBILE in keys:
-        clauses.append(accounts.c.login_key_mobile == keys[LoginKind.MOBILE])
-    if LoginKind.PERSONAL_ACCOUNT in keys:
-        clauses.append(accounts.c.login_key_personal_account == keys[LoginKind.PERSONAL_ACCOUNT])
+    if mobiles:
+        clauses.append(accounts.c.login_key_mobile.in_(sorted(mobiles)))
+    if numbers:
+        clauses.append(accounts.c.login_key_personal_account.in_(sorted(numbers)))
     if not clauses:
         return []
     return [_account(r) for r in session.execute(select(accounts).where(or_(*clauses)))]
@@ -89,14 +92,16 @@ def prune_rate_events(session: Session, before: float) -> None:
     session.execute(rate_events.delete().where(rate_events.c.at < before))
 
 
-def add_code(session: Session, *, code_id: str, account_id: str, request_event_id: str,
-             hash_: str, channel: str, now: float, expires_at: float) -> None:
-    """Store a new pending code and void the account's older pending ones."""
-    void_pending(session, account_id, except_code=None)
-    session.execute(codes.insert().values(
-        code_id=code_id, account_id=account_id, request_event_id=request_event_id, hash=hash_,
-        status=CodeStatus.PENDING.value, channel=channel, expires_at=expires_at, created_at=now,
-    ))
+def add_codes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Store new codes (``status`` set by the caller) after voiding their accounts' older
+    pending ones."""
+    if not rows:
+        return
+    session.execute(update(codes).where(
+        codes.c.account_id.in_(sorted({r["account_id"] for r in rows})),
+        codes.c.status == CodeStatus.PENDING.value,
+    ).values(status=CodeStatus.VOIDED.value))
+    session.execute(codes.insert(), list(rows))
 
 
 def void_pending(session: Session, account_id: str, *, except_code: str | None) -> None:

@@ -57,6 +57,7 @@ codes = Table(
     Column("expires_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_codes_account_status", "account_id", "status"),
+    Index("ix_codes_status_expires", "status", "expires_at"),
 )
 
 processed_events = Table(

@@ -73,7 +73,7 @@ class LogIn:
         if locked_until is not None and locked_until > now:
             return _Known(locked=True, account_id=None, current=None, pending=None)
         candidates = candidate_keys(self.keyring, login)
-        account = resolve(candidates, repository.accounts_by_keys(session, candidates))
+        account = resolve(candidates, repository.accounts_by_keys(session, [candidates]))
         if account is None or account.status is not AccountStatus.ACTIVE:
             return _Known(locked=False, account_id=None, current=None, pending=None)
         return _Known(

@@ -145,3 +145,31 @@ async def test_projection_keeps_the_newest_version(h: Harness) -> None:
     req2 = request(acc_mobile(h, acc))
     await h.requests(req2)
     assert outcomes(h)[str(req2.event_id)]["reason"] == "account_closed"
+
+
+async def test_without_cooldown_the_later_code_of_a_batch_voids_the_earlier(
+        database_url: str, keyring: Keyring) -> None:
+    from services.recovery.domain.limits import Policy, Window
+
+    h = harness(database_url, keyring, policy=Policy(login_cooldown=Window(max_events=1,
+                                                                           window_s=0)))
+    try:
+        acc = account_changed(h.keyring)
+        await h.accounts(acc)
+        first, second = request(acc_mobile(h, acc)), request(acc_mobile(h, acc))
+        await h.requests(first, second)
+        by_request = {c.request_event_id: c.status for c in h.codes()}
+        assert by_request == {str(first.event_id): "voided", str(second.event_id): "pending"}
+    finally:
+        h.db.close()
+
+
+async def test_a_large_batch_is_decided_in_chunks_and_hashed_once_each(h: Harness) -> None:
+    accs = [account_changed(h.keyring) for _ in range(120)]
+    await h.accounts(*accs)
+    reqs = [request(acc_mobile(h, a)) for a in accs] + [request(acc_mobile(h, accs[0]))]
+    await h.requests(*reqs)
+    got = outcomes(h)
+    assert sum(v["topic"] == "selfcare.code.issued.v1" for v in got.values()) == 120
+    assert got[str(reqs[-1].event_id)]["reason"] == "rate_limited"  # seen across chunks
+    assert h.hasher.hashed == 120 and len(h.codes()) == 120
