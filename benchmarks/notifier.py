@@ -5,7 +5,8 @@ starts the local gateway (``services.notifier.devgateway``, every answer after `
 and one notifier worker, and measures sends/s until the gateway has accepted every code. Prints
 the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and duplicates (0).
 
-    .venv/bin/python -m benchmarks.notifier [--count 20000] [--delay-ms 50] [--database-url URL]
+    .venv/bin/python -m benchmarks.notifier [--count 20000] [--delay-ms 50]
+        [--postgres-url $(.venv/bin/python -m deploy.postgres url) [--workers 2]]
 
 Loopback only; bounded by ``--timeout-s``. Needs the broker (KAFKA_BOOTSTRAP_SERVERS).
 """
@@ -18,8 +19,12 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy import create_engine, text
 
 from schemas.events import Channel, CodeIssued, Locale
 from schemas.topics import CODE_ISSUED
@@ -56,7 +61,9 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def run(count: int, delay_ms: float, database_url: str | None, timeout_s: float) -> None:
+async def run(
+    count: int, delay_ms: float, database_url: str | None, timeout_s: float, worker_count: int
+) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     prefix = new_prefix()
     await create_topics(bootstrap, prefix)
@@ -67,32 +74,36 @@ async def run(count: int, delay_ms: float, database_url: str | None, timeout_s: 
     print(f"backlog: {count} CodeIssued produced in {time.perf_counter() - started:.1f}s")
 
     gateway = DevGateway(token=TOKEN, delay_s=delay_ms / 1000).start()
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
-        extra = {"SMS_GATEWAY_URL": gateway.url, "SMS_GATEWAY_TOKEN": TOKEN,
-                 "NOTIFIER_WEB_PORT": str(port), "BATCH_SIZE": "500", "LOG_LEVEL": "WARNING"}
-        if database_url:
-            extra["NOTIFIER_DATABASE_URL"] = database_url
-        env = service_env(bootstrap=bootstrap, prefix=prefix, var_dir=Path(tmp), extra=extra)
-        worker = Worker(module="services.notifier", env=env, log_path=Path(tmp) / "worker.log",
-                        web_port=port)
+        workers = []
+        for n in range(worker_count):
+            port = free_port()
+            extra = {"SMS_GATEWAY_URL": gateway.url, "SMS_GATEWAY_TOKEN": TOKEN,
+                     "NOTIFIER_WEB_PORT": str(port), "BATCH_SIZE": "500", "LOG_LEVEL": "WARNING"}
+            if database_url:
+                extra["NOTIFIER_DATABASE_URL"] = database_url
+            env = service_env(bootstrap=bootstrap, prefix=prefix, var_dir=Path(tmp) / f"w{n}", extra=extra)
+            workers.append(Worker(module="services.notifier", env=env,
+                                  log_path=Path(tmp) / f"worker{n}.log", web_port=port))
         try:
             t0 = time.perf_counter()
-            worker.start()
+            for worker in workers:
+                worker.start()
             ready = time.perf_counter() - t0
             accepted = 0
             while accepted < count and time.perf_counter() - t0 < timeout_s:
                 await asyncio.sleep(0.2)
                 accepted = gateway.call(lambda s: len(s.accepted))
             elapsed = time.perf_counter() - t0
-            cpu_s = process_cpu_s(worker.proc.pid) if worker.proc else 0.0
+            cpu_s = sum(process_cpu_s(w.proc.pid) for w in workers if w.proc)
             distinct, duplicates, calls = gateway.call(
                 lambda s: (len(s.calls), s.duplicates, sum(s.calls.values()))
             )
         finally:
-            worker.stop()
+            for worker in workers:
+                worker.stop()
             gateway.stop()
-    print(f"worker ready after {ready:.1f}s; gateway answers after {delay_ms:.0f} ms")
+    print(f"{worker_count} worker(s) ready after {ready:.1f}s; gateway answers after {delay_ms:.0f} ms")
     print(f"sent {accepted}/{count} in {elapsed:.1f}s (from worker start, start-up included): "
           f"{accepted / elapsed:.0f} sends/s; after ready: {accepted / (elapsed - ready):.0f} sends/s")
     print(f"worker CPU: {cpu_s:.1f}s in all = {1000 * cpu_s / max(accepted, 1):.2f} ms per send "
@@ -106,10 +117,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="notifier sends/s benchmark")
     parser.add_argument("--count", type=int, default=20_000)
     parser.add_argument("--delay-ms", type=float, default=50.0)
-    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in a temporary folder")
+    parser.add_argument("--postgres-url", default=None,
+                        help="a PostgreSQL server URL: a fresh database is created there and dropped")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (>1 needs PostgreSQL)")
     parser.add_argument("--timeout-s", type=float, default=300.0)
     args = parser.parse_args()
-    asyncio.run(run(args.count, args.delay_ms, args.database_url, args.timeout_s))
+    if args.workers > 1 and not (args.postgres_url or str(args.database_url).startswith("postgresql")):
+        parser.error("several workers share one table through PostgreSQL (FOR UPDATE SKIP LOCKED)")
+    if args.postgres_url:
+        with fresh_database(args.postgres_url) as url:
+            asyncio.run(run(args.count, args.delay_ms, url, args.timeout_s, args.workers))
+    else:
+        asyncio.run(run(args.count, args.delay_ms, args.database_url, args.timeout_s, args.workers))
+
+
+@contextmanager
+def fresh_database(server_url: str) -> Iterator[str]:
+    name = f"bench_notifier_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield server_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 if __name__ == "__main__":
