@@ -54,14 +54,17 @@ class RecoverySettings(CommonSettings):
         workers = int_setting(env, "RECOVERY_HASH_WORKERS", os.cpu_count() or 1)
         if workers < 1:
             raise ConfigError("RECOVERY_HASH_WORKERS must be at least 1")
+        argon2 = Argon2Params(
+            time_cost=int_setting(env, "ARGON2_TIME_COST", 2),
+            memory_kib=int_setting(env, "ARGON2_MEMORY_KIB", 19456),
+            parallelism=int_setting(env, "ARGON2_PARALLELISM", 1),
+        )
+        if argon2.time_cost < 2 or argon2.memory_kib < 19456 or argon2.parallelism < 1:
+            raise ConfigError("argon2id parameters below OWASP's minimum (t=2, m=19456 KiB, p=1)")
         return cls(
             **cls.common_from_env(env),
             policy=policy,
             password_length=length,
-            argon2=Argon2Params(
-                time_cost=int_setting(env, "ARGON2_TIME_COST", 2),
-                memory_kib=int_setting(env, "ARGON2_MEMORY_KIB", 19456),
-                parallelism=int_setting(env, "ARGON2_PARALLELISM", 1),
-            ),
+            argon2=argon2,
             hash_workers=workers,
         )

@@ -32,3 +32,5 @@ def test_overrides_and_refusals() -> None:
         RecoverySettings.from_env({**BASE, "PASSWORD_LENGTH": "6"})
     with pytest.raises(ConfigError):
         RecoverySettings.from_env({"HASH_PEPPER": TEST_HASH_PEPPER})
+    with pytest.raises(ConfigError):
+        RecoverySettings.from_env({**BASE, "ARGON2_MEMORY_KIB": "1024"})
