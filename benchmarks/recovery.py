@@ -176,9 +176,13 @@ async def service_rate(bootstrap: str, m: int, port: int, keep_log: Path | None)
             rejected = await timestamps(bootstrap, prefix + CODE_REJECTED, 0, deadline)
             assert not rejected
             return m / ((last - first) / 1000)
+        except Exception:
+            print((Path(tmp) / "worker.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(30)
             if keep_log is not None:
                 shutil.copyfile(Path(tmp) / "worker.log", keep_log)
 
