@@ -161,7 +161,7 @@ async def service_rate(bootstrap: str, m: int, port: int, keep_log: Path | None)
                "TOPIC_PREFIX": prefix, "SELFCARE_VAR_DIR": tmp, "RECOVERY_WEB_PORT": str(port),
                "LOG_LEVEL": "INFO" if keep_log else "WARNING"}
         env.pop("RECOVERY_DATABASE_URL", None)
-        proc = start_worker(env, Path(tmp) / "worker.log", "info" if keep_log else "warning")
+        proc = start_worker(env, Path(tmp) / "worker.log", "info" if keep_log else "warn")
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", proc, deadline)
             wires = [encode(e, key=str(e.account_id), source="/bench") for e in events]
