@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 
 from services.common.crypto import DecryptError, Keyring, code_aad
 from services.common.db import Database
@@ -35,15 +36,17 @@ class Dispatcher:
         gateways: Mapping[str, NotificationGateway], metrics: NotifierMetrics, policy: RetryPolicy,
         flush: Callable[[], Awaitable[object]], support_phone: str, claim_limit: int = 500,
         max_in_flight: int = 200, lease_s: float = 60.0, idle_s: float = 0.2,
-        clock: Clock = utc_now,
+        shutdown_grace_s: float = 5.0, clock: Clock = utc_now,
     ) -> None:
         self.db, self.repo, self.keyring, self.gateways = db, repo, keyring, gateways
         self.metrics, self.policy, self.support_phone = metrics, policy, support_phone
         self.claim_limit, self.max_in_flight = claim_limit, max_in_flight
         self.lease_s, self.idle_s, self.clock = lease_s, idle_s, clock
+        self.shutdown_grace_s = shutdown_grace_s
         self.recorder = Recorder(db=db, repo=repo, metrics=metrics, flush=flush, clock=clock)
         self._slots = asyncio.Semaphore(max_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # by code id
+        self._waiting: dict[str, Delivery] = {}  # claimed, not yet at the gateway
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -68,13 +71,33 @@ class Dispatcher:
                     except TimeoutError:
                         pass
         finally:
-            for task in [*self._tasks, recording]:
-                task.cancel()
+            await self._stop(recording)
+
+    async def _stop(self, recording: asyncio.Task[None]) -> None:
+        """Graceful stop: rows still waiting for a slot are handed back (due now), calls in flight
+        get ``shutdown_grace_s`` to finish and be recorded; a call cut short keeps its lease."""
+        recording.cancel()
+        now = self.clock()
+        for code_id, delivery in list(self._waiting.items()):
+            if self._tasks[code_id].done():
+                continue
+            self._tasks[code_id].cancel()
+            self.recorder.add(delivery, Outcome(
+                code_id=code_id, attempts=delivery.attempts, state=DeliveryState.RETRY.value,
+                next_attempt_at=now, error="shutdown"))
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=self.shutdown_grace_s)
+        for task in list(self._tasks.values()):
+            task.cancel()
+        try:
+            await asyncio.wait_for(self.recorder.record_pending(), timeout=5)
+        except Exception as exc:  # statuses left in the outbox go out at the next start
+            log.warning("outcomes not recorded at stop (%s)", type(exc).__name__)
 
     async def step(self) -> int:
         """One claim: starts sends for due rows; returns how many."""
         if len(self._tasks) > self.max_in_flight:  # claim in large batches, not a few at a time
-            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
             return 1
         room = 2 * self.max_in_flight - len(self._tasks)
         now = self.clock()
@@ -84,16 +107,21 @@ class Dispatcher:
             lambda s: self.repo.claim_due(s, now=now, lease_until=lease_until, limit=limit)
         )
         for delivery in claimed:
-            task = asyncio.create_task(self._attempt(delivery))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            code_id = delivery.code_id
+            self._waiting[code_id] = delivery
+            self._tasks[code_id] = asyncio.create_task(self._attempt(delivery))
+            self._tasks[code_id].add_done_callback(partial(self._forget, code_id))
         return len(claimed)
 
     async def drain(self) -> None:
         """Wait for sends in flight and their recording (tests and benchmarks)."""
         while self._tasks:
-            await asyncio.wait(set(self._tasks))
+            await asyncio.wait(list(self._tasks.values()))
         await self.recorder.record_pending()
+
+    def _forget(self, code_id: str, _task: object = None) -> None:
+        self._tasks.pop(code_id, None)
+        self._waiting.pop(code_id, None)
 
     async def _attempt(self, delivery: Delivery) -> None:
         outcome = await self._outcome(delivery)
@@ -111,6 +139,7 @@ class Dispatcher:
         message = render(code_id=d.code_id, channel=d.channel, locale=d.locale, to=to,
                          password=password, support_phone=self.support_phone)
         async with self._slots:
+            self._waiting.pop(d.code_id, None)
             started = time.perf_counter()
             result = await self.gateways[d.channel].send(message)
             self.metrics.gateway_seconds.labels(d.channel).observe(time.perf_counter() - started)

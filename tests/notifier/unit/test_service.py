@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +21,7 @@ from services.common.publish import OutboxRelay
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
 from services.notifier.domain.delivery import Outcome
+from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import RetryPolicy, SendResult
 from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport, ReportResult
 from services.notifier.service_layer.dispatch import Dispatcher
@@ -225,3 +228,43 @@ async def test_delivery_reports_become_statuses(harness: Harness) -> None:
         await harness.reports(message_id="m-1", status="read")
     assert [s["status"] for s in harness.statuses(event.code_id)] == ["sent", "delivered"]
     assert harness.row(event.code_id)["carrier_status"] == "delivered"
+
+
+@dataclass
+class SlowGateway(FakeGateway):
+    """Holds every call until ``release`` is set."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        self.sent.append(message)
+        await self.release.wait()
+        return SendResult.accepted(f"m-{message.code_id[:8]}")
+
+
+async def test_graceful_stop_records_calls_in_flight_and_hands_back_waiting_rows(harness: Harness) -> None:
+    slow = SlowGateway()
+    dispatcher = Dispatcher(
+        db=harness.db, repo=SqlDeliveries(), keyring=KEYRING, gateways={"sms": slow},
+        metrics=harness.dispatcher.metrics, policy=RetryPolicy(), flush=harness.dispatcher.recorder.flush,
+        support_phone="x", max_in_flight=2, shutdown_grace_s=5,
+    )
+    events = [code_issued(to=f"+7916000{i:04d}") for i in range(4)]
+    await harness.consume(*events)
+    running = asyncio.create_task(dispatcher.run())
+    while len(slow.sent) < 2:
+        await asyncio.sleep(0.01)
+    running.cancel()  # two calls in flight, two rows waiting for a slot
+    await asyncio.sleep(0.1)
+    slow.release.set()  # the calls in flight finish within the grace period
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    in_flight = {m.code_id for m in slow.sent}
+    states = {str(e.code_id): harness.row(e.code_id)["state"] for e in events}
+    assert len(in_flight) == 2
+    assert all(states[c] == "sent" for c in in_flight)
+    waiting = [e for e in events if str(e.code_id) not in in_flight]
+    for event in waiting:
+        row = harness.row(event.code_id)
+        assert (row["state"], row["last_error"]) == ("retry", "shutdown")
+    assert {s["code_id"] for s in harness.statuses()} == in_flight
