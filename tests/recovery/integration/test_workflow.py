@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import create_engine, text
 
 from schemas.events import AccountStatus, TvProduct
 from schemas.topics import CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED, dlq_of
@@ -43,18 +42,6 @@ from tests.support.workers import Worker
 
 KEYRING = make_keyring()
 SECRETS: set[str] = set()  # every password, phone and email of this module, for the last test
-
-
-@pytest.fixture(scope="module")
-def pg_url(postgres_server_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield postgres_server_url.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture(scope="module")
