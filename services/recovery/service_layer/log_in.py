@@ -15,7 +15,7 @@ from schemas.events import AccountStatus
 from services.common.crypto import Keyring
 from services.common.db import Database
 from services.common.logins import candidate_keys
-from services.recovery.adapters import repository
+from services.recovery.adapters import credentials, repository
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.limits import Policy
 from services.recovery.domain.resolve import resolve, route_key
@@ -69,7 +69,7 @@ class LogIn:
         return account_id
 
     def _load(self, session: Session, login: str, subject: str, now: float) -> _Known:
-        _count, locked_until = repository.failures(session, subject)
+        _count, locked_until = credentials.failures(session, subject)
         if locked_until is not None and locked_until > now:
             return _Known(locked=True, account_id=None, current=None, pending=None)
         candidates = candidate_keys(self.keyring, login)
@@ -78,8 +78,8 @@ class LogIn:
             return _Known(locked=False, account_id=None, current=None, pending=None)
         return _Known(
             locked=False, account_id=account.account_id,
-            current=repository.current_password(session, account.account_id),
-            pending=repository.newest_pending(session, account.account_id, now),
+            current=credentials.current_password(session, account.account_id),
+            pending=credentials.newest_pending(session, account.account_id, now),
         )
 
     def _settle(self, session: Session, known: _Known, subject: str, current_ok: bool,
@@ -88,14 +88,14 @@ class LogIn:
         if current_ok:
             account_id = known.account_id
         elif pending_ok and known.pending is not None:
-            account_id = repository.activate_code(session, known.pending[0], now)
+            account_id = credentials.activate_code(session, known.pending[0], now)
         if account_id is not None:
-            repository.save_failures(session, subject, 0, None)
+            credentials.save_failures(session, subject, 0, None)
             return account_id
-        count, _ = repository.failures(session, subject)
+        count, _ = credentials.failures(session, subject)
         count += 1
         if count >= self.policy.lockout_failures:
-            repository.save_failures(session, subject, 0, now + self.policy.lockout_s)
+            credentials.save_failures(session, subject, 0, now + self.policy.lockout_s)
         else:
-            repository.save_failures(session, subject, count, None)
+            credentials.save_failures(session, subject, count, None)
         return None
