@@ -124,7 +124,11 @@ class Dispatcher:
         self._waiting.pop(code_id, None)
 
     async def _attempt(self, delivery: Delivery) -> None:
-        outcome = await self._outcome(delivery)
+        try:
+            outcome = await self._outcome(delivery)
+        except Exception as exc:  # a bug, not the gateway: retry later rather than hold the lease
+            log.error("send attempt crashed (%s)", type(exc).__name__, extra={"code_id": delivery.code_id})
+            outcome = self._classify(delivery, SendResult.transient("internal_error"), self.clock())
         self.recorder.add(delivery, outcome)
 
     async def _outcome(self, d: Delivery) -> Outcome:

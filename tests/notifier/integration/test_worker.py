@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -107,7 +108,7 @@ async def test_retries_and_their_end(stack: Stack) -> None:
 async def test_a_failing_destination_does_not_delay_the_others(stack: Stack) -> None:
     account = uuid.uuid4()  # one key: every record on the same partition, the slow one first
     stack.gateway.script(phone(3000), ["slow:3"])
-    stuck = code_issued(to=phone(3000), account_id=account, expires_in_s=8)
+    stuck = code_issued(to=phone(3000), account_id=account, expires_in_s=12)
     others = [code_issued(to=phone(3001 + i), account_id=account) for i in range(20)]
     await stack.send_codes(stuck, *others, secret=[phone(3000), *(phone(3001 + i) for i in range(20))])
     found = await stack.statuses([e.code_id for e in others], timeout_s=30)
@@ -202,3 +203,13 @@ async def test_nothing_secret_in_clear_on_topics_or_in_the_log(stack: Stack) -> 
         for form in {secret, secret.lstrip("+"), secret[2:]}:
             assert form.encode() not in raw, "a secret is in clear on a topic"
             assert form.encode() not in log, "a secret is in clear in the worker log"
+
+
+def test_metrics_are_exposed(stack: Stack) -> None:
+    with urllib.request.urlopen(stack.worker.base_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    assert 'notifier_deliveries_total{channel="sms",status="sent"}' in text
+    assert 'notifier_deliveries_total{channel="sms",status="failed"}' in text
+    assert 'notifier_retries_total{channel="sms"}' in text
+    assert 'notifier_gateway_request_seconds_count{channel="email"}' in text
+    assert "+7916" not in text

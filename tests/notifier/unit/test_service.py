@@ -268,3 +268,16 @@ async def test_graceful_stop_records_calls_in_flight_and_hands_back_waiting_rows
         row = harness.row(event.code_id)
         assert (row["state"], row["last_error"]) == ("retry", "shutdown")
     assert {s["code_id"] for s in harness.statuses()} == in_flight
+
+
+async def test_a_crashing_gateway_adapter_means_a_retry_not_a_stuck_row(harness: Harness) -> None:
+    class CrashingGateway(FakeGateway):
+        async def send(self, message: OutgoingMessage) -> SendResult:
+            raise RuntimeError("bug")
+
+    harness.dispatcher.gateways = {"sms": CrashingGateway(), "email": harness.email}
+    event = code_issued(to="+79160000011")
+    await harness.consume(event)
+    await harness.dispatch()
+    row = harness.row(event.code_id)
+    assert (row["state"], row["last_error"], row["lease_until"]) == ("retry", "internal_error", None)
