@@ -48,6 +48,7 @@ class Dispatcher:
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by code id
         self._waiting: dict[str, Delivery] = {}  # claimed, not yet at the gateway
         self._wake = asyncio.Event()
+        self._finished = asyncio.Event()  # a send task ended
 
     def wake(self) -> None:
         """New rows were recorded: claim now rather than at the next poll."""
@@ -96,9 +97,9 @@ class Dispatcher:
 
     async def step(self) -> int:
         """One claim: starts sends for due rows; returns how many."""
-        if len(self._tasks) > self.max_in_flight:  # claim in large batches, not a few at a time
-            await asyncio.wait(list(self._tasks.values()), return_when=asyncio.FIRST_COMPLETED)
-            return 1
+        while len(self._tasks) > self.max_in_flight:  # claim in large batches, not a few at a time
+            self._finished.clear()
+            await self._finished.wait()
         room = 2 * self.max_in_flight - len(self._tasks)
         now = self.clock()
         lease_until = now + timedelta(seconds=self.lease_s)
@@ -122,6 +123,7 @@ class Dispatcher:
     def _forget(self, code_id: str, _task: object = None) -> None:
         self._tasks.pop(code_id, None)
         self._waiting.pop(code_id, None)
+        self._finished.set()
 
     async def _attempt(self, delivery: Delivery) -> None:
         try:

@@ -25,7 +25,8 @@ def status_record(
     message_id: str | None = None,
 ) -> WireRecord:
     """The event id is derived from (code, status), so a re-published status is deduplicated."""
-    event = NotificationStatus(
+    # built from our own validated row: model_construct skips re-validation (hot path)
+    event = NotificationStatus.model_construct(
         event_id=uuid.uuid5(_NAMESPACE, f"{code_id}:{status.value}"),
         occurred_at=now,
         code_id=uuid.UUID(code_id),
