@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,8 +88,8 @@ async def run(
                                   log_path=Path(tmp) / f"worker{n}.log", web_port=port))
         try:
             t0 = time.perf_counter()
-            for worker in workers:
-                worker.start()
+            with ThreadPoolExecutor(max_workers=len(workers)) as pool:  # join the group together
+                list(pool.map(lambda w: w.start(), workers))
             ready = time.perf_counter() - t0
             accepted = 0
             while accepted < count and time.perf_counter() - t0 < timeout_s:

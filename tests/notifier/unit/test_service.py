@@ -281,3 +281,20 @@ async def test_a_crashing_gateway_adapter_means_a_retry_not_a_stuck_row(harness:
     await harness.dispatch()
     row = harness.row(event.code_id)
     assert (row["state"], row["last_error"], row["lease_until"]) == ("retry", "internal_error", None)
+
+
+def test_workers_starting_together_migrate_once(database_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import create_engine
+
+    from services.notifier.adapters.tables import run_migrations
+
+    engines = [create_engine(database_url) for _ in range(4)]
+    if database_url.startswith("sqlite"):
+        run_migrations(engines[0])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run_migrations, engines))
+    assert sorted(len(r) for r in results) in ([0, 0, 0, 0], [0, 0, 0, 1])
+    for engine in engines:
+        engine.dispose()
