@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import tempfile
@@ -25,7 +26,14 @@ import aiohttp
 
 from deploy.local_stack import LocalStack
 from deploy.topics import apply as apply_topics
-from schemas.topics import CONTRACT_LINKED
+from schemas.topics import (
+    CODE_ISSUED,
+    CODE_REQUESTED,
+    CONTRACT_LINKED,
+    NOTIFICATION_STATUS,
+    REQUESTS_BY_LOGIN,
+)
+from services.ops.kafka_read import scan
 from tests.support.kafka import produce
 from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port
 
@@ -94,8 +102,33 @@ async def run(rate: float, duration: float, bootstrap: str) -> None:
             print(f"request → gateway latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  "
                   f"max {max(latencies):.1f}  mean {statistics.mean(latencies):.1f}")
             print(f"target p99 ≤ 200 ms: {'met' if pct(latencies, 99) <= 200 else 'NOT met'}")
+        await print_stages(bootstrap, prefix)
     finally:
         await asyncio.to_thread(stack.stop)
+
+
+async def print_stages(bootstrap: str, prefix: str) -> None:
+    """Where the time goes, from the broker's record timestamps of each stage's output."""
+    at: dict[str, dict[str, float]] = {}
+    code_of: dict[str, str] = {}
+    stages = [(CODE_REQUESTED, "requested"), (REQUESTS_BY_LOGIN, "re-keyed"),
+              (CODE_ISSUED, "issued"), (NOTIFICATION_STATUS, "status")]
+    for topic, stage in stages:
+        async for record in scan(bootstrap, [prefix + topic]):
+            data = json.loads(record.value or b"{}")
+            if stage in ("requested", "re-keyed"):
+                key = data["event_id"]
+            elif stage == "issued":
+                key = data["request_event_id"]
+                code_of[data["code_id"]] = key
+            else:
+                key = code_of.get(data["code_id"], "")
+            at.setdefault(key, {})[stage] = record.timestamp_ms
+    for (_, a), (_, b) in itertools.pairwise(stages):
+        gaps = [t[b] - t[a] for t in at.values() if a in t and b in t]
+        if gaps:
+            p50, p99 = pct(gaps, 50), pct(gaps, 99)
+            print(f"  {a:>9} → {b:<9} ms: p50 {p50:6.1f}  p99 {p99:6.1f}  (n={len(gaps)})")
 
 
 def main() -> None:

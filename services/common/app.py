@@ -44,6 +44,8 @@ def make_app(
         producer_max_request_size=4 * 1024 * 1024,
         consumer_max_fetch_size=4 * 1024 * 1024,
         broker_commit_every=1000,
+        # how soon a dead worker's partitions move to the others (faust's default is 60 s)
+        broker_session_timeout=settings.kafka_session_timeout_s,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         web_port=settings.web_port,

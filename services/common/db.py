@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, create_engine
+from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, create_engine, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -103,11 +103,29 @@ schema_migrations = Table(
 )
 
 
+MIGRATION_LOCK_KEY = 0x5E1FCA4E  # pg_advisory_lock key: one migrator per database at a time
+
+
 def migrate(engine: Engine, migrations: Sequence[Migration]) -> list[int]:
-    """Apply the steps not applied yet, each in its own transaction; returns their versions."""
+    """Apply the steps not applied yet, each in its own transaction; returns their versions.
+
+    On PostgreSQL the whole run holds an advisory lock, so that several workers starting together
+    on one database do not race to create the same tables."""
     versions = [m.version for m in migrations]
     if versions != sorted(set(versions)):
         raise ValueError("migration versions must be unique and ascending")
+    if engine.dialect.name != "postgresql":
+        return _migrate(engine, migrations)
+    with engine.connect() as lock:
+        lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        try:
+            return _migrate(engine, migrations)
+        finally:
+            lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            lock.commit()
+
+
+def _migrate(engine: Engine, migrations: Sequence[Migration]) -> list[int]:
     _meta.create_all(engine, checkfirst=True)
     applied: list[int] = []
     for step in migrations:

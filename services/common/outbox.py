@@ -8,6 +8,7 @@ output, and downstream consumers dedupe by ``event_id``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +48,8 @@ def stage(session: Session, table: Table, topic: str, records: Sequence[WireReco
             "topic": topic,
             "key": r.key,
             "value": r.value,
-            "headers": [[k, v.decode("utf-8")] for k, v in r.headers],
+            # values are bytes: kept as base64 so any header survives the JSON column
+            "headers": [[k, base64.b64encode(v).decode("ascii")] for k, v in r.headers],
         }
         for r in records
     ]
@@ -63,7 +65,7 @@ def pending(session: Session, table: Table, limit: int = 5000) -> list[Staged]:
             record=WireRecord(
                 key=row.key,
                 value=row.value,
-                headers=[(k, v.encode("utf-8")) for k, v in row.headers],
+                headers=[(k, base64.b64decode(v)) for k, v in row.headers],
             ),
         )
         for row in rows

@@ -46,6 +46,8 @@ class CommonSettings:
 
     service: ClassVar[str] = "common"
     default_web_port: ClassVar[int] = 6100
+    # how long a batch waits to fill: short for latency-bound services, longer for bulk ones
+    default_batch_within_ms: ClassVar[int] = 20
 
     kafka_bootstrap_servers: str = "localhost:9092"
     database_url: str = ""
@@ -57,7 +59,8 @@ class CommonSettings:
     local_mode: bool = False
     max_record_bytes: int = 65536
     batch_size: int = 500
-    batch_within_s: float = 0.2
+    batch_within_s: float = 0.02
+    kafka_session_timeout_s: int = 30
     support_phone: str = "8 800 250-08-90"
     code_ttl_s: int = 3600
     log_level: str = "INFO"
@@ -82,6 +85,8 @@ class CommonSettings:
             "local_mode": local_mode,
             "max_record_bytes": _int(env, "MAX_RECORD_BYTES", 65536),
             "batch_size": _int(env, "BATCH_SIZE", 500),
+            "batch_within_s": _int(env, "BATCH_WITHIN_MS", cls.default_batch_within_ms) / 1000,
+            "kafka_session_timeout_s": _int(env, "KAFKA_SESSION_TIMEOUT_S", 30),
             "support_phone": env.get("SUPPORT_PHONE", "8 800 250-08-90"),
             "code_ttl_s": _int(env, "CODE_TTL_S", 3600),
             "log_level": env.get("LOG_LEVEL", "INFO").upper(),

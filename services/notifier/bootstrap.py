@@ -65,8 +65,6 @@ def bootstrap(
         return {"database": await db.ping()}
 
     app = make_app(settings=settings, metrics=base_metrics, ready_checks=ready)
-    # how soon a dead worker's partitions go to the others (faust's default: 60 s)
-    app.conf.broker_session_timeout = settings.kafka_session_timeout_s
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
     gateways = dict(gateways) if gateways is not None else build_gateways(settings)

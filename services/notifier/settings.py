@@ -41,7 +41,6 @@ class NotifierSettings(CommonSettings):
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
     max_attempts: int = 20
-    kafka_session_timeout_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotifierSettings:
@@ -64,7 +63,6 @@ class NotifierSettings(CommonSettings):
             retry_initial_s=_float(env, "NOTIFIER_RETRY_INITIAL_S", 1.0),
             retry_max_s=_float(env, "NOTIFIER_RETRY_MAX_S", 60.0),
             max_attempts=int_setting(env, "NOTIFIER_MAX_ATTEMPTS", 20),
-            kafka_session_timeout_s=_float(env, "NOTIFIER_KAFKA_SESSION_TIMEOUT_S", 60.0),
         )
         if settings.lease_s <= settings.sms_gateway_timeout_s or settings.lease_s <= settings.smtp_timeout_s:
             raise ConfigError("NOTIFIER_LEASE_S must exceed the gateway time-outs")

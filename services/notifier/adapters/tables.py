@@ -12,7 +12,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -64,17 +63,5 @@ def _v1(conn: Connection) -> None:
 MIGRATIONS = [Migration(version=1, name="deliveries, processed_events, outbox", apply=_v1)]
 
 
-_MIGRATION_LOCK = 6103  # pg_advisory_lock key of the notifier's migrations
-
-
 def run_migrations(engine: Engine) -> list[int]:
-    """Migrate; on PostgreSQL under an advisory lock, so workers starting together do not race."""
-    if engine.dialect.name != "postgresql":
-        return migrate(engine, MIGRATIONS)
-    with engine.connect() as conn:
-        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
-        try:
-            return migrate(engine, MIGRATIONS)
-        finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
-            conn.commit()
+    return migrate(engine, MIGRATIONS)

@@ -18,16 +18,12 @@ from services.recovery.domain.resolve import route_key
 
 
 def _text_headers(headers: object) -> list[tuple[str, bytes]]:
-    """Headers the outbox can store (UTF-8 values); anything else is dropped."""
-    kept: list[tuple[str, bytes]] = []
-    for name, value in headers or ():  # type: ignore[attr-defined]
-        try:
-            if isinstance(name, str) and isinstance(value, bytes):
-                value.decode("utf-8")
-                kept.append((name, value))
-        except UnicodeDecodeError:
-            continue
-    return kept
+    """The original headers, as (name, bytes) pairs."""
+    return [
+        (name, value)
+        for name, value in headers or ()  # type: ignore[attr-defined]
+        if isinstance(name, str) and isinstance(value, bytes)
+    ]
 
 
 class RouteRequests:

@@ -87,7 +87,7 @@ def start_stack(*, bootstrap: str, tmp: Path, database_url: str | None = None,
         "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(smtp.port), "SMTP_TIMEOUT_S": "2",
         "MAIL_FROM": "selfcare@tv.example", "NOTIFIER_WEB_PORT": str(port),
         "NOTIFIER_RETRY_INITIAL_S": "0.3", "NOTIFIER_RETRY_MAX_S": "1", "NOTIFIER_LEASE_S": "4",
-        "LOG_LEVEL": "INFO", "NOTIFIER_KAFKA_SESSION_TIMEOUT_S": "10",
+        "LOG_LEVEL": "INFO", "KAFKA_SESSION_TIMEOUT_S": "10",
     }
     if database_url:
         env_extra["NOTIFIER_DATABASE_URL"] = database_url

@@ -31,5 +31,6 @@ async def test_forwards_original_bytes_keyed_by_login(tmp_path: object, keyring:
     assert [r.value for r in rows] == [i.raw.value for i in items]
     assert {r.key for r in rows} == {route_key(keyring, "+79161234567").encode()}
     assert b"9161234567" not in rows[0].key
-    assert rows[0].headers == [["ce_id", "abc"]]
+    # every original header travels on, binary ones included (stored base64 in the outbox)
+    assert rows[0].headers == [["ce_id", "YWJj"], ["bad", "//4="]]
     db.close()
