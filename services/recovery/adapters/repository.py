@@ -70,14 +70,16 @@ def mark_processed(session: Session, event_ids: Sequence[str], now: float) -> No
                         [{"event_id": e, "processed_at": now} for e in event_ids])
 
 
-def rate_history(session: Session, kind: LimitKind, subject: str, since: float) -> list[float]:
+def rate_history(session: Session, kind: LimitKind, subject: str, since: float,
+                 newest: int) -> list[float]:
+    """The ``newest`` latest event times of a subject after ``since`` (index-only, bounded)."""
     rows = session.execute(
         select(rate_events.c.at).where(
             rate_events.c.kind == kind.value, rate_events.c.subject == subject,
             rate_events.c.at > since,
-        )
+        ).order_by(rate_events.c.at.desc()).limit(newest)
     )
-    return [r.at for r in rows]
+    return sorted(r.at for r in rows)
 
 
 def add_rate_events(session: Session, events: Iterable[tuple[LimitKind, str, float]]) -> None:

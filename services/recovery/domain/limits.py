@@ -46,13 +46,16 @@ class Policy:
 Subject = tuple[LimitKind, str]
 
 
-Loader = Callable[[LimitKind, str, float], list[float]]
+# loader(kind, subject, since, newest): at most the ``newest`` latest event times after ``since``
+Loader = Callable[[LimitKind, str, float, int], list[float]]
 
 
 @dataclass
 class LimitBook:
-    """Recent events per subject, loaded on first use (``loader(kind, subject, since)``) and
-    updated in memory as a batch is decided; ``added`` is what the batch must store."""
+    """Recent events per subject, loaded on first use and updated in memory as a batch is
+    decided; ``added`` is what the batch must store. A sliding window needs only the newest
+    ``max_events`` events inside it, so that is all that is loaded: a flood from one client
+    costs the same per request as a single request."""
 
     policy: Policy
     loader: Loader
@@ -62,7 +65,8 @@ class LimitBook:
     def _events(self, kind: LimitKind, subject: str, now: float) -> list[float]:
         key = (kind, subject)
         if key not in self.history:
-            self.history[key] = list(self.loader(kind, subject, now - self.policy.longest_s))
+            window = self.policy.window(kind)
+            self.history[key] = list(self.loader(kind, subject, now - window.window_s, window.max_events))
         return self.history[key]
 
     def retry_after(self, kind: LimitKind, subject: str, now: float) -> int | None:

@@ -112,8 +112,8 @@ class IssueCodes:
 
     def _decide(self, session: Session, commands: list[IssueCode], book: LimitBook,
                 now: float) -> list[Decision]:
-        book.loader = lambda kind, subject, since: repository.rate_history(
-            session, kind, subject, since)
+        book.loader = lambda kind, subject, since, newest: repository.rate_history(
+            session, kind, subject, since, newest)
         candidates = [candidate_keys(self.keyring, c.login) for c in commands]
         accounts = repository.accounts_by_keys(session, candidates)
         return [

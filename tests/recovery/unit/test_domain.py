@@ -22,7 +22,7 @@ def test_password_alphabet_has_no_look_alikes_and_length_holds() -> None:
 
 
 def _book(policy: Policy, stored: list[float] | None = None) -> LimitBook:
-    return LimitBook(policy=policy, loader=lambda kind, subject, since: list(stored or []))
+    return LimitBook(policy=policy, loader=lambda kind, subject, since, newest: sorted(t for t in stored or [] if t > since)[-newest:])
 
 
 def test_cooldown_window_gives_retry_after() -> None:
