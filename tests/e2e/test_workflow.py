@@ -181,3 +181,35 @@ def test_nothing_personal_or_secret_in_clear_on_our_topics_or_in_logs(stack: Loc
         text = log.read_bytes()
         for secret in secrets_ + passwords:
             assert secret not in text, f"{secret!r} in clear in {log.name}"
+
+
+def test_health_and_metrics_of_every_service(stack: LocalStack) -> None:
+    import urllib.request
+
+    expected = {
+        "registration": ["registration_events_consumed_total", "registration_commands_total",
+                         "registration_dlq_records_total", "registration_processing_lag_seconds"],
+        "recovery": ["recovery_codes_issued_total", "recovery_codes_rejected_total",
+                     "recovery_events_consumed_total", "recovery_logins_total"],
+        "notifier": ["notifier_deliveries_total", "notifier_gateway_request_seconds_bucket",
+                     "notifier_events_consumed_total"],
+    }
+    for service, names in expected.items():
+        base = stack.url(service)
+        with urllib.request.urlopen(base + "/livez", timeout=5) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
+            body = json.loads(r.read())
+            assert r.status == 200 and body["ready"] is True and body["checks"]["kafka_assigned"]
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for name in names:
+            assert f"# HELP {name.removesuffix('_bucket')}" in text, f"{service}: {name} missing"
+        for leaked in ["7916200", "anna@", "E2E-1", "@example.ru"]:
+            assert leaked not in text
+        assert not re.search(r'="[0-9a-f]{8}-[0-9a-f]{4}-', text), f"{service}: an id as a label"
+        if service == "notifier":
+            continue  # it consumes only once codes are requested (earlier tests of this module)
+        # what the fixture's contract links did shows up as samples
+        consumed = [line for line in text.splitlines() if line.startswith(f"{service}_events_consumed_total{{")]
+        assert any('outcome="processed"' in line and float(line.split()[-1]) > 0 for line in consumed), consumed
