@@ -57,7 +57,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def run(rate: float, duration: float, bootstrap: str) -> None:
+async def run(rate: float, duration: float, bootstrap: str, recovery_workers: int = 1,
+              database_url: str | None = None) -> None:
     n = int(rate * duration)
     prefix = f"lat{uuid.uuid4().hex[:8]}."
     await apply_topics(bootstrap, prefix=prefix, replication_factor=1)
@@ -65,7 +66,9 @@ async def run(rate: float, duration: float, bootstrap: str) -> None:
         bootstrap=bootstrap, var_dir=Path(tempfile.mkdtemp(prefix="latency-")), topic_prefix=prefix,
         ports={"registration": free_port(), "recovery": free_port(), "notifier": free_port()},
         extra_env={"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER,
-                   "LIMIT_IP_MAX": str(n * 10), "LOG_LEVEL": "WARNING"},
+                   "LIMIT_IP_MAX": str(n * 10), "LOG_LEVEL": "WARNING",
+                   **({"RECOVERY_DATABASE_URL": database_url} if database_url else {})},
+        replicas={"recovery": recovery_workers},
     )
     await asyncio.to_thread(stack.start)
     try:
@@ -136,8 +139,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--recovery-workers", type=int, default=1,
+                        help="recovery worker processes sharing its consumer group (needs --recovery-db)")
+    parser.add_argument("--recovery-db", default=None,
+                        help="recovery's database URL, e.g. an empty PostgreSQL database")
     args = parser.parse_args()
-    asyncio.run(run(args.rate, args.duration, args.bootstrap))
+    if args.recovery_workers > 1 and not args.recovery_db:
+        parser.error("several recovery workers share one database: give --recovery-db (PostgreSQL)")
+    asyncio.run(run(args.rate, args.duration, args.bootstrap, args.recovery_workers, args.recovery_db))
 
 
 if __name__ == "__main__":

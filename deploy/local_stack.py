@@ -102,6 +102,7 @@ class LocalStack:
     local_gateways: bool = True
     sms_gateway: DevGateway | None = None
     smtp: SmtpSink | None = None
+    replicas: dict[str, int] = field(default_factory=dict)  # worker processes per service (1)
     processes: list[ServiceProcess] = field(default_factory=list)
     on_mail: Callable[[Mail], None] | None = None
 
@@ -139,13 +140,17 @@ class LocalStack:
         logs = self.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
-            log_path = logs / f"{name}.log"
-            log = open(log_path, "ab")  # the child keeps it
-            proc = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}", "worker", "--loglevel", "info"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
-            self.processes.append(ServiceProcess(name, self.ports[name], log_path, proc))
+            for copy in range(self.replicas.get(name, 1)):
+                # extra copies join the same consumer group, each with a web port of its own
+                port = self.ports[name] if copy == 0 else _free_port()
+                log_path = logs / (f"{name}.log" if copy == 0 else f"{name}-{copy + 1}.log")
+                log = open(log_path, "ab")  # the child keeps it
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", f"services.{name}", "worker", "--loglevel", "info"],
+                    cwd=ROOT, env={**env, f"{name.upper()}_WEB_PORT": str(port)}, stdout=log,
+                    stderr=subprocess.STDOUT, start_new_session=True,
+                )
+                self.processes.append(ServiceProcess(name, port, log_path, proc))
         deadline = time.monotonic() + ready_timeout_s
         for service in self.processes:
             while not ready(service.url):
