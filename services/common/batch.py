@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar
 from schemas.events import Event
 from services.common.codec import DecodeError, WireRecord, decode
 from services.common.db import is_transient
+from services.common.linger import take_batches
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher, dead_letter_record
 
@@ -89,9 +90,9 @@ class BatchRunner(Generic[E]):
         self.retry_max_s = retry_max_s
 
     async def run(self, stream: Any) -> None:
-        """The agent body: faust acks each batch after this returns from ``process``."""
+        """The agent body: faust acks each batch after ``process`` returns (``take_batches``)."""
         await self.relay.flush()  # leftovers of a previous run
-        batches: AsyncIterator[Sequence[Any]] = stream.take_events(self.batch_size, self.within_s)
+        batches: AsyncIterator[Sequence[Any]] = take_batches(stream, self.batch_size, self.within_s)
         async for events in batches:
             await self.process([_raw(event.message) for event in events])
 

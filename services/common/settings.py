@@ -47,7 +47,7 @@ class CommonSettings:
     service: ClassVar[str] = "common"
     default_web_port: ClassVar[int] = 6100
     # how long a batch waits to fill: short for latency-bound services, longer for bulk ones
-    default_batch_within_ms: ClassVar[int] = 20
+    default_batch_within_ms: ClassVar[int] = 5
 
     kafka_bootstrap_servers: str = "localhost:9092"
     database_url: str = ""

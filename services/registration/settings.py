@@ -18,7 +18,7 @@ class RegistrationSettings(CommonSettings):
     service: ClassVar[str] = "registration"
     default_web_port: ClassVar[int] = 6101
     # bulk loads from the CRM: bigger batches, fewer transactions
-    default_batch_within_ms: ClassVar[int] = 200
+    default_batch_within_ms: ClassVar[int] = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RegistrationSettings:

@@ -29,7 +29,7 @@ PASSWORD = re.compile(r":\s*([A-Za-z0-9]{8,})")
 def linked(contract: str, account: str, product: str, mobile: str, email: str | None,
            mobile_active: bool = True) -> bytes:
     subscriber: dict[str, object] = {"full_name": "Иванов Иван Иванович", "mobile": mobile,
-                                     "passport": {"series": "4510", "number": "123456"}}
+                                     "passport": {"series": "4510", "number": "987123"}}
     if email:
         subscriber["email"] = email
     return json.dumps({
@@ -164,7 +164,7 @@ async def test_trace_shows_the_timeline_of_a_request(stack: LocalStack, monkeypa
 
 def test_nothing_personal_or_secret_in_clear_on_our_topics_or_in_logs(stack: LocalStack) -> None:
     secrets_ = [b"+79162000001", b"79162000001", b"anna@example.ru", b"+79032000002", b"sat@example.ru",
-                "Иванов".encode(), b"4510", b"123456", b"200-00-01", b"200 00 03"]
+                "Иванов".encode(), b"4510987123", b"4510 987123", b"200-00-01", b"200 00 03"]
     assert stack.sms_gateway is not None
     passwords = [PASSWORD.search(t).group(1).encode()  # type: ignore[union-attr]
                  for t in stack.sms_gateway.call(lambda s: [m.text for m in s.accepted.values()])]
