@@ -33,8 +33,9 @@ def code_issued(
     if tamper == "swapped":
         destination_enc, password_enc = password_enc, destination_enc
     if tamper == "bitflip":
-        last = "A" if password_enc[-1] != "A" else "B"
-        password_enc = password_enc[:-1] + last
+        # change a character well inside the base64 body: the last one may carry only padding bits
+        i = len(password_enc) - 10
+        password_enc = password_enc[:i] + ("A" if password_enc[i] != "A" else "B") + password_enc[i + 1:]
     return CodeIssued(
         code_id=code_id, request_event_id=uuid.uuid4(), account_id=account_id or uuid.uuid4(),
         channel=channel, locale=locale,
