@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from services.common.dedupe import already_processed, mark_processed
 from services.notifier.adapters.tables import deliveries, processed_events
 from services.notifier.domain.delivery import Delivery, Outcome, as_utc
 from services.notifier.domain.model import DeliveryState
@@ -36,12 +37,9 @@ class SqlDeliveries:
         """Marks events as processed; returns those not seen before (same transaction as the work)."""
         if not event_ids:
             return set()
-        seen = set(session.scalars(
-            select(processed_events.c.event_id).where(processed_events.c.event_id.in_(event_ids))
-        ))
+        seen = already_processed(session, processed_events, event_ids)
         fresh = [e for e in dict.fromkeys(event_ids) if e not in seen]
-        if fresh:
-            session.execute(processed_events.insert(), [{"event_id": e, "processed_at": now} for e in fresh])
+        mark_processed(session, processed_events, fresh)
         return set(fresh)
 
     def existing_codes(self, session: Session, code_ids: Sequence[str]) -> set[str]:

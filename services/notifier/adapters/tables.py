@@ -16,16 +16,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from services.common.db import Migration, migrate
+from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 
 metadata = MetaData()
 
-processed_events = Table(
-    "processed_events",
-    metadata,
-    Column("event_id", String(36), primary_key=True),
-    Column("processed_at", DateTime(timezone=True), nullable=False),
-)
+processed_events = processed_events_table(metadata)
 
 deliveries = Table(
     "deliveries",

@@ -9,6 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
+from services.common import dedupe
 from services.common.logins import LoginKind
 from services.recovery.adapters.tables import (
     accounts,
@@ -58,16 +59,11 @@ def count_accounts(session: Session) -> int:
 
 
 def already_processed(session: Session, event_ids: Sequence[str]) -> set[str]:
-    rows = session.execute(
-        select(processed_events.c.event_id).where(processed_events.c.event_id.in_(event_ids))
-    )
-    return {r.event_id for r in rows}
+    return dedupe.already_processed(session, processed_events, event_ids)
 
 
-def mark_processed(session: Session, event_ids: Sequence[str], now: float) -> None:
-    if event_ids:
-        session.execute(processed_events.insert(),
-                        [{"event_id": e, "processed_at": now} for e in event_ids])
+def mark_processed(session: Session, event_ids: Sequence[str]) -> None:
+    dedupe.mark_processed(session, processed_events, event_ids)
 
 
 def rate_history(session: Session, kind: LimitKind, subject: str, since: float,

@@ -17,6 +17,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from services.common.db import Migration
+from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 
 metadata = MetaData()
@@ -60,11 +61,7 @@ codes = Table(
     Index("ix_codes_status_expires", "status", "expires_at"),
 )
 
-processed_events = Table(
-    "processed_events", metadata,
-    Column("event_id", String(36), primary_key=True),
-    Column("processed_at", Float, nullable=False),
-)
+processed_events = processed_events_table(metadata)
 
 rate_events = Table(
     "rate_events", metadata,

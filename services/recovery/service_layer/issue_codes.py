@@ -129,7 +129,7 @@ class IssueCodes:
         ids = [d.command.request_event_id for d in decisions]
         if repository.already_processed(session, ids):  # another worker took over meanwhile
             raise RuntimeError("batch processed concurrently; retrying")
-        repository.mark_processed(session, ids, now)
+        repository.mark_processed(session, ids)
         repository.add_rate_events(session, rate_events)
         repository.prune_rate_events(session, now - self.config.policy.longest_s)
         repository.expire_codes(session, now)

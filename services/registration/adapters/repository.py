@@ -14,6 +14,7 @@ from schemas.events import AccountStatus, TvProduct
 from services.common import outbox as outbox_rows
 from services.common.codec import WireRecord
 from services.common.db import Database
+from services.common.dedupe import already_processed, mark_processed
 from services.registration.adapters.tables import accounts, now, outbox, processed_events
 from services.registration.domain.model import Account, SealedContacts
 from services.registration.service_layer.ports import AccountRepository
@@ -28,11 +29,7 @@ class SqlAccountRepository:
         self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
 
     def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        found: set[uuid.UUID] = set()
-        for chunk in _chunks(list(event_ids)):
-            query = select(processed_events.c.event_id).where(processed_events.c.event_id.in_(chunk))
-            found.update(self.session.execute(query).scalars())
-        return found
+        return {uuid.UUID(e) for e in already_processed(self.session, processed_events, event_ids)}
 
     def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]:
         result: dict[str, Account] = {}
@@ -82,11 +79,7 @@ class SqlAccountRepository:
             self._loaded[a.account_id] = (a.status.value, a.login_key)
 
     def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None:
-        if event_ids:
-            stamp = now()
-            self.session.execute(
-                processed_events.insert(), [{"event_id": e, "processed_at": stamp} for e in event_ids]
-            )
+        mark_processed(self.session, processed_events, event_ids)
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         outbox_rows.stage(self.session, outbox, topic, records)

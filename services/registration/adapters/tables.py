@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from services.common.db import Migration
+from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 
 
@@ -84,12 +85,7 @@ active_login_index = Index(
     sqlite_where=accounts.c.status == "active",
 )
 
-processed_events = Table(
-    "processed_events",
-    metadata,
-    Column("event_id", Uuid, primary_key=True),
-    Column("processed_at", UtcDateTime, nullable=False),
-)
+processed_events = processed_events_table(metadata)
 
 outbox = outbox_table(metadata)
 
