@@ -35,7 +35,7 @@ from schemas.topics import (
 from services.common.codec import encode
 from services.common.masking import mask_email, mask_phone
 from services.ops.kafka_read import partitions
-from services.ops.present import describe_value
+from services.ops.present import describe_value, mask_login
 
 T0 = time.monotonic()
 PASSWORD_RE = re.compile(r":\s*([A-Za-z0-9]{8,})")
@@ -172,12 +172,6 @@ def password_in(text: str) -> str:
     if match is None:
         raise ValueError("no password in the message")
     return match.group(1)
-
-
-def mask_login(login: str) -> str:
-    from services.ops.present import mask_login as _mask
-
-    return _mask(login)
 
 
 async def watch(stack: LocalStack, stop: asyncio.Event, started: asyncio.Event) -> None:

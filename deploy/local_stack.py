@@ -44,7 +44,7 @@ class SmtpSink:
     def __init__(self, *, port: int = 0, on_mail: Callable[[Mail], None] | None = None) -> None:
         self.messages: list[Mail] = []
         self.on_mail = on_mail
-        self.controller = Controller(self, hostname="127.0.0.1", port=port or _free_port())
+        self.controller = Controller(self, hostname="127.0.0.1", port=port or free_port())
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         msg = message_from_bytes(envelope.content, policy=policy.default)
@@ -70,7 +70,7 @@ class SmtpSink:
         self.controller.stop()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -142,7 +142,7 @@ class LocalStack:
         for name in SERVICES:
             for copy in range(self.replicas.get(name, 1)):
                 # extra copies join the same consumer group, each with a web port of its own
-                port = self.ports[name] if copy == 0 else _free_port()
+                port = self.ports[name] if copy == 0 else free_port()
                 log_path = logs / (f"{name}.log" if copy == 0 else f"{name}-{copy + 1}.log")
                 log = open(log_path, "ab")  # the child keeps it
                 proc = subprocess.Popen(

@@ -1,13 +1,13 @@
 """The topic list (schemas/topics.yaml) as typed data.
 
 Topic names are public (../DESIGN.md). ``TOPIC_PREFIX`` may namespace every topic of one
-deployment (tests use it to run isolated copies of the workflow on one broker); it is empty
-in production, so the names on the wire are exactly the public ones.
+deployment (tests use it to run isolated copies of the workflow on one broker; services apply it
+with ``CommonSettings.topic``); it is empty in production, so the names on the wire are exactly
+the public ones.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -102,23 +102,6 @@ def topic_specs() -> tuple[TopicSpec, ...]:
         if spec.dlq:
             specs.append(spec.dlq_spec())
     return tuple(specs)
-
-
-def spec(name: str) -> TopicSpec:
-    """The spec of one topic by its public name (``KeyError`` if unknown)."""
-    for item in topic_specs():
-        if item.name == name:
-            return item
-    raise KeyError(name)
-
-
-def topic_prefix() -> str:
-    return os.environ.get("TOPIC_PREFIX", "")
-
-
-def physical(name: str, prefix: str | None = None) -> str:
-    """The topic's name on the broker: the public name, after the deployment's prefix."""
-    return (topic_prefix() if prefix is None else prefix) + name
 
 
 def dlq_of(name: str) -> str:

@@ -17,17 +17,6 @@ from services.common.db import Database
 
 log = logging.getLogger(__name__)
 
-DLQ_HEADERS = (
-    "dlq_original_topic",
-    "dlq_original_partition",
-    "dlq_original_offset",
-    "dlq_error_class",
-    "dlq_error_message",
-    "dlq_service",
-    "dlq_failed_at",
-)
-
-
 class Publisher:
     """Sends records with faust's producer and waits until the broker has them (acks=all)."""
 

@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from deploy.local_stack import free_port as free_port  # re-exported for tests
+
 ROOT = Path(__file__).resolve().parents[2]
 
 TEST_SECRET_KEYS = "m9d4mNNbQnMmJrO0PjzIuR6Z4gk0Szz0yFSsmy9sX9A"
 TEST_HASH_PEPPER = "test-pepper-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Worker:
