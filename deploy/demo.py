@@ -104,7 +104,10 @@ class Scenario:
         assert gateway is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            texts = gateway.call(lambda s: [m.text for m in s.accepted.values() if m.to == e164])
+            # the gateway runs on its own loop in a thread: ask it without blocking this loop
+            texts = await asyncio.to_thread(
+                gateway.call, lambda s: [m.text for m in s.accepted.values() if m.to == e164]
+            )
             if len(texts) > seen:
                 return str(texts[-1])
             await asyncio.sleep(0.1)
