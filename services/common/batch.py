@@ -7,10 +7,17 @@ An agent body is ``await runner.run(stream)``. For each batch taken from the str
 2. the handler does the batch's work in one database transaction, staging its output in the
    outbox (dedupe by ``event_id`` lives in the same transaction);
 3. the outbox is published and dead letters are sent, both awaited until the broker has them;
-4. only then does faust ack the batch, so offsets never pass a record whose effects are not
+4. only then are the batch's events acked, so offsets never pass a record whose effects are not
    durable (at-least-once).
 
-If the database is unavailable the whole batch is retried with backoff, never skipped. If the
+Steps 3 and 4 of a batch run while the next batch is taken and handled (at most ``depth``
+batches wait for them); acks stay in offset order. A handler may also split its work: it does
+the part that later batches depend on (deciding) and returns a ``Completion`` for the rest (for
+recovery: argon2 hashing and the write), which then overlaps with later batches too. The
+handler keeps completions' writes in order and lets later batches see what earlier, unwritten
+ones decided.
+
+If the database is unavailable the work is retried with backoff, never skipped. If the
 handler fails on a batch for another reason, the records are retried one by one so that a single
 poison record goes to the DLQ (``processing_error``) and the others are processed.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -32,6 +40,7 @@ from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher, dead_letter_record
 
 E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -56,7 +65,10 @@ class Inbound(Generic[E]):
     raw: RawRecord
 
 
-Handler = Callable[[list[Inbound[E]]], Awaitable[None]]
+# The rest of a batch's work, run after later batches were handled; it may be called again
+# after a transient database error, so it keeps what it already computed.
+Completion = Callable[[], Awaitable[None]]
+Handler = Callable[[list[Inbound[E]]], Awaitable[Completion | None]]
 
 
 class BatchRunner(Generic[E]):
@@ -75,6 +87,7 @@ class BatchRunner(Generic[E]):
         within_s: float = 0.2,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
+        depth: int = 4,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -88,15 +101,41 @@ class BatchRunner(Generic[E]):
         self.within_s = within_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
+        self.depth = depth
 
     async def run(self, stream: Any) -> None:
-        """The agent body: faust acks each batch after ``process`` returns (``take_batches``)."""
+        """The agent body: each batch is acked (in order) once its ``finish`` is done."""
         await self.relay.flush()  # leftovers of a previous run
         batches: AsyncIterator[Sequence[Any]] = take_batches(stream, self.batch_size, self.within_s)
-        async for events in batches:
-            await self.process([_raw(event.message) for event in events])
+        tails: deque[asyncio.Task[None]] = deque()
+        try:
+            async for events in batches:
+                finish = await self.begin([_raw(event.message) for event in events])
+                previous = tails[-1] if tails else None
+                tails.append(asyncio.ensure_future(self._finish_then_ack(finish, events, stream, previous)))
+                while tails and (len(tails) > self.depth or tails[0].done()):
+                    await tails.popleft()
+            while tails:
+                await tails.popleft()
+        finally:
+            for tail in tails:
+                tail.cancel()
+
+    async def _finish_then_ack(self, finish: Completion, events: Sequence[Any], stream: Any,
+                               previous: asyncio.Task[None] | None) -> None:
+        await finish()
+        if previous is not None:
+            await previous  # acks in offset order
+        for event in events:
+            await stream.ack(event)
 
     async def process(self, records: Sequence[RawRecord]) -> None:
+        """A whole batch, start to finish (tests call this directly)."""
+        finish = await self.begin(records)
+        await finish()
+
+    async def begin(self, records: Sequence[RawRecord]) -> Completion:
+        """Decode and handle ``records``; returns what remains before they may be acked."""
         started = time.perf_counter()
         good: list[Inbound[E]] = []
         dead: list[WireRecord] = []
@@ -107,47 +146,76 @@ class BatchRunner(Generic[E]):
                 dead.append(self._dead(record, exc.error_class, exc.reason))
                 continue
             good.append(Inbound(event=event, raw=record))
+        completion: Completion | None = None
         if good:
-            dead.extend(await self._handle(good))
-        await self.relay.flush()
-        if dead:
-            await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])
-        processed = len(records) - len(dead)
-        self.metrics.events_consumed.labels(self.topic, "processed").inc(processed)
-        self.metrics.events_consumed.labels(self.topic, "dead_lettered").inc(len(dead))
-        self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
-        newest = max((r.timestamp or 0.0 for r in records), default=0.0)
-        if newest:
-            self.metrics.lag_seconds.labels(self.topic).set(max(time.time() - newest, 0.0))
+            completion, poison = await self._handle(good)
+            dead.extend(poison)
 
-    async def _handle(self, items: list[Inbound[E]]) -> list[WireRecord]:
-        """Run the handler; returns dead letters for poison records."""
+        async def finish() -> None:
+            if completion is not None:
+                dead.extend(await self._complete(completion, good))
+            await self.relay.flush()
+            if dead:
+                await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])
+            processed = len(records) - len(dead)
+            self.metrics.events_consumed.labels(self.topic, "processed").inc(processed)
+            self.metrics.events_consumed.labels(self.topic, "dead_lettered").inc(len(dead))
+            self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
+            newest = max((r.timestamp or 0.0 for r in records), default=0.0)
+            if newest:
+                self.metrics.lag_seconds.labels(self.topic).set(max(time.time() - newest, 0.0))
+
+        return finish
+
+    async def _handle(self, items: list[Inbound[E]]) -> tuple[Completion | None, list[WireRecord]]:
+        """Run the handler; returns its completion and dead letters for poison records."""
         try:
-            await self._with_db_retry(items)
-            return []
+            return await self._with_db_retry(lambda: self.handler(items)), []
         except Exception as exc:
             if len(items) == 1:
-                item = items[0]
-                log.exception(
-                    "record failed processing; dead-lettered",
-                    extra={"topic": self.topic, "event_id": str(item.event.event_id)},
-                )
-                return [self._dead(item.raw, "processing_error", type(exc).__name__)]
+                return None, [self._poison(items[0], exc)]
             log.warning(
                 "batch failed (%s); retrying its %d records one by one",
                 type(exc).__name__, len(items), extra={"topic": self.topic},
             )
+        return None, await self._one_by_one(items)
+
+    async def _complete(self, completion: Completion, items: list[Inbound[E]]) -> list[WireRecord]:
+        """Run a handler's completion; on a failure other than the database's, redo its records
+        one by one, start to finish, so that only a poison record is dead-lettered."""
+        try:
+            await self._with_db_retry(completion)
+            return []
+        except Exception as exc:
+            if len(items) == 1:
+                return [self._poison(items[0], exc)]
+            log.warning(
+                "batch failed (%s); retrying its %d records one by one",
+                type(exc).__name__, len(items), extra={"topic": self.topic},
+            )
+        return await self._one_by_one(items)
+
+    async def _one_by_one(self, items: list[Inbound[E]]) -> list[WireRecord]:
         dead: list[WireRecord] = []
         for item in items:
-            dead.extend(await self._handle([item]))
+            completion, poison = await self._handle([item])
+            dead.extend(poison)
+            if completion is not None:
+                dead.extend(await self._complete(completion, [item]))
         return dead
 
-    async def _with_db_retry(self, items: list[Inbound[E]]) -> None:
+    def _poison(self, item: Inbound[E], exc: Exception) -> WireRecord:
+        log.error(
+            "record failed processing; dead-lettered (%s)", type(exc).__name__, exc_info=exc,
+            extra={"topic": self.topic, "event_id": str(item.event.event_id)},
+        )
+        return self._dead(item.raw, "processing_error", type(exc).__name__)
+
+    async def _with_db_retry(self, work: Callable[[], Awaitable[T]]) -> T:
         delay = self.retry_initial_s
         while True:
             try:
-                await self.handler(items)
-                return
+                return await work()
             except Exception as exc:
                 if not is_transient(exc):
                     raise

@@ -4,8 +4,10 @@ faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds even
 arrives, so a short ``within`` (good for latency) burns CPU on an idle worker, and a long one
 (good for idle CPU) delays every record. ``take_batches`` waits without a timeout for the first
 record of a batch, then lingers at most ``within`` for the batch to fill — like a Kafka
-producer's ``linger.ms``. Acknowledgement is faust's: the events of a batch are acked after the
-consumer of the batch returns (the same contract as ``take_events``, whose code this follows).
+producer's ``linger.ms``. The next batch is gathered once the consumer's loop body returns for
+this one. Unlike ``take_events`` (whose code this follows), nothing is acked here: the caller
+acks each event with ``stream.ack`` once the batch's effects are durable, which may be after
+later batches were taken (see ``services.common.batch``).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             await stream.crash(exc)
         return value
 
-    stream.enable_acks = False  # acked below, after the batch is handled
+    stream.enable_acks = False  # the caller acks, once the batch is durable
     stream.add_processor(add_to_buffer)
     stream._enable_passive(channel_it)
     try:
@@ -67,8 +69,6 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             try:
                 yield list(events)
             finally:
-                for event in events:
-                    await stream.ack(event)
                 events.clear()
                 full.clear()
                 started.clear()

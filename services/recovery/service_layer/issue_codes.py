@@ -1,12 +1,18 @@
-"""Handler of re-keyed CodeRequested batches: decide, hash, then write.
+"""Handler of re-keyed CodeRequested batches: decide, then hash and write while the next batch
+is decided.
 
-1. read / decide, chunk by chunk (one read transaction each): duplicates (within the batch and
-   already processed) are dropped, logins resolved against the projection, limits applied,
-   passwords generated; each chunk's passwords go to the process pool at once, so argon2 runs
-   while the next chunk is decided;
-2. the batch waits for every hash;
-3. one write transaction: processed_events, codes (older pending ones voided), rate events,
-   and CodeIssued / CodeRejected staged in the outbox.
+1. decide, chunk by chunk (one read transaction each): duplicates (within the batch, already
+   processed, or in an earlier batch not yet written) are dropped, logins resolved against the
+   projection, limits applied — counting what earlier, unwritten batches decided —, passwords
+   generated; each chunk's passwords go to the process pool at once;
+2. the handler returns, and the batch runner takes the next batch while the completion waits for
+   every hash of this one;
+3. the completion's write transaction, after the previous batch's (writes keep the order of the
+   decisions): processed_events, codes (older pending ones voided), rate events, and
+   CodeIssued / CodeRejected staged in the outbox.
+
+Nothing is written before step 3, so a crash before it loses nothing: the batch was not acked and
+is decided again. Decisions never wait for another batch's argon2 work.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,7 +28,7 @@ from sqlalchemy.orm import Session
 from schemas.events import Channel, CodeRequested
 from schemas.topics import CODE_ISSUED, CODE_REJECTED
 from services.common import outbox
-from services.common.batch import Inbound
+from services.common.batch import Completion, Inbound
 from services.common.crypto import Keyring, contact_aad
 from services.common.db import Database
 from services.common.logins import candidate_keys
@@ -54,6 +60,24 @@ def command_of(event: CodeRequested) -> IssueCode:
     )
 
 
+@dataclass(eq=False)
+class _Unwritten:
+    """What a decided batch will write; later batches count it until it is written."""
+
+    event_ids: set[str]
+    rate_events: list[tuple[LimitKind, str, float]] = field(default_factory=list)
+    written: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _unwritten_events(session: Session, batches: list[_Unwritten]) -> list[tuple[LimitKind, str, float]]:
+    """Rate events of earlier batches that are not in the database yet. Read in the same
+    transaction as the rate history: a batch written meanwhile is counted once, from the table."""
+    live = {min(b.event_ids): b for b in batches if b.rate_events and b.event_ids}
+    stored = repository.already_processed(session, list(live)) if live else set()
+    return [e for key, b in live.items() if key not in stored for e in b.rate_events]
+
+
 class IssueCodes:
     def __init__(self, *, db: Database, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
                  config: IssueConfig, metrics: RecoveryMetrics) -> None:
@@ -63,15 +87,19 @@ class IssueCodes:
         self.clock = clock
         self.config = config
         self.metrics = metrics
+        self._unwritten: list[_Unwritten] = []  # decided batches, oldest first
 
-    async def __call__(self, items: list[Inbound[CodeRequested]]) -> None:
+    async def __call__(self, items: list[Inbound[CodeRequested]]) -> Completion:
+        """Decides the batch; returns the completion that hashes and writes it."""
         now = self.clock.now()
         started = time.perf_counter()
         unique: dict[str, IssueCode] = {}
         for item in items:
             unique.setdefault(str(item.event.event_id), command_of(item.event))
+        earlier = list(self._unwritten)
+        in_flight = {e for batch in earlier for e in batch.event_ids}
         done = await self.db.run(lambda s: repository.already_processed(s, list(unique)))
-        commands = [c for key, c in unique.items() if key not in done]
+        commands = [c for key, c in unique.items() if key not in done and key not in in_flight]
         book = LimitBook(policy=self.config.policy, loader=lambda *_: [])
         decisions: list[Decision] = []
         pending: list[asyncio.Future[list[str]]] = []
@@ -80,30 +108,59 @@ class IssueCodes:
                 chunk = commands[at:at + CHUNK]
 
                 def plan(session: Session, chunk: list[IssueCode] = chunk) -> list[Decision]:
-                    return self._decide(session, chunk, book, now)
+                    return self._decide(session, chunk, book, now, _unwritten_events(session, earlier))
 
                 part = await self.db.run(plan)
                 decisions += part
                 passwords = [d.password for d in part if isinstance(d, Issue)]
                 if passwords:
                     pending.append(asyncio.ensure_future(self.hasher.hash_many(passwords)))
-            hashes = [h for group in await asyncio.gather(*pending) for h in group]
-        finally:
+        except BaseException:
             for future in pending:
                 future.cancel()
-        issues = [d for d in decisions if isinstance(d, Issue)]
-        by_code = dict(zip([i.code_id for i in issues], hashes, strict=True))
-        hashed = time.perf_counter()
-        await self.db.run(lambda s: self._write(s, decisions, book.added, by_code, now))
-        log.info("code requests decided", extra={
-            "requests": len(items), "issued": len(issues),
-            "decide_hash_s": round(hashed - started, 3),
-            "write_s": round(time.perf_counter() - hashed, 3)})
-        for decision in decisions:
-            if isinstance(decision, Issue):
-                self.metrics.codes_issued.labels(decision.command.channel.value).inc()
-            else:
-                self.metrics.codes_rejected.labels(decision.reason.value).inc()
+            raise
+        batch = _Unwritten(event_ids={d.command.request_event_id for d in decisions},
+                           rate_events=list(book.added))
+        previous = earlier[-1].written if earlier else None
+        self._unwritten.append(batch)
+        decided = time.perf_counter()
+        hashes: list[str] | None = None
+
+        async def complete() -> None:
+            nonlocal hashes
+            try:
+                if hashes is None:
+                    hashes = [h for group in await asyncio.gather(*pending) for h in group]
+                hashed = time.perf_counter()
+                if previous is not None:
+                    await asyncio.wait([previous])  # written (or given up) first: keep the order
+                issues = [d for d in decisions if isinstance(d, Issue)]
+                by_code = dict(zip([i.code_id for i in issues], hashes, strict=True))
+                await self.db.run(lambda s: self._write(s, decisions, batch.rate_events, by_code, now))
+            except BaseException:
+                self._forget(batch, pending)
+                raise
+            self._forget(batch, pending)
+            log.info("code requests decided", extra={
+                "requests": len(items), "issued": len(issues),
+                "decide_s": round(decided - started, 3), "hash_s": round(hashed - decided, 3),
+                "write_s": round(time.perf_counter() - hashed, 3)})
+            for decision in decisions:
+                if isinstance(decision, Issue):
+                    self.metrics.codes_issued.labels(decision.command.channel.value).inc()
+                else:
+                    self.metrics.codes_rejected.labels(decision.reason.value).inc()
+
+        return complete
+
+    def _forget(self, batch: _Unwritten, pending: list[asyncio.Future[list[str]]]) -> None:
+        """The batch is written or given up (its records will be redone one by one)."""
+        for future in pending:
+            future.cancel()
+        if batch in self._unwritten:
+            self._unwritten.remove(batch)
+        if not batch.written.done():
+            batch.written.set_result(None)
 
     def _reveal(self, account: Account, command: IssueCode) -> str:
         field = "mobile" if command.channel is Channel.SMS else "email"
@@ -111,9 +168,13 @@ class IssueCodes:
         return self.keyring.decrypt(token or "", aad=contact_aad(account.account_id, field))
 
     def _decide(self, session: Session, commands: list[IssueCode], book: LimitBook,
-                now: float) -> list[Decision]:
-        book.loader = lambda kind, subject, since, newest: repository.rate_history(
-            session, kind, subject, since, newest)
+                now: float, unwritten: list[tuple[LimitKind, str, float]]) -> list[Decision]:
+        def history(kind: LimitKind, subject: str, since: float, newest: int) -> list[float]:
+            stored = repository.rate_history(session, kind, subject, since, newest)
+            waiting = [at for k, s, at in unwritten if k == kind and s == subject and at > since]
+            return sorted(stored + waiting)[-newest:] if newest > 0 else []
+
+        book.loader = history
         candidates = [candidate_keys(self.keyring, c.login) for c in commands]
         accounts = repository.accounts_by_keys(session, candidates)
         return [

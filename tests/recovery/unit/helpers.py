@@ -57,7 +57,8 @@ class Harness:
         await self.project([inbound(e) for e in events])
 
     async def requests(self, *events: CodeRequested) -> None:
-        await self.issue([inbound(e) for e in events])
+        complete = await self.issue([inbound(e) for e in events])
+        await complete()
 
     async def login(self, login: str, password: str) -> str | None:
         return await self.log_in(LogInCommand(login=login, password=password))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from schemas.events import AccountChanged, AccountStatus, TvProduct
 from services.common.crypto import Keyring, code_aad
 from tests.recovery.conftest import account_changed, new_mobile
-from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
+from tests.recovery.unit.helpers import Harness, harness, inbound, mobile_of, request
 
 
 @pytest.fixture
@@ -173,3 +174,47 @@ async def test_a_large_batch_is_decided_in_chunks_and_hashed_once_each(h: Harnes
     assert sum(v["topic"] == "selfcare.code.issued.v1" for v in got.values()) == 120
     assert got[str(reqs[-1].event_id)]["reason"] == "rate_limited"  # seen across chunks
     assert h.hasher.hashed == 120 and len(h.codes()) == 120
+
+
+async def test_a_batch_decided_before_the_previous_one_is_written_counts_its_decisions(
+        h: Harness) -> None:
+    """Batches are decided while earlier ones still wait for argon2: the later one must see
+    their limits and their ids, and the writes keep the decisions' order."""
+    accs = [account_changed(h.keyring, email="shared@example.ru") for _ in range(6)]
+    await h.accounts(*accs)
+    first = request(acc_mobile(h, accs[0]))
+    complete_first = await h.issue([inbound(first)])
+    again = request(acc_mobile(h, accs[0]))  # same login: cooldown from the unwritten batch
+    redelivered = first  # the same event again, before the first batch is written
+    by_email = [request(acc_mobile(h, a), "email") for a in accs[1:]]  # destination limit: 3
+    complete_second = await h.issue([inbound(e) for e in (again, redelivered, *by_email)])
+    assert h.staged() == []  # nothing written yet
+    second_done = asyncio.ensure_future(complete_second())
+    await asyncio.sleep(0.05)
+    assert not second_done.done() and h.staged() == []  # waits for the first batch's write
+    await complete_first()
+    await second_done
+    got = outcomes(h)
+    assert got[str(first.event_id)]["topic"] == "selfcare.code.issued.v1"
+    assert got[str(again.event_id)]["reason"] == "rate_limited"
+    assert [got[str(r.event_id)].get("reason") for r in by_email] == [None] * 3 + ["rate_limited"] * 2
+    assert len(h.codes()) == 4 and h.hasher.hashed == 4
+    assert h.staged()[0][1]["request_event_id"] == str(first.event_id)  # written first
+
+
+async def test_limits_of_a_batch_written_meanwhile_are_counted_once(h: Harness) -> None:
+    """A batch written between the snapshot of unwritten batches and the history read is
+    counted from the table only: the three allowed codes per destination stay three."""
+    accs = [account_changed(h.keyring, email="once@example.ru") for _ in range(4)]
+    await h.accounts(*accs)
+    two = [request(acc_mobile(h, a), "email") for a in accs[:2]]
+    complete_two = await h.issue([inbound(e) for e in two])
+    snapshot = list(h.issue._unwritten)  # as a later batch would have taken it
+    await complete_two()
+    from services.recovery.service_layer.issue_codes import _unwritten_events
+
+    assert h.db.run_sync(lambda s: _unwritten_events(s, snapshot)) == []
+    rest = [request(acc_mobile(h, a), "email") for a in accs[2:]]
+    await h.requests(*rest)
+    got = outcomes(h)
+    assert [got[str(r.event_id)].get("reason") for r in rest] == [None, "rate_limited"]
