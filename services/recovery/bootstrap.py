@@ -82,7 +82,7 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged,
                     handler=ProjectAccounts(db=db, clock=clock), **common),
         BatchRunner(topic=CODE_REQUESTED, model=CodeRequested,
-                    handler=RouteRequests(db=db, keyring=settings.keyring), **common),
+                    handler=RouteRequests(publisher=publisher, keyring=settings.keyring), **common),
         BatchRunner(topic=REQUESTS_BY_LOGIN, model=CodeRequested,
                     handler=IssueCodes(db=db, keyring=settings.keyring, hasher=hasher,
                                        clock=clock, config=config, metrics=metrics), **common),
