@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+STAGED_OUTBOX = "selfcare_staged_outbox"  # ``Session.info`` key set by ``outbox.stage``
 
 
 def make_engine(url: str) -> Engine:
@@ -60,10 +61,17 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{name}")
+        # committed transactions that staged outbox rows (``outbox.stage`` marks the session):
+        # the relay reads the outbox only when this moved
+        self.outbox_commits = 0
 
     def run_sync(self, fn: Callable[[Session], T]) -> T:
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
-            return fn(session)
+        with Session(self.engine, expire_on_commit=False) as session:
+            with session.begin():
+                result = fn(session)
+            if session.info.get(STAGED_OUTBOX):
+                self.outbox_commits += 1
+            return result
 
     async def run(self, fn: Callable[[Session], T]) -> T:
         loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from sqlalchemy import JSON, BigInteger, Column, Integer, LargeBinary, MetaData,
 from sqlalchemy.orm import Session
 
 from services.common.codec import WireRecord
+from services.common.db import STAGED_OUTBOX
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -43,6 +44,7 @@ def stage(session: Session, table: Table, topic: str, records: Sequence[WireReco
     """Add records for ``topic`` (a public topic name) to the outbox, in the caller's transaction."""
     if not records:
         return
+    session.info[STAGED_OUTBOX] = True
     rows: list[dict[str, Any]] = [
         {
             "topic": topic,

@@ -36,29 +36,45 @@ class Publisher:
 
 
 class OutboxRelay:
-    """Publishes what handlers staged in the outbox, then deletes it (see ``outbox``)."""
+    """Publishes what handlers staged in the outbox, then deletes it (see ``outbox``).
+
+    The table is read at the first flush (leftovers of an earlier run) and afterwards only when
+    a transaction of this process staged rows since the last read, so a batch that publishes
+    nothing costs no query. Rows another worker left behind on a shared database go out with
+    this worker's next staged rows, or when that worker starts again."""
 
     def __init__(self, *, db: Database, table: Table, publisher: Publisher) -> None:
         self._db = db
         self._table = table
         self._publisher = publisher
         self._lock = asyncio.Lock()
+        self._read_at: int | None = None  # ``db.outbox_commits`` when the table was last read
 
     async def flush(self) -> int:
-        sent = 0
         async with self._lock:
-            while True:
-                staged = await self._db.run(lambda s: outbox.pending(s, self._table))
-                if not staged:
-                    return sent
-                await self._publisher.send_all([(item.topic, item.record) for item in staged])
-                ids = [item.id for item in staged]
+            if self._read_at == self._db.outbox_commits:
+                return 0
+            self._read_at = self._db.outbox_commits
+            try:
+                return await self._drain()
+            except BaseException:
+                self._read_at = None  # read again next time
+                raise
 
-                def _delete(session: Session, ids: list[int] = ids) -> None:
-                    outbox.delete(session, self._table, ids)
+    async def _drain(self) -> int:
+        sent = 0
+        while True:
+            staged = await self._db.run(lambda s: outbox.pending(s, self._table))
+            if not staged:
+                return sent
+            await self._publisher.send_all([(item.topic, item.record) for item in staged])
+            ids = [item.id for item in staged]
 
-                await self._db.run(_delete)
-                sent += len(staged)
+            def _delete(session: Session, ids: list[int] = ids) -> None:
+                outbox.delete(session, self._table, ids)
+
+            await self._db.run(_delete)
+            sent += len(staged)
 
 
 def dead_letter_record(
