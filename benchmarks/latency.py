@@ -6,8 +6,10 @@ Starts the three services (fresh topic prefix, SQLite under a temporary folder) 
 gateway, links one interactive-TV account per request (distinct mobiles), waits until recovery
 knows them, then sends "Get code" requests through the HTTP API at a fixed rate and measures, at
 the gateway, the time from sending the HTTP request to the gateway receiving the SMS. Bounded:
-rate × duration requests, loopback only. The per-client-IP limit is raised for the run (every
-request comes from 127.0.0.1); all other settings are the defaults.
+rate × duration requests, loopback only. The requests come from many clients, as a portal's do:
+each client has its own loopback source address (127.0.1.1, 127.0.1.2, …; Linux routes all of
+127.0.0.0/8 to ``lo``) and sends at most ``CLIENT_REQUESTS`` requests, fewer than the default
+per-client-IP limit (30 per 5 min). All settings are the defaults.
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def link(i: int) -> bytes:
     }).encode()
 
 
+CLIENT_REQUESTS = 20  # per client address, under the default limit of 30 per client IP
+
+
+def client_addresses(count: int) -> list[str]:
+    """``count`` loopback source addresses: 127.0.1.1, 127.0.1.2, …"""
+    if count > 250 * 250:
+        raise ValueError("too many clients")
+    return [f"127.0.{1 + k // 250}.{1 + k % 250}" for k in range(count)]
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
@@ -66,7 +78,7 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
         bootstrap=bootstrap, var_dir=Path(tempfile.mkdtemp(prefix="latency-")), topic_prefix=prefix,
         ports={"registration": free_port(), "recovery": free_port(), "notifier": free_port()},
         extra_env={"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER,
-                   "LIMIT_IP_MAX": str(n * 10), "LOG_LEVEL": "WARNING",
+                   "LOG_LEVEL": "WARNING",
                    **({"RECOVERY_DATABASE_URL": database_url} if database_url else {})},
         replicas={"recovery": recovery_workers},
     )
@@ -78,8 +90,11 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
         await asyncio.sleep(8)  # accounts reach recovery's projection
         sent_at: dict[str, float] = {}
         statuses: list[int] = []
-        async with aiohttp.ClientSession() as http:
+        clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
+                   for address in client_addresses(-(-n // CLIENT_REQUESTS))]
+        try:
             async def one(i: int) -> None:
+                http = clients[i // CLIENT_REQUESTS]
                 sent_at[mobile(i)] = time.monotonic()
                 async with http.post(stack.url("recovery") + "/api/v1/code-requests",
                                      json={"login": mobile(i), "channel": "sms"}) as r:
@@ -91,6 +106,9 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
+        finally:
+            for client in clients:
+                await client.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             got = gateway.call(lambda s: {m.to: m.at for m in s.accepted.values()})
