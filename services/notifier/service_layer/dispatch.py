@@ -59,6 +59,8 @@ class Dispatcher:
         recording = asyncio.create_task(self.recorder.run())
         try:
             while True:
+                # cleared before the claim: a wake-up that arrives while it runs is kept
+                self._wake.clear()
                 try:
                     started = await self.step()
                 except Exception as exc:  # database away: leases keep rows safe; try again
@@ -66,7 +68,6 @@ class Dispatcher:
                     started = 0
                     await asyncio.sleep(1.0)
                 if not started:
-                    self._wake.clear()
                     try:
                         await asyncio.wait_for(self._wake.wait(), timeout=self.idle_s)
                     except TimeoutError:
