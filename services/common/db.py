@@ -61,16 +61,17 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{name}")
-        # committed transactions that staged outbox rows (``outbox.stage`` marks the session):
-        # the relay reads the outbox only when this moved
-        self.outbox_commits = 0
+        # outbox rows staged by committed transactions (``outbox.stage`` lists them in the
+        # session), in commit order, for the relay to publish without reading them back
+        self.committed_outbox: list[Any] = []
 
     def run_sync(self, fn: Callable[[Session], T]) -> T:
         with Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
                 result = fn(session)
-            if session.info.get(STAGED_OUTBOX):
-                self.outbox_commits += 1
+            staged = session.info.get(STAGED_OUTBOX)
+            if staged:
+                self.committed_outbox.extend(staged)
             return result
 
     async def run(self, fn: Callable[[Session], T]) -> T:

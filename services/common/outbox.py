@@ -1,9 +1,11 @@
 """Transactional outbox: records to publish are written in the same transaction as the work.
 
 A handler adds its outgoing records with ``stage`` inside its transaction; after the commit the
-batch runner publishes them and deletes them. A crash between commit and publish leaves them in
-the table, and ``pending`` hands them out again at the next start — at-least-once with no lost
-output, and downstream consumers dedupe by ``event_id``.
+batch runner publishes them and deletes them. ``stage`` also lists the rows (with their ids) in
+the session, and ``Database`` hands that list to the relay once the transaction has committed,
+so the relay publishes from memory and only deletes. A crash between commit and publish leaves
+the rows in the table, and ``pending`` hands them out again at the next start — at-least-once
+with no lost output, and downstream consumers dedupe by ``event_id``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ def stage(session: Session, table: Table, topic: str, records: Sequence[WireReco
     """Add records for ``topic`` (a public topic name) to the outbox, in the caller's transaction."""
     if not records:
         return
-    session.info[STAGED_OUTBOX] = True
     rows: list[dict[str, Any]] = [
         {
             "topic": topic,
@@ -55,7 +56,12 @@ def stage(session: Session, table: Table, topic: str, records: Sequence[WireReco
         }
         for r in records
     ]
-    session.execute(table.insert(), rows)
+    ids = session.scalars(
+        table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
+    ).all()
+    session.info.setdefault(STAGED_OUTBOX, []).extend(
+        Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)
+    )
 
 
 def pending(session: Session, table: Table, limit: int = 5000) -> list[Staged]:

@@ -38,43 +38,56 @@ class Publisher:
 class OutboxRelay:
     """Publishes what handlers staged in the outbox, then deletes it (see ``outbox``).
 
-    The table is read at the first flush (leftovers of an earlier run) and afterwards only when
-    a transaction of this process staged rows since the last read, so a batch that publishes
-    nothing costs no query. Rows another worker left behind on a shared database go out with
-    this worker's next staged rows, or when that worker starts again."""
+    The table itself is read at the first flush (leftovers of an earlier run) and after a failed
+    publish; otherwise the relay publishes the rows ``Database`` collected from committed
+    transactions, so a batch costs one delete and no read. Rows another worker left behind on a
+    shared database go out when that worker starts again."""
 
     def __init__(self, *, db: Database, table: Table, publisher: Publisher) -> None:
         self._db = db
         self._table = table
         self._publisher = publisher
         self._lock = asyncio.Lock()
-        self._read_at: int | None = None  # ``db.outbox_commits`` when the table was last read
+        self._read_table = True
 
     async def flush(self) -> int:
         async with self._lock:
-            if self._read_at == self._db.outbox_commits:
-                return 0
-            self._read_at = self._db.outbox_commits
             try:
-                return await self._drain()
+                if self._read_table:
+                    self._db.committed_outbox.clear()  # all of it is in the table too
+                    self._read_table = False
+                    return await self._drain()
+                sent = 0
+                while self._db.committed_outbox:
+                    staged: list[outbox.Staged] = self._db.committed_outbox[:5000]
+                    del self._db.committed_outbox[:len(staged)]
+                    await self._publish(staged)
+                    sent += len(staged)
+                return sent
             except BaseException:
-                self._read_at = None  # read again next time
+                self._read_table = True  # what was not deleted is published from the table
                 raise
 
     async def _drain(self) -> int:
-        sent = 0
+        sent: set[int] = set()
         while True:
             staged = await self._db.run(lambda s: outbox.pending(s, self._table))
             if not staged:
-                return sent
-            await self._publisher.send_all([(item.topic, item.record) for item in staged])
-            ids = [item.id for item in staged]
+                break
+            await self._publish(staged)
+            sent.update(item.id for item in staged)
+        # rows committed while the table was read are listed in memory too: not twice
+        self._db.committed_outbox[:] = [i for i in self._db.committed_outbox if i.id not in sent]
+        return len(sent)
 
-            def _delete(session: Session, ids: list[int] = ids) -> None:
-                outbox.delete(session, self._table, ids)
+    async def _publish(self, staged: list[outbox.Staged]) -> None:
+        await self._publisher.send_all([(item.topic, item.record) for item in staged])
+        ids = [item.id for item in staged]
 
-            await self._db.run(_delete)
-            sent += len(staged)
+        def _delete(session: Session) -> None:
+            outbox.delete(session, self._table, ids)
+
+        await self._db.run(_delete)
 
 
 def dead_letter_record(

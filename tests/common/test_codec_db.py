@@ -8,7 +8,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from schemas.events import CodeRequested, ContractLinked
 from services.common import outbox
-from services.common.codec import DecodeError, decode, encode, header
+from services.common.codec import DecodeError, WireRecord, decode, encode, header
 from services.common.db import Database, Migration, migrate
 
 DESIGN_REQUEST = {
@@ -100,4 +100,57 @@ async def test_a_failed_transaction_leaves_nothing(database_url: str) -> None:
     with pytest.raises(RuntimeError):
         await db.run(work)
     assert await db.run(lambda s: outbox.pending(s, table)) == []
+    assert db.committed_outbox == []  # a rolled-back transaction hands nothing to the relay
     db.close()
+
+
+class FlakyPublisher:
+    """Records what it is asked to send; fails the next ``fail`` calls."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+        self.fail = 0
+
+    async def send_all(self, items: list[tuple[str, object]]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise ConnectionError("broker away")
+        self.sent.extend((topic, record.value) for topic, record in items)  # type: ignore[attr-defined]
+
+
+async def test_relay_publishes_committed_rows_from_memory_and_reads_the_table_when_it_must(
+        database_url: str) -> None:
+    from services.common.publish import OutboxRelay
+
+    metadata = MetaData()
+    table = outbox.outbox_table(metadata)
+    db = Database(url=database_url, name="t")
+    migrate(db.engine, [Migration(1, "t", lambda c: metadata.create_all(c))])
+    publisher = FlakyPublisher()
+    relay = OutboxRelay(db=db, table=table, publisher=publisher)  # type: ignore[arg-type]
+
+    def record(n: int) -> WireRecord:
+        return WireRecord(key=None, value=f"r{n}".encode(), headers=[("h", b"\xff")])
+
+    def left_behind(session: object) -> None:  # as a crashed run would leave it, unlisted
+        session.execute(table.insert(), [{"topic": "t", "key": None, "value": b"r0", "headers": []}])  # type: ignore[attr-defined]
+
+    try:
+        await db.run(left_behind)
+        await db.run(lambda s: outbox.stage(s, table, "t", [record(1), record(2)]))
+        assert await relay.flush() == 3  # first flush: the table, the listed rows not twice
+        assert [v for _, v in publisher.sent] == [b"r0", b"r1", b"r2"]
+        await db.run(lambda s: outbox.stage(s, table, "t", [record(3)]))
+        await db.run(left_behind)  # unlisted: not read back while publishing succeeds
+        assert await relay.flush() == 1
+        assert [v for _, v in publisher.sent][3:] == [b"r3"]
+        assert await relay.flush() == 0
+        await db.run(lambda s: outbox.stage(s, table, "t", [record(4)]))
+        publisher.fail = 1
+        with pytest.raises(ConnectionError):
+            await relay.flush()
+        assert await relay.flush() == 2  # after a failure: the table again, r0 and r4
+        assert sorted(v for _, v in publisher.sent[4:]) == [b"r0", b"r4"]
+        assert await db.run(lambda s: outbox.pending(s, table)) == []
+    finally:
+        db.close()
