@@ -77,7 +77,7 @@ def bootstrap(
     )
     runner: BatchRunner[CodeIssued] = BatchRunner(
         service=settings.service, topic=CODE_ISSUED, model=CodeIssued,
-        handler=RecordCodes(db=db, repo=repo, metrics=metrics, on_recorded=dispatcher.wake),
+        handler=RecordCodes(db=db, repo=repo, metrics=metrics, intake=dispatcher),
         publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -108,12 +108,22 @@ class Dispatcher:
         claimed = await self.db.run(
             lambda s: self.repo.claim_due(s, now=now, lease_until=lease_until, limit=limit)
         )
-        for delivery in claimed:
+        self.accept(claimed)
+        return len(claimed)
+
+    def room(self) -> int:
+        """How many more leased rows may wait here for a slot (twice the sends in flight)."""
+        return max(0, 2 * self.max_in_flight - len(self._tasks))
+
+    def accept(self, leased: Sequence[Delivery]) -> None:
+        """Start sends for rows leased to this worker (claimed, or leased when recorded)."""
+        for delivery in leased:
             code_id = delivery.code_id
+            if code_id in self._tasks:  # pragma: no cover - a lease is held once
+                continue
             self._waiting[code_id] = delivery
             self._tasks[code_id] = asyncio.create_task(self._attempt(delivery))
             self._tasks[code_id].add_done_callback(partial(self._forget, code_id))
-        return len(claimed)
 
     async def drain(self) -> None:
         """Wait for sends in flight and their recording (tests and benchmarks)."""

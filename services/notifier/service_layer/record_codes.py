@@ -1,16 +1,20 @@
-"""The stream handler: each CodeIssued becomes one queued delivery row (sending happens elsewhere).
+"""The stream handler: each CodeIssued becomes one delivery row (sending happens elsewhere).
 
 One transaction per batch: dedupe by ``event_id`` and by ``code_id``, insert the deliveries, and
-for a code already expired on arrival, record it failed and stage its status. The stream never
-waits on a gateway, so a slow or failing destination cannot hold the partition.
+for a code already expired on arrival, record it failed and stage its status. While the
+dispatcher has room, new rows are written already leased to this worker (state ``sending``,
+attempt 1, as a claim would leave them) and handed to it after the commit, which saves the
+claim's read and update; the rest are ``queued`` for the dispatcher's next claim. The stream
+never waits on a gateway, so a slow or failing destination cannot hold the partition.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +26,7 @@ from services.common.codec import WireRecord
 from services.common.db import Database
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import outbox as outbox_table
+from services.notifier.domain.delivery import Delivery, as_utc
 from services.notifier.domain.model import DeliveryState, FailReason
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.statuses import status_record
@@ -34,39 +39,73 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Intake(Protocol):
+    """The dispatcher, as the stream handler sees it."""
+
+    lease_s: float
+
+    def room(self) -> int: ...
+
+    def accept(self, leased: Sequence[Delivery]) -> None: ...
+
+    def wake(self) -> None: ...
+
+
+@dataclass
+class _Recorded:
+    expired: list[str] = field(default_factory=list)  # channels of codes expired on arrival
+    leased: list[Delivery] = field(default_factory=list)
+    queued: int = 0
+
+
 class RecordCodes:
     """``await record_codes(batch)`` — the BatchRunner handler."""
 
     def __init__(
         self, *, db: Database, repo: SqlDeliveries, metrics: NotifierMetrics,
-        on_recorded: Callable[[], None] = lambda: None, clock: Clock = utc_now,
+        intake: Intake | None = None, clock: Clock = utc_now,
     ) -> None:
         self.db = db
         self.repo = repo
         self.metrics = metrics
-        self.on_recorded = on_recorded
+        self.intake = intake
         self.clock = clock
 
     async def __call__(self, items: list[Inbound[CodeIssued]]) -> None:
         now = self.clock()
-        expired = await self.db.run(lambda s: self._record(s, [i.event for i in items], now))
-        for channel in expired:
+        room = self.intake.room() if self.intake is not None else 0
+        done = await self.db.run(lambda s: self._record(s, [i.event for i in items], now, room))
+        for channel in done.expired:
             self.metrics.deliveries.labels(channel, DeliveryStatus.FAILED.value).inc()
-        self.on_recorded()
+        if self.intake is not None:
+            self.intake.accept(done.leased)
+            if done.queued:
+                self.intake.wake()
 
-    def _record(self, session: Session, events: list[CodeIssued], now: datetime) -> list[str]:
+    def _record(self, session: Session, events: list[CodeIssued], now: datetime,
+                room: int) -> _Recorded:
         fresh = self.repo.claim_new_events(session, [str(e.event_id) for e in events], now)
         known = self.repo.existing_codes(session, [str(e.code_id) for e in events])
         rows: list[dict[str, Any]] = []
         statuses: list[WireRecord] = []
-        expired: list[str] = []
+        done = _Recorded()
+        expired = done.expired
+        lease_until = now + timedelta(seconds=self.intake.lease_s if self.intake else 0)
         for event in events:
             code_id = str(event.code_id)
             if str(event.event_id) not in fresh or code_id in known:
                 continue  # a redelivered event, or another event for a code already recorded
             known.add(code_id)
             is_expired = event.expires_at <= now
-            rows.append(_row(event, now, DeliveryState.FAILED if is_expired else DeliveryState.QUEUED))
+            if is_expired:
+                rows.append(_row(event, now, DeliveryState.FAILED))
+            elif len(done.leased) < room:
+                rows.append({**_row(event, now, DeliveryState.SENDING),
+                             "attempts": 1, "lease_until": lease_until})
+                done.leased.append(_leased(event))
+            else:
+                rows.append(_row(event, now, DeliveryState.QUEUED))
+                done.queued += 1
             if is_expired:
                 expired.append(event.channel.value)
                 statuses.append(status_record(
@@ -78,7 +117,17 @@ class RecordCodes:
                 log.info("code expired before delivery", extra={"code_id": code_id})
         self.repo.insert(session, rows)
         outbox.stage(session, outbox_table, NOTIFICATION_STATUS, statuses)
-        return expired
+        return done
+
+
+def _leased(event: CodeIssued) -> Delivery:
+    return Delivery(
+        code_id=str(event.code_id), request_event_id=str(event.request_event_id),
+        channel=event.channel.value, locale=event.locale.value,
+        destination_masked=event.destination_masked, destination_enc=event.destination_enc,
+        password_enc=event.password_enc, expires_at=as_utc(event.expires_at),
+        state=DeliveryState.SENDING.value, attempts=1,
+    )
 
 
 def _row(event: CodeIssued, now: datetime, state: DeliveryState) -> dict[str, Any]:

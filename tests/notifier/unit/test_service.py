@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from schemas.events import Channel, CodeIssued, Locale
-from services.common.batch import BatchRunner
+from services.common.batch import BatchRunner, Inbound
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay
@@ -298,3 +298,29 @@ def test_workers_starting_together_migrate_once(database_url: str) -> None:
     assert sorted(len(r) for r in results) in ([0, 0, 0, 0], [0, 0, 0, 1])
     for engine in engines:
         engine.dispose()
+
+
+async def test_with_room_new_codes_are_leased_when_recorded_and_sent_without_a_claim(
+        harness: Harness) -> None:
+    dispatcher = harness.dispatcher
+    direct = RecordCodes(db=harness.db, repo=SqlDeliveries(), metrics=dispatcher.metrics,
+                         intake=dispatcher)
+    first, second, third = (code_issued(to=f"+7916123450{i}") for i in range(3))
+    dispatcher.max_in_flight = 1  # room for two leased rows waiting here
+    await direct([inbound_of(first), inbound_of(second), inbound_of(third)])
+    leased = [harness.row(e.code_id) for e in (first, second)]
+    assert [(r["state"], r["attempts"]) for r in leased] == [("sending", 1)] * 2
+    assert all(r["lease_until"] is not None for r in leased)
+    assert harness.row(third.code_id)["state"] == "queued"  # no room: the next claim takes it
+    await dispatcher.drain()
+    assert sorted(m.to for m in harness.sms.sent) == ["+79161234500", "+79161234501"]
+    assert await harness.dispatch() == 1  # the claim finds only the queued one
+    assert len(harness.sms.sent) == 3 and len(set(m.code_id for m in harness.sms.sent)) == 3
+    assert [s["attempts"] for s in harness.statuses()] == [1, 1, 1]
+    await direct([inbound_of(first)])  # redelivered: neither leased nor sent again
+    await dispatcher.drain()
+    assert len(harness.sms.sent) == 3
+
+
+def inbound_of(event: CodeIssued) -> Inbound[CodeIssued]:
+    return Inbound(event=event, raw=raw(event, offset=0))
