@@ -17,7 +17,7 @@ from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.recovery.adapters import repository
-from services.recovery.adapters.argon2_pool import ProcessPoolHasher
+from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox
@@ -39,7 +39,7 @@ class Recovery:
     settings: RecoverySettings
     app: faust.App
     db: Database
-    hasher: ProcessPoolHasher
+    hasher: ThreadPoolHasher
     metrics: RecoveryMetrics
 
     def prepare(self) -> None:
@@ -61,7 +61,7 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
     metrics = RecoveryMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)
     a = settings.argon2
-    hasher = ProcessPoolHasher(params=(a.time_cost, a.memory_kib, a.parallelism),
+    hasher = ThreadPoolHasher(params=(a.time_cost, a.memory_kib, a.parallelism),
                                workers=settings.hash_workers, seconds=metrics.argon2_seconds)
 
     async def ready() -> dict[str, bool]:
