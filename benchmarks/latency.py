@@ -28,6 +28,7 @@ import aiohttp
 
 from deploy.local_stack import LocalStack
 from deploy.topics import apply as apply_topics
+from deploy.topics import remove as remove_topics
 from schemas.topics import (
     CODE_ISSUED,
     CODE_REQUESTED,
@@ -126,6 +127,7 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
         await print_stages(bootstrap, prefix)
     finally:
         await asyncio.to_thread(stack.stop)
+        await remove_topics(bootstrap, prefix=prefix)  # a broker keeping every run's topics slows
 
 
 async def print_stages(bootstrap: str, prefix: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from deploy.topics import remove as remove_topics
 from schemas.events import Channel, CodeIssued, Locale
 from schemas.topics import CODE_ISSUED
 from services.common.codec import encode
@@ -67,6 +68,14 @@ async def run(
 ) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     prefix = new_prefix()
+    try:
+        await measure(bootstrap, prefix, count, delay_ms, database_url, timeout_s, worker_count)
+    finally:  # a broker that keeps every run's topics slows down (and skews later runs)
+        await remove_topics(bootstrap, prefix=prefix)
+
+
+async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
+                  database_url: str | None, timeout_s: float, worker_count: int) -> None:
     await create_topics(bootstrap, prefix)
     records = backlog(count)
     started = time.perf_counter()

@@ -82,6 +82,22 @@ async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -
     return changes
 
 
+async def remove(bootstrap: str, *, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix`` (a benchmark's or a test's own set);
+    returns their names. An empty prefix is refused: that would be the real topics."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30) -> None:
     """New topics take a moment to elect partition leaders; producers fail until they have."""
     loop = asyncio.get_running_loop()
