@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -43,6 +44,7 @@ from services.recovery.service_layer.ports import Clock, PasswordHasher
 
 log = logging.getLogger(__name__)
 CHUNK = 50
+MAINTENANCE_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +90,7 @@ class IssueCodes:
         self.config = config
         self.metrics = metrics
         self._unwritten: list[_Unwritten] = []  # decided batches, oldest first
+        self._maintained_at = float("-inf")  # last pruning of rate events and expiry of codes
 
     async def __call__(self, items: list[Inbound[CodeRequested]]) -> Completion:
         """Decides the batch; returns the completion that hashes and writes it."""
@@ -98,19 +101,24 @@ class IssueCodes:
             unique.setdefault(str(item.event.event_id), command_of(item.event))
         earlier = list(self._unwritten)
         in_flight = {e for batch in earlier for e in batch.event_ids}
-        done = await self.db.run(lambda s: repository.already_processed(s, list(unique)))
-        commands = [c for key, c in unique.items() if key not in done and key not in in_flight]
         book = LimitBook(policy=self.config.policy, loader=lambda *_: [])
+        commands: list[IssueCode] = []
+
+        def plan(session: Session, at: int) -> list[Decision]:
+            if at == 0:  # the first chunk's transaction also drops what was processed before
+                done = repository.already_processed(session, list(unique))
+                commands.extend(c for key, c in unique.items()
+                                if key not in done and key not in in_flight)
+            return self._decide(session, commands[at:at + CHUNK], book, now,
+                                _unwritten_events(session, earlier))
+
         decisions: list[Decision] = []
         pending: list[asyncio.Future[list[str]]] = []
         try:
-            for at in range(0, len(commands), CHUNK):
-                chunk = commands[at:at + CHUNK]
-
-                def plan(session: Session, chunk: list[IssueCode] = chunk) -> list[Decision]:
-                    return self._decide(session, chunk, book, now, _unwritten_events(session, earlier))
-
-                part = await self.db.run(plan)
+            at = 0
+            while at == 0 or at < len(commands):
+                part = await self.db.run(partial(plan, at=at))
+                at += CHUNK
                 decisions += part
                 passwords = [d.password for d in part if isinstance(d, Issue)]
                 if passwords:
@@ -187,13 +195,14 @@ class IssueCodes:
     def _write(self, session: Session, decisions: list[Decision],
                rate_events: list[tuple[LimitKind, str, float]], hashes: dict[str, str],
                now: float) -> None:
-        ids = [d.command.request_event_id for d in decisions]
-        if repository.already_processed(session, ids):  # another worker took over meanwhile
-            raise RuntimeError("batch processed concurrently; retrying")
-        repository.mark_processed(session, ids)
+        # processed_events' primary key fails this transaction if another worker wrote one of
+        # these ids meanwhile; the runner then redoes the records one by one
+        repository.mark_processed(session, [d.command.request_event_id for d in decisions])
         repository.add_rate_events(session, rate_events)
-        repository.prune_rate_events(session, now - self.config.policy.longest_s)
-        repository.expire_codes(session, now)
+        if now - self._maintained_at >= MAINTENANCE_EVERY_S:  # bookkeeping, not every batch
+            repository.prune_rate_events(session, now - self.config.policy.longest_s)
+            repository.expire_codes(session, now)  # logins check expires_at themselves
+            self._maintained_at = now
         expires_at = now + self.config.code_ttl_s
         issues = [d for d in decisions if isinstance(d, Issue)]
         newest = {i.account.account_id: i.code_id for i in issues}  # a later issue voids earlier
