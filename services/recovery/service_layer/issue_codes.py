@@ -4,7 +4,7 @@ is decided.
 1. decide, chunk by chunk (one read transaction each): duplicates (within the batch, already
    processed, or in an earlier batch not yet written) are dropped, logins resolved against the
    projection, limits applied — counting what earlier, unwritten batches decided —, passwords
-   generated; each chunk's passwords go to the process pool at once;
+   generated; each chunk's passwords go to the argon2 thread pool at once;
 2. the handler returns, and the batch runner takes the next batch while the completion waits for
    every hash of this one;
 3. the completion's write transaction, after the previous batch's (writes keep the order of the
