@@ -31,7 +31,7 @@ from schemas.topics import CODE_ISSUED, CODE_REJECTED
 from services.common import outbox
 from services.common.batch import Completion, Inbound
 from services.common.crypto import Keyring, contact_aad
-from services.common.db import Database
+from services.common.db import Database, is_transient
 from services.common.logins import candidate_keys
 from services.recovery.adapters import repository
 from services.recovery.adapters.metrics import RecoveryMetrics
@@ -145,7 +145,13 @@ class IssueCodes:
                 issues = [d for d in decisions if isinstance(d, Issue)]
                 by_code = dict(zip([i.code_id for i in issues], hashes, strict=True))
                 await self.db.run(lambda s: self._write(s, decisions, batch.rate_events, by_code, now))
-            except BaseException:
+            except Exception as exc:
+                # the database away: the runner calls this again, and the batch stays in line
+                # (later batches still count it and write after it); otherwise it is given up
+                if not is_transient(exc):
+                    self._forget(batch, pending)
+                raise
+            except BaseException:  # cancelled: the worker is stopping
                 self._forget(batch, pending)
                 raise
             self._forget(batch, pending)

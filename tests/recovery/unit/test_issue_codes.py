@@ -218,3 +218,32 @@ async def test_limits_of_a_batch_written_meanwhile_are_counted_once(h: Harness) 
     await h.requests(*rest)
     got = outcomes(h)
     assert [got[str(r.event_id)].get("reason") for r in rest] == [None, "rate_limited"]
+
+
+async def test_a_write_retried_after_the_database_was_away_keeps_its_place_in_line(
+        h: Harness) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    accs = [account_changed(h.keyring) for _ in range(2)]
+    await h.accounts(*accs)
+    first, second = (request(acc_mobile(h, a)) for a in accs)
+    complete_first = await h.issue([inbound(first)])
+    complete_second = await h.issue([inbound(second)])
+    write = h.issue._write
+    failures = [OperationalError("INSERT", {}, ConnectionError("database away"))]
+
+    def flaky(*args: object) -> None:
+        if failures:
+            raise failures.pop()
+        write(*args)  # type: ignore[arg-type]
+
+    h.issue._write = flaky  # type: ignore[method-assign]
+    with pytest.raises(OperationalError):
+        await complete_first()
+    second_done = asyncio.ensure_future(complete_second())
+    await asyncio.sleep(0.05)
+    assert not second_done.done() and h.staged() == []  # still behind the first batch
+    await complete_first()  # the runner's retry
+    await second_done
+    assert [v["request_event_id"] for _, v in h.staged()] == [str(first.event_id),
+                                                              str(second.event_id)]
