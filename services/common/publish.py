@@ -76,8 +76,11 @@ class OutboxRelay:
                 break
             await self._publish(staged)
             sent.update(item.id for item in staged)
-        # rows committed while the table was read are listed in memory too: not twice
-        self._db.committed_outbox[:] = [i for i in self._db.committed_outbox if i.id not in sent]
+        # rows committed while the table was read are listed in memory too: not twice. Only the
+        # first ``seen`` entries are replaced, so one the database thread appends meanwhile stays.
+        committed = self._db.committed_outbox
+        seen = len(committed)
+        committed[:seen] = [i for i in committed[:seen] if i.id not in sent]
         return len(sent)
 
     async def _publish(self, staged: list[outbox.Staged]) -> None:
