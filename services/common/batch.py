@@ -169,8 +169,20 @@ class BatchRunner(Generic[E]):
 
     async def _handle(self, items: list[Inbound[E]]) -> tuple[Completion | None, list[WireRecord]]:
         """Run the handler; returns its completion and dead letters for poison records."""
+        return await self._isolating(lambda: self.handler(items), items)
+
+    async def _complete(self, completion: Completion, items: list[Inbound[E]]) -> list[WireRecord]:
+        """Run a handler's completion; returns dead letters for poison records."""
+        _, dead = await self._isolating(completion, items)
+        return dead
+
+    async def _isolating(
+        self, work: Callable[[], Awaitable[T]], items: list[Inbound[E]]
+    ) -> tuple[T | None, list[WireRecord]]:
+        """``work`` retried while the database is away; on another failure its records are redone
+        one by one, start to finish, so that only a poison record is dead-lettered."""
         try:
-            return await self._with_db_retry(lambda: self.handler(items)), []
+            return await self._with_db_retry(work), []
         except Exception as exc:
             if len(items) == 1:
                 return None, [self._poison(items[0], exc)]
@@ -179,21 +191,6 @@ class BatchRunner(Generic[E]):
                 type(exc).__name__, len(items), extra={"topic": self.topic},
             )
         return None, await self._one_by_one(items)
-
-    async def _complete(self, completion: Completion, items: list[Inbound[E]]) -> list[WireRecord]:
-        """Run a handler's completion; on a failure other than the database's, redo its records
-        one by one, start to finish, so that only a poison record is dead-lettered."""
-        try:
-            await self._with_db_retry(completion)
-            return []
-        except Exception as exc:
-            if len(items) == 1:
-                return [self._poison(items[0], exc)]
-            log.warning(
-                "batch failed (%s); retrying its %d records one by one",
-                type(exc).__name__, len(items), extra={"topic": self.topic},
-            )
-        return await self._one_by_one(items)
 
     async def _one_by_one(self, items: list[Inbound[E]]) -> list[WireRecord]:
         dead: list[WireRecord] = []
