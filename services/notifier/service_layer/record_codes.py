@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -26,7 +26,7 @@ from services.common.codec import WireRecord
 from services.common.db import Database
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import outbox as outbox_table
-from services.notifier.domain.delivery import Delivery, as_utc
+from services.notifier.domain.delivery import Delivery
 from services.notifier.domain.model import DeliveryState, FailReason
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.statuses import status_record
@@ -89,25 +89,15 @@ class RecordCodes:
         rows: list[dict[str, Any]] = []
         statuses: list[WireRecord] = []
         done = _Recorded()
-        expired = done.expired
-        lease_until = now + timedelta(seconds=self.intake.lease_s if self.intake else 0)
+        lease_until = now + timedelta(seconds=self.intake.lease_s) if self.intake else None
         for event in events:
             code_id = str(event.code_id)
             if str(event.event_id) not in fresh or code_id in known:
                 continue  # a redelivered event, or another event for a code already recorded
             known.add(code_id)
-            is_expired = event.expires_at <= now
-            if is_expired:
+            if event.expires_at <= now:
                 rows.append(_row(event, now, DeliveryState.FAILED))
-            elif len(done.leased) < room:
-                rows.append({**_row(event, now, DeliveryState.SENDING),
-                             "attempts": 1, "lease_until": lease_until})
-                done.leased.append(_leased(event))
-            else:
-                rows.append(_row(event, now, DeliveryState.QUEUED))
-                done.queued += 1
-            if is_expired:
-                expired.append(event.channel.value)
+                done.expired.append(event.channel.value)
                 statuses.append(status_record(
                     code_id=code_id, request_event_id=str(event.request_event_id),
                     channel=event.channel.value, status=DeliveryStatus.FAILED, attempts=0,
@@ -115,19 +105,22 @@ class RecordCodes:
                     reason=FailReason.EXPIRED.value,
                 ))
                 log.info("code expired before delivery", extra={"code_id": code_id})
+            elif len(done.leased) < room:
+                row = {**_row(event, now, DeliveryState.SENDING),
+                       "attempts": 1, "lease_until": lease_until}
+                rows.append(row)
+                done.leased.append(_delivery(row))
+            else:
+                rows.append(_row(event, now, DeliveryState.QUEUED))
+                done.queued += 1
         self.repo.insert(session, rows)
         outbox.stage(session, outbox_table, NOTIFICATION_STATUS, statuses)
         return done
 
 
-def _leased(event: CodeIssued) -> Delivery:
-    return Delivery(
-        code_id=str(event.code_id), request_event_id=str(event.request_event_id),
-        channel=event.channel.value, locale=event.locale.value,
-        destination_masked=event.destination_masked, destination_enc=event.destination_enc,
-        password_enc=event.password_enc, expires_at=as_utc(event.expires_at),
-        state=DeliveryState.SENDING.value, attempts=1,
-    )
+def _delivery(row: dict[str, Any]) -> Delivery:
+    """The delivery a new row describes, as a claim would hand it out."""
+    return Delivery(**{f.name: row[f.name] for f in fields(Delivery)})
 
 
 def _row(event: CodeIssued, now: datetime, state: DeliveryState) -> dict[str, Any]:
