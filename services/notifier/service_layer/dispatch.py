@@ -119,7 +119,7 @@ class Dispatcher:
         """Start sends for rows leased to this worker (claimed, or leased when recorded)."""
         for delivery in leased:
             code_id = delivery.code_id
-            if code_id in self._tasks:  # pragma: no cover - a lease is held once
+            if code_id in self._tasks:  # still being sent here (its lease ran out meanwhile)
                 continue
             self._waiting[code_id] = delivery
             self._tasks[code_id] = asyncio.create_task(self._attempt(delivery))

@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from prometheus_client import Histogram
 
+T = TypeVar("T")
 Params = tuple[int, int, int]  # time_cost, memory_kib, parallelism
 
 
@@ -55,24 +57,22 @@ class ThreadPoolHasher:
             self._seconds.labels(op).observe(seconds)
 
     async def hash_many(self, passwords: Sequence[str]) -> list[str]:
-        loop = asyncio.get_running_loop()
-        pool = self._executor()
-        results = await asyncio.gather(
-            *(loop.run_in_executor(pool, hash_password, self.params, p) for p in passwords)
-        )
-        for _, seconds in results:
-            self._observe("hash", seconds)
-        return [h for h, _ in results]
+        return await self._in_pool("hash", hash_password, [(p,) for p in passwords])
 
     async def verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        return await self._in_pool("verify", verify_password, pairs)
+
+    async def _in_pool(self, op: str, fn: Callable[..., tuple[T, float]],
+                       calls: Sequence[tuple[str, ...]]) -> list[T]:
+        """``fn(params, *call)`` for every call, concurrently in the pool; times observed."""
         loop = asyncio.get_running_loop()
         pool = self._executor()
         results = await asyncio.gather(
-            *(loop.run_in_executor(pool, verify_password, self.params, h, p) for h, p in pairs)
+            *(loop.run_in_executor(pool, fn, self.params, *call) for call in calls)
         )
         for _, seconds in results:
-            self._observe("verify", seconds)
-        return [ok for ok, _ in results]
+            self._observe(op, seconds)
+        return [value for value, _ in results]
 
     async def dummy_hash(self) -> str:
         if self._dummy is None:
