@@ -10,13 +10,13 @@ from schemas.events import CodeIssued
 from schemas.topics import CODE_ISSUED
 from services.common.app import make_app
 from services.common.batch import BatchRunner
-from services.common.db import Database
+from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
-from services.notifier.adapters.tables import outbox, run_migrations
+from services.notifier.adapters.tables import MIGRATIONS, outbox
 from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.consumer import install_consumer, install_dispatcher
 from services.notifier.entrypoints.webhook import install_webhook
@@ -58,7 +58,7 @@ def bootstrap(
     base_metrics = ServiceMetrics(settings.service)
     metrics = NotifierMetrics(base_metrics)
     db = Database(url=settings.database_url, name=settings.service)
-    run_migrations(db.engine)
+    migrate(db.engine, MIGRATIONS)
     repo = SqlDeliveries()
 
     async def ready() -> dict[str, bool]:

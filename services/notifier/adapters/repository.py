@@ -33,7 +33,7 @@ def _delivery(row: Any) -> Delivery:
 
 
 class SqlDeliveries:
-    def claim_new_events(self, session: Session, event_ids: Sequence[str], now: datetime) -> set[str]:
+    def claim_new_events(self, session: Session, event_ids: Sequence[str]) -> set[str]:
         """Marks events as processed; returns those not seen before (same transaction as the work)."""
         if not event_ids:
             return set()

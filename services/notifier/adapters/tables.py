@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import (
     Column,
     DateTime,
-    Engine,
     Index,
     Integer,
     MetaData,
@@ -15,7 +14,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from services.common.db import Migration, migrate
+from services.common.db import Migration
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 
@@ -57,7 +56,3 @@ def _v1(conn: Connection) -> None:
 
 
 MIGRATIONS = [Migration(version=1, name="deliveries, processed_events, outbox", apply=_v1)]
-
-
-def run_migrations(engine: Engine) -> list[int]:
-    return migrate(engine, MIGRATIONS)

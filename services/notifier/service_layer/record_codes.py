@@ -84,7 +84,7 @@ class RecordCodes:
 
     def _record(self, session: Session, events: list[CodeIssued], now: datetime,
                 room: int) -> _Recorded:
-        fresh = self.repo.claim_new_events(session, [str(e.event_id) for e in events], now)
+        fresh = self.repo.claim_new_events(session, [str(e.event_id) for e in events])
         known = self.repo.existing_codes(session, [str(e.code_id) for e in events])
         rows: list[dict[str, Any]] = []
         statuses: list[WireRecord] = []

@@ -288,7 +288,11 @@ def test_workers_starting_together_migrate_once(database_url: str) -> None:
 
     from sqlalchemy import create_engine
 
-    from services.notifier.adapters.tables import run_migrations
+    from services.common.db import migrate
+    from services.notifier.adapters.tables import MIGRATIONS
+
+    def run_migrations(engine: object) -> list[int]:
+        return migrate(engine, MIGRATIONS)  # type: ignore[arg-type]
 
     engines = [create_engine(database_url) for _ in range(4)]
     if database_url.startswith("sqlite"):
