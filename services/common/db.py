@@ -44,7 +44,19 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+    @sa_event.listens_for(engine, "connect")
+    def _custom_plans(dbapi_conn: Any, _record: Any) -> None:
+        # psycopg prepares a statement run five times, and PostgreSQL may then keep a generic
+        # plan made while the tables were still empty: a sequential scan for ``= ANY(array)``
+        # lookups (``services.common.bulk``), which got slower with every batch. A custom plan
+        # per execution keeps the index scans.
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SET plan_cache_mode = force_custom_plan")
+        dbapi_conn.commit()
+
+    return engine
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
-_CHUNK = 500  # keeps IN lists well under SQLite's bound-parameter limit
+from services.common.bulk import insert_rows, one_of
 
 EventId = str | uuid.UUID
 
@@ -31,14 +31,12 @@ def already_processed(session: Session, table: Table, event_ids: Iterable[EventI
     """The ids among ``event_ids`` recorded before (as text)."""
     ids = list(dict.fromkeys(str(e) for e in event_ids))
     found: set[str] = set()
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start:start + _CHUNK]
-        found.update(session.scalars(select(table.c.event_id).where(table.c.event_id.in_(chunk))))
+    for condition in one_of(session, table.c.event_id, ids):
+        found.update(session.scalars(select(table.c.event_id).where(condition)))
     return found
 
 
 def mark_processed(session: Session, table: Table, event_ids: Iterable[EventId]) -> None:
     ids = list(dict.fromkeys(str(e) for e in event_ids))
-    if ids:
-        stamp = datetime.now(UTC)
-        session.execute(table.insert(), [{"event_id": e, "processed_at": stamp} for e in ids])
+    stamp = datetime.now(UTC)
+    insert_rows(session, table, [{"event_id": e, "processed_at": stamp} for e in ids])

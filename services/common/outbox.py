@@ -11,6 +11,7 @@ with no lost output, and downstream consumers dedupe by ``event_id``.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
 from sqlalchemy.orm import Session
 
+from services.common.bulk import insert_rows_returning_ids, one_of
 from services.common.codec import WireRecord
 from services.common.db import STAGED_OUTBOX
 
@@ -52,16 +54,20 @@ def stage(session: Session, table: Table, topic: str, records: Sequence[WireReco
             "key": r.key,
             "value": r.value,
             # values are bytes: kept as base64 so any header survives the JSON column
-            "headers": [[k, base64.b64encode(v).decode("ascii")] for k, v in r.headers],
+            "headers": [[k, _b64(v)] for k, v in r.headers],
         }
         for r in records
     ]
-    ids = session.scalars(
-        table.insert().returning(table.c.id, sort_by_parameter_order=True), rows
-    ).all()
+    ids = insert_rows_returning_ids(session, table, rows)
     session.info.setdefault(STAGED_OUTBOX, []).extend(
         Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _b64(value: bytes) -> str:
+    """Most header values repeat (type, source, content type): each is encoded once."""
+    return base64.b64encode(value).decode("ascii")
 
 
 def pending(session: Session, table: Table, limit: int = 5000) -> list[Staged]:
@@ -81,5 +87,5 @@ def pending(session: Session, table: Table, limit: int = 5000) -> list[Staged]:
 
 
 def delete(session: Session, table: Table, ids: Sequence[int]) -> None:
-    if ids:
-        session.execute(table.delete().where(table.c.id.in_(list(ids))))
+    for condition in one_of(session, table.c.id, list(ids)):
+        session.execute(table.delete().where(condition))
