@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import faust
 
@@ -14,6 +14,7 @@ from services.common.batch import BatchRunner, Handler
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
+from services.registration.adapters.preparation import ProcessPreparer, ThreadPreparer
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS, outbox
@@ -50,9 +51,14 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
     app = make_app(settings=settings, metrics=metrics, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    preparer = (
+        ProcessPreparer(keyring=settings.keyring, processes=settings.prepare_processes)
+        if settings.prepare_processes else ThreadPreparer(keyring=settings.keyring)
+    )
     messages = Messages(
         uow=SqlUnitOfWork(db=db),
         protector=KeyringProtector(keyring=settings.keyring),
+        preparer=preparer,
         outcomes=metrics.counter(
             "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]
         ),
@@ -69,6 +75,14 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
     linked = runner(CONTRACT_LINKED, InboundContractLinked, messages.contracts_linked)
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, messages.contracts_terminated)
     register_agents(app, settings=settings, linked=linked, terminated=terminated)
+
+    @app.task
+    async def _warm_up() -> None:
+        await preparer.warm_up()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        preparer.close()
 
     return Registration(
         settings=settings, app=app, db=db, metrics=metrics, linked=linked, terminated=terminated

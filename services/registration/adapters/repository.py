@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
 from services.common import outbox as outbox_rows
+from services.common.bulk import insert_rows, one_of
 from services.common.codec import WireRecord
 from services.common.db import Database
 from services.common.dedupe import already_processed, mark_processed
@@ -20,7 +21,6 @@ from services.registration.domain.model import Account, SealedContacts
 from services.registration.service_layer.ports import AccountRepository
 
 T = TypeVar("T")
-_CHUNK = 1000  # bound on the size of one IN (...) list
 
 
 class SqlAccountRepository:
@@ -33,9 +33,8 @@ class SqlAccountRepository:
 
     def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]:
         result: dict[str, Account] = {}
-        for chunk in _chunks(list(numbers)):
-            query = select(accounts).where(accounts.c.contract_number.in_(chunk))
-            for row in self.session.execute(query):
+        for condition in one_of(self.session, accounts.c.contract_number, list(numbers)):
+            for row in self.session.execute(select(accounts).where(condition)):
                 account = _to_account(row)
                 self._loaded[account.account_id] = (account.status.value, account.login_key)
                 result[account.contract_number] = account
@@ -43,9 +42,9 @@ class SqlAccountRepository:
 
     def active_holders(self, login_keys: Collection[str]) -> dict[str, str]:
         result: dict[str, str] = {}
-        for chunk in _chunks(list(login_keys)):
+        for condition in one_of(self.session, accounts.c.login_key, list(login_keys)):
             query = select(accounts.c.login_key, accounts.c.contract_number).where(
-                accounts.c.login_key.in_(chunk), accounts.c.status == AccountStatus.ACTIVE.value
+                condition, accounts.c.status == AccountStatus.ACTIVE.value
             )
             result.update({row.login_key: row.contract_number for row in self.session.execute(query)})
         return result
@@ -73,8 +72,7 @@ class SqlAccountRepository:
             self.session.connection().execute(
                 update(accounts).where(accounts.c.account_id == bindparam("b_id")), rows
             )
-        if new:
-            self.session.execute(accounts.insert(), new)
+        insert_rows(self.session, accounts, new)
         for a in items:
             self._loaded[a.account_id] = (a.status.value, a.login_key)
 
@@ -93,10 +91,6 @@ class SqlUnitOfWork:
 
     async def run(self, work: Callable[[AccountRepository], T]) -> T:
         return await self.db.run(lambda session: work(SqlAccountRepository(session)))
-
-
-def _chunks(items: list[Any]) -> list[list[Any]]:
-    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 def _to_row(a: Account, stamp: Any) -> dict[str, Any]:

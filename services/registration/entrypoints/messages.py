@@ -7,6 +7,7 @@ number is a malformed record (DLQ), not an account.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Annotated
 
@@ -14,11 +15,11 @@ from prometheus_client import Counter as PromCounter
 from pydantic import Field
 
 from schemas.events import ContractLinked, ContractTerminated
-from services.common.batch import Inbound
+from services.common.batch import Completion, Inbound
 from services.registration.domain.commands import LinkContract, TerminateContract
 from services.registration.domain.model import Outcome, Protector
-from services.registration.service_layer.link_contract import link_contracts
-from services.registration.service_layer.ports import UnitOfWork
+from services.registration.service_layer.link_contract import apply_links
+from services.registration.service_layer.ports import Preparer, UnitOfWork
 from services.registration.service_layer.terminate_contract import terminate_contracts
 
 ContractNumber = Annotated[
@@ -54,14 +55,25 @@ def to_termination(event: ContractTerminated) -> TerminateContract:
 class Messages:
     """The two batch handlers the agents' ``BatchRunner``s call."""
 
-    def __init__(self, *, uow: UnitOfWork, protector: Protector, outcomes: PromCounter) -> None:
+    def __init__(
+        self, *, uow: UnitOfWork, protector: Protector, preparer: Preparer, outcomes: PromCounter
+    ) -> None:
         self.uow = uow
         self.protector = protector
+        self.preparer = preparer
         self.outcomes = outcomes
 
-    async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> None:
-        commands = [to_link(item.event) for item in items]
-        self._count("link", await link_contracts(commands, uow=self.uow, protector=self.protector))
+    async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> Completion:
+        """Starts preparing the batch and returns the rest (the transaction) as its completion,
+        so the runner takes the next batch meanwhile. Transactions run one at a time, in the
+        order they are asked for; the rules are order-safe anyway (``occurred_at`` decides)."""
+        prepared = asyncio.ensure_future(self.preparer.prepare([to_link(i.event) for i in items]))
+
+        async def transaction() -> None:  # called again after a transient database error
+            outcomes = await apply_links(await prepared, uow=self.uow, protector=self.protector)
+            self._count("link", outcomes)
+
+        return transaction
 
     async def contracts_terminated(self, items: list[Inbound[InboundContractTerminated]]) -> None:
         commands = [to_termination(item.event) for item in items]

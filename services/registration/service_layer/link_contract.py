@@ -1,9 +1,13 @@
 """Handler of ``LinkContract``: a batch of links in one transaction.
 
-1. validate and normalise every link, hash its logins (a rejection is an outcome, not an error);
-2. in one transaction: drop ids already processed, load the batch's accounts and the active
-   holders of its logins (two queries), apply the links in ``occurred_at`` order, save, record
-   the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the outbox.
+1. ``prepare_links``: validate and normalise every link, hash its logins and seal its contacts
+   for a new account id (a rejection is an outcome, not an error). Pure CPU work that needs no
+   database, so the service may run it in another process (``Preparer``) while the previous
+   batch's transaction runs;
+2. ``apply_links``, in one transaction: drop ids already processed, load the batch's accounts
+   and the active holders of its logins (two queries), apply the links in ``occurred_at`` order,
+   save, record the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the
+   outbox.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from collections.abc import Callable, Sequence
 
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.registration.domain.commands import LinkContract
-from services.registration.domain.model import Outcome, ProtectedLink, Protector
+from services.registration.domain.model import Account, Outcome, ProtectedLink, Protector
 from services.registration.domain.registry import Registry, Rejection
 from services.registration.domain.validation import LinkRejected, normalise_link
 from services.registration.service_layer.outbound import account_changed, contract_rejected
-from services.registration.service_layer.ports import AccountRepository, UnitOfWork
+from services.registration.service_layer.ports import (
+    AccountRepository,
+    Prepared,
+    PreparedLinks,
+    UnitOfWork,
+)
 
 
 async def link_contracts(
@@ -28,30 +37,51 @@ async def link_contracts(
     protector: Protector,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Counter[Outcome]:
-    def work(repo: AccountRepository) -> Counter[Outcome]:
-        prepared = [_prepare(c, protector) for c in sorted(commands, key=lambda c: c.occurred_at)]
-        return _apply(repo, prepared, protector, new_id)
-
-    return await uow.run(work)
+    """Both steps, one after the other."""
+    return await apply_links(prepare_links(commands, protector, new_id), uow=uow, protector=protector)
 
 
-def _prepare(command: LinkContract, protector: Protector) -> ProtectedLink | Rejection:
+def prepare_links(
+    commands: Sequence[LinkContract],
+    protector: Protector,
+    new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+    *,
+    encode_opened: bool = False,
+) -> PreparedLinks:
+    """Each command validated and protected, in ``occurred_at`` order (the order to apply them);
+    with ``encode_opened``, also the ``AccountChanged`` of each account a link would open."""
+    items = [prepare_link(c, protector, new_id()) for c in in_time_order(commands)]
+    opened = {
+        p.account_id: account_changed(Account.open(p))
+        for p in items if encode_opened and isinstance(p, ProtectedLink)
+    }
+    return PreparedLinks(items, opened)
+
+
+def in_time_order(commands: Sequence[LinkContract]) -> list[LinkContract]:
+    return sorted(commands, key=lambda c: c.occurred_at)
+
+
+def prepare_link(command: LinkContract, protector: Protector, account_id: uuid.UUID) -> Prepared:
     try:
-        return protector.protect(normalise_link(command))
+        return protector.protect(normalise_link(command), account_id)
     except LinkRejected as exc:
         return Rejection(
             contract_number=command.contract_number, event_id=command.event_id, reason=exc.reason
         )
 
 
-def _apply(
-    repo: AccountRepository,
-    prepared: list[ProtectedLink | Rejection],
-    protector: Protector,
-    new_id: Callable[[], uuid.UUID],
+async def apply_links(
+    prepared: PreparedLinks, *, uow: UnitOfWork, protector: Protector
 ) -> Counter[Outcome]:
+    """The prepared links (in the order ``prepare_links`` gives) applied in one transaction."""
+    return await uow.run(lambda repo: _apply(repo, prepared, protector))
+
+
+def _apply(repo: AccountRepository, batch: PreparedLinks, protector: Protector) -> Counter[Outcome]:
+    prepared = batch.items
     seen = repo.seen({p.event_id for p in prepared})
-    fresh: list[ProtectedLink | Rejection] = []
+    fresh: list[Prepared] = []
     fresh_ids: set[uuid.UUID] = set()
     for item in prepared:
         if item.event_id not in seen and item.event_id not in fresh_ids:
@@ -62,7 +92,6 @@ def _apply(
         accounts=repo.by_contracts({p.contract_number for p in links}),
         holders=repo.active_holders({p.login_key for p in links}),
         protector=protector,
-        new_id=new_id,
     )
     for _ in range(len(prepared) - len(fresh)):
         registry.duplicate()
@@ -73,6 +102,9 @@ def _apply(
             registry.link(item)
     repo.save(registry.to_save())
     repo.mark_processed(fresh_ids)
-    repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])
+    repo.stage(ACCOUNT_CHANGED, [
+        (batch.opened.get(a.account_id) if a.version == 1 else None) or account_changed(a)
+        for a in registry.to_publish()
+    ])
     repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
     return registry.outcomes
