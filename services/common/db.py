@@ -87,8 +87,13 @@ class Database:
             return result
 
     async def run(self, fn: Callable[[Session], T]) -> T:
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[Session], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` now (transactions run one at a time, in the order submitted); await the
+        result later, or not at all."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.run_sync, fn)
+        return loop.run_in_executor(self._executor, self.run_sync, fn)
 
     async def ping(self) -> bool:
         def _ping(session: Session) -> bool:

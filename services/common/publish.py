@@ -31,8 +31,10 @@ class Publisher:
                 self._prefix + topic, record.key, record.value, None, None, record.headers
             )
             futures.append(fut)
-        if futures:
-            await asyncio.gather(*futures)
+        # one by one: once the first is done most are, and awaiting a done future costs nothing,
+        # where gather registers a callback on each of them
+        for fut in futures:
+            await fut
 
 
 class OutboxRelay:
@@ -61,7 +63,7 @@ class OutboxRelay:
                 while self._db.committed_outbox:
                     staged: list[outbox.Staged] = self._db.committed_outbox[:5000]
                     del self._db.committed_outbox[:len(staged)]
-                    await self._publish(staged)
+                    await self._publish(staged, await_delete=False)
                     sent += len(staged)
                 return sent
             except BaseException:
@@ -83,14 +85,28 @@ class OutboxRelay:
         committed[:seen] = [i for i in committed[:seen] if i.id not in sent]
         return len(sent)
 
-    async def _publish(self, staged: list[outbox.Staged]) -> None:
+    async def _publish(self, staged: list[outbox.Staged], *, await_delete: bool = True) -> None:
+        """Send ``staged`` and delete their rows. Unless ``await_delete``, the delete is queued
+        and not waited for: the records are on the broker, and a row whose delete is lost goes
+        out once more at the next table read (readers dedupe). Reads of the table are queued
+        after it on the same database thread, so they never see a row it deletes."""
         await self._publisher.send_all([(item.topic, item.record) for item in staged])
         ids = [item.id for item in staged]
 
         def _delete(session: Session) -> None:
             outbox.delete(session, self._table, ids)
 
-        await self._db.run(_delete)
+        deleted = self._db.submit(_delete)
+        if await_delete:
+            await deleted
+        else:
+            deleted.add_done_callback(_log_failed_delete)
+
+
+def _log_failed_delete(deleted: asyncio.Future[None]) -> None:
+    if not deleted.cancelled() and deleted.exception() is not None:
+        log.warning("published outbox rows not deleted (%s); they go out again at the next read",
+                    type(deleted.exception()).__name__)
 
 
 def dead_letter_record(
