@@ -13,6 +13,7 @@ its use (e.g. ``code:<code_id>:password``), so a token cannot be moved to anothe
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -41,6 +42,12 @@ def _b64d(text: str) -> bytes:
 
 def key_id(key: bytes) -> str:
     return hashlib.sha256(key).hexdigest()[:8]
+
+
+@functools.lru_cache(maxsize=16)
+def _aead(key: bytes) -> tuple[AESGCM, str]:
+    """The cipher and key id of a key, made once (a bulk load seals three fields per link)."""
+    return AESGCM(key), key_id(key)
 
 
 def generate_key() -> str:
@@ -73,10 +80,10 @@ class Keyring:
         return cls(keys=tuple(keys), pepper=hash_pepper.encode())
 
     def encrypt(self, plaintext: str, *, aad: str) -> str:
-        key = self.keys[0]
+        aead, kid = _aead(self.keys[0])
         nonce = secrets.token_bytes(_NONCE)
-        sealed = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), aad.encode("utf-8"))
-        return f"v1.{key_id(key)}.{_b64e(nonce + sealed)}"
+        sealed = aead.encrypt(nonce, plaintext.encode("utf-8"), aad.encode("utf-8"))
+        return f"v1.{kid}.{_b64e(nonce + sealed)}"
 
     def decrypt(self, token: str, *, aad: str) -> str:
         parts = token.split(".")

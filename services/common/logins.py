@@ -50,13 +50,13 @@ def normalise_mobile(text: str) -> str:
         raise InvalidLogin("not a phone number") from exc
     if number.country_code != 7 or phonenumbers.region_code_for_number(number) != "RU":
         raise InvalidLogin("not a Russian number")
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidLogin("not a valid number")
+    # number_type checks the number against RU's patterns: an invalid number is UNKNOWN, so a
+    # mobile type also means a valid number (is_valid_number would match the same patterns again)
     if phonenumbers.number_type(number) not in (
         phonenumbers.PhoneNumberType.MOBILE,
         phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
     ):
-        raise InvalidLogin("not a mobile number")
+        raise InvalidLogin("not a valid mobile number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

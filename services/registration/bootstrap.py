@@ -14,7 +14,7 @@ from services.common.batch import BatchRunner, Handler
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
-from services.registration.adapters.preparation import ProcessPreparer, ThreadPreparer
+from services.registration.adapters.linking import InProcessLinker, ProcessLinker
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS, outbox
@@ -54,14 +54,14 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
                    producer_linger_s=0.01, producer_batch_bytes=256 * 1024)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
-    preparer = (
-        ProcessPreparer(keyring=settings.keyring, processes=settings.prepare_processes)
-        if settings.prepare_processes else ThreadPreparer(keyring=settings.keyring)
+    linker = (
+        ProcessLinker(db=db, keyring=settings.keyring) if settings.link_process
+        else InProcessLinker(db=db, keyring=settings.keyring)
     )
     messages = Messages(
         uow=SqlUnitOfWork(db=db),
         protector=KeyringProtector(keyring=settings.keyring),
-        preparer=preparer,
+        linker=linker,
         outcomes=metrics.counter(
             "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]
         ),
@@ -81,11 +81,11 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
 
     @app.task
     async def _warm_up() -> None:
-        await preparer.warm_up()
+        await linker.warm_up()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        preparer.close()
+        linker.close()
 
     return Registration(
         settings=settings, app=app, db=db, metrics=metrics, linked=linked, terminated=terminated

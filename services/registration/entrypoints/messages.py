@@ -18,8 +18,7 @@ from schemas.events import ContractLinked, ContractTerminated
 from services.common.batch import Completion, Inbound
 from services.registration.domain.commands import LinkContract, TerminateContract
 from services.registration.domain.model import Outcome, Protector
-from services.registration.service_layer.link_contract import apply_links
-from services.registration.service_layer.ports import Preparer, UnitOfWork
+from services.registration.service_layer.ports import Linker, UnitOfWork
 from services.registration.service_layer.terminate_contract import terminate_contracts
 
 ContractNumber = Annotated[
@@ -56,22 +55,24 @@ class Messages:
     """The two batch handlers the agents' ``BatchRunner``s call."""
 
     def __init__(
-        self, *, uow: UnitOfWork, protector: Protector, preparer: Preparer, outcomes: PromCounter
+        self, *, uow: UnitOfWork, protector: Protector, linker: Linker, outcomes: PromCounter
     ) -> None:
         self.uow = uow
         self.protector = protector
-        self.preparer = preparer
+        self.linker = linker
         self.outcomes = outcomes
 
     async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> Completion:
-        """Starts preparing the batch and returns the rest (the transaction) as its completion,
-        so the runner takes the next batch meanwhile. Transactions run one at a time, in the
-        order they are asked for; the rules are order-safe anyway (``occurred_at`` decides)."""
-        prepared = asyncio.ensure_future(self.preparer.prepare([to_link(i.event) for i in items]))
+        """Hands the batch to the linker and returns the wait for its transaction as the
+        completion, so the runner takes the next batch meanwhile. The linker runs transactions
+        in the order asked for; the rules are order-safe anyway (``occurred_at`` decides)."""
+        commands = [to_link(i.event) for i in items]
+        started = [asyncio.ensure_future(self.linker.link(commands))]
 
-        async def transaction() -> None:  # called again after a transient database error
-            outcomes = await apply_links(await prepared, uow=self.uow, protector=self.protector)
-            self._count("link", outcomes)
+        async def transaction() -> None:
+            # a retry (the database was away) asks the linker again
+            running = started.pop() if started else asyncio.ensure_future(self.linker.link(commands))
+            self._count("link", await running)
 
         return transaction
 

@@ -1,10 +1,8 @@
 """Handler of ``LinkContract``: a batch of links in one transaction.
 
 1. ``prepare_links``: validate and normalise every link, hash its logins and seal its contacts
-   for a new account id (a rejection is an outcome, not an error). Pure CPU work that needs no
-   database, so the service may run it in another process (``Preparer``) while the previous
-   batch's transaction runs;
-2. ``apply_links``, in one transaction: drop ids already processed, load the batch's accounts
+   for a new account id (a rejection is an outcome, not an error);
+2. in one transaction: drop ids already processed, load the batch's accounts
    and the active holders of its logins (two queries), apply the links in ``occurred_at`` order,
    save, record the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the
    outbox.
@@ -18,16 +16,13 @@ from collections.abc import Callable, Sequence
 
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.registration.domain.commands import LinkContract
-from services.registration.domain.model import Account, Outcome, ProtectedLink, Protector
+from services.registration.domain.model import Outcome, ProtectedLink, Protector
 from services.registration.domain.registry import Registry, Rejection
 from services.registration.domain.validation import LinkRejected, normalise_link
 from services.registration.service_layer.outbound import account_changed, contract_rejected
-from services.registration.service_layer.ports import (
-    AccountRepository,
-    Prepared,
-    PreparedLinks,
-    UnitOfWork,
-)
+from services.registration.service_layer.ports import AccountRepository, UnitOfWork
+
+Prepared = ProtectedLink | Rejection
 
 
 async def link_contracts(
@@ -37,29 +32,26 @@ async def link_contracts(
     protector: Protector,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Counter[Outcome]:
-    """Both steps, one after the other."""
-    return await apply_links(prepare_links(commands, protector, new_id), uow=uow, protector=protector)
+    """Both steps in one transaction, off the event loop."""
+    return await uow.run(lambda repo: link_batch(repo, commands, protector, new_id))
 
 
-def prepare_links(
+def link_batch(
+    repo: AccountRepository,
     commands: Sequence[LinkContract],
     protector: Protector,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
-    *,
-    encode_opened: bool = False,
-) -> PreparedLinks:
-    """Each command validated and protected, in ``occurred_at`` order (the order to apply them);
-    with ``encode_opened``, also the ``AccountChanged`` of each account a link would open."""
-    items = [prepare_link(c, protector, new_id()) for c in in_time_order(commands)]
-    opened = {
-        p.account_id: account_changed(Account.open(p))
-        for p in items if encode_opened and isinstance(p, ProtectedLink)
-    }
-    return PreparedLinks(items, opened)
+) -> Counter[Outcome]:
+    """Both steps, in the caller's transaction (its thread, or a linking process)."""
+    return _apply(repo, prepare_links(commands, protector, new_id), protector)
 
 
-def in_time_order(commands: Sequence[LinkContract]) -> list[LinkContract]:
-    return sorted(commands, key=lambda c: c.occurred_at)
+def prepare_links(
+    commands: Sequence[LinkContract], protector: Protector, new_id: Callable[[], uuid.UUID] = uuid.uuid4
+) -> list[Prepared]:
+    """Each command validated and protected, in ``occurred_at`` order (the order to apply them)."""
+    ordered = sorted(commands, key=lambda c: c.occurred_at)
+    return [prepare_link(c, protector, new_id()) for c in ordered]
 
 
 def prepare_link(command: LinkContract, protector: Protector, account_id: uuid.UUID) -> Prepared:
@@ -71,15 +63,7 @@ def prepare_link(command: LinkContract, protector: Protector, account_id: uuid.U
         )
 
 
-async def apply_links(
-    prepared: PreparedLinks, *, uow: UnitOfWork, protector: Protector
-) -> Counter[Outcome]:
-    """The prepared links (in the order ``prepare_links`` gives) applied in one transaction."""
-    return await uow.run(lambda repo: _apply(repo, prepared, protector))
-
-
-def _apply(repo: AccountRepository, batch: PreparedLinks, protector: Protector) -> Counter[Outcome]:
-    prepared = batch.items
+def _apply(repo: AccountRepository, prepared: list[Prepared], protector: Protector) -> Counter[Outcome]:
     seen = repo.seen({p.event_id for p in prepared})
     fresh: list[Prepared] = []
     fresh_ids: set[uuid.UUID] = set()
@@ -102,9 +86,6 @@ def _apply(repo: AccountRepository, batch: PreparedLinks, protector: Protector) 
             registry.link(item)
     repo.save(registry.to_save())
     repo.mark_processed(fresh_ids)
-    repo.stage(ACCOUNT_CHANGED, [
-        (batch.opened.get(a.account_id) if a.version == 1 else None) or account_changed(a)
-        for a in registry.to_publish()
-    ])
+    repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])
     repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
     return registry.outcomes

@@ -1,31 +1,18 @@
 """Ports of the service layer: the account repository (one transaction), the unit of work and
-the preparer of links."""
+the linker."""
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from services.common.codec import WireRecord
 from services.registration.domain.commands import LinkContract
-from services.registration.domain.model import Account, ProtectedLink
-from services.registration.domain.registry import Rejection
+from services.registration.domain.model import Account, Outcome
 
 T = TypeVar("T")
-
-Prepared = ProtectedLink | Rejection
-
-
-@dataclass(frozen=True)
-class PreparedLinks:
-    """Prepared links in the order to apply them and, when the preparer encoded them ahead, the
-    ``AccountChanged`` of the account each link would open (its version 1), by that account's
-    id: a link applied to no account yet opens exactly that account, under that fresh id."""
-
-    items: list[Prepared]
-    opened: dict[uuid.UUID, WireRecord] = field(default_factory=dict)
 
 
 class AccountRepository(Protocol):
@@ -52,10 +39,10 @@ class AccountRepository(Protocol):
         ...
 
 
-class Preparer(Protocol):
-    async def prepare(self, commands: Sequence[LinkContract]) -> PreparedLinks:
-        """``prepare_links(commands, ...)``: validated and protected, in ``occurred_at`` order."""
-        ...
+class Linker(Protocol):
+    """Runs ``link_contracts``: each call one transaction, run in the order of the calls."""
+
+    async def link(self, commands: Sequence[LinkContract]) -> Counter[Outcome]: ...
 
 
 class UnitOfWork(Protocol):

@@ -1,0 +1,131 @@
+"""The linking process on a real database (SQLite and PostgreSQL): the same accounts and outbox
+rows as linking in the worker's own thread, its rows handed to the worker's relay, and its
+failures told apart (database away: retried; anything else: the batch is redone one by one)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from schemas.events import AccountChanged, ContractLinked, ContractRejected
+from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
+from services.common.crypto import Keyring
+from services.common.db import Database, is_transient, migrate
+from services.common.outbox import Staged
+from services.registration.adapters.linking import InProcessLinker, LinkFailed, ProcessLinker
+from services.registration.adapters.tables import MIGRATIONS, accounts, outbox
+from services.registration.domain.model import Outcome
+from services.registration.entrypoints.messages import to_link
+from tests.registration.events import linked
+
+BATCH = [
+    linked("L-1", minutes=2),
+    linked("L-1", minutes=5, email=None),  # the same contract again, newer: one account, version 2
+    linked("L-2", minutes=1, mobile="+7 903 555-66-77", account="222222222222", product="linear"),
+    linked("L-3", minutes=3, mobile="+44 20 7946 0958"),  # invalid_mobile
+    linked("L-4", minutes=4, account="123456789012"),  # login of L-1's active account: conflict
+]
+
+
+def commands(*events: dict[str, Any]) -> list[Any]:
+    return [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(url=database_url, name="linking-test")
+    migrate(database.engine, MIGRATIONS)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+async def linker(db: Database, keyring: Keyring) -> AsyncIterator[ProcessLinker]:
+    process = ProcessLinker(db=db, keyring=keyring)
+    await process.warm_up()
+    yield process
+    process.close()
+
+
+def table_rows(db: Database) -> tuple[dict[str, Any], list[Any]]:
+    with db.engine.connect() as conn:
+        found = {r.contract_number: r for r in conn.execute(select(accounts))}
+        staged = list(conn.execute(select(outbox).order_by(outbox.c.id)))
+    return found, staged
+
+
+async def test_the_process_links_what_the_worker_thread_links(
+    linker: ProcessLinker, db: Database, keyring: Keyring, tmp_path: Path
+) -> None:
+    outcomes = await linker.link(commands(*BATCH))
+    assert dict(outcomes) == {Outcome.CREATED: 2, Outcome.UPDATED: 1, Outcome.REJECTED: 2}
+
+    # the same batch through the worker's own thread, on a database of its own
+    here = Database(url=f"sqlite:///{tmp_path / 'here.db'}", name="here")
+    migrate(here.engine, MIGRATIONS)
+    try:
+        assert await InProcessLinker(db=here, keyring=keyring).link(commands(*BATCH)) == outcomes
+        theirs, mine = table_rows(db)[0], table_rows(here)[0]
+        assert sorted(theirs) == sorted(mine) == ["L-1", "L-2"]
+        for number in theirs:
+            a, b = theirs[number], mine[number]
+            assert (a.version, a.status, a.login_key, a.mobile_key, a.fingerprint, a.email_enc is None) == (
+                b.version, b.status, b.login_key, b.mobile_key, b.fingerprint, b.email_enc is None)
+    finally:
+        here.close()
+
+
+async def test_committed_rows_are_handed_to_the_workers_relay(linker: ProcessLinker, db: Database) -> None:
+    await linker.link(commands(*BATCH))
+    handed: list[Staged] = list(db.committed_outbox)
+    _, staged = table_rows(db)
+    assert [s.id for s in handed] == [r.id for r in staged]  # what the table holds, in order
+    assert [(s.topic, s.record.value) for s in handed] == [(r.topic, r.value) for r in staged]
+    changed = [AccountChanged.model_validate_json(s.record.value) for s in handed if s.topic == ACCOUNT_CHANGED]
+    assert sorted((e.contract_number, e.version) for e in changed) == [("L-1", 2), ("L-2", 1)]
+    rejected = [ContractRejected.model_validate_json(s.record.value) for s in handed
+                if s.topic == CONTRACT_REJECTED]
+    assert sorted(r.reason.value for r in rejected) == ["invalid_mobile", "login_conflict"]
+    assert all(dict(s.record.headers)["ce_id"] for s in handed)
+
+    # a redelivered batch changes nothing and hands nothing over
+    db.committed_outbox.clear()
+    assert dict(await linker.link(commands(*BATCH))) == {Outcome.DUPLICATE: 5}
+    assert db.committed_outbox == []
+
+
+async def test_a_database_that_is_away_is_a_transient_error(keyring: Keyring, tmp_path: Path) -> None:
+    unreachable = Database(url="postgresql+psycopg://selfcare@127.0.0.1:9/none", name="away")
+    linker = ProcessLinker(db=unreachable, keyring=keyring)
+    try:
+        with pytest.raises(Exception) as caught:
+            await linker.link(commands(linked("A-1")))
+        assert is_transient(caught.value)  # BatchRunner retries it with backoff
+        assert unreachable.committed_outbox == []
+    finally:
+        linker.close()
+        unreachable.close()
+
+
+async def test_another_failure_fails_the_batch(linker: ProcessLinker, db: Database) -> None:
+    with db.engine.begin() as conn:  # the outbox is gone: every batch fails the same way
+        conn.execute(text("DROP TABLE outbox"))
+    with pytest.raises(Exception) as caught:
+        await linker.link(commands(linked("F-1")))
+    if db.engine.dialect.name == "postgresql":  # UndefinedTable: redo the batch one by one
+        assert isinstance(caught.value, LinkFailed)
+        assert str(caught.value) == "linking process: ProgrammingError"
+    else:  # SQLite says OperationalError for a missing table as for a locked file: retried
+        assert is_transient(caught.value)
+    assert table_rows_count(db) == 0  # rolled back
+    assert db.committed_outbox == []
+
+
+def table_rows_count(db: Database) -> int:
+    with db.engine.connect() as conn:
+        return len(list(conn.execute(select(accounts.c.account_id))))

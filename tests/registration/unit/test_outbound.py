@@ -1,0 +1,66 @@
+"""``account_changed`` writes its JSON directly: it must be the schema's event, field for field."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from schemas.events import AccountChanged, AccountStatus, ContractLinked
+from services.registration.adapters.protection import KeyringProtector
+from services.registration.domain.model import Account, ProtectedLink
+from services.registration.domain.validation import normalise_link
+from services.registration.entrypoints.messages import to_link
+from services.registration.service_layer.outbound import account_changed, account_changed_model
+from tests.registration.events import linked
+
+
+def opened(protector: KeyringProtector, **kwargs: object) -> Account:
+    command = to_link(ContractLinked.model_validate_json(json.dumps(linked("O-1", **kwargs))))  # type: ignore[arg-type]
+    link: ProtectedLink = protector.protect(normalise_link(command), uuid.uuid4())
+    return Account.open(link)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"email": None, "product": "satellite", "mobile_active": False},
+    {"email": "Пётр.Иванов@почта.рф", "name": "Пётр"},
+    {"email": "o'brien+tv@Example.RU"},
+])
+def test_the_record_is_the_schema_event(protector: KeyringProtector, kwargs: dict[str, object]) -> None:
+    account = opened(protector, **kwargs)
+    record = account_changed(account)
+    event = AccountChanged.model_validate_json(record.value)  # valid against the schema
+    expected = account_changed_model(account, event_id=event.event_id, occurred_at=event.occurred_at)
+    assert event == expected
+    assert json.loads(record.value) == json.loads(expected.model_dump_json(exclude_none=True))
+    assert record.key == str(account.account_id).encode()
+    headers = dict(record.headers)
+    assert headers["ce_id"] == str(event.event_id).encode()
+    assert headers["ce_type"] == b"selfcare.AccountChanged.v1"
+    assert headers["content-type"] == b"application/json"
+
+
+def test_ids_are_derived_from_the_account_and_version(protector: KeyringProtector) -> None:
+    account = opened(protector)
+    first = AccountChanged.model_validate_json(account_changed(account).value)
+    again = AccountChanged.model_validate_json(account_changed(account).value)
+    assert first.event_id == again.event_id == uuid.uuid5(
+        uuid.UUID("4f8e2b1c-6a53-4d0e-9c1f-2a7b5d3e8f60"), f"account:{account.account_id}:1"
+    )
+    closed = replace(account, status=AccountStatus.CLOSED, version=2,
+                     closed_at=datetime(2026, 11, 25, tzinfo=UTC))
+    later = AccountChanged.model_validate_json(account_changed(closed).value)
+    assert later.event_id != first.event_id and later.status is AccountStatus.CLOSED
+
+
+def test_times_are_written_in_utc(protector: KeyringProtector) -> None:
+    account = opened(protector)
+    moscow = timezone(timedelta(hours=3))
+    account.linked_at = datetime(2026, 11, 24, 12, 30, 15, 250000, tzinfo=moscow)
+    body = json.loads(account_changed(account).value)
+    assert body["linked_at"] == "2026-11-24T09:30:15.250000Z"
+    assert body["occurred_at"].endswith("Z")
