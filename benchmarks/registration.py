@@ -8,8 +8,11 @@
    batches) reads them, in its own process;
 4. (c) the registration worker ingests them into SQLite, then — its consumer group reset to the
    beginning — into a fresh PostgreSQL database; the rate runs from the worker being ready
-   (partitions assigned) to the broker timestamp of the N-th ``AccountChanged``. The worker's
-   RSS is sampled every second (peak = ``VmHWM``).
+   (partitions assigned) to the broker timestamp of the N-th ``AccountChanged``. RSS is sampled
+   every second over the worker and its linking process (peak = sum of their ``VmHWM``).
+
+For (b) and (c) it also prints the CPU time per event (user + system, from /proc) of the
+processes measured: the framework's own cost against the service's whole cost.
 
 The PostgreSQL server URL comes from ``--postgres-url``, else ``TEST_POSTGRES_URL``, else
 ``python -m deploy.postgres url``; ``--skip-postgres`` leaves that run out.
@@ -144,11 +147,31 @@ class Proc:
             time.sleep(0.05)
         raise TimeoutError(f"worker not ready; see {self.log}")
 
+    def pids(self) -> list[int]:
+        """The worker and its child processes (registration's linking process)."""
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                todo.extend(int(c) for c in task.read_text().split())
+        return found
+
     def sample(self) -> None:
-        self.rss_mb.append(_status_kb(self.proc.pid, "VmRSS") / 1024)
+        self.rss_mb.append(sum(_status_kb(p, "VmRSS") for p in self.pids()) / 1024)
 
     def peak_mb(self) -> float:
-        return _status_kb(self.proc.pid, "VmHWM") / 1024
+        """Sum of each process's own peak (``VmHWM``)."""
+        return sum(_status_kb(p, "VmHWM") for p in self.pids()) / 1024
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds used so far by the worker and its children."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        return total
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -200,19 +223,21 @@ def base_env(bootstrap: str, prefix: str, var_dir: Path, port: int) -> dict[str,
     return env
 
 
-async def noop_faust(bootstrap: str, prefix: str, n: int, work: Path) -> float:
+async def noop_faust(bootstrap: str, prefix: str, n: int, work: Path) -> tuple[float, float]:
+    """(events/s, CPU seconds per event) of the no-op agent."""
     port, done = free_port(), work / "noop.done"
     proc = Proc(["-m", "benchmarks.registration", "--noop-agent", "--events", str(n), "--out", str(done)],
                 base_env(bootstrap, prefix, work, port), port, work / "noop.log")
     try:
         ready = proc.wait_ready()
+        cpu_at_ready = proc.cpu_s()
         deadline = time.monotonic() + max(600, n / 500)
         while not done.exists():
             if time.monotonic() > deadline or proc.proc.poll() is not None:
                 raise RuntimeError(f"no-op agent did not finish; see {proc.log}")
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.1)
-        return n / (float(done.read_text()) - ready)
+        return n / (float(done.read_text()) - ready), (proc.cpu_s() - cpu_at_ready) / n
     finally:
         proc.stop()
 
@@ -239,7 +264,7 @@ async def reset_group(bootstrap: str, group: str, topic: str) -> None:
 
 
 async def registration(
-    bootstrap: str, prefix: str, n: int, work: Path, db_url: str, label: str
+    bootstrap: str, prefix: str, n: int, work: Path, db_url: str, label: str, progress: bool = False
 ) -> dict[str, Any]:
     out_topic = prefix + ACCOUNT_CHANGED
     start = await end_offsets(bootstrap, out_topic)
@@ -250,6 +275,7 @@ async def registration(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     try:
         ready = proc.wait_ready()
+        cpu_at_ready = proc.cpu_s()
         await consumer.start()
         consumer.assign(list(start))
         for tp, offset in start.items():
@@ -263,10 +289,13 @@ async def registration(
                 count += len(records)
                 newest_ms = max([newest_ms, *(r.timestamp for r in records)])
             if time.monotonic() - last_sample >= 1.0:
+                if progress:
+                    print(f"    {time.time() - ready:5.1f} s: {count:,} AccountChanged", flush=True)
                 proc.sample()
                 last_sample = time.monotonic()
         proc.sample()
-        return {"rate": n / (newest_ms / 1000 - ready), "peak_mb": proc.peak_mb(), "rss_mb": proc.rss_mb}
+        return {"rate": n / (newest_ms / 1000 - ready), "peak_mb": proc.peak_mb(),
+                "rss_mb": proc.rss_mb, "cpu_per_event": (proc.cpu_s() - cpu_at_ready) / n}
     finally:
         await consumer.stop()
         proc.stop()
@@ -331,9 +360,9 @@ async def measure(args: argparse.Namespace, prefix: str) -> None:
     print(f"produced once: {produced:,.0f} events/s, {size} bytes/record", flush=True)
     plain = await plain_consumer(bootstrap, source, n)
     print(f"(a) plain aiokafka consumer        {plain:>9,.0f} events/s", flush=True)
-    noop = await noop_faust(bootstrap, prefix, n, work)
+    noop, noop_cpu = await noop_faust(bootstrap, prefix, n, work)
     print(f"(b) no-op faust agent (take_events) {noop:>8,.0f} events/s   "
-          f"(b)/(a) = {noop / plain:.1%}", flush=True)
+          f"(b)/(a) = {noop / plain:.1%}   CPU {noop_cpu * 1e6:.0f} µs/event", flush=True)
     runs: list[tuple[str, str, str | None]] = [("sqlite", f"sqlite:///{work / 'registration.db'}", None)]
     server = None if args.skip_postgres else postgres_server(args.postgres_url)
     if server:
@@ -344,7 +373,7 @@ async def measure(args: argparse.Namespace, prefix: str) -> None:
         if i:
             await reset_group(bootstrap, group, source)
         try:
-            result = await registration(bootstrap, prefix, n, work, url, label)
+            result = await registration(bootstrap, prefix, n, work, url, label, args.progress)
         finally:
             if dbname and server:
                 drop_database(server, dbname)
@@ -352,6 +381,9 @@ async def measure(args: argparse.Namespace, prefix: str) -> None:
               f"(c)/(b) = {result['rate'] / noop:.1%}   (c)/(a) = {result['rate'] / plain:.1%}   "
               f"peak RSS {result['peak_mb']:.0f} MB; RSS at 10/25/50/75/100% of the run: "
               f"{flat(result['rss_mb'])} MB", flush=True)
+        print(f"    CPU {result['cpu_per_event'] * 1e6:.0f} µs/event over the worker and its "
+              f"linking process = {result['cpu_per_event'] / noop_cpu:.2f} × the no-op agent's",
+              flush=True)
     if not server:
         print("(c) registration → postgresql: skipped (no server URL)")
 
@@ -362,6 +394,8 @@ def cli() -> None:
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--progress", action="store_true",
+                        help="print the AccountChanged count every second of each registration run")
     parser.add_argument("--noop-agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
