@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, create_engine, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
@@ -55,6 +56,9 @@ def make_engine(url: str) -> Engine:
         with dbapi_conn.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_custom_plan")
         dbapi_conn.commit()
+        # Python lists (the arrays of ``services.common.bulk``) in binary: the text form escapes
+        # every element with a regular expression, in Python
+        dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
     return engine
 
