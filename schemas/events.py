@@ -92,10 +92,7 @@ class Event(BaseModel):
 
     def missing_envelope(self) -> list[str]:
         """Envelope fields that were not given (filled by defaults): required on the wire."""
-        given = self.__pydantic_fields_set__
-        if "event_id" in given and "occurred_at" in given:
-            return []
-        return [name for name in ("event_id", "occurred_at") if name not in given]
+        return [name for name in ("event_id", "occurred_at") if name not in self.model_fields_set]
 
 
 class Passport(BaseModel):

@@ -16,7 +16,7 @@ class KeyringProtector:
     def __init__(self, *, keyring: Keyring) -> None:
         self._keyring = keyring
 
-    def protect(self, link: NormalisedLink, account_id: uuid.UUID) -> ProtectedLink:
+    def protect(self, link: NormalisedLink) -> ProtectedLink:
         keys = {
             LoginKind.MOBILE: login_key(self._keyring, LoginKind.MOBILE, link.mobile),
             LoginKind.PERSONAL_ACCOUNT: login_key(
@@ -34,8 +34,6 @@ class KeyringProtector:
             personal_account_key=keys[LoginKind.PERSONAL_ACCOUNT],
             passport_hash=self._keyring.keyed_hash("passport", link.passport),
             fingerprint=self._keyring.keyed_hash("registration:link-content", content),
-            account_id=account_id,
-            contacts=self.seal(account_id, link),
         )
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts:

@@ -31,23 +31,8 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SealedContacts:
-    """Contacts encrypted for the services (bound to the account id) and masked for people."""
-
-    mobile_enc: str
-    mobile_masked: str
-    email_enc: str | None
-    email_masked: str | None
-    full_name_enc: str
-
-
-@dataclass(frozen=True, kw_only=True)
 class ProtectedLink:
-    """A normalised link with its keyed hashes; ``fingerprint`` changes iff its content does.
-
-    ``contacts`` are already sealed for ``account_id``, the id the account gets if this link
-    opens it, so opening an account needs no key; a link applied to an existing account is
-    sealed again for that account's id."""
+    """A normalised link with its keyed hashes; ``fingerprint`` changes iff its content does."""
 
     link: NormalisedLink
     login_key: str
@@ -55,8 +40,6 @@ class ProtectedLink:
     personal_account_key: str
     passport_hash: str
     fingerprint: str
-    account_id: uuid.UUID
-    contacts: SealedContacts
 
     @property
     def event_id(self) -> uuid.UUID:
@@ -71,12 +54,21 @@ class ProtectedLink:
         return self.link.command.occurred_at
 
 
+@dataclass(frozen=True, kw_only=True)
+class SealedContacts:
+    """Contacts encrypted for the services (bound to the account id) and masked for people."""
+
+    mobile_enc: str
+    mobile_masked: str
+    email_enc: str | None
+    email_masked: str | None
+    full_name_enc: str
+
+
 class Protector(Protocol):
     """Port: keyed hashes and authenticated encryption of a link's personal data."""
 
-    def protect(self, link: NormalisedLink, account_id: uuid.UUID) -> ProtectedLink:
-        """Keyed hashes of ``link``, its contacts sealed for ``account_id``."""
-        ...
+    def protect(self, link: NormalisedLink) -> ProtectedLink: ...
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts: ...
 
@@ -100,10 +92,9 @@ class Account:
     version: int
 
     @classmethod
-    def open(cls, link: ProtectedLink) -> Account:
-        contacts = link.contacts
+    def open(cls, *, account_id: uuid.UUID, link: ProtectedLink, contacts: SealedContacts) -> Account:
         account = cls(
-            account_id=link.account_id, contract_number=link.contract_number,
+            account_id=account_id, contract_number=link.contract_number,
             status=AccountStatus.ACTIVE, tv_product=link.link.command.tv_product,
             login_key="", mobile_key="", personal_account_key="", contacts=contacts,
             passport_hash="", fingerprint="", mobile_active=True, linked_at=link.occurred_at,

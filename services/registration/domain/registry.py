@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas.events import ContractRejectReason
@@ -30,10 +31,12 @@ class Registry:
         accounts: dict[str, Account],
         holders: dict[str, str],
         protector: Protector,
+        new_id: Callable[[], uuid.UUID] = uuid.uuid4,
     ) -> None:
         self.accounts = accounts  # contract_number → account
         self.holders = holders  # login_key → contract_number of the ACTIVE account holding it
         self.protector = protector
+        self.new_id = new_id
         self.rejections: list[Rejection] = []
         self.outcomes: Counter[Outcome] = Counter()
         self._versions = {number: a.version for number, a in accounts.items()}
@@ -48,7 +51,10 @@ class Registry:
         if holder is not None and holder != number:
             return self.reject(number, link.event_id, ContractRejectReason.LOGIN_CONFLICT)
         if account is None:
-            account = Account.open(link)
+            account_id = self.new_id()
+            account = Account.open(
+                account_id=account_id, link=link, contacts=self.protector.seal(account_id, link.link)
+            )
             self.accounts[number] = account
             outcome = Outcome.CREATED
         else:

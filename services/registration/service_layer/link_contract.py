@@ -1,11 +1,9 @@
 """Handler of ``LinkContract``: a batch of links in one transaction.
 
-1. ``prepare_links``: validate and normalise every link, hash its logins and seal its contacts
-   for a new account id (a rejection is an outcome, not an error);
-2. in one transaction: drop ids already processed, load the batch's accounts
-   and the active holders of its logins (two queries), apply the links in ``occurred_at`` order,
-   save, record the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the
-   outbox.
+1. validate and normalise every link, hash its logins (a rejection is an outcome, not an error);
+2. in one transaction: drop ids already processed, load the batch's accounts and the active
+   holders of its logins (two queries), apply the links in ``occurred_at`` order, save, record
+   the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the outbox.
 """
 
 from __future__ import annotations
@@ -22,8 +20,6 @@ from services.registration.domain.validation import LinkRejected, normalise_link
 from services.registration.service_layer.outbound import account_changed, contract_rejected
 from services.registration.service_layer.ports import AccountRepository, UnitOfWork
 
-Prepared = ProtectedLink | Rejection
-
 
 async def link_contracts(
     commands: Sequence[LinkContract],
@@ -32,7 +28,6 @@ async def link_contracts(
     protector: Protector,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Counter[Outcome]:
-    """Both steps in one transaction, off the event loop."""
     return await uow.run(lambda repo: link_batch(repo, commands, protector, new_id))
 
 
@@ -42,30 +37,29 @@ def link_batch(
     protector: Protector,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Counter[Outcome]:
-    """Both steps, in the caller's transaction (its thread, or a linking process)."""
-    return _apply(repo, prepare_links(commands, protector, new_id), protector)
+    """Steps 1 and 2 in the caller's transaction (a worker's database thread, or the linking
+    process of ``adapters.linking``)."""
+    prepared = [_prepare(c, protector) for c in sorted(commands, key=lambda c: c.occurred_at)]
+    return _apply(repo, prepared, protector, new_id)
 
 
-def prepare_links(
-    commands: Sequence[LinkContract], protector: Protector, new_id: Callable[[], uuid.UUID] = uuid.uuid4
-) -> list[Prepared]:
-    """Each command validated and protected, in ``occurred_at`` order (the order to apply them)."""
-    ordered = sorted(commands, key=lambda c: c.occurred_at)
-    return [prepare_link(c, protector, new_id()) for c in ordered]
-
-
-def prepare_link(command: LinkContract, protector: Protector, account_id: uuid.UUID) -> Prepared:
+def _prepare(command: LinkContract, protector: Protector) -> ProtectedLink | Rejection:
     try:
-        return protector.protect(normalise_link(command), account_id)
+        return protector.protect(normalise_link(command))
     except LinkRejected as exc:
         return Rejection(
             contract_number=command.contract_number, event_id=command.event_id, reason=exc.reason
         )
 
 
-def _apply(repo: AccountRepository, prepared: list[Prepared], protector: Protector) -> Counter[Outcome]:
+def _apply(
+    repo: AccountRepository,
+    prepared: list[ProtectedLink | Rejection],
+    protector: Protector,
+    new_id: Callable[[], uuid.UUID],
+) -> Counter[Outcome]:
     seen = repo.seen({p.event_id for p in prepared})
-    fresh: list[Prepared] = []
+    fresh: list[ProtectedLink | Rejection] = []
     fresh_ids: set[uuid.UUID] = set()
     for item in prepared:
         if item.event_id not in seen and item.event_id not in fresh_ids:
@@ -76,6 +70,7 @@ def _apply(repo: AccountRepository, prepared: list[Prepared], protector: Protect
         accounts=repo.by_contracts({p.contract_number for p in links}),
         holders=repo.active_holders({p.login_key for p in links}),
         protector=protector,
+        new_id=new_id,
     )
     for _ in range(len(prepared) - len(fresh)):
         registry.duplicate()

@@ -11,7 +11,7 @@ import pytest
 
 from schemas.events import AccountChanged, AccountStatus, ContractLinked
 from services.registration.adapters.protection import KeyringProtector
-from services.registration.domain.model import Account, ProtectedLink
+from services.registration.domain.model import Account
 from services.registration.domain.validation import normalise_link
 from services.registration.entrypoints.messages import to_link
 from services.registration.service_layer.outbound import account_changed, account_changed_model
@@ -20,8 +20,10 @@ from tests.registration.events import linked
 
 def opened(protector: KeyringProtector, **kwargs: object) -> Account:
     command = to_link(ContractLinked.model_validate_json(json.dumps(linked("O-1", **kwargs))))  # type: ignore[arg-type]
-    link: ProtectedLink = protector.protect(normalise_link(command), uuid.uuid4())
-    return Account.open(link)
+    normalised = normalise_link(command)
+    account_id = uuid.uuid4()
+    return Account.open(account_id=account_id, link=protector.protect(normalised),
+                        contacts=protector.seal(account_id, normalised))
 
 
 @pytest.mark.parametrize("kwargs", [
