@@ -33,7 +33,7 @@ def is_postgres(session: Session) -> bool:
 
 def one_of(session: Session, column: Column[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
     """Conditions ``column`` is one of ``values``, to run one query each: a single
-    ``= ANY(array)`` on PostgreSQL, chunked ``IN`` lists elsewhere. None for no values."""
+    ``= ANY(array)`` on PostgreSQL, chunked ``IN`` lists elsewhere; none for no values."""
     if not values:
         return
     if is_postgres(session):

@@ -48,7 +48,7 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
     @sa_event.listens_for(engine, "connect")
-    def _custom_plans(dbapi_conn: Any, _record: Any) -> None:
+    def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
         # psycopg prepares a statement run five times, and PostgreSQL may then keep a generic
         # plan made while the tables were still empty: a sequential scan for ``= ANY(array)``
         # lookups (``services.common.bulk``), which got slower with every batch. A custom plan
