@@ -5,7 +5,7 @@ failures told apart (database away: retried; anything else: the batch is redone 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +34,6 @@ BATCH = [
 
 def commands(*events: dict[str, Any]) -> list[Any]:
     return [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(url=database_url, name="linking-test")
-    migrate(database.engine, MIGRATIONS)
-    yield database
-    database.close()
 
 
 @pytest.fixture

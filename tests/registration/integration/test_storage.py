@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,23 +13,15 @@ from sqlalchemy.exc import IntegrityError
 
 from schemas.events import ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
-from services.common.db import Database, migrate
+from services.common.db import Database
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
-from services.registration.adapters.tables import MIGRATIONS, accounts, outbox, processed_events
+from services.registration.adapters.tables import accounts, outbox, processed_events
 from services.registration.domain.model import Outcome
 from services.registration.entrypoints.messages import to_link, to_termination
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts
 from tests.registration.events import linked, terminated
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(url=database_url, name="registration-test")
-    migrate(database.engine, MIGRATIONS)
-    yield database
-    database.close()
 
 
 class Store:
