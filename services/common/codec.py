@@ -7,10 +7,8 @@ class and a reason built only from field paths and error kinds — never from th
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -41,25 +39,19 @@ class WireRecord:
 
 def encode(event: Event, *, key: str | None, source: str) -> WireRecord:
     """An event as a Kafka record with CloudEvents binary-mode headers."""
+    headers = [
+        ("ce_specversion", CE_SPECVERSION.encode()),
+        ("ce_id", str(event.event_id).encode()),
+        ("ce_type", f"selfcare.{event.type_name}.v1".encode()),
+        ("ce_source", source.encode()),
+        ("ce_time", event.occurred_at.isoformat().replace("+00:00", "Z").encode()),
+        ("content-type", CONTENT_TYPE.encode()),
+    ]
     return WireRecord(
         key=None if key is None else key.encode("utf-8"),
         value=event.model_dump_json(exclude_none=True).encode("utf-8"),
-        headers=ce_headers(event.event_id, event.type_name, source, event.occurred_at),
+        headers=headers,
     )
-
-
-def ce_headers(
-    event_id: uuid.UUID, type_name: str, source: str, occurred_at: datetime
-) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers of an event (``encode`` writes these)."""
-    return [
-        ("ce_specversion", CE_SPECVERSION.encode()),
-        ("ce_id", str(event_id).encode()),
-        ("ce_type", f"selfcare.{type_name}.v1".encode()),
-        ("ce_source", source.encode()),
-        ("ce_time", occurred_at.isoformat().replace("+00:00", "Z").encode()),
-        ("content-type", CONTENT_TYPE.encode()),
-    ]
 
 
 def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
