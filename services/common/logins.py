@@ -44,10 +44,12 @@ def normalise_mobile(text: str) -> str:
         digits = "7" + digits[1:]
     elif len(digits) == 10 and not text.lstrip().startswith("+"):
         digits = "7" + digits
-    try:
-        number = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidLogin("not a phone number") from exc
+    number = _russian_number(digits)
+    if number is None:
+        try:
+            number = phonenumbers.parse("+" + digits, None)
+        except phonenumbers.NumberParseException as exc:
+            raise InvalidLogin("not a phone number") from exc
     if number.country_code != 7 or phonenumbers.region_code_for_number(number) != "RU":
         raise InvalidLogin("not a Russian number")
     # number_type checks the number against RU's patterns: an invalid number is UNKNOWN, so a
@@ -58,6 +60,15 @@ def normalise_mobile(text: str) -> str:
     ):
         raise InvalidLogin("not a valid mobile number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _russian_number(digits: str) -> phonenumbers.PhoneNumber | None:
+    """``+7`` and ten digits that ``phonenumbers.parse`` would take as they are (no leading 0,
+    nor RU's national prefix 8, which it strips), built directly: parsing is half the cost of
+    the whole check. Anything else is left to ``parse``."""
+    if len(digits) != 11 or digits[0] != "7" or digits[1] in "08":
+        return None
+    return phonenumbers.PhoneNumber(country_code=7, national_number=int(digits[1:]))
 
 
 def normalise_personal_account(text: str) -> str:
