@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 
 from schemas.events import ContractLinked, ContractRejectReason
 from services.common.logins import LoginKind
-from services.registration.domain.validation import LinkRejected, normalise_link
+from services.registration.domain.validation import LinkRejected, normalise_email, normalise_link
 from services.registration.entrypoints.messages import InboundContractLinked, to_link
 from tests.registration.events import linked
 
@@ -63,3 +65,46 @@ def test_the_login_comes_from_the_product_table(product: str, kind: LoginKind) -
 def test_a_contract_number_must_look_like_one(number: str) -> None:
     with pytest.raises(ValueError):
         InboundContractLinked.model_validate_json(json.dumps({**linked("x"), "contract_number": number}))
+
+
+LOCAL_PARTS = [
+    "ivanov", "Ivan.Petrov", "a", "a..b", ".a", "a.", "x+y", "o'neil", "user_1", "Postmaster",
+    "ABUSE", "иван", '"quoted"', "a b", "a@b", "", "a" * 64, "a" * 65, "b" * 63 + ".c",
+    "x!#$%&'*+/=?^_`{|}~-", "a\tb", "tëst",
+]
+DOMAINS = [
+    "example.ru", "Example.RU", "xn--80ak6aa92e.com", "пример.рф", "ПРИМЕР.РФ", "localhost", "a",
+    "a.b", "-a.ru", "a-.ru", "a..ru", ".ru", "ru.", "ex_ample.ru", "exa mple.ru", "[127.0.0.1]",
+    "1.2.3.4", "a" * 63 + ".ru", "a" * 64 + ".ru", ("b" * 60 + ".") * 4 + "ru", "ab--c.ru",
+    "xn--ab.ru", "test", "invalid", "example.invalid", "x.test", "ｅｘａｍｐｌｅ.ru", "example。ru",
+    "mail.ru.", "", "@example.ru", "中国.cn", "x.onion", "mail.local",
+]
+
+
+def validated(text: str) -> str | None:
+    """The reference: every address through email-validator whole."""
+    try:
+        valid = validate_email(text.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return f"{valid.local_part}@{valid.domain.lower()}"
+
+
+def normalised(text: str) -> str | None:
+    try:
+        return normalise_email(text)
+    except LinkRejected:
+        return None
+
+
+def test_email_checked_per_domain_answers_as_email_validator_does() -> None:
+    rnd = random.Random(20261126)
+    cases = [f"{local}@{domain}" for local in LOCAL_PARTS for domain in DOMAINS]
+    for _ in range(3000):
+        local = rnd.choice(LOCAL_PARTS) + rnd.choice(["", "1", ".x", "Z"])
+        cases.append(rnd.choice(["", " "]) + f"{local}@{rnd.choice(DOMAINS)}" + rnd.choice(["", " "]))
+    cases += ["no-at-sign", "a@b@c.ru", "Ivan <ivan@example.ru>",
+              "a" * 200 + "@" + "b" * 60 + ".ru", "a" * 64 + "@" + ("b" * 62 + ".") * 3 + "ru"]
+    accepted = [c for c in cases if validated(c) is not None]
+    assert 300 < len(accepted) < len(cases) - 300  # many of both
+    assert [normalised(c) for c in cases] == [validated(c) for c in cases]
