@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from services.common.runtime import settle_heap
 from services.common.settings import ConfigError
 from services.recovery.bootstrap import bootstrap
 from services.recovery.settings import RecoverySettings
@@ -16,6 +17,7 @@ def main() -> None:
         sys.exit(f"recovery: configuration error: {exc}")
     recovery = bootstrap(settings)
     recovery.prepare()
+    settle_heap()
     recovery.app.main()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from services.common.runtime import settle_heap
 from services.registration.bootstrap import bootstrap
 from services.registration.settings import RegistrationSettings
 
 
 def main() -> None:
-    bootstrap(RegistrationSettings.from_env()).app.main()
+    registration = bootstrap(RegistrationSettings.from_env())
+    settle_heap()
+    registration.app.main()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from services.common.codec import WireRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, is_transient
 from services.common.outbox import Staged
+from services.common.runtime import settle_heap
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlAccountRepository, SqlUnitOfWork
 from services.registration.domain.commands import LinkContract
@@ -127,6 +128,7 @@ def _start(keyring: Keyring, database_url: str) -> None:
     global _db, _protector
     _db = Database(url=database_url, name="registration-linking")
     _protector = KeyringProtector(keyring=keyring)
+    settle_heap()
 
 
 def _ping() -> bool:

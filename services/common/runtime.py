@@ -1,0 +1,22 @@
+"""Process-wide settings of a long-running worker."""
+
+from __future__ import annotations
+
+import gc
+
+# gen0 is collected after this many net allocations (CPython's default is 700)
+YOUNG_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """Called once a worker process has built everything it keeps (modules, app, engine).
+
+    A worker allocates many short-lived containers per event (decoded models, records, rows).
+    With CPython's defaults the cyclic collector ran every 700 allocations and its full
+    collections walked the whole start-up heap again and again: 14 % of the registration
+    worker's CPU and 7 % of its linking process's in a 60,000-link run. What is alive now is
+    moved out of the collector's sight (``gc.freeze``), and the youngest generation is
+    collected less often, so most objects die before they are ever scanned."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])

@@ -1,0 +1,43 @@
+"""``settle_heap``: what a worker process does once it has started."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.runtime import YOUNG_THRESHOLD, settle_heap
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_the_start_up_heap_is_frozen_and_young_objects_collected_less_often() -> None:
+    before = gc.get_threshold()
+    kept = [object() for _ in range(10)]  # alive at start-up, like a worker's app and engine
+    settle_heap()
+    assert gc.get_freeze_count() > len(kept)
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_garbage_cycles_made_later_are_still_collected() -> None:
+    settle_heap()
+
+    class Node:
+        def __init__(self) -> None:
+            self.other: Node | None = None
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    ids = {id(a), id(b)}
+    del a, b
+    gc.collect()
+    assert not ids & {id(o) for o in gc.get_objects() if isinstance(o, Node)}
