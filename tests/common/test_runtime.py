@@ -19,12 +19,16 @@ def restored_gc() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("restored_gc")
-def test_the_start_up_heap_is_frozen_and_young_objects_collected_less_often() -> None:
+@pytest.mark.parametrize(("given", "young"), [({}, YOUNG_THRESHOLD), ({"young_threshold": 10_000}, 10_000)])
+def test_the_start_up_heap_is_frozen_and_young_objects_collected_less_often(
+    given: dict[str, int], young: int
+) -> None:
     before = gc.get_threshold()
     kept = [object() for _ in range(10)]  # alive at start-up, like a worker's app and engine
-    settle_heap()
+    settle_heap(**given)
     assert gc.get_freeze_count() > len(kept)
-    assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == (young, *before[1:])
+    assert young > before[0]
 
 
 @pytest.mark.usefixtures("restored_gc")

@@ -128,7 +128,10 @@ def _start(keyring: Keyring, database_url: str) -> None:
     global _db, _protector
     _db = Database(url=database_url, name="registration-linking")
     _protector = KeyringProtector(keyring=keyring)
-    settle_heap()
+    # 10,000, not the workers' 50,000: on SQLite this process leaves garbage cycles behind, and
+    # with 20,000 its RSS grew by 17 MB over a 60,000-link run (flat at 10,000, where the
+    # collector takes about 3 % of its CPU)
+    settle_heap(young_threshold=10_000)
 
 
 def _ping() -> bool:
