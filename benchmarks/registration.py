@@ -4,8 +4,8 @@
 
 1. creates every topic under a fresh prefix and produces N distinct ``ContractLinked`` once;
 2. (a) a plain aiokafka consumer reads them (``getmany`` + ``json.loads``);
-3. (b) a no-op faust agent (same app factory and settings as the service, ``take_events``
-   batches) reads them, in its own process;
+3. (b) a no-op faust agent (same app factory, settings and heap settings as the service,
+   ``take_events`` batches) reads them, in its own process;
 4. (c) the registration worker ingests them into SQLite, then — its consumer group reset to the
    beginning — into a fresh PostgreSQL database; the rate runs from the worker being ready
    (partitions assigned) to the broker timestamp of the N-th ``AccountChanged``. RSS is sampled
