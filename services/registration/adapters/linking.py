@@ -3,8 +3,8 @@ process of its own.
 
 Preparing a link (phone and email validation, keyed hashes, AES-GCM sealing) and applying it
 (the transaction, encoding ``AccountChanged``) is about 0.3 ms of Python CPU per link, more than
-faust spends consuming it (about 0.2 ms). In the worker's own process that work shares one GIL with the event
-loop, and the threads handing work to each other wait for it. ``ProcessLinker`` runs whole
+faust spends consuming it (about 0.2 ms). In the worker's own process that work shares one GIL
+with the event loop, and the threads handing work to each other wait for it. ``ProcessLinker`` runs whole
 batches in one spawned process with its own connection instead: the worker's process only
 consumes, publishes and acks, and both cores work.
 
