@@ -1,0 +1,82 @@
+"""Who may touch which topic and consumer group, derived from ``schemas/topics.yaml``.
+
+One principal per service (``registration``, ``recovery``, ``notifier``), one for ``ops``, and
+one per outside producer named in the topic list (``crm``, ``portal``). The rules:
+
+- a service reads the topics it consumes, writes the topics it produces, and writes the
+  ``.dlq`` of every topic it consumes (it dead-letters there) — but never reads a ``.dlq``;
+- a service uses exactly one consumer group, its faust app id ``selfcare-<service>``;
+- ``ops`` reads every topic (``.dlq`` and inbound ones included: ops only), writes the topics
+  that ``selfcare-ops dlq replay`` puts dead letters back on, and uses groups ``selfcare-ops*``;
+- an outside producer (``crm``, ``portal``) writes the topics it produces and reads what the
+  topic list names it as a consumer of.
+
+Both renderings of these grants — the ACLs of the local secured broker (``deploy/broker.py``)
+and Strimzi's ``KafkaUser`` resources (``deploy/k8s``) — come from :func:`grants`, so neither
+can drift from the topic list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.topics import DLQ_SUFFIX, TopicSpec, topic_specs
+
+SERVICES = ("registration", "recovery", "notifier")
+OPS = "ops"
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What one principal may do. Topic names are physical (prefix applied)."""
+
+    principal: str
+    read: frozenset[str] = field(default_factory=frozenset)
+    write: frozenset[str] = field(default_factory=frozenset)
+    groups: frozenset[str] = field(default_factory=frozenset)
+    group_prefixes: frozenset[str] = field(default_factory=frozenset)
+
+
+def group_of(service: str, prefix: str = "") -> str:
+    """The consumer group of a service: its faust app id (``services/common/app.py``)."""
+    return f"{prefix}selfcare-{service}"
+
+
+def grants(specs: tuple[TopicSpec, ...] | None = None, *, prefix: str = "") -> dict[str, Grants]:
+    """Every principal's grants, keyed by principal name, in a stable order."""
+    specs = topic_specs() if specs is None else specs
+    base = [s for s in specs if not s.name.endswith(DLQ_SUFFIX)]
+    dlq_names = {s.name for s in specs if s.name.endswith(DLQ_SUFFIX)}
+    outside = sorted({p for s in base for p in (*s.producers, *s.consumers)}
+                     - set(SERVICES) - {OPS})
+    read: dict[str, set[str]] = {}
+    write: dict[str, set[str]] = {}
+    for spec in base:
+        for consumer in spec.consumers:
+            read.setdefault(consumer, set()).add(spec.name)
+            if consumer in SERVICES and spec.name + DLQ_SUFFIX in dlq_names:
+                write.setdefault(consumer, set()).add(spec.name + DLQ_SUFFIX)
+        for producer in spec.producers:
+            write.setdefault(producer, set()).add(spec.name)
+    result: dict[str, Grants] = {}
+    for service in SERVICES:
+        result[service] = Grants(
+            principal=service,
+            read=frozenset(prefix + t for t in read.get(service, ())),
+            write=frozenset(prefix + t for t in write.get(service, ())),
+            groups=frozenset({group_of(service, prefix)}),
+        )
+    replayable = {s.name for s in base if s.name + DLQ_SUFFIX in dlq_names}
+    result[OPS] = Grants(
+        principal=OPS,
+        read=frozenset(prefix + s.name for s in specs),
+        write=frozenset(prefix + t for t in replayable),
+        group_prefixes=frozenset({f"{prefix}selfcare-ops"}),
+    )
+    for name in outside:
+        result[name] = Grants(
+            principal=name,
+            read=frozenset(prefix + t for t in read.get(name, ())),
+            write=frozenset(prefix + t for t in write.get(name, ())),
+        )
+    return result
