@@ -46,6 +46,7 @@ class ContractRejectReason(StrEnum):
     INVALID_PERSONAL_ACCOUNT = "invalid_personal_account"
     LOGIN_CONFLICT = "login_conflict"
     UNKNOWN_CONTRACT = "unknown_contract"
+    INVALID_EVENT_TIME = "invalid_event_time"
 
 
 class CodeRejectReason(StrEnum):
@@ -59,6 +60,16 @@ class CodeRejectReason(StrEnum):
 class AccountStatus(StrEnum):
     ACTIVE = "active"
     CLOSED = "closed"
+
+
+class NotificationKind(StrEnum):
+    CODE = "code"
+    NOTICE = "notice"
+
+
+class Gateway(StrEnum):
+    PRIMARY = "primary"
+    FALLBACK = "fallback"
 
 
 class DeliveryStatus(StrEnum):
@@ -121,6 +132,13 @@ class ContractLinked(Event):
 
 class ContractTerminated(Event):
     type_name: ClassVar[str] = "ContractTerminated"
+    contract_number: Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class ContractErased(Event):
+    """The subscriber's personal data is to be erased (152-FZ / GDPR)."""
+
+    type_name: ClassVar[str] = "ContractErased"
     contract_number: Annotated[str, Field(min_length=1, max_length=32)]
 
 
@@ -201,6 +219,25 @@ class CodeRejected(Event):
     retry_after_s: Annotated[int, Field(ge=1)] | None = None
 
 
+class NoticeContact(BaseModel):
+    """One linked contact of a notice: sealed with DELIVERY_KEYS, and masked for people."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+    channel: Channel
+    destination_masked: Masked
+    destination_enc: Secret
+
+
+class PasswordChanged(Event):
+    """A newly issued password was used for the first time: tell every linked contact."""
+
+    type_name: ClassVar[str] = "PasswordChanged"
+    account_id: uuid.UUID
+    code_id: uuid.UUID
+    locale: Locale = Locale.RU
+    contacts: Annotated[tuple[NoticeContact, ...], Field(min_length=1, max_length=4)]
+
+
 class NotificationStatus(Event):
     type_name: ClassVar[str] = "NotificationStatus"
     code_id: uuid.UUID
@@ -211,6 +248,8 @@ class NotificationStatus(Event):
     destination_masked: Masked
     reason: ShortText | None = None
     message_id: ShortText | None = None
+    kind: NotificationKind = NotificationKind.CODE
+    gateway: Gateway | None = None
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -218,11 +257,13 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         ContractLinked,
         ContractTerminated,
+        ContractErased,
         ContractRejected,
         AccountChanged,
         CodeRequested,
         CodeIssued,
         CodeRejected,
         NotificationStatus,
+        PasswordChanged,
     )
 }

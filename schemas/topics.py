@@ -19,6 +19,7 @@ DLQ_SUFFIX = ".dlq"
 
 CONTRACT_LINKED = "crm.contract.linked.v1"
 CONTRACT_TERMINATED = "crm.contract.terminated.v1"
+CONTRACT_ERASED = "crm.contract.erased.v1"
 CONTRACT_REJECTED = "selfcare.contract.rejected.v1"
 ACCOUNT_CHANGED = "selfcare.account.changed.v1"
 CODE_REQUESTED = "selfcare.code.requested.v1"
@@ -26,6 +27,7 @@ REQUESTS_BY_LOGIN = "selfcare.recovery.requests-by-login.v1"
 CODE_ISSUED = "selfcare.code.issued.v1"
 CODE_REJECTED = "selfcare.code.rejected.v1"
 NOTIFICATION_STATUS = "selfcare.notification.status.v1"
+PASSWORD_CHANGED = "selfcare.password.changed.v1"  # noqa: S105 (a topic name)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,7 +35,7 @@ EXAMPLES_DIR = SCHEMAS_DIR / "examples"
 ASYNCAPI = SCHEMAS_DIR / "asyncapi.yaml"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.json"))
 # Events that carry what outside producers send (personal data in clear is expected there).
-INBOUND = {"ContractLinked", "ContractTerminated", "CodeRequested"}
+INBOUND = {"ContractLinked", "ContractTerminated", "ContractErased", "CodeRequested"}
 # The contract requires the envelope; the models give both a default (see KNOWN_GAPS).
 ENVELOPE = {"event_id", "occurred_at"}
 
