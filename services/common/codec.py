@@ -32,8 +32,10 @@ class DecodeError(Exception):
 
 @dataclass(frozen=True)
 class WireRecord:
+    """A record to produce; ``value`` is None only for a tombstone (a dead letter of one)."""
+
     key: bytes | None
-    value: bytes
+    value: bytes | None
     headers: list[tuple[str, bytes]]
 
 
