@@ -47,3 +47,23 @@ def test_strict_json_still_takes_a_good_record_with_big_finite_numbers() -> None
     event = decode(ContractTerminated, with_extra(b"[1e300, -12345678901234567890, 0.5]"),
                    max_bytes=10_000)
     assert event.contract_number == "77-1"
+
+
+@pytest.mark.parametrize("occurred_at", [
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",  # no UTC datetime for these
+    "0000-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-11-24T24:00:00Z",
+    "2026-11-24T09:30:00", "2026-11-24 09:30:00Z", "2026-11-24T09:30:00+0300",
+])
+def test_a_time_that_is_not_an_rfc3339_utc_instant_is_invalid_event(occurred_at: str) -> None:
+    value = json.dumps({"event_id": EVENT_ID, "occurred_at": occurred_at, "contract_number": "77-1"})
+    with pytest.raises(DecodeError) as info:
+        decode(ContractTerminated, value.encode(), max_bytes=10_000)
+    assert info.value.error_class == "invalid_event"
+    assert info.value.reason.startswith("occurred_at")
+
+
+@pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z",
+                                         "2026-11-24t09:30:00.123456789z", "2026-11-24T12:30:00+03:00"])
+def test_far_but_valid_times_are_taken(occurred_at: str) -> None:
+    value = json.dumps({"event_id": EVENT_ID, "occurred_at": occurred_at, "contract_number": "77-1"})
+    assert decode(ContractTerminated, value.encode(), max_bytes=10_000).occurred_at.tzinfo is not None
