@@ -127,8 +127,9 @@ def test_digits_of_other_scripts_are_never_taken_for_ascii_digits(mobile: str, z
     form = data.draw(st.sampled_from(typed_forms(mobile)))
     foreign = "".join(chr(ord(zero) + int(c)) if c.isdigit() and data.draw(st.booleans()) else c
                       for c in form)
-    if foreign == form:
-        foreign = form.replace(form[-1], chr(ord(zero) + int(form[-1])))
+    if foreign == form:  # at least one digit of the other script
+        last = max(i for i, c in enumerate(form) if c.isdigit())
+        foreign = form[:last] + chr(ord(zero) + int(form[last])) + form[last + 1:]
     for normalise in (normalise_mobile, normalise_personal_account):
         try:
             normalise(foreign)
