@@ -47,7 +47,7 @@ class Recovery:
         migrate(self.db.engine, MIGRATIONS)
         if self.db.run_sync(repository.count_accounts) == 0:
             asyncio.run(rewind_topic(
-                bootstrap=self.settings.kafka_bootstrap_servers, group_id=self.app.conf.id,
+                bootstrap=self.settings.kafka, group_id=self.app.conf.id,
                 topic=self.settings.topic(ACCOUNT_CHANGED)))
 
     def close(self) -> None:
