@@ -127,15 +127,19 @@ class LogIn:
             login_place = counters.reserve(session, subjects.login,
                                            limit=policy.global_lockout_failures,
                                            lock_s=policy.lockout_s, now=now)
+        else:
+            counters.failures(session, subjects.login)  # the same queries either way
         candidates = candidate_keys(self.keyring, command.login)
         account = resolve(candidates, repository.accounts_by_keys(session, [candidates]))
-        if account is None or account.status is not AccountStatus.ACTIVE:
+        usable = account is not None and account.status is AccountStatus.ACTIVE
+        # an unknown login runs the same lookups (on no account): no difference in time
+        account_id = account.account_id if account is not None and usable else ""
+        current = credentials.current_password(session, account_id)
+        pending = credentials.newest_pending(session, account_id, now)
+        if not usable:
             return _Loaded(pair_place=pair_place, login_place=login_place)
-        return _Loaded(
-            pair_place=pair_place, login_place=login_place, account=account,
-            current=credentials.current_password(session, account.account_id),
-            pending=credentials.newest_pending(session, account.account_id, now),
-        )
+        return _Loaded(pair_place=pair_place, login_place=login_place, account=account,
+                       current=current, pending=pending)
 
     def _succeed(self, session: Session, loaded: _Loaded, subjects: _Subjects,
                  current_ok: bool, now: float) -> tuple[str | None, bool]:
