@@ -10,11 +10,11 @@ from typing import ClassVar
 from services.common.settings import CommonSettings, ConfigError, int_setting
 from services.recovery.domain.limits import Policy, Window
 
-# Logins per client address: one login costs two argon2id verifications. Measured on the
-# development machine (2 cores, OWASP parameters): about 25 logins/s over both cores
-# (``python -m benchmarks.login``). 100 a minute (1.7/s) keeps one address under a tenth of
-# that, and is far above what one person, or a small office behind one address, types.
-LOGIN_IP_MAX = 100
+# Logins per client address: one login costs two argon2id verifications. ``python -m
+# benchmarks.login`` measured 5.2-6.3 logins/s of argon2id capacity on the 2-core development
+# machine (shared, under load). 30 a minute (0.5/s) keeps one address under a tenth of that,
+# and is far above what one person types.
+LOGIN_IP_MAX = 30
 LOGIN_IP_WINDOW_S = 60
 
 

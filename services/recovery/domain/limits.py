@@ -33,7 +33,7 @@ class Policy:
     sms_hourly: Window = Window(max_events=10000, window_s=3600)
     sms_prefixes: tuple[str, ...] = ("+79",)
     # logins: per client address (no hashing beyond it), and the lock-outs
-    login_ip: Window = Window(max_events=100, window_s=60)
+    login_ip: Window = Window(max_events=30, window_s=60)
     lockout_failures: int = 5  # per login and client address
     global_lockout_failures: int = 100  # per login, from any address
     lockout_s: float = 900
