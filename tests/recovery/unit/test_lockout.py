@@ -17,7 +17,8 @@ from services.recovery.adapters import counters
 from tests.recovery.conftest import FakeHasher, account_changed
 from tests.recovery.unit.helpers import POLICY, Harness, harness, mobile_of, request
 
-POLICY_5 = replace(POLICY, lockout_failures=5, global_lockout_failures=100)
+POLICY_5 = replace(POLICY, lockout_failures=5, global_lockout_failures=100,
+                   login_ip=replace(POLICY.per_ip, max_events=1000, window_s=60))
 
 
 class SlowHasher(FakeHasher):
