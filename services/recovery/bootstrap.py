@@ -92,7 +92,7 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         app,
         request_code=RequestCode(publisher=publisher),
         log_in=LogIn(db=db, keyring=settings.keyring, hasher=hasher, clock=clock,
-                     policy=settings.policy, metrics=metrics),
+                     policy=settings.policy, metrics=metrics, flush=relay.flush),
         max_body=settings.max_http_body,
     )
 
