@@ -26,6 +26,7 @@ from services.recovery.service_layer.ports import Clock, PasswordHasher
 class LogInCommand:
     login: str
     password: str
+    client_ip: str | None = None
 
 
 @dataclass(frozen=True)
