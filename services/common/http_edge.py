@@ -48,7 +48,7 @@ class ClientGone(Exception):
 
 def bearer_ok(authorization: str | None, token: str) -> bool:
     """Whether the header is ``Bearer <token>`` (constant time over the header's bytes)."""
-    presented = (authorization or "").encode("utf-8", "surrogateescape")
+    presented = (authorization or "").encode("utf-8", "surrogatepass")
     return bool(token) and hmac.compare_digest(presented, f"Bearer {token}".encode())
 
 
