@@ -70,8 +70,13 @@ async def read_body(request: Any, *, max_body: int, timeout_s: float,
         raise HttpError(408, "request_timeout",
                         f"body not received within {timeout_s:g} s") from None
     except (ConnectionError, RequestPayloadError, HttpProcessingError) as exc:
-        log.info("client went away before its request body was complete (%s)", type(exc).__name__)
-        raise ClientGone from None
+        transport = getattr(request, "transport", None)
+        if isinstance(exc, ConnectionError) or transport is None or transport.is_closing():
+            log.info("client went away before its request body was complete (%s)",
+                     type(exc).__name__)
+            raise ClientGone from None
+        raise HttpError(400, "invalid_body",
+                        "the body's transfer or content encoding is broken") from None
     return bytes(body)
 
 
