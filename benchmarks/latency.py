@@ -102,7 +102,8 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
                 http = clients[i // CLIENT_REQUESTS]
                 sent_at[mobile(i)] = time.monotonic()
                 async with http.post(stack.url("recovery") + "/api/v1/code-requests",
-                                     json={"login": mobile(i), "channel": "sms"}) as r:
+                                     json={"login": mobile(i), "channel": "sms"},
+                                     headers=stack.api_headers()) as r:
                     statuses.append(r.status)
 
             start = time.monotonic()

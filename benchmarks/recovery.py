@@ -46,7 +46,8 @@ from services.recovery.settings import Argon2Params
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEYS = {"SECRET_KEYS": "m9d4mNNbQnMmJrO0PjzIuR6Z4gk0Szz0yFSsmy9sX9A",
-              "HASH_PEPPER": "bench-pepper-0123456789abcdef"}
+              "HASH_PEPPER": "bench-pepper-0123456789abcdef",
+              "RECOVERY_API_TOKEN": "bench-recovery-api-token-0123456789"}
 TIME_LIMIT_S = 900
 
 

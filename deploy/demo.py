@@ -89,14 +89,16 @@ class Scenario:
 
     async def request_code(self, login: str, channel: str, locale: str = "ru") -> tuple[int, bytes]:
         async with self.http.post(f"{self.api}/api/v1/code-requests",
-                                  json={"login": login, "channel": channel, "locale": locale}) as r:
+                                  json={"login": login, "channel": channel, "locale": locale},
+                                  headers=self.stack.api_headers()) as r:
             body = await r.read()
         say("portal", f"Get code for {mask_login(login)} by {channel} -> HTTP {r.status} {body.decode()}")
         return r.status, body
 
     async def log_in(self, login: str, password: str) -> tuple[int, bytes]:
         async with self.http.post(f"{self.api}/api/v1/login",
-                                  json={"login": login, "password": password}) as r:
+                                  json={"login": login, "password": password},
+                                  headers=self.stack.api_headers()) as r:
             body = await r.read()
         say("portal", f"log in {mask_login(login)} with {hide(password)} -> HTTP {r.status} {body.decode()}")
         return r.status, body

@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 
 from services.common.crypto import load_or_create_local_keys
 from services.common.kafka_config import KafkaSettings
+from services.common.tokens import LOCAL_TOKENS, load_or_create_local_tokens
 from services.notifier.devgateway import DevGateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +115,7 @@ class LocalStack:
         return KafkaSettings.from_env(
             {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, **self.kafka_env.get(principal, {})}
         )
+    tokens: dict[str, str] = field(default_factory=dict)  # RECOVERY_API_TOKEN, SMS_STATUS_TOKEN
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -127,6 +129,13 @@ class LocalStack:
             env["SELFCARE_ENV"] = "local"
             # create the local keys once, before three processes race to do it
             load_or_create_local_keys(self.var_dir / "local-keys.json")
+            local_tokens = load_or_create_local_tokens(self.var_dir / "local-keys.json")
+        else:
+            local_tokens = {name: secrets.token_urlsafe(32) for name in LOCAL_TOKENS}
+        # the HTTP calls' tokens: given, else the local ones (a fresh pair for a keyed run)
+        for name in LOCAL_TOKENS:
+            env[name] = self.tokens.get(name) or env.get(name) or local_tokens[name]
+            self.tokens[name] = env[name]
         if self.sms_gateway is not None:
             env["SMS_GATEWAY_URL"] = self.sms_gateway.url
             env["SMS_GATEWAY_TOKEN"] = self.sms_gateway.state.token
@@ -136,7 +145,12 @@ class LocalStack:
         for name, port in self.ports.items():
             env[f"{name.upper()}_WEB_PORT"] = str(port)
         env.update(self.extra_env)
+        self.tokens.update({name: env[name] for name in LOCAL_TOKENS})
         return env
+
+    def api_headers(self) -> dict[str, str]:
+        """What the login page's backend sends with every call to recovery's API."""
+        return {"Authorization": f"Bearer {self.tokens['RECOVERY_API_TOKEN']}"}
 
     def start(self, ready_timeout_s: float = 90.0) -> LocalStack:
         self.var_dir.mkdir(parents=True, exist_ok=True)

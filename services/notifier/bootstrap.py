@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ from schemas.topics import CODE_ISSUED
 from services.common.app import make_app
 from services.common.batch import BatchRunner
 from services.common.db import Database, migrate
+from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.notifier.adapters.repository import SqlDeliveries
@@ -26,6 +28,8 @@ from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import RecordCodes
 from services.notifier.settings import NotifierSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,16 @@ def build_gateways(settings: NotifierSettings) -> dict[str, NotificationGateway]
             starttls=settings.smtp_starttls, timeout_s=settings.smtp_timeout_s,
         ),
     }
+
+
+def warn_plaintext_transport(settings: NotifierSettings) -> None:
+    """Outside local mode, say at start when codes would travel in clear to a gateway."""
+    if settings.local_mode:
+        return
+    if settings.sms_gateway_url.lower().startswith("http://"):
+        log.warning("SMS_GATEWAY_URL is plain http: codes travel unencrypted to the SMS gateway")
+    if not settings.smtp_starttls:
+        log.warning("SMTP_STARTTLS is off: codes travel unencrypted to the SMTP relay")
 
 
 def bootstrap(
@@ -86,6 +100,8 @@ def bootstrap(
     install_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     install_webhook(
         app, apply_report=ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush),
-        token=settings.sms_gateway_token,
+        token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
+    harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
+    warn_plaintext_transport(settings)
     return Notifier(settings=settings, app=app, db=db, runner=runner, dispatcher=dispatcher, metrics=metrics)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from services.common.settings import CommonSettings, ConfigError, bool_setting, int_setting
+from services.common.tokens import SMS_STATUS_TOKEN, read_timeout_setting, token_setting
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -41,12 +42,18 @@ class NotifierSettings(CommonSettings):
     retry_initial_s: float = 1.0
     retry_max_s: float = 60.0
     max_attempts: int = 20
+    status_token: str = field(default="", repr=False)
+    http_read_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NotifierSettings:
         env = os.environ if env is None else env
+        common = cls.common_from_env(env)
         settings = cls(
-            **cls.common_from_env(env),
+            **common,
+            status_token=token_setting(env, SMS_STATUS_TOKEN, local_mode=common["local_mode"],
+                                       var_dir=common["var_dir"]),
+            http_read_timeout_s=read_timeout_setting(env),
             sms_gateway_url=env.get("SMS_GATEWAY_URL", "http://127.0.0.1:6199/sms"),
             sms_gateway_token=env.get("SMS_GATEWAY_TOKEN", ""),
             sms_gateway_timeout_s=_float(env, "SMS_GATEWAY_TIMEOUT_S", 5.0),
@@ -66,4 +73,6 @@ class NotifierSettings(CommonSettings):
         )
         if settings.lease_s <= settings.sms_gateway_timeout_s or settings.lease_s <= settings.smtp_timeout_s:
             raise ConfigError("NOTIFIER_LEASE_S must exceed the gateway time-outs")
+        if settings.status_token == settings.sms_gateway_token:
+            raise ConfigError("SMS_STATUS_TOKEN must differ from SMS_GATEWAY_TOKEN")
         return settings

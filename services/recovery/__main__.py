@@ -14,7 +14,8 @@ def main() -> None:
     try:
         settings = RecoverySettings.from_env()
     except ConfigError as exc:
-        sys.exit(f"recovery: configuration error: {exc}")
+        print(f"recovery: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
     recovery = bootstrap(settings)
     recovery.prepare()
     settle_heap()

@@ -14,6 +14,7 @@ from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
 from services.common.batch import BatchRunner
 from services.common.db import Database, migrate
+from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.recovery.adapters import repository
@@ -22,7 +23,7 @@ from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox
 from services.recovery.entrypoints.agents import register_agents
-from services.recovery.entrypoints.http import register_http
+from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogIn
 from services.recovery.service_layer.ports import Clock, SystemClock
@@ -93,8 +94,12 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         request_code=RequestCode(publisher=publisher),
         log_in=LogIn(db=db, keyring=settings.keyring, hasher=hasher, clock=clock,
                      policy=settings.policy, metrics=metrics, flush=relay.flush),
-        max_body=settings.max_http_body,
+        config=HttpConfig(api_token=settings.api_token, max_body=settings.max_http_body,
+                          read_timeout_s=settings.http_read_timeout_s,
+                          trusted_proxies=settings.trusted_proxies,
+                          support_phone=settings.support_phone),
     )
+    harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

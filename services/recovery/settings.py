@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from services.common.client_address import TrustedProxies
 from services.common.settings import CommonSettings, ConfigError, int_setting
+from services.common.tokens import RECOVERY_API_TOKEN, read_timeout_setting, token_setting
 from services.recovery.domain.limits import Policy, Window
 
 # Logins per client address: one login costs two argon2id verifications. ``python -m
@@ -45,6 +47,9 @@ class RecoverySettings(CommonSettings):
     argon2: Argon2Params = field(default_factory=Argon2Params)
     hash_workers: int = 2
     max_http_body: int = 4096
+    api_token: str = field(default="", repr=False)
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    http_read_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RecoverySettings:
@@ -90,8 +95,17 @@ class RecoverySettings(CommonSettings):
         )
         if argon2.time_cost < 2 or argon2.memory_kib < 19456 or argon2.parallelism < 1:
             raise ConfigError("argon2id parameters below OWASP's minimum (t=2, m=19456 KiB, p=1)")
+        common = cls.common_from_env(env)
+        try:
+            trusted = TrustedProxies.parse(env.get("TRUSTED_PROXIES", ""))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         return cls(
-            **cls.common_from_env(env),
+            **common,
+            api_token=token_setting(env, RECOVERY_API_TOKEN, local_mode=common["local_mode"],
+                                    var_dir=common["var_dir"]),
+            trusted_proxies=trusted,
+            http_read_timeout_s=read_timeout_setting(env),
             policy=policy,
             password_length=length,
             argon2=argon2,

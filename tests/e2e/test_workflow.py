@@ -85,7 +85,8 @@ def wait_for_projection(stack: LocalStack, accounts: int, timeout_s: float = 60.
 
 
 async def post(stack: LocalStack, path: str, body: dict[str, str]) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as http, http.post(stack.url("recovery") + path, json=body) as r:
+    async with aiohttp.ClientSession() as http, http.post(stack.url("recovery") + path, json=body,
+                                                          headers=stack.api_headers()) as r:
         return r.status, await r.read()
 
 

@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TEST_SECRET_KEYS = "m9d4mNNbQnMmJrO0PjzIuR6Z4gk0Szz0yFSsmy9sX9A"
 TEST_HASH_PEPPER = "test-pepper-0123456789abcdef"
+TEST_RECOVERY_API_TOKEN = "test-recovery-api-token-0123456789"
+TEST_SMS_STATUS_TOKEN = "test-sms-status-token-0123456789"
 
 
 class Worker:
@@ -89,6 +91,8 @@ def service_env(
         "SELFCARE_VAR_DIR": str(var_dir),
         "SECRET_KEYS": TEST_SECRET_KEYS,
         "HASH_PEPPER": TEST_HASH_PEPPER,
+        "RECOVERY_API_TOKEN": TEST_RECOVERY_API_TOKEN,
+        "SMS_STATUS_TOKEN": TEST_SMS_STATUS_TOKEN,
         "BATCH_SIZE": "200",
         "PYTHONUNBUFFERED": "1",
     })

@@ -1,13 +1,26 @@
-"""``POST /api/v1/sms-status``: the SMS gateway's delivery report (DESIGN.md)."""
+"""``POST /api/v1/sms-status``: the SMS gateway's delivery report (DESIGN.md).
+
+The gateway must present ``Authorization: Bearer $SMS_STATUS_TOKEN`` — a token of its own, never
+the one we send to it (``SMS_GATEWAY_TOKEN``). The body (at most ``max_body`` bytes, received
+within the read time-out) is decoded by ``services.common.http_edge``: anything malformed is a
+400, never a 5xx. ``schemas/openapi.yaml`` documents every answer.
+"""
 
 from __future__ import annotations
 
-import hmac
-import json
+import logging
 from typing import Any
 
 from faust.web import Request, Response, View
 
+from services.common.http_edge import (
+    ClientGone,
+    HttpError,
+    bearer_ok,
+    closing,
+    decode_object,
+    read_body,
+)
 from services.notifier.service_layer.delivery_reports import (
     CARRIER_STATUSES,
     ApplyDeliveryReport,
@@ -15,15 +28,16 @@ from services.notifier.service_layer.delivery_reports import (
 )
 
 PATH = "/api/v1/sms-status"
+MAX_BODY = 4096
+
+log = logging.getLogger(__name__)
 
 
 def parse_report(raw: bytes) -> tuple[str, str] | None:
     """(message_id, status) of a well-formed report, else None."""
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(data, dict):
+        data = decode_object(raw)
+    except HttpError:
         return None
     message_id, status = data.get("message_id"), data.get("status")
     if not isinstance(message_id, str) or not 0 < len(message_id) <= 64:
@@ -33,17 +47,24 @@ def parse_report(raw: bytes) -> tuple[str, str] | None:
     return message_id, status
 
 
-def install_webhook(app: Any, *, apply_report: ApplyDeliveryReport, token: str) -> None:
-    """Adds the route; when ``token`` is set the caller must present it as a bearer token."""
+def install_webhook(app: Any, *, apply_report: ApplyDeliveryReport, token: str,
+                    read_timeout_s: float = 10.0, max_body: int = MAX_BODY) -> None:
+    """Adds the route; the caller must present ``token`` as a bearer token (every call is
+    refused while it is empty)."""
 
     @app.page(PATH)
     class SmsStatus(View):
         async def post(self, request: Request) -> Response:
-            if token and not hmac.compare_digest(
-                request.headers.get("Authorization", "").encode(), f"Bearer {token}".encode()
-            ):
+            if not bearer_ok(request.headers.get("Authorization"), token):
                 return self.json({"error": "unauthorized"}, status=401)
-            report = parse_report(await request.read())
+            try:
+                raw = await read_body(request, max_body=max_body, timeout_s=read_timeout_s,
+                                      require_json=False)
+            except HttpError as exc:
+                return closing(self.json({"error": exc.error}, status=exc.status))
+            except ClientGone:
+                return closing(self.json({"error": "bad_request"}, status=400))
+            report = parse_report(raw)
             if report is None:
                 return self.json({"error": "bad_request"}, status=400)
             result = await apply_report(message_id=report[0], status=report[1])

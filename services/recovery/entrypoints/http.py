@@ -1,7 +1,11 @@
 """The login page's backend: ``POST /api/v1/code-requests`` and ``POST /api/v1/login``.
 
-Bodies are JSON objects of at most ``max_body`` bytes (413 above, 415 for another content type,
-400 for anything malformed, with a message naming the field — never the input or a trace).
+Both calls need ``Authorization: Bearer $RECOVERY_API_TOKEN`` (401 otherwise). Bodies are JSON
+objects of at most ``max_body`` bytes, received within the read time-out (413 above, 408 when
+too slow, 415 for another content type, 400 for anything malformed, with a message naming the
+field — never the input or a trace). ``schemas/openapi.yaml`` documents every answer. The client
+address is the socket peer, or what trusted proxies forwarded (``services.common.client_address``);
+a ``client_ip`` in the body is ignored.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -16,48 +21,68 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from schemas.events import CodeRequested
+from services.common.client_address import TrustedProxies, client_address
 from services.common.codec import describe
+from services.common.http_edge import (
+    ClientGone,
+    HttpError,
+    bearer_ok,
+    closing,
+    decode_object,
+    read_body,
+)
 from services.recovery.service_layer.log_in import LogIn, LogInCommand
 from services.recovery.service_layer.request_code import RequestCode
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = {"status": "accepted", "message": "If the login exists, a password is on its way."}
+ACCEPTED_MESSAGE = ("If the login exists, a password is on its way. "
+                    "If nothing arrives, call the support phone.")
 UNAUTHORIZED = {"error": "invalid_credentials", "message": "Login or password is incorrect."}
+NO_TOKEN = {"error": "unauthorized", "message": "a valid bearer token is required"}
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error, self.message = status, error, message
+def accepted_body(support_phone: str) -> dict[str, str]:
+    """The 202 body of "Get code": the same for every login."""
+    return {"status": "accepted", "message": ACCEPTED_MESSAGE, "support_phone": support_phone}
 
 
-async def read_json(request: Any, max_body: int) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise BadRequest(415, "unsupported_media_type", "Content-Type must be application/json")
-    if request.content_length is not None and request.content_length > max_body:
-        raise BadRequest(413, "payload_too_large", f"body larger than {max_body} bytes")
-    body = b""
-    while chunk := await request.content.read(max_body + 1 - len(body)):
-        body += chunk
-        if len(body) > max_body:
-            raise BadRequest(413, "payload_too_large", f"body larger than {max_body} bytes")
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequest(400, "invalid_json", "body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest(400, "invalid_json", "body must be a JSON object")
-    return data
+@dataclass(frozen=True)
+class HttpConfig:
+    api_token: str
+    max_body: int = 4096
+    read_timeout_s: float = 10.0
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    support_phone: str = "8 800 250-08-90"
+
+
+def forwarded_for(request: Any) -> list[str]:
+    """Every ``X-Forwarded-For`` line of the request, in order."""
+    return list(request.headers.getall("X-Forwarded-For", []))
 
 
 def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogIn,
-                  max_body: int) -> None:
-    async def guarded(view: View, call: Callable[[], Awaitable[Response]]) -> Response:
+                  config: HttpConfig) -> None:
+    accepted = accepted_body(config.support_phone)
+
+    async def guarded(view: View, request: Request,
+                      call: Callable[[dict[str, Any], str | None], Awaitable[Response]]) -> Response:
+        if not bearer_ok(request.headers.get("Authorization"), config.api_token):
+            return view.json(NO_TOKEN, status=401)
         try:
-            return await call()
-        except BadRequest as exc:
-            return view.json({"error": exc.error, "message": exc.message}, status=exc.status)
+            body = await read_body(request, max_body=config.max_body,
+                                   timeout_s=config.read_timeout_s)
+            data = decode_object(body)
+            address = client_address(getattr(request, "remote", None),
+                                     forwarded_for(request),
+                                     config.trusted_proxies)
+            return await call(data, address)
+        except HttpError as exc:
+            response = view.json(exc.body(), status=exc.status)
+            return closing(response) if exc.status in (408, 413) else response
+        except ClientGone:
+            return closing(view.json({"error": "incomplete_body", "message": "body incomplete"},
+                                     status=400))
         except Exception:
             log.exception("request failed")
             return view.json({"error": "internal_error", "message": "try again later"},
@@ -66,33 +91,31 @@ def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogIn,
     @app.page("/api/v1/code-requests")
     class CodeRequests(View):
         async def post(self, request: Request) -> Response:
-            async def call() -> Response:
-                data = await read_json(request, max_body)
+            async def call(data: dict[str, Any], address: str | None) -> Response:
                 fields: dict[str, Any] = {k: data[k] for k in ("login", "channel", "locale") if k in data}
-                fields["client_ip"] = getattr(request, "remote", None)
+                fields["client_ip"] = address
                 try:
                     event = CodeRequested.model_validate_json(json.dumps(fields))
                 except ValidationError as exc:
-                    raise BadRequest(400, "invalid_request", describe(exc)[1]) from None
+                    raise HttpError(400, "invalid_request", describe(exc)[1]) from None
                 await request_code(event)
-                return self.json(ACCEPTED, status=202)
+                return self.json(accepted, status=202)
 
-            return await guarded(self, call)
+            return await guarded(self, request, call)
 
     @app.page("/api/v1/login")
     class Login(View):
         async def post(self, request: Request) -> Response:
-            async def call() -> Response:
-                data = await read_json(request, max_body)
+            async def call(data: dict[str, Any], address: str | None) -> Response:
                 login, password = data.get("login"), data.get("password")
                 for name, value, limit in (("login", login, 64), ("password", password, 128)):
                     if not isinstance(value, str) or not value or len(value) > limit:
-                        raise BadRequest(400, "invalid_request",
-                                         f"{name}: a string of 1 to {limit} characters is required")
+                        raise HttpError(400, "invalid_request",
+                                        f"{name}: a string of 1 to {limit} characters is required")
                 account_id = await log_in(LogInCommand(login=str(login), password=str(password),
-                                                       client_ip=getattr(request, "remote", None)))
+                                                       client_ip=address))
                 if account_id is None:
                     return self.json(UNAUTHORIZED, status=401)
                 return self.json({"account_id": account_id}, status=200)
 
-            return await guarded(self, call)
+            return await guarded(self, request, call)

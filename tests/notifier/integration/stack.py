@@ -16,7 +16,7 @@ from services.notifier.devgateway import DevGateway
 from tests.notifier.smtp import SmtpServer
 from tests.notifier.support import wire
 from tests.support.kafka import Consumed, create_topics, new_prefix, produce, read_all
-from tests.support.workers import Worker, free_port, service_env
+from tests.support.workers import TEST_SMS_STATUS_TOKEN, Worker, free_port, service_env
 
 TOKEN = "stack-gateway-token"
 FINAL = {"sent", "failed"}
@@ -63,7 +63,7 @@ class Stack:
                                  timeout_s=timeout_s)
         return {c: s for c, s in by_code(records).items() if c in wanted}
 
-    def post_report(self, body: bytes, token: str | None = TOKEN) -> int:
+    def post_report(self, body: bytes, token: str | None = TEST_SMS_STATUS_TOKEN) -> int:
         request = urllib.request.Request(self.worker.base_url + "/api/v1/sms-status", data=body, method="POST")
         request.add_header("Content-Type", "application/json")
         if token is not None:

@@ -21,7 +21,7 @@ from services.common.codec import encode
 from services.common.crypto import Keyring, code_aad
 from tests.recovery.conftest import wire
 from tests.support.kafka import Consumed, create_topics, new_prefix, produce, read_all
-from tests.support.workers import Worker, free_port, service_env
+from tests.support.workers import TEST_RECOVERY_API_TOKEN, Worker, free_port, service_env
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
 
@@ -112,10 +112,15 @@ async def raw_topic(worker: Worker, topic: str) -> list[Consumed]:
 
 
 async def post(worker: Worker, path: str, body: bytes | dict[str, Any],
-               content_type: str = "application/json") -> tuple[int, bytes]:
+               content_type: str = "application/json",
+               token: str | None = TEST_RECOVERY_API_TOKEN,
+               headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if isinstance(body, dict) else body
+    sent = {"Content-Type": content_type, **(headers or {})}
+    if token is not None:
+        sent["Authorization"] = f"Bearer {token}"
     async with aiohttp.ClientSession() as session, session.post(
-        worker.base_url + path, data=data, headers={"Content-Type": content_type}
+        worker.base_url + path, data=data, headers=sent
     ) as resp:
         return resp.status, await resp.read()
 

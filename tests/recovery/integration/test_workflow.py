@@ -266,7 +266,8 @@ async def test_http_answers_do_not_tell_whether_an_account_exists(worker: Worker
                          {"login": "+7 916 000 33 44", "channel": "sms"})
     assert known == unknown
     assert known[0] == 202 and json.loads(known[1]) == {
-        "status": "accepted", "message": "If the login exists, a password is on its way."}
+        "status": "accepted", "support_phone": "8 800 250-08-90",
+        "message": "If the login exists, a password is on its way. If nothing arrives, call the support phone."}
     failures = {
         await log_in(worker, mobile, "not-the-password"),
         await log_in(worker, "+7 916 000 33 44", "not-the-password"),

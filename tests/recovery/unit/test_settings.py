@@ -6,9 +6,10 @@ import pytest
 
 from services.common.settings import ConfigError
 from services.recovery.settings import RecoverySettings
-from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS
+from tests.support.workers import TEST_HASH_PEPPER, TEST_RECOVERY_API_TOKEN, TEST_SECRET_KEYS
 
-BASE = {"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER}
+BASE = {"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER,
+        "RECOVERY_API_TOKEN": TEST_RECOVERY_API_TOKEN}
 
 
 def test_defaults_follow_design() -> None:

@@ -1,0 +1,152 @@
+"""The HTTP edge shared by recovery's API and the notifier's webhook.
+
+* ``read_body``: at most ``max_body`` bytes (413 above), within ``timeout_s`` (408 for a body
+  sent too slowly or never finished); a client that goes away mid-body is one INFO line.
+* ``decode_object``: a JSON object or a 400 — never a 5xx. Everything the decoder can raise is
+  caught (``RecursionError`` for deep nesting, invalid UTF-8, digits past the integer limit), and
+  what it would let through is refused: ``NaN``/``Infinity``, numbers that overflow to infinity,
+  duplicate keys, and text that does not encode as UTF-8 (an escaped lone surrogate such as
+  ``"\\udfff"``), which would only fail later, deep inside hashing or encryption.
+* ``bearer_ok``: ``Authorization: Bearer <token>`` compared in constant time.
+* ``harden_web_server``: the faust web server closes a connection whose request headers have not
+  arrived within the read time-out (aiohttp's keep-alive timer also runs before the first
+  request of a connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import math
+from typing import Any
+
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web import AppRunner
+from aiohttp.web_protocol import RequestPayloadError
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+class HttpError(Exception):
+    """An answer to give instead of handling the request: status, error code, message."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message = status, error, message
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "message": self.message}
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its body was complete; nobody reads an answer."""
+
+
+def bearer_ok(authorization: str | None, token: str) -> bool:
+    """Whether the header is ``Bearer <token>`` (constant time over the header's bytes)."""
+    presented = (authorization or "").encode("utf-8", "surrogatepass")
+    return bool(token) and hmac.compare_digest(presented, f"Bearer {token}".encode())
+
+
+async def read_body(request: Any, *, max_body: int, timeout_s: float,
+                    require_json: bool = True) -> bytes:
+    """The whole body, or HttpError 415/413/408, or ClientGone."""
+    if require_json and request.content_type != JSON:
+        raise HttpError(415, "unsupported_media_type", "Content-Type must be application/json")
+    if request.content_length is not None and request.content_length > max_body:
+        raise HttpError(413, "payload_too_large", f"body larger than {max_body} bytes")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            while chunk := await request.content.read(max_body + 1 - len(body)):
+                body += chunk
+                if len(body) > max_body:
+                    raise HttpError(413, "payload_too_large", f"body larger than {max_body} bytes")
+    except TimeoutError:
+        raise HttpError(408, "request_timeout",
+                        f"body not received within {timeout_s:g} s") from None
+    except (ConnectionError, RequestPayloadError, HttpProcessingError) as exc:
+        transport = getattr(request, "transport", None)
+        if isinstance(exc, ConnectionError) or transport is None or transport.is_closing():
+            log.info("client went away before its request body was complete (%s)",
+                     type(exc).__name__)
+            raise ClientGone from None
+        raise HttpError(400, "invalid_body",
+                        "the body's transfer or content encoding is broken") from None
+    return bytes(body)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        raise ValueError("duplicate key")
+    return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _all_text_encodes(value: Any) -> bool:
+    """Every key and string in ``value`` encodes as UTF-8 (iterative: depth is no concern)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def decode_object(body: bytes) -> dict[str, Any]:
+    """The JSON object in ``body``, or HttpError 400 ``invalid_json``."""
+    try:
+        data = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_no_duplicates,
+            parse_constant=_no_constant, parse_float=_finite_float,
+        )
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # ValueError covers JSONDecodeError, the hooks above and integers past Python's digit limit
+        raise HttpError(400, "invalid_json", "body is not valid UTF-8 JSON") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "invalid_json", "body must be a JSON object")
+    if not _all_text_encodes(data):
+        raise HttpError(400, "invalid_json", "body holds text that is not valid Unicode")
+    return data
+
+
+def closing(response: Any) -> Any:
+    """``response`` with the connection closed after it (the rest of a body is not awaited)."""
+    response.force_close()
+    return response
+
+
+def harden_web_server(app: Any, *, read_timeout_s: float) -> None:
+    """Give the faust app's aiohttp server a header read time-out of ``read_timeout_s``.
+
+    faust builds its ``AppRunner`` without server settings; it is replaced (before the server
+    starts) by one whose keep-alive time-out is the read time-out: aiohttp arms that timer when
+    a connection opens and after each answer, and closes the connection if no complete request
+    head has arrived by then. Idle keep-alive connections are closed after the same time.
+    """
+    web = app.web
+    web._runner = AppRunner(web.web_app, access_log=None, keepalive_timeout=read_timeout_s)
+
