@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ def consumer(bootstrap: str) -> AIOKafkaConsumer:
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
+
+
+def admin(bootstrap: str) -> AIOKafkaAdminClient:
+    """An admin client for the same cluster, with the same connection settings as :func:`consumer`."""
+    return AIOKafkaAdminClient(bootstrap_servers=bootstrap)
 
 
 async def scan(bootstrap: str, topics: list[str]) -> AsyncIterator[Record]:
