@@ -32,17 +32,21 @@ def generate() -> list[Path]:
     return changed
 
 
+def _show(path: Path) -> str:
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.manifests")
     parser.add_argument("command", choices=["generate", "check"])
     args = parser.parse_args(argv)
     if args.command == "generate":
         for path in generate():
-            print(f"wrote {path.relative_to(REPO_ROOT)}")
+            print(f"wrote {_show(path)}")
         return 0
     differing = stale()
     for path in differing:
-        print(f"out of date: {path.relative_to(REPO_ROOT)}", file=sys.stderr)
+        print(f"out of date: {_show(path)}", file=sys.stderr)
     if differing:
         print("run: python -m deploy.manifests generate", file=sys.stderr)
     return 1 if differing else 0
