@@ -49,3 +49,7 @@ fi
 
 # ---- Kafka broker jars (no-op when cached)
 .venv/bin/python -m deploy.broker fetch
+
+# ---- Strimzi's CRDs, generated from Strimzi's Maven Central artifacts (no-op when cached); the
+# manifest tests validate deploy/k8s against them
+.venv/bin/python -m deploy.strimzi_crds >/dev/null

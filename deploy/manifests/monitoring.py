@@ -45,19 +45,22 @@ def _rule(alert: str, expr: str, duration: str, severity: str, summary: str) -> 
 
 RULES: list[dict[str, Any]] = [
     _rule("SelfcareConsumerLag",
-          f'sum by (consumergroup, topic) (kafka_consumergroup_lag{{consumergroup=~"selfcare-({SERVICES_RE})"}})'
-          f" > {LAG_RECORDS}",
+          "sum by (consumergroup, topic) "
+          f'(kafka_consumergroup_lag{{consumergroup=~"selfcare-({SERVICES_RE})"}}) > {LAG_RECORDS}',
           "10m", "warning",
           "{{ $labels.consumergroup }} is more than " + str(LAG_RECORDS)
           + " records behind on {{ $labels.topic }} (selfcare-ops lag shows each partition)"),
     _rule("SelfcareDeadLetters",
-          f'sum by (topic, error_class) (increase({{__name__=~"({SERVICES_RE})_dlq_records_total"}}[15m])) > 0',
+          "sum by (topic, error_class) "
+          f'(increase({{__name__=~"({SERVICES_RE})_dlq_records_total"}}[15m])) > 0',
           "0m", "warning",
-          "records of {{ $labels.topic }} went to its .dlq ({{ $labels.error_class }}): selfcare-ops dlq list"),
+          "records of {{ $labels.topic }} went to its .dlq ({{ $labels.error_class }}): "
+          "selfcare-ops dlq list"),
     _rule("SelfcareDeliveriesFailed",
           'sum by (channel) (increase(notifier_deliveries_total{status="failed"}[15m])) > 0',
           "0m", "critical",
-          "{{ $labels.channel }} deliveries failed (gateway refused or retries exhausted before the code expired)"),
+          "{{ $labels.channel }} deliveries failed "
+          "(gateway refused, or retries exhausted before the code expired)"),
     _rule("SelfcareSmsBudgetExceeded",
           f"sum(increase({SMS_BUDGET_METRIC}[15m])) > 0",
           "0m", "critical",

@@ -25,7 +25,8 @@ class PartitionLag:
 
     def line(self) -> str:
         committed = "-" if self.committed is None else str(self.committed)
-        return f"{self.group:32} {self.topic:50} {self.partition:>4} {committed:>10} {self.end:>10} {self.lag:>8}"
+        return (f"{self.group:32} {self.topic:50} {self.partition:>4} "
+                f"{committed:>10} {self.end:>10} {self.lag:>8}")
 
 
 HEADER = f"{'GROUP':32} {'TOPIC':50} {'PART':>4} {'COMMITTED':>10} {'END':>10} {'LAG':>8}"
