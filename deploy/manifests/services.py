@@ -8,7 +8,7 @@ Sizes come from the benchmark figures of ``docs/performance.md`` (one worker on 
   both processes. Request 1 CPU / 384 Mi, limit 2 CPU / 768 Mi.
 - recovery: argon2id (m = 19 MiB, t = 2) costs ~28 ms of CPU per password; 64–73 hashes/s on
   two cores, so a worker with one core issues ~32 codes/s. Each hashing thread holds 19 MiB while
-  it hashes. Request 1 CPU / 384 Mi (base ~200 Mi + 2 threads × 19 MiB + headroom), limit 2 CPU.
+  it hashes. Request 1 CPU / 384 Mi (145 Mi idle RSS + 2 threads × 19 MiB + headroom), limit 2 CPU.
 - notifier: ~1.35 ms of CPU per send, one process bounded by one core (~750 sends/s). Request
   1 CPU / 256 Mi, limit 1 CPU (more CPU does not help a process bound by the GIL).
 
