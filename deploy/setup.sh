@@ -49,3 +49,8 @@ fi
 
 # ---- Kafka broker jars (no-op when cached)
 .venv/bin/python -m deploy.broker fetch
+
+# ---- Strimzi's CRDs, generated from Strimzi's Maven Central artifacts (no-op when cached); the
+# manifest tests validate deploy/k8s against them (they need a Java 21+ JDK; without one the
+# tests that use them fail with the reason, the rest still run)
+.venv/bin/python -m deploy.strimzi_crds >/dev/null || say "Strimzi CRDs not generated (see above)"

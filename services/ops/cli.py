@@ -6,6 +6,7 @@
     selfcare-ops dlq show <dlq topic> <offset> [--raw]
     selfcare-ops dlq replay <dlq topic> <offset> [--force]
     selfcare-ops topics apply|describe
+    selfcare-ops lag [--group G ...] [--max-lag N]
 
 Everything printed is masked; ``dlq show --raw`` prints a dead letter's bytes (inbound DLQs
 may hold personal data: ops only).
@@ -25,6 +26,7 @@ from deploy import topics as topic_admin
 from services.common.errors import ConfigError
 from services.common.kafka_config import KafkaSettings
 from services.ops import dlq as dead_letters
+from services.ops import lag as group_lag
 from services.ops.kafka_read import consumer, to_record
 from services.ops.present import describe_value
 from services.ops.trace import as_json, trace
@@ -163,6 +165,32 @@ def topics_apply() -> None:
 def topics_describe() -> None:
     """What the broker has for each topic of the list."""
     asyncio.run(topic_admin._describe_main(_bootstrap(), _prefix()))
+
+
+@app.command("lag")
+def lag_cmd(
+    group: Annotated[list[str] | None, typer.Option(
+        "--group", help="a consumer group (repeatable); default: every selfcare-* group but ops'")] = None,
+    max_lag: Annotated[int | None, typer.Option(
+        help="exit 1 when any partition is more than this many records behind")] = None,
+) -> None:
+    """Records behind per consumer group and partition (end offset minus committed offset)."""
+    groups = group or [
+        g for g in asyncio.run(group_lag.groups_with_prefix(_bootstrap(), f"{_prefix()}selfcare-"))
+        if not g.startswith(f"{_prefix()}selfcare-ops")
+    ]
+    rows = asyncio.run(group_lag.lag(_bootstrap(), groups))
+    if not rows:
+        typer.echo("no committed offsets for " + (", ".join(groups) or "any selfcare-* group"), err=True)
+        raise typer.Exit(1)
+    typer.echo(group_lag.HEADER)
+    for row in rows:
+        typer.echo(row.line())
+    for name in groups:
+        total = sum(r.lag for r in rows if r.group == name)
+        typer.echo(f"{name}: {total} records behind")
+    if max_lag is not None and any(r.lag > max_lag for r in rows):
+        raise typer.Exit(1)
 
 
 def main() -> None:

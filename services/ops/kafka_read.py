@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
@@ -36,6 +37,11 @@ def consumer(kafka: KafkaSettings | str) -> AIOKafkaConsumer:
         **aiokafka_kwargs(kafka), enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
+
+
+def admin(kafka: KafkaSettings | str) -> AIOKafkaAdminClient:
+    """An admin client for the same cluster, with the same connection settings as :func:`consumer`."""
+    return AIOKafkaAdminClient(**aiokafka_kwargs(kafka))
 
 
 async def scan(bootstrap: KafkaSettings | str, topics: list[str]) -> AsyncIterator[Record]:

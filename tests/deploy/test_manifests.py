@@ -1,0 +1,286 @@
+"""deploy/k8s/: generated from the topic list and the grants, committed as generated, valid
+against Kubernetes', Strimzi's and prometheus-operator's schemas, and the overlays build."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from deploy.access import grants
+from deploy.manifests import __main__ as cli
+from deploy.manifests import layout, monitoring, strimzi
+from deploy.manifests.services import COMMON_SETTINGS, SERVICE_SPECS, max_replicas
+from schemas.topics import topic_specs
+from tests.deploy.k8s_validate import validate
+from tests.deploy.overlay_build import build
+
+K8S = layout.K8S_DIR
+OVERLAYS = ("local", "production")
+SECRETS = {"RECOVERY_API_TOKEN", "SMS_STATUS_TOKEN", "CONTACT_KEYS", "DELIVERY_KEYS", "HASH_PEPPER",
+           "SMS_GATEWAY_TOKEN", "SMS_FALLBACK_TOKEN", "SMTP_PASSWORD", "KAFKA_SASL_PASSWORD",
+           "REGISTRATION_DATABASE_URL", "RECOVERY_DATABASE_URL", "NOTIFIER_DATABASE_URL"}
+
+
+def base_objects() -> list[dict[str, Any]]:
+    return build(K8S / "base")
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in objs if o["kind"] == kind}
+
+
+def test_committed_files_are_what_the_generator_makes() -> None:
+    assert cli.stale() == [], "run: python -m deploy.manifests generate"
+
+
+def test_check_command_fails_on_a_hand_edited_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    wanted = {copy / p.relative_to(K8S) if p.is_relative_to(K8S) else p: text
+              for p, text in layout.all_files().items()}
+    monkeypatch.setattr(cli, "K8S_DIR", copy)
+    monkeypatch.setattr(cli, "all_files", lambda: wanted)
+    assert cli.main(["check"]) == 0
+    topics = copy / "base" / "kafka" / "topics.yaml"
+    topics.write_text(topics.read_text().replace("replicas: 3", "replicas: 1", 1))
+    assert cli.main(["check"]) == 1
+    assert cli.main(["generate"]) == 0 and cli.main(["check"]) == 0
+
+
+def test_a_kafka_topic_per_topic_with_its_settings() -> None:
+    topics = by_kind(base_objects(), "KafkaTopic")
+    specs = topic_specs()
+    assert set(topics) == {s.name for s in specs}
+    assert any(name.endswith(".dlq") for name in topics)
+    for s in specs:
+        t = topics[s.name]["spec"]
+        assert t["topicName"] == s.name and t["partitions"] == s.partitions and t["replicas"] == 3
+        assert t["config"] == {"cleanup.policy": s.cleanup_policy, "retention.ms": s.retention_ms,
+                               "max.message.bytes": s.max_message_bytes, "min.insync.replicas": 2}
+
+
+def test_a_new_topic_in_the_list_gets_its_topic_its_dlq_and_its_acls() -> None:
+    issued = next(s for s in topic_specs() if s.name == "selfcare.code.issued.v1")
+    added = dataclasses.replace(issued, name="selfcare.password.changed.v1", event="PasswordChanged")
+    specs = (*topic_specs(), added, added.dlq_spec())
+    names = {t["metadata"]["name"] for t in strimzi.topics(specs)}
+    assert {"selfcare.password.changed.v1", "selfcare.password.changed.v1.dlq"} <= names
+    users = {u["metadata"]["name"]: u for u in strimzi.users(specs)}
+    notifier = {a["resource"]["name"]: a["operations"] for a in users["notifier"]["spec"]["authorization"]["acls"]}
+    assert notifier["selfcare.password.changed.v1"] == ["Describe", "Read"]
+    assert notifier["selfcare.password.changed.v1.dlq"] == ["Describe", "Write"]
+
+
+def _from_acls(user: dict[str, Any]) -> dict[str, set[str]]:
+    got: dict[str, set[str]] = {"read": set(), "write": set(), "groups": set(), "group_prefixes": set(),
+                                "describe_groups": set()}
+    for acl in user["spec"]["authorization"]["acls"]:
+        res, ops = acl["resource"], acl["operations"]
+        if res["type"] == "topic":
+            assert res["patternType"] == "literal" and "Describe" in ops
+            got["read"] |= {res["name"]} if "Read" in ops else set()
+            got["write"] |= {res["name"]} if "Write" in ops else set()
+        elif res["patternType"] == "prefix":
+            got["group_prefixes"].add(res["name"])
+        elif "Read" in ops:
+            got["groups"].add(res["name"])
+        else:
+            got["describe_groups"].add(res["name"])
+    return got
+
+
+def test_kafka_users_grant_exactly_what_deploy_access_grants() -> None:
+    users = by_kind(base_objects(), "KafkaUser")
+    expected = grants()
+    assert set(users) == set(expected)
+    for name, g in expected.items():
+        got = _from_acls(users[name])
+        assert users[name]["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert (got["read"], got["write"]) == (set(g.read), set(g.write)), name
+        assert (got["groups"], got["group_prefixes"]) == (set(g.groups), set(g.group_prefixes)), name
+        # ops may also Describe the services' groups (selfcare-ops lag), nobody else any group
+        if name == "ops":
+            assert got["describe_groups"] == {f"selfcare-{s.name}" for s in SERVICE_SPECS}
+        else:
+            assert got["describe_groups"] == set()
+    assert not any(t.endswith(".dlq") for s in ("registration", "recovery", "notifier")
+                   for t in _from_acls(users[s])["read"])
+
+
+def test_the_kafka_cluster() -> None:
+    objs = base_objects()
+    kafka = by_kind(objs, "Kafka")[strimzi.CLUSTER]["spec"]
+    listeners = {(x["tls"], x["authentication"]["type"]) for x in kafka["kafka"]["listeners"]}
+    assert listeners == {(True, "tls"), (True, "scram-sha-512")}
+    assert kafka["kafka"]["authorization"] == {"type": "simple"}
+    assert kafka["kafka"]["config"]["min.insync.replicas"] == 2
+    assert "kafkaExporter" in kafka
+    pool = by_kind(objs, "KafkaNodePool")["dual-role"]["spec"]
+    assert pool["replicas"] == 3 and set(pool["roles"]) == {"controller", "broker"}
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(K8S).as_posix() for p in (K8S / "base").rglob("*.yaml")
+                                        if p.name != "kustomization.yaml"))
+def test_every_base_manifest_is_valid(path: str) -> None:
+    objs = [o for o in yaml.safe_load_all((K8S / path).read_text()) if o]
+    assert objs
+    for obj in objs:
+        validate(obj)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_overlay_builds_and_is_valid(overlay: str) -> None:
+    objs = build(K8S / "overlays" / overlay)
+    assert len(objs) == len(base_objects())
+    for obj in objs:
+        validate(obj)
+
+
+def _kustomize() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+@pytest.mark.skipif(_kustomize() is None, reason="neither kustomize nor kubectl (kustomize built in) is installed")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_kustomize_builds_each_overlay_as_the_structural_build_does(overlay: str) -> None:
+    cmd = _kustomize()
+    assert cmd is not None
+    out = subprocess.run([*cmd, str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    built = [o for o in yaml.safe_load_all(out) if o]
+    for obj in built:
+        validate(obj)
+
+    def key(o: dict[str, Any]) -> tuple[str, str]:
+        return o["kind"], o["metadata"]["name"]
+
+    ours = build(K8S / "overlays" / overlay)
+    assert sorted(map(key, built)) == sorted(map(key, ours))
+    theirs = {key(o): o for o in built}
+    for o in ours:
+        assert theirs[key(o)]["spec"] == o.get("spec") if "spec" in o else True, key(o)
+
+
+def test_the_validators_refuse_what_is_wrong() -> None:
+    topic = strimzi.topics()[0]
+    bad_topic = {**topic, "spec": {**topic["spec"], "partition": 4}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(bad_topic)
+    user = strimzi.users()[0]
+    acl = user["spec"]["authorization"]["acls"][0]
+    bad_user = {**user, "spec": {**user["spec"], "authorization": {
+        "type": "simple", "acls": [{**acl, "operations": ["Consume"]}]}}}
+    with pytest.raises(jsonschema.ValidationError):
+        validate(bad_user)
+    deployment = by_kind(base_objects(), "Deployment")["recovery"]
+    bad = yaml.safe_load(yaml.safe_dump(deployment))
+    bad["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "6102"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate(bad)
+    rule = monitoring.prometheus_rule()
+    rule["spec"]["groups"][0]["rules"][0]["severity"] = "page"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(rule)
+
+
+@pytest.mark.parametrize("where", ["base", *OVERLAYS])
+def test_deployments_replicas_probes_and_secrets(where: str) -> None:
+    objs = base_objects() if where == "base" else build(K8S / "overlays" / where)
+    deployments = by_kind(objs, "Deployment")
+    assert set(deployments) == {s.name for s in SERVICE_SPECS}
+    for svc in SERVICE_SPECS:
+        d = deployments[svc.name]
+        assert 1 <= d["spec"]["replicas"] <= max_replicas(svc.name) == 4
+        pod = d["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        assert c["command"] == ["python", "-m", f"services.{svc.name}", "worker"]
+        assert c["ports"] == [{"name": "web", "containerPort": svc.port, "protocol": "TCP"}]
+        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+        assert c["securityContext"]["runAsNonRoot"] and not c["securityContext"]["allowPrivilegeEscalation"]
+        assert set(c["resources"]["requests"]) == {"cpu", "memory"}
+        env = {e["name"]: e for e in c["env"]}
+        for name, entry in env.items():
+            if name in SECRETS:
+                assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], name
+        assert {"HASH_PEPPER", f"{svc.name.upper()}_DATABASE_URL", "KAFKA_SASL_PASSWORD"} <= set(env)
+    assert {"RECOVERY_API_TOKEN", "CONTACT_KEYS", "DELIVERY_KEYS"} <= set(
+        e["name"] for e in deployments["recovery"]["spec"]["template"]["spec"]["containers"][0]["env"])
+    notifier_env = {e["name"] for e in deployments["notifier"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert {"SMS_STATUS_TOKEN", "SMS_GATEWAY_TOKEN", "SMS_FALLBACK_TOKEN", "SMTP_PASSWORD", "DELIVERY_KEYS"} <= notifier_env
+    assert "CONTACT_KEYS" not in notifier_env
+    for cm in by_kind(objs, "ConfigMap").values():
+        assert not SECRETS & set(cm["data"]), cm["metadata"]["name"]
+    assert by_kind(objs, "ConfigMap")["selfcare-common"]["data"]["WEB_BIND_HOST"] == "0.0.0.0"
+    assert set(by_kind(objs, "PodDisruptionBudget")) == {s.name for s in SERVICE_SPECS}
+    services = by_kind(objs, "Service")
+    assert {n: s["spec"]["ports"][0]["port"] for n, s in services.items()} == {"recovery": 6102, "notifier": 6103}
+
+
+def test_only_the_named_callers_reach_the_api_and_the_webhook() -> None:
+    policies = by_kind(base_objects(), "NetworkPolicy")
+    assert policies["selfcare-default-deny"]["spec"]["ingress"] == []
+
+    def callers(name: str) -> list[tuple[Any, list[int]]]:
+        return [(rule["from"], [p["port"] for p in rule["ports"]])
+                for rule in policies[f"{name}-ingress"]["spec"]["ingress"]]
+
+    monitoring_peer = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+
+    def client(role: str) -> list[dict[str, Any]]:
+        return [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"selfcare-access/client": role}}}]
+
+    assert callers("recovery") == [(monitoring_peer, [6102]), (client("portal-backend"), [6102])]
+    assert callers("notifier") == [(monitoring_peer, [6103]), (client("sms-gateway"), [6103])]
+    assert callers("registration") == [(monitoring_peer, [6101])]
+
+
+def _exposed_metric_names() -> set[str]:
+    from services.common.metrics import ServiceMetrics
+    from services.notifier.service_layer.metrics import NotifierMetrics
+    from services.recovery.adapters.metrics import RecoveryMetrics
+
+    names: set[str] = set()
+    for service in ("registration", "recovery", "notifier"):
+        base = ServiceMetrics(service)
+        if service == "recovery":
+            RecoveryMetrics(base)
+        if service == "notifier":
+            NotifierMetrics(base)
+        for family in base.registry.collect():
+            names.add(family.name + ("_total" if family.type == "counter" else ""))
+    return names
+
+
+def test_alert_rules_use_metrics_that_exist() -> None:
+    rules = {r["alert"]: r for r in monitoring.RULES}
+    assert set(rules) == {"SelfcareConsumerLag", "SelfcareDeadLetters", "SelfcareDeliveriesFailed",
+                          "SelfcareSmsBudgetExceeded"}
+    exposed = _exposed_metric_names()
+    assert "kafka_consumergroup_lag" in rules["SelfcareConsumerLag"]["expr"]
+    assert 'notifier_deliveries_total{status="failed"}' in rules["SelfcareDeliveriesFailed"]["expr"]
+    assert "notifier_deliveries_total" in exposed
+    dlq_re = re.search(r'__name__=~"([^"]+)"', rules["SelfcareDeadLetters"]["expr"])
+    assert dlq_re is not None
+    assert {n for n in exposed if re.fullmatch(dlq_re.group(1), n)} == {
+        f"{s}_dlq_records_total" for s in ("registration", "recovery", "notifier")}
+    assert monitoring.SMS_BUDGET_METRIC in exposed
+
+
+def test_settings_are_strings_and_the_kafka_bootstrap_is_the_scram_listener() -> None:
+    assert all(isinstance(v, str) for v in COMMON_SETTINGS.values())
+    assert strimzi.BOOTSTRAP.endswith(f":{strimzi.SCRAM_PORT}")
+    assert COMMON_SETTINGS["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
