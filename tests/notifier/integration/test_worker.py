@@ -208,8 +208,8 @@ async def test_nothing_secret_in_clear_on_topics_or_in_the_log(stack: Stack) -> 
 def test_metrics_are_exposed(stack: Stack) -> None:
     with urllib.request.urlopen(stack.worker.base_url + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    assert 'notifier_deliveries_total{channel="sms",status="sent"}' in text
-    assert 'notifier_deliveries_total{channel="sms",status="failed"}' in text
+    assert 'notifier_deliveries_total{channel="sms",kind="code",status="sent"}' in text
+    assert 'notifier_deliveries_total{channel="sms",kind="code",status="failed"}' in text
     assert 'notifier_retries_total{channel="sms"}' in text
     assert 'notifier_gateway_request_seconds_count{channel="email"}' in text
     assert "+7916" not in text
