@@ -91,17 +91,23 @@ _NOTICE_BODY = {
 }
 
 
-def segment_limit(locale: str) -> int:
-    return UCS2_SEGMENT if locale == "ru" else GSM7_SEGMENT
+# the GSM 03.38 basic character set: a text of these only is GSM-7 (160 a segment), else UCS-2 (70)
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+
+
+def segment_limit(text: str) -> int:
+    return GSM7_SEGMENT if set(text) <= GSM7_BASIC else UCS2_SEGMENT
 
 
 def notice_sms_text(locale: str, support_phone: str) -> str:
     """The notice, in one segment; ``ValueError`` when even the short form is too long."""
     lang = locale if locale in _NOTICE_SMS else "ru"
-    limit = segment_limit(lang)
     for template in (_NOTICE_SMS[lang], _NOTICE_SMS_SHORT[lang]):
         text = template.format(support_phone=support_phone)
-        if len(text) <= limit:
+        if len(text) <= segment_limit(text):
             return text
     raise ValueError("SUPPORT_PHONE is too long for a one-segment notice")
 
