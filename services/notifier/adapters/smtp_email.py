@@ -52,6 +52,8 @@ class SmtpEmailGateway:
                 password=self._password, start_tls=self.starttls, use_tls=False,
                 timeout=self.timeout_s, cert_bundle=self.ca_file,
             )
+        except aiosmtplib.SMTPAuthenticationError as exc:  # the relay's login: a set-up to fix
+            return SendResult.transient(f"smtp_auth_{exc.code}")
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]
             return _by_code(min(codes) if codes else 550)
