@@ -124,7 +124,8 @@ async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
                 worker.stop()
             gateway.stop()
     mode = "primary down, every send through the fallback" if primary_down else "primary gateway"
-    print(f"{worker_count} worker(s) ready after {ready:.1f}s; gateway answers after {delay_ms:.0f} ms; {mode}")
+    print(f"{worker_count} worker(s) ready after {ready:.1f}s; "
+          f"gateway answers after {delay_ms:.0f} ms; {mode}")
     print(f"sent {accepted}/{count} in {elapsed:.1f}s (from worker start, start-up included): "
           f"{accepted / elapsed:.0f} sends/s; after ready: {accepted / (elapsed - ready):.0f} sends/s")
     print(f"worker CPU: {cpu_s:.1f}s in all = {1000 * cpu_s / max(accepted, 1):.2f} ms per send "
