@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -212,4 +213,5 @@ def test_metrics_are_exposed(stack: Stack) -> None:
     assert 'notifier_deliveries_total{channel="sms",kind="code",status="failed"}' in text
     assert 'notifier_retries_total{channel="sms"}' in text
     assert 'notifier_gateway_request_seconds_count{channel="email"}' in text
-    assert "+7916" not in text
+    assert 'notifier_sms_sent_by_prefix_total{prefix="+7916"}' in text  # the prefix, for conversion
+    assert not re.search(r"\+?7916\d", text), "more of a phone number than its prefix in metrics"

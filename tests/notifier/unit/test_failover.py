@@ -198,3 +198,21 @@ async def test_a_password_change_sends_every_contact_one_notice(plain: Harness) 
     assert all(s["kind"] == "notice" and s["status"] == "sent" for s in statuses)
     assert len({s["event_id"] for s in statuses}) == 2
     assert "request_event_id" not in statuses[0]
+
+
+async def test_conversion_counters_by_destination_prefix(plain: Harness) -> None:
+    harness = plain
+    events = [code_issued(to=f"+7916555{i:04d}") for i in range(3)] + [code_issued(to="+79031230000")]
+    await harness.consume(*events)
+    await harness.dispatch()
+    for message_id, status in (("m-1", "delivered"), ("m-2", "delivered"), ("m-3", "undelivered"),
+                               ("m-4", "delivered")):
+        await harness.reports(message_id=message_id, status=status)
+    sent = harness.metrics.sms_sent_by_prefix
+    reports = harness.metrics.sms_reports_by_prefix
+    assert sent.labels("+7916")._value.get() == 3 and sent.labels("+7903")._value.get() == 1
+    assert reports.labels("+7916", "delivered")._value.get() + reports.labels(
+        "+7916", "undelivered")._value.get() == 3
+    assert reports.labels("+7903", "delivered")._value.get() + reports.labels(
+        "+7903", "undelivered")._value.get() == 1
+    assert {harness.row(e.code_id)["destination_prefix"] for e in events} == {"+7916", "+7903"}
