@@ -69,6 +69,10 @@ class SmsRoutes:
     async def send(self, delivery: Delivery, message: OutgoingMessage, repin: Repin) -> Routed:
         name = delivery.gateway or PRIMARY
         fresh = delivery.gateway_fresh
+        if name not in self.gateways:  # pinned to a gateway no longer configured: wait for it
+            log.warning("delivery pinned to an unconfigured SMS gateway",
+                        extra={"code_id": delivery.code_id, "gateway": name})
+            return Routed(SendResult.transient("gateway_unconfigured", 60.0), None, name)
         if not self.breakers[name].acquire():
             other = self.other(name) if fresh else None
             if other is None or not self.breakers[other].acquire():
