@@ -17,14 +17,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
-from services.common.crypto import DecryptError, Keyring, code_aad
+from services.common.crypto import DecryptError, Keyring
 from services.common.db import Database
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.domain.delivery import Delivery, Outcome
-from services.notifier.domain.messages import OutgoingMessage, render, render_notice
-from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult, Verdict
-from services.notifier.domain.notices import notice_aad
+from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult
 from services.notifier.service_layer.metrics import NotifierMetrics, destination_prefix
+from services.notifier.service_layer.outcomes import classify, failed, open_message
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import Clock, utc_now
 from services.notifier.service_layer.recorder import Recorder
@@ -183,12 +182,12 @@ class Dispatcher:
 
     async def _outcome(self, d: Delivery) -> Outcome:
         if d.expires_at <= self.clock():
-            return _failed(d, FailReason.EXPIRED.value)
+            return failed(d, FailReason.EXPIRED.value)
         try:
-            message = self._message(d)
+            message = open_message(d, keyring=self.keyring, support_phone=self.support_phone)
         except DecryptError:
             log.warning("encrypted fields do not decrypt", extra={"code_id": d.code_id})
-            return _failed(d, FailReason.UNDECRYPTABLE.value)
+            return failed(d, FailReason.UNDECRYPTABLE.value)
         async with self._slots:
             self._waiting.pop(d.code_id, None)
             started = time.perf_counter()
@@ -200,40 +199,10 @@ class Dispatcher:
         prefix = destination_prefix(message.to) if d.channel == "sms" else None
         return self._classify(d, routed, self.clock(), prefix)
 
-    def _message(self, d: Delivery) -> OutgoingMessage:
-        if d.kind == "notice":
-            to = self.keyring.decrypt(d.destination_enc or "", aad=notice_aad(d.request_event_id, d.channel))
-            return render_notice(delivery_id=d.code_id, channel=d.channel, locale=d.locale, to=to,
-                                 support_phone=self.support_phone)
-        to = self.keyring.decrypt(d.destination_enc or "", aad=code_aad(d.code_id, "destination"))
-        password = self.keyring.decrypt(d.password_enc or "", aad=code_aad(d.code_id, "password"))
-        return render(code_id=d.code_id, channel=d.channel, locale=d.locale, to=to,
-                      password=password, support_phone=self.support_phone)
-
     async def _repin(self, d: Delivery, gateway: str) -> bool:
         return await self.db.run(lambda s: self.repo.repin(
             s, code_id=d.code_id, attempts=d.attempts, gateway=gateway))
 
     def _classify(self, d: Delivery, routed: Routed | SendResult, now: datetime,
                   prefix: str | None = None) -> Outcome:
-        if isinstance(routed, SendResult):
-            routed = Routed(routed, None, d.gateway)
-        result, pin = routed.result, routed.pin
-        if result.verdict == Verdict.ACCEPTED:
-            return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.SENT.value,
-                           message_id=result.message_id, gateway=pin, prefix=prefix)
-        if result.verdict == Verdict.PERMANENT:
-            return _failed(d, FailReason.REJECTED.value, result.error, pin)
-        when = self.policy.next_attempt(attempts=d.attempts, now=now, expires_at=d.expires_at,
-                                        retry_after_s=result.retry_after_s)
-        if when is None:
-            return _failed(d, FailReason.EXPIRED.value, result.error, pin)
-        log.info("send failed, retry scheduled",
-                 extra={"code_id": d.code_id, "error": result.error, "attempt": d.attempts})
-        return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.RETRY.value,
-                       next_attempt_at=when, error=result.error, gateway=pin)
-
-
-def _failed(d: Delivery, reason: str, error: str | None = None, gateway: str | None = None) -> Outcome:
-    return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.FAILED.value,
-                   reason=reason, error=error, gateway=gateway or d.gateway)
+        return classify(d, routed, now=now, policy=self.policy, prefix=prefix)
