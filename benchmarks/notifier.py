@@ -6,7 +6,10 @@ and one notifier worker, and measures sends/s until the gateway has accepted eve
 the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and duplicates (0).
 
     .venv/bin/python -m benchmarks.notifier [--count 20000] [--delay-ms 50]
-        [--postgres-url $(.venv/bin/python -m deploy.postgres url) [--workers 2]]
+        [--postgres-url $(.venv/bin/python -m deploy.postgres url) [--workers 2]] [--primary-down]
+
+``--primary-down``: the primary gateway's URL refuses connections and the local gateway is the
+fallback (``SMS_FALLBACK_URL``): the circuit opens and the fallback carries every send.
 
 Loopback only; bounded by ``--timeout-s``. Needs the broker (KAFKA_BOOTSTRAP_SERVERS).
 """
@@ -64,18 +67,21 @@ def process_cpu_s(pid: int) -> float:
 
 
 async def run(
-    count: int, delay_ms: float, database_url: str | None, timeout_s: float, worker_count: int
+    count: int, delay_ms: float, database_url: str | None, timeout_s: float, worker_count: int,
+    primary_down: bool = False,
 ) -> None:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     prefix = new_prefix()
     try:
-        await measure(bootstrap, prefix, count, delay_ms, database_url, timeout_s, worker_count)
+        await measure(bootstrap, prefix, count, delay_ms, database_url, timeout_s, worker_count,
+                      primary_down)
     finally:  # a broker that keeps every run's topics slows down (and skews later runs)
         await remove_topics(bootstrap, prefix=prefix)
 
 
 async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
-                  database_url: str | None, timeout_s: float, worker_count: int) -> None:
+                  database_url: str | None, timeout_s: float, worker_count: int,
+                  primary_down: bool) -> None:
     await create_topics(bootstrap, prefix)
     records = backlog(count)
     started = time.perf_counter()
@@ -84,6 +90,7 @@ async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
     print(f"backlog: {count} CodeIssued produced in {time.perf_counter() - started:.1f}s")
 
     gateway = DevGateway(token=TOKEN, delay_s=delay_ms / 1000).start()
+    dead_port = free_port()
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
         workers = []
         for n in range(worker_count):
@@ -92,6 +99,9 @@ async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
                      "NOTIFIER_WEB_PORT": str(port), "BATCH_SIZE": "500", "LOG_LEVEL": "WARNING"}
             if database_url:
                 extra["NOTIFIER_DATABASE_URL"] = database_url
+            if primary_down:  # nothing listens at the primary's address: the fallback carries all
+                extra.update(SMS_GATEWAY_URL=f"http://127.0.0.1:{dead_port}/sms",
+                             SMS_FALLBACK_URL=gateway.url, SMS_FALLBACK_TOKEN=TOKEN)
             env = service_env(bootstrap=bootstrap, prefix=prefix, var_dir=Path(tmp) / f"w{n}", extra=extra)
             workers.append(Worker(module="services.notifier", env=env,
                                   log_path=Path(tmp) / f"worker{n}.log", web_port=port))
@@ -113,7 +123,9 @@ async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
             for worker in workers:
                 worker.stop()
             gateway.stop()
-    print(f"{worker_count} worker(s) ready after {ready:.1f}s; gateway answers after {delay_ms:.0f} ms")
+    mode = "primary down, every send through the fallback" if primary_down else "primary gateway"
+    print(f"{worker_count} worker(s) ready after {ready:.1f}s; "
+          f"gateway answers after {delay_ms:.0f} ms; {mode}")
     print(f"sent {accepted}/{count} in {elapsed:.1f}s (from worker start, start-up included): "
           f"{accepted / elapsed:.0f} sends/s; after ready: {accepted / (elapsed - ready):.0f} sends/s")
     print(f"worker CPU: {cpu_s:.1f}s in all = {1000 * cpu_s / max(accepted, 1):.2f} ms per send "
@@ -132,14 +144,18 @@ def main() -> None:
                         help="a PostgreSQL server URL: a fresh database is created there and dropped")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (>1 needs PostgreSQL)")
     parser.add_argument("--timeout-s", type=float, default=300.0)
+    parser.add_argument("--primary-down", action="store_true",
+                        help="the primary refuses connections; the local gateway is the fallback")
     args = parser.parse_args()
     if args.workers > 1 and not (args.postgres_url or str(args.database_url).startswith("postgresql")):
         parser.error("several workers share one table through PostgreSQL (FOR UPDATE SKIP LOCKED)")
     if args.postgres_url:
         with fresh_database(args.postgres_url) as url:
-            asyncio.run(run(args.count, args.delay_ms, url, args.timeout_s, args.workers))
+            asyncio.run(run(args.count, args.delay_ms, url, args.timeout_s, args.workers,
+                            args.primary_down))
     else:
-        asyncio.run(run(args.count, args.delay_ms, args.database_url, args.timeout_s, args.workers))
+        asyncio.run(run(args.count, args.delay_ms, args.database_url, args.timeout_s, args.workers,
+                        args.primary_down))
 
 
 @contextmanager

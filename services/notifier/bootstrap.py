@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.events import CodeIssued
-from schemas.topics import CODE_ISSUED
+from schemas.events import CodeIssued, PasswordChanged
+from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
 from services.common.batch import BatchRunner
 from services.common.db import Database, migrate
@@ -20,13 +20,19 @@ from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox
 from services.notifier.domain.model import RetryPolicy
-from services.notifier.entrypoints.consumer import install_consumer, install_dispatcher
+from services.notifier.entrypoints.consumer import (
+    install_consumer,
+    install_dispatcher,
+    install_notice_consumer,
+)
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import RecordCodes
+from services.notifier.service_layer.record_notices import RecordNotices
+from services.notifier.service_layer.sms_routes import FALLBACK, PRIMARY, SmsRoutes
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
@@ -38,32 +44,38 @@ class Notifier:
     app: Any
     db: Database
     runner: BatchRunner[CodeIssued]
+    notices: BatchRunner[PasswordChanged]
     dispatcher: Dispatcher
     metrics: NotifierMetrics
 
 
 def build_gateways(settings: NotifierSettings) -> dict[str, NotificationGateway]:
-    return {
-        "sms": HttpSmsGateway(
-            url=settings.sms_gateway_url, token=settings.sms_gateway_token,
-            timeout_s=settings.sms_gateway_timeout_s, max_connections=settings.max_in_flight,
-        ),
+    """The gateways by route: ``sms`` (the primary), ``sms_fallback`` when configured, ``email``."""
+    def sms(url: str, token: str) -> HttpSmsGateway:
+        return HttpSmsGateway(url=url, token=token, timeout_s=settings.sms_gateway_timeout_s,
+                              max_connections=settings.max_in_flight,
+                              ca_file=settings.sms_gateway_ca_file)
+
+    gateways: dict[str, NotificationGateway] = {
+        "sms": sms(settings.sms_gateway_url, settings.sms_gateway_token),
         "email": SmtpEmailGateway(
             host=settings.smtp_host, port=settings.smtp_port, mail_from=settings.mail_from,
             username=settings.smtp_username, password=settings.smtp_password,
             starttls=settings.smtp_starttls, timeout_s=settings.smtp_timeout_s,
+            ca_file=settings.smtp_ca_file,
         ),
     }
+    if settings.sms_fallback_url:
+        gateways["sms_fallback"] = sms(settings.sms_fallback_url, settings.sms_fallback_token)
+    return gateways
 
 
-def warn_plaintext_transport(settings: NotifierSettings) -> None:
-    """Outside local mode, say at start when codes would travel in clear to a gateway."""
+def warn_plaintext(settings: NotifierSettings) -> None:
+    """Outside local mode, say so when passwords would travel in clear to a gateway."""
     if settings.local_mode:
         return
-    if settings.sms_gateway_url.lower().startswith("http://"):
-        log.warning("SMS_GATEWAY_URL is plain http: codes travel unencrypted to the SMS gateway")
-    if not settings.smtp_starttls:
-        log.warning("SMTP_STARTTLS is off: codes travel unencrypted to the SMTP relay")
+    for name in settings.plaintext_transports():
+        log.warning("plaintext transport to a gateway: %s (use https / SMTP_STARTTLS)", name)
 
 
 def bootstrap(
@@ -82,12 +94,18 @@ def bootstrap(
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
     gateways = dict(gateways) if gateways is not None else build_gateways(settings)
+    warn_plaintext(settings)
+    sms_routes = SmsRoutes(
+        gateways={name: gateways[route] for name, route in ((PRIMARY, "sms"), (FALLBACK, "sms_fallback"))
+                  if route in gateways},
+        metrics=metrics, failures=settings.sms_circuit_failures, open_s=settings.sms_circuit_open_s,
+    ) if "sms" in gateways else None
     dispatcher = Dispatcher(
         db=db, repo=repo, keyring=settings.keyring, gateways=gateways, metrics=metrics,
-        policy=RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s,
-                           max_attempts=settings.max_attempts),
+        policy=RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s),
         flush=relay.flush, support_phone=settings.support_phone, claim_limit=settings.claim_limit,
-        max_in_flight=settings.max_in_flight, lease_s=settings.lease_s,
+        max_in_flight=settings.max_in_flight, lease_s=settings.lease_s, sms=sms_routes,
+        takeover_s=settings.takeover_s,
     )
     runner: BatchRunner[CodeIssued] = BatchRunner(
         service=settings.service, topic=CODE_ISSUED, model=CodeIssued,
@@ -96,12 +114,21 @@ def bootstrap(
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
     )
+    notices: BatchRunner[PasswordChanged] = BatchRunner(
+        service=settings.service, topic=PASSWORD_CHANGED, model=PasswordChanged,
+        handler=RecordNotices(db=db, repo=repo, metrics=metrics, ttl_s=settings.code_ttl_s,
+                              intake=dispatcher),
+        publisher=publisher, relay=relay, metrics=base_metrics,
+        max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
+        within_s=settings.batch_within_s,
+    )
     install_consumer(app, settings=settings, runner=runner)
+    install_notice_consumer(app, settings=settings, runner=notices)
     install_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     install_webhook(
         app, apply_report=ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush),
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
-    warn_plaintext_transport(settings)
-    return Notifier(settings=settings, app=app, db=db, runner=runner, dispatcher=dispatcher, metrics=metrics)
+    return Notifier(settings=settings, app=app, db=db, runner=runner, notices=notices,
+                    dispatcher=dispatcher, metrics=metrics)

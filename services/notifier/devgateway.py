@@ -1,12 +1,14 @@
 """A local stand-in for the SMS gateway (DESIGN.md's call), for tests, the benchmark and the demo.
 
-``POST /sms`` with ``{"to", "text", "client_ref"}`` and the bearer token answers ``200
-{"message_id"}``. Like a real gateway it deduplicates by ``client_ref``: a second call for an
-accepted reference is counted as a duplicate and answered with the first message id, and no
-second SMS "goes out". Behaviour is scripted per destination, one step per call (the last step
-repeats): ``ok``, ``500``, ``429:<retry-after s>``, ``400``, ``slow:<s>`` (answer after ``s``
-seconds), ``hang:<s>`` (accept at once, answer after ``s`` seconds). ``delay_s`` delays every
-answer. ``GET /_control/state`` shows what arrived.
+``POST /sms`` with ``{"to", "text", "client_ref"}``, the bearer token and ``Idempotency-Key:
+<client_ref>`` answers ``200 {"message_id"}``. As DESIGN.md asks of a gateway, ``client_ref`` is
+an idempotency key: a second call for an accepted reference is counted as a replay (a
+duplicate) and answered with the first message id, and no second SMS "goes out". An
+``Idempotency-Key`` that differs from ``client_ref`` is refused (400). Behaviour is scripted per
+destination, one step per call (the last step repeats): ``ok``, ``500`` (or any 5xx), ``429:<retry-after
+s>``, ``400``, ``slow:<s>`` (answer after ``s`` seconds), ``hang:<s>`` (accept at once, answer
+after ``s`` seconds); ``override`` applies one step to every call (``503`` for an outage).
+``delay_s`` delays every answer. ``GET /_control/state`` shows what arrived.
 
 Run alone: ``python -m services.notifier.devgateway --port 6199 --delay-ms 50``.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import ssl
 import threading
 import time
 import uuid
@@ -43,10 +46,14 @@ class GatewayState:
     calls: Counter[str] = field(default_factory=Counter)  # every call, by client_ref
     call_log: list[tuple[str, str, float]] = field(default_factory=list)  # (client_ref, step, time)
     accepted: dict[str, Received] = field(default_factory=dict)  # the SMS that "went out"
-    duplicates: int = 0
+    duplicates: int = 0  # replays of an accepted client_ref
+    override: str | None = None  # a step for every call (an outage), before the scripts
+    without_idempotency_key: int = 0
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_step(self, to: str) -> str:
+        if self.override:
+            return self.override
         steps = self.scripts.get(to)
         if not steps:
             return "ok"
@@ -70,14 +77,19 @@ def make_gateway_app(state: GatewayState) -> web.Application:
             to, text, ref = str(body["to"]), str(body["text"]), str(body["client_ref"])
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "bad request"}, status=400)
+        key = request.headers.get("Idempotency-Key")
+        if key is None:
+            state.without_idempotency_key += 1
+        elif key != ref:
+            return web.json_response({"error": "Idempotency-Key differs from client_ref"}, status=400)
         step = state.next_step(to)
         state.calls[ref] += 1
         state.call_log.append((ref, step, time.monotonic()))
         if state.delay_s:
             await asyncio.sleep(state.delay_s)
         kind, _, arg = step.partition(":")
-        if kind == "500":
-            return web.json_response({"error": "unavailable"}, status=500)
+        if kind.isdigit() and int(kind) >= 500:
+            return web.json_response({"error": "unavailable"}, status=int(kind))
         if kind == "429":
             return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": arg or "1"})
         if kind == "400":
@@ -94,6 +106,7 @@ def make_gateway_app(state: GatewayState) -> web.Application:
         return web.json_response({
             "calls": dict(state.calls), "duplicates": state.duplicates,
             "accepted": len(state.accepted), "distinct_client_refs": len(state.calls),
+            "without_idempotency_key": state.without_idempotency_key,
         })
 
     app = web.Application()
@@ -106,17 +119,20 @@ class DevGateway:
     """The gateway in a background thread with its own loop (usable from sync tests)."""
 
     def __init__(
-        self, *, token: str = "", delay_s: float = 0.0, host: str = "127.0.0.1", port: int = 0
+        self, *, token: str = "", delay_s: float = 0.0, host: str = "127.0.0.1", port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.state = GatewayState(token=token, delay_s=delay_s)
         self.host, self.port = host, port
+        self.ssl_context = ssl_context
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="devgateway", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/sms"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/sms"
 
     def start(self) -> DevGateway:
         self._thread.start()
@@ -126,7 +142,7 @@ class DevGateway:
     async def _start(self) -> None:
         self._runner = web.AppRunner(make_gateway_app(self.state), handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 

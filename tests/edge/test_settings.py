@@ -75,13 +75,14 @@ def test_a_worker_without_its_token_exits_2_with_a_clear_message(module: str, va
 
 def test_plaintext_gateways_are_warned_about_outside_local_mode(tmp_path: Path,
                                                                  caplog: pytest.LogCaptureFixture) -> None:
-    from services.notifier.bootstrap import warn_plaintext_transport
+    from services.notifier.bootstrap import warn_plaintext
 
     env = {**KEYS, "SELFCARE_VAR_DIR": str(tmp_path), "SMS_STATUS_TOKEN": "s" * 20}
-    warn_plaintext_transport(NotifierSettings.from_env({**env, "SMS_GATEWAY_URL": "http://gw.example/sms"}))
-    assert {r.getMessage().split(" ")[0] for r in caplog.records} == {"SMS_GATEWAY_URL", "SMTP_STARTTLS"}
+    warn_plaintext(NotifierSettings.from_env({**env, "SMS_GATEWAY_URL": "http://gw.example/sms"}))
+    assert [r.getMessage().split(": ", 1)[1].split(" (")[0] for r in caplog.records] == [
+        "SMS_GATEWAY_URL", "SMTP"]
     caplog.clear()
-    warn_plaintext_transport(NotifierSettings.from_env({**env, "SMS_GATEWAY_URL": "https://gw.example/sms",
-                                                        "SMTP_STARTTLS": "true"}))
-    warn_plaintext_transport(NotifierSettings.from_env({"SELFCARE_ENV": "local", "SELFCARE_VAR_DIR": str(tmp_path)}))
+    warn_plaintext(NotifierSettings.from_env({**env, "SMS_GATEWAY_URL": "https://gw.example/sms",
+                                              "SMTP_STARTTLS": "true"}))
+    warn_plaintext(NotifierSettings.from_env({"SELFCARE_ENV": "local", "SELFCARE_VAR_DIR": str(tmp_path)}))
     assert not caplog.records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -9,6 +10,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.workers import free_port
 
@@ -43,11 +45,34 @@ class ScriptedSmtpHandler:
             return [m for m in self.messages if m["To"] == address]
 
 
+@dataclass
+class PasswordCheck:
+    """An aiosmtpd authenticator accepting one login; records who logged in, and over TLS or not."""
+
+    username: str
+    password: str
+    logins: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == self.username.encode()
+              and auth_data.password == self.password.encode())
+        if ok:
+            self.logins.append((self.username, session.ssl is not None))
+        return AuthResult(success=ok, handled=False)
+
+
 class SmtpServer:
-    def __init__(self) -> None:
+    """Plain by default; with ``tls_context`` and ``auth`` it requires STARTTLS, then a login."""
+
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None, auth: PasswordCheck | None = None) -> None:
         self.handler = ScriptedSmtpHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        options: dict[str, Any] = {}
+        if tls_context is not None:
+            options.update(tls_context=tls_context, require_starttls=True)
+        if auth is not None:
+            options.update(authenticator=auth, auth_required=True, auth_require_tls=True)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **options)
 
     def start(self) -> SmtpServer:
         self.controller.start()

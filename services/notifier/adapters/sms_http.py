@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 import aiohttp
 
@@ -23,19 +24,37 @@ def retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
+def tls_context(ca_file: str | None) -> ssl.SSLContext | None:
+    """Server verification against ``ca_file`` (a PEM bundle); None: the system's trust store."""
+    return ssl.create_default_context(cafile=ca_file) if ca_file else None
+
+
 class HttpSmsGateway:
-    def __init__(self, *, url: str, token: str, timeout_s: float = 5.0, max_connections: int = 200) -> None:
+    """One gateway. Every call carries ``Idempotency-Key: <client_ref>``.
+
+    A failure is *definite* (the gateway did not take the message) for a refused connection, a
+    5xx or a 429; a time-out, a connection lost after the request went out, or a 2xx without a
+    message id are not: the gateway may have accepted.
+    """
+
+    def __init__(
+        self, *, url: str, token: str, timeout_s: float = 5.0, max_connections: int = 200,
+        ca_file: str | None = None,
+    ) -> None:
         self.url = url
         self._token = token
         self.timeout_s = timeout_s
         self.max_connections = max_connections
+        self.ca_file = ca_file or None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         if self._session is None:
+            context = tls_context(self.ca_file)
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                connector=aiohttp.TCPConnector(limit=self.max_connections),
+                connector=aiohttp.TCPConnector(limit=self.max_connections,
+                                               ssl=context if context is not None else True),
                 headers={"Authorization": f"Bearer {self._token}"},
             )
 
@@ -49,7 +68,8 @@ class HttpSmsGateway:
         assert self._session is not None
         body = {"to": message.to, "text": message.text, "client_ref": message.code_id}
         try:
-            async with self._session.post(self.url, json=body) as response:
+            headers = {"Idempotency-Key": message.code_id}
+            async with self._session.post(self.url, json=body, headers=headers) as response:
                 status = response.status
                 if 200 <= status < 300:
                     data = await response.json(content_type=None)
@@ -59,13 +79,18 @@ class HttpSmsGateway:
                     return SendResult.accepted(message_id[:64])
                 if status == 429:
                     return SendResult.transient(
-                        "http_429", retry_after_seconds(response.headers.get("Retry-After"))
+                        "http_429", retry_after_seconds(response.headers.get("Retry-After")),
+                        definite=True,
                     )
                 if status >= 500:
-                    return SendResult.transient(f"http_{status}")
+                    return SendResult.transient(f"http_{status}", definite=True)
                 return SendResult.permanent(f"http_{status}")
         except TimeoutError:
             return SendResult.transient("timeout")
+        except aiohttp.ClientSSLError as exc:  # no request went out
+            return SendResult.transient(f"tls_{type(exc).__name__}"[:64], definite=True)
+        except aiohttp.ClientConnectorError as exc:  # refused, unreachable: nothing was sent
+            return SendResult.transient(f"connection_{type(exc).__name__}"[:64], definite=True)
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return SendResult.transient(f"connection_{type(exc).__name__}"[:64])
         except asyncio.CancelledError:

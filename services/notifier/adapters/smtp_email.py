@@ -21,10 +21,12 @@ class SmtpEmailGateway:
     def __init__(
         self, *, host: str, port: int, mail_from: str, username: str | None = None,
         password: str | None = None, starttls: bool = False, timeout_s: float = 10.0,
+        ca_file: str | None = None,
     ) -> None:
         self.host, self.port, self.mail_from = host, port, mail_from
         self.username, self._password = username or None, password or None
         self.starttls, self.timeout_s = starttls, timeout_s
+        self.ca_file = ca_file or None  # the relay's CA (PEM) for STARTTLS; None: system store
 
     async def start(self) -> None:
         return None
@@ -48,8 +50,10 @@ class SmtpEmailGateway:
             await aiosmtplib.send(
                 mail, hostname=self.host, port=self.port, username=self.username,
                 password=self._password, start_tls=self.starttls, use_tls=False,
-                timeout=self.timeout_s,
+                timeout=self.timeout_s, cert_bundle=self.ca_file,
             )
+        except aiosmtplib.SMTPAuthenticationError as exc:  # the relay's login: a set-up to fix
+            return SendResult.transient(f"smtp_auth_{exc.code}")
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [e.code for e in exc.recipients]
             return _by_code(min(codes) if codes else 550)

@@ -11,6 +11,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -25,7 +27,8 @@ processed_events = processed_events_table(metadata)
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("code_id", String(36), primary_key=True),  # one delivery per code: never twice
+    # one delivery per code, or per (code, channel) of a notice: never twice; the gateway's client_ref
+    Column("code_id", String(36), primary_key=True),
     Column("request_event_id", String(36), nullable=False),
     Column("account_id", String(36), nullable=False),
     Column("channel", String(8), nullable=False),
@@ -44,15 +47,49 @@ deliveries = Table(
     Column("last_error", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # v2: notices, failover, lease takeover, conversion by prefix
+    Column("kind", String(8), nullable=False, server_default="code"),  # code / notice
+    Column("status_code_id", String(36), nullable=True),  # a notice's PasswordChanged.code_id
+    Column("gateway", String(8), nullable=True),  # SMS gateway the delivery is pinned to
+    Column("leased_by", String(36), nullable=True),  # worker holding the lease
+    Column("destination_prefix", String(8), nullable=True),  # "+7916": conversion by prefix
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_message_id", "message_id"),
 )
 
 outbox = outbox_table(metadata)
 
+# one row per running worker: a lease held by a worker whose heartbeat stopped is taken over
+workers = Table(
+    "notifier_workers",
+    metadata,
+    Column("worker_id", String(36), primary_key=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+)
+
+_V2_COLUMNS = {
+    "kind": "VARCHAR(8) NOT NULL DEFAULT 'code'",
+    "status_code_id": "VARCHAR(36)",
+    "gateway": "VARCHAR(8)",
+    "leased_by": "VARCHAR(36)",
+    "destination_prefix": "VARCHAR(8)",
+}
+
 
 def _v1(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS = [Migration(version=1, name="deliveries, processed_events, outbox", apply=_v1)]
+def _v2(conn: Connection) -> None:
+    present = {c["name"] for c in inspect(conn).get_columns("deliveries")}
+    for name, ddl in _V2_COLUMNS.items():
+        if name not in present:
+            conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN {name} {ddl}"))
+    metadata.create_all(conn, tables=[workers], checkfirst=True)
+
+
+MIGRATIONS = [
+    Migration(version=1, name="deliveries, processed_events, outbox", apply=_v1),
+    Migration(version=2, name="notices, gateway pins, worker leases, destination prefix", apply=_v2),
+]

@@ -25,6 +25,16 @@ class Delivery:
     attempts: int
     message_id: str | None = None
     carrier_status: str | None = None
+    kind: str = "code"  # code / notice
+    status_code_id: str | None = None  # a notice: the code id its NotificationStatus carries
+    gateway: str | None = None  # SMS: the gateway this attempt is pinned to
+    gateway_fresh: bool = False  # the pin was chosen by this attempt (no earlier call could hold it)
+    resumed: bool = False  # taken over from a worker that died while sending it
+
+    @property
+    def public_code_id(self) -> str:
+        """The ``code_id`` of its NotificationStatus."""
+        return self.status_code_id or self.code_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,3 +48,5 @@ class Outcome:
     message_id: str | None = None
     error: str | None = None
     reason: str | None = None  # for a failed delivery, the public reason
+    gateway: str | None = None  # the pin to keep (None: free to go to either gateway next time)
+    prefix: str | None = None  # an accepted SMS: the destination's prefix

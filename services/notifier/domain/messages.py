@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.notifier.domain.templates import email_text, sms_text
+from services.notifier.domain.templates import (
+    email_text,
+    notice_email_text,
+    notice_sms_text,
+    sms_text,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class OutgoingMessage:
-    """``code_id`` is the idempotency reference (SMS ``client_ref``, email Message-ID)."""
+    """``code_id`` is the delivery's id and idempotency reference (SMS ``client_ref``, email
+    Message-ID): a code's id, or a notice's own id per contact."""
 
     code_id: str
     channel: str
@@ -32,3 +38,14 @@ def render(
     return OutgoingMessage(
         code_id=code_id, channel=channel, to=to, text=mail.body, subject=mail.subject
     )
+
+
+def render_notice(
+    *, delivery_id: str, channel: str, locale: str, to: str, support_phone: str
+) -> OutgoingMessage:
+    if channel == "sms":
+        return OutgoingMessage(code_id=delivery_id, channel=channel, to=to,
+                               text=notice_sms_text(locale, support_phone))
+    mail = notice_email_text(locale, support_phone)
+    return OutgoingMessage(code_id=delivery_id, channel=channel, to=to, text=mail.body,
+                           subject=mail.subject)

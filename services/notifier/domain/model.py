@@ -26,25 +26,32 @@ class FailReason(StrEnum):
     EXPIRED = "expired"
     UNDECRYPTABLE = "undecryptable"
     REJECTED = "rejected"
-    RETRIES_EXHAUSTED = "retries_exhausted"
+    RETRIES_EXHAUSTED = "retries_exhausted"  # no longer given: retries last until expiry
 
 
 @dataclass(frozen=True)
 class SendResult:
-    """A gateway's answer, classified. ``error`` is a short code (``http_500``), never input."""
+    """A gateway's answer, classified. ``error`` is a short code (``http_500``), never input.
+
+    ``definite`` marks a transient failure that proves the gateway did not take the message
+    (connection refused, 5xx, 429): only then may the message go to another gateway.
+    """
 
     verdict: Verdict
     message_id: str | None = None
     retry_after_s: float | None = None
     error: str | None = None
+    definite: bool = False
 
     @classmethod
     def accepted(cls, message_id: str) -> SendResult:
         return cls(Verdict.ACCEPTED, message_id=message_id)
 
     @classmethod
-    def transient(cls, error: str, retry_after_s: float | None = None) -> SendResult:
-        return cls(Verdict.TRANSIENT, retry_after_s=retry_after_s, error=error)
+    def transient(
+        cls, error: str, retry_after_s: float | None = None, *, definite: bool = False
+    ) -> SendResult:
+        return cls(Verdict.TRANSIENT, retry_after_s=retry_after_s, error=error, definite=definite)
 
     @classmethod
     def permanent(cls, error: str) -> SendResult:
@@ -53,15 +60,15 @@ class SendResult:
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, capped; never beyond the code's expiry."""
+    """Exponential backoff with jitter, capped; retried until the code expires, however many
+    attempts that takes."""
 
     initial_s: float = 1.0
     max_s: float = 60.0
-    max_attempts: int = 20
 
     def delay(self, attempts: int, retry_after_s: float | None = None) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt (full jitter on the upper half)."""
-        ceiling = min(self.max_s, self.initial_s * 2 ** max(attempts - 1, 0))
+        ceiling = min(self.max_s, self.initial_s * 2 ** min(max(attempts - 1, 0), 62))
         backoff = random.uniform(ceiling / 2, ceiling)
         return max(backoff, retry_after_s or 0.0)
 
@@ -69,7 +76,11 @@ class RetryPolicy:
         self, *, attempts: int, now: datetime, expires_at: datetime, retry_after_s: float | None
     ) -> datetime | None:
         """When to try again, or ``None`` when no retry is left before the code expires."""
-        if attempts >= self.max_attempts:
-            return None
         when = now + timedelta(seconds=self.delay(attempts, retry_after_s))
-        return when if when < expires_at else None
+        if when < expires_at:
+            return when
+        last = expires_at - timedelta(seconds=LAST_TRY_BEFORE_EXPIRY_S)
+        return last if last > now else None  # one last try just before the code expires
+
+
+LAST_TRY_BEFORE_EXPIRY_S = 1.0

@@ -62,3 +62,57 @@ def email_text(locale: str, password: str, support_phone: str) -> EmailText:
         subject=_SUBJECT[lang],
         body=_BODY[lang].format(password=password, support_phone=support_phone),
     )
+
+
+# the "password changed" notice (DESIGN.md "Notices"): one SMS segment with the support phone
+_NOTICE_SMS = {
+    "ru": "Пароль личного кабинета изменён. Не вы? Звоните {support_phone}",
+    "en": "Your self-care portal password was changed. If it was not you, call {support_phone}.",
+}
+_NOTICE_SMS_SHORT = {
+    "ru": "Пароль кабинета изменён. Не вы? Звоните {support_phone}",
+    "en": "Portal password changed. Not you? Call {support_phone}",
+}
+_NOTICE_SUBJECT = {
+    "ru": "Пароль личного кабинета изменён",
+    "en": "Your self-care portal password was changed",
+}
+_NOTICE_BODY = {
+    "ru": (
+        "Здравствуйте!\n\n"
+        "Пароль для входа в личный кабинет был изменён.\n\n"
+        "Если это сделали не вы, позвоните в поддержку: {support_phone}.\n"
+    ),
+    "en": (
+        "Hello,\n\n"
+        "The password of your self-care portal was changed.\n\n"
+        "If it was not you, call support: {support_phone}.\n"
+    ),
+}
+
+
+# the GSM 03.38 basic character set: a text of these only is GSM-7 (160 a segment), else UCS-2 (70)
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+
+
+def segment_limit(text: str) -> int:
+    return GSM7_SEGMENT if set(text) <= GSM7_BASIC else UCS2_SEGMENT
+
+
+def notice_sms_text(locale: str, support_phone: str) -> str:
+    """The notice, in one segment; ``ValueError`` when even the short form is too long."""
+    lang = locale if locale in _NOTICE_SMS else "ru"
+    for template in (_NOTICE_SMS[lang], _NOTICE_SMS_SHORT[lang]):
+        text = template.format(support_phone=support_phone)
+        if len(text) <= segment_limit(text):
+            return text
+    raise ValueError("SUPPORT_PHONE is too long for a one-segment notice")
+
+
+def notice_email_text(locale: str, support_phone: str) -> EmailText:
+    lang = locale if locale in _NOTICE_BODY else "ru"
+    return EmailText(subject=_NOTICE_SUBJECT[lang],
+                     body=_NOTICE_BODY[lang].format(support_phone=support_phone))

@@ -1,12 +1,12 @@
-"""The faust wiring: the CodeIssued agent and the dispatcher task. No business logic here."""
+"""The faust wiring: the CodeIssued and PasswordChanged agents and the dispatcher task."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from schemas.events import CodeIssued
-from schemas.topics import CODE_ISSUED
+from schemas.events import CodeIssued, PasswordChanged
+from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.common.batch import BatchRunner
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.ports import NotificationGateway
@@ -18,6 +18,16 @@ def install_consumer(app: Any, *, settings: NotifierSettings, runner: BatchRunne
 
     @app.agent(topic, name="notifier.code_issued")
     async def code_issued(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_notice_consumer(
+    app: Any, *, settings: NotifierSettings, runner: BatchRunner[PasswordChanged]
+) -> None:
+    topic = app.topic(settings.topic(PASSWORD_CHANGED), key_type=bytes, value_type=bytes, internal=False)
+
+    @app.agent(topic, name="notifier.password_changed")
+    async def password_changed(stream: Any) -> None:
         await runner.run(stream)
 
 

@@ -12,20 +12,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
-from services.common.crypto import DecryptError, Keyring, code_aad
+from services.common.crypto import DecryptError, Keyring
 from services.common.db import Database
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.domain.delivery import Delivery, Outcome
-from services.notifier.domain.messages import render
-from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult, Verdict
-from services.notifier.service_layer.metrics import NotifierMetrics
+from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult
+from services.notifier.service_layer.metrics import NotifierMetrics, destination_prefix
+from services.notifier.service_layer.outcomes import classify, failed, open_message
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import Clock, utc_now
 from services.notifier.service_layer.recorder import Recorder
+from services.notifier.service_layer.sms_routes import PRIMARY, Routed, SmsRoutes
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,14 @@ class Dispatcher:
         gateways: Mapping[str, NotificationGateway], metrics: NotifierMetrics, policy: RetryPolicy,
         flush: Callable[[], Awaitable[object]], support_phone: str, claim_limit: int = 500,
         max_in_flight: int = 200, lease_s: float = 60.0, idle_s: float = 0.2,
-        shutdown_grace_s: float = 5.0, clock: Clock = utc_now,
+        shutdown_grace_s: float = 5.0, clock: Clock = utc_now, sms: SmsRoutes | None = None,
+        takeover_s: float = 6.0, worker_id: str | None = None,
     ) -> None:
         self.db, self.repo, self.keyring, self.gateways = db, repo, keyring, gateways
+        self.sms = sms if sms is not None else (
+            SmsRoutes(gateways={PRIMARY: gateways["sms"]}) if "sms" in gateways else None)
+        self.takeover_s = takeover_s
+        self.worker_id = worker_id or str(uuid.uuid4())
         self.metrics, self.policy, self.support_phone = metrics, policy, support_phone
         self.claim_limit, self.max_in_flight = claim_limit, max_in_flight
         self.lease_s, self.idle_s, self.clock = lease_s, idle_s, clock
@@ -54,9 +61,30 @@ class Dispatcher:
         """New rows were recorded: claim now rather than at the next poll."""
         self._wake.set()
 
+    def preferred_gateway(self) -> str | None:
+        """The SMS gateway a new delivery is pinned to."""
+        return self.sms.preferred() if self.sms is not None else None
+
+    async def beat(self) -> None:
+        """Tells other workers this one is alive (its leases are not to be taken over)."""
+        now = self.clock()
+        await self.db.run(lambda s: self.repo.beat(s, worker_id=self.worker_id, now=now))
+
+    async def _beating(self) -> None:
+        while True:
+            await asyncio.sleep(self.takeover_s / 3)
+            try:
+                await self.beat()
+            except Exception as exc:  # database away: others may take over after takeover_s
+                log.warning("heartbeat failed (%s)", type(exc).__name__)
+
     async def run(self) -> None:
         """Forever: keep up to ``max_in_flight`` sends going (twice that claimed and waiting)."""
+        await self.beat()
+        before = self.clock() - timedelta(days=1)
+        await self.db.run(lambda s: self.repo.forget_workers(s, before=before))
         recording = asyncio.create_task(self.recorder.run())
+        beating = asyncio.create_task(self._beating())
         try:
             while True:
                 # cleared before the claim: a wake-up that arrives while it runs is kept
@@ -73,6 +101,7 @@ class Dispatcher:
                     except TimeoutError:
                         pass
         finally:
+            beating.cancel()
             await self._stop(recording)
 
     async def _stop(self, recording: asyncio.Task[None]) -> None:
@@ -86,7 +115,8 @@ class Dispatcher:
             self._tasks[code_id].cancel()
             self.recorder.add(delivery, Outcome(
                 code_id=code_id, attempts=delivery.attempts, state=DeliveryState.RETRY.value,
-                next_attempt_at=now, error="shutdown"))
+                next_attempt_at=now, error="shutdown",
+                gateway=None if delivery.gateway_fresh else delivery.gateway))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=self.shutdown_grace_s)
         for task in list(self._tasks.values()):
@@ -105,9 +135,11 @@ class Dispatcher:
         now = self.clock()
         lease_until = now + timedelta(seconds=self.lease_s)
         limit = min(self.claim_limit, room)
-        claimed = await self.db.run(
-            lambda s: self.repo.claim_due(s, now=now, lease_until=lease_until, limit=limit)
-        )
+        stale_before = now - timedelta(seconds=self.takeover_s)
+        gateway = self.preferred_gateway()
+        claimed = await self.db.run(lambda s: self.repo.claim_due(
+            s, now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
+            stale_before=stale_before, gateway=gateway))
         self.accept(claimed)
         return len(claimed)
 
@@ -121,6 +153,10 @@ class Dispatcher:
             code_id = delivery.code_id
             if code_id in self._tasks:  # still being sent here (its lease ran out meanwhile)
                 continue
+            if delivery.resumed:  # its worker stopped mid-send: the gateway may have it already
+                self.metrics.resends.labels(delivery.channel).inc()
+                log.warning("re-sending a delivery taken over from a stopped worker",
+                            extra={"code_id": code_id, "attempt": delivery.attempts})
             self._waiting[code_id] = delivery
             self._tasks[code_id] = asyncio.create_task(self._attempt(delivery))
             self._tasks[code_id].add_done_callback(partial(self._forget, code_id))
@@ -146,40 +182,27 @@ class Dispatcher:
 
     async def _outcome(self, d: Delivery) -> Outcome:
         if d.expires_at <= self.clock():
-            return _failed(d, FailReason.EXPIRED.value)
+            return failed(d, FailReason.EXPIRED.value)
         try:
-            to = self.keyring.decrypt(d.destination_enc or "", aad=code_aad(d.code_id, "destination"))
-            password = self.keyring.decrypt(d.password_enc or "", aad=code_aad(d.code_id, "password"))
+            message = open_message(d, keyring=self.keyring, support_phone=self.support_phone)
         except DecryptError:
             log.warning("encrypted fields do not decrypt", extra={"code_id": d.code_id})
-            return _failed(d, FailReason.UNDECRYPTABLE.value)
-        message = render(code_id=d.code_id, channel=d.channel, locale=d.locale, to=to,
-                         password=password, support_phone=self.support_phone)
+            return failed(d, FailReason.UNDECRYPTABLE.value)
         async with self._slots:
             self._waiting.pop(d.code_id, None)
             started = time.perf_counter()
-            result = await self.gateways[d.channel].send(message)
+            if d.channel == "sms" and self.sms is not None:
+                routed = await self.sms.send(d, message, self._repin)
+            else:
+                routed = Routed(await self.gateways[d.channel].send(message), None, None)
             self.metrics.gateway_seconds.labels(d.channel).observe(time.perf_counter() - started)
-        return self._classify(d, result, self.clock())
+        prefix = destination_prefix(message.to) if d.channel == "sms" else None
+        return self._classify(d, routed, self.clock(), prefix)
 
-    def _classify(self, d: Delivery, result: SendResult, now: datetime) -> Outcome:
-        if result.verdict == Verdict.ACCEPTED:
-            return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.SENT.value,
-                           message_id=result.message_id)
-        if result.verdict == Verdict.PERMANENT:
-            return _failed(d, FailReason.REJECTED.value, result.error)
-        when = self.policy.next_attempt(attempts=d.attempts, now=now, expires_at=d.expires_at,
-                                        retry_after_s=result.retry_after_s)
-        if when is None:
-            exhausted = d.attempts >= self.policy.max_attempts
-            reason = FailReason.RETRIES_EXHAUSTED if exhausted else FailReason.EXPIRED
-            return _failed(d, reason.value, result.error)
-        log.info("send failed, retry scheduled",
-                 extra={"code_id": d.code_id, "error": result.error, "attempt": d.attempts})
-        return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.RETRY.value,
-                       next_attempt_at=when, error=result.error)
+    async def _repin(self, d: Delivery, gateway: str) -> bool:
+        return await self.db.run(lambda s: self.repo.repin(
+            s, code_id=d.code_id, attempts=d.attempts, gateway=gateway))
 
-
-def _failed(d: Delivery, reason: str, error: str | None = None) -> Outcome:
-    return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.FAILED.value,
-                   reason=reason, error=error)
+    def _classify(self, d: Delivery, routed: Routed | SendResult, now: datetime,
+                  prefix: str | None = None) -> Outcome:
+        return classify(d, routed, now=now, policy=self.policy, prefix=prefix)

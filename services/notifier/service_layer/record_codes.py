@@ -43,8 +43,11 @@ class Intake(Protocol):
     """The dispatcher, as the stream handler sees it."""
 
     lease_s: float
+    worker_id: str
 
     def room(self) -> int: ...
+
+    def preferred_gateway(self) -> str | None: ...
 
     def accept(self, leased: Sequence[Delivery]) -> None: ...
 
@@ -73,23 +76,19 @@ class RecordCodes:
 
     async def __call__(self, items: list[Inbound[CodeIssued]]) -> None:
         now = self.clock()
-        room = self.intake.room() if self.intake is not None else 0
-        done = await self.db.run(lambda s: self._record(s, [i.event for i in items], now, room))
+        placement = Placement.of(self.intake, now)
+        done = await self.db.run(lambda s: self._record(s, [i.event for i in items], now, placement))
         for channel in done.expired:
-            self.metrics.deliveries.labels(channel, DeliveryStatus.FAILED.value).inc()
-        if self.intake is not None:
-            self.intake.accept(done.leased)
-            if done.queued:
-                self.intake.wake()
+            self.metrics.deliveries.labels(channel, "code", DeliveryStatus.FAILED.value).inc()
+        placement.hand_over(self.intake, done)
 
     def _record(self, session: Session, events: list[CodeIssued], now: datetime,
-                room: int) -> _Recorded:
+                placement: Placement) -> _Recorded:
         fresh = self.repo.claim_new_events(session, [str(e.event_id) for e in events])
         known = self.repo.existing_codes(session, [str(e.code_id) for e in events])
         rows: list[dict[str, Any]] = []
         statuses: list[WireRecord] = []
         done = _Recorded()
-        lease_until = now + timedelta(seconds=self.intake.lease_s) if self.intake else None
         for event in events:
             code_id = str(event.code_id)
             if str(event.event_id) not in fresh or code_id in known:
@@ -105,22 +104,51 @@ class RecordCodes:
                     reason=FailReason.EXPIRED.value,
                 ))
                 log.info("code expired before delivery", extra={"code_id": code_id})
-            elif len(done.leased) < room:
-                row = {**_row(event, now, DeliveryState.SENDING),
-                       "attempts": 1, "lease_until": lease_until}
-                rows.append(row)
-                done.leased.append(_delivery(row))
             else:
-                rows.append(_row(event, now, DeliveryState.QUEUED))
-                done.queued += 1
+                rows.append(placement.place(_row(event, now, DeliveryState.QUEUED), done))
         self.repo.insert(session, rows)
         outbox.stage(session, outbox_table, NOTIFICATION_STATUS, statuses)
         return done
 
 
-def _delivery(row: dict[str, Any]) -> Delivery:
+@dataclass(frozen=True)
+class Placement:
+    """Whether a new row is leased to this worker at once (while its dispatcher has room) or
+    queued for the next claim; a leased SMS row is pinned to the preferred gateway."""
+
+    room: int = 0
+    lease_until: datetime | None = None
+    worker_id: str | None = None
+    gateway: str | None = None
+
+    @classmethod
+    def of(cls, intake: Intake | None, now: datetime) -> Placement:
+        if intake is None:
+            return cls()
+        return cls(room=intake.room(), lease_until=now + timedelta(seconds=intake.lease_s),
+                   worker_id=intake.worker_id, gateway=intake.preferred_gateway())
+
+    def place(self, row: dict[str, Any], done: _Recorded) -> dict[str, Any]:
+        if len(done.leased) >= self.room:
+            done.queued += 1
+            return row
+        sms = row["channel"] == "sms"
+        row = {**row, "state": DeliveryState.SENDING.value, "attempts": 1,
+               "lease_until": self.lease_until, "leased_by": self.worker_id,
+               "gateway": self.gateway if sms else None}
+        done.leased.append(_delivery(row, gateway_fresh=sms))
+        return row
+
+    def hand_over(self, intake: Intake | None, done: _Recorded) -> None:
+        if intake is not None:
+            intake.accept(done.leased)
+            if done.queued:
+                intake.wake()
+
+
+def _delivery(row: dict[str, Any], **extra: Any) -> Delivery:
     """The delivery a new row describes, as a claim would hand it out."""
-    return Delivery(**{f.name: row[f.name] for f in fields(Delivery)})
+    return Delivery(**{f.name: row[f.name] for f in fields(Delivery) if f.name in row}, **extra)
 
 
 def _row(event: CodeIssued, now: datetime, state: DeliveryState) -> dict[str, Any]:
@@ -144,4 +172,8 @@ def _row(event: CodeIssued, now: datetime, state: DeliveryState) -> dict[str, An
         "last_error": FailReason.EXPIRED.value if final else None,
         "created_at": now,
         "updated_at": now,
+        "kind": "code",
+        "status_code_id": None,
+        "gateway": None,
+        "leased_by": None,
     }

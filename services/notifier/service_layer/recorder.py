@@ -77,10 +77,13 @@ class Recorder:
         for delivery, outcome in written:
             if outcome.state in (DeliveryState.SENT, DeliveryState.FAILED):
                 statuses.append(status_record(
-                    code_id=delivery.code_id, request_event_id=delivery.request_event_id,
+                    code_id=delivery.public_code_id, delivery_id=delivery.code_id,
+                    request_event_id=delivery.request_event_id if delivery.kind == "code" else None,
                     channel=delivery.channel, status=DeliveryStatus(outcome.state),
                     attempts=outcome.attempts, destination_masked=delivery.destination_masked,
                     now=now, reason=outcome.reason, message_id=outcome.message_id,
+                    kind=delivery.kind,
+                    gateway=outcome.gateway if outcome.state == DeliveryState.SENT else None,
                 ))
         outbox.stage(session, outbox_table, NOTIFICATION_STATUS, statuses)
         return written
@@ -89,7 +92,10 @@ class Recorder:
         if outcome.state == DeliveryState.RETRY:
             self.metrics.retries.labels(delivery.channel).inc()
         else:
-            self.metrics.deliveries.labels(delivery.channel, outcome.state).inc()
+            self.metrics.deliveries.labels(delivery.channel, delivery.kind, outcome.state).inc()
+            if outcome.state == DeliveryState.SENT and delivery.channel == "sms":
+                self.metrics.sms_accepted.labels(outcome.gateway or "primary").inc()
+                self.metrics.sms_sent_by_prefix.labels(outcome.prefix or "other").inc()
             log.info("delivery %s", outcome.state,
                      extra={"code_id": delivery.code_id, "attempts": outcome.attempts,
                             "reason": outcome.reason})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from schemas.events import Channel, DeliveryStatus, NotificationStatus
+from schemas.events import Channel, DeliveryStatus, Gateway, NotificationKind, NotificationStatus
 from services.common.codec import WireRecord, encode
 
 SOURCE = "/selfcare-access/notifier"
@@ -23,11 +23,17 @@ def status_record(
     now: datetime,
     reason: str | None = None,
     message_id: str | None = None,
+    kind: str = NotificationKind.CODE.value,
+    gateway: str | None = None,
+    delivery_id: str | None = None,
 ) -> WireRecord:
-    """The event id is derived from (code, status), so a re-published status is deduplicated."""
+    """The event id is derived from (delivery, status), so a re-published status is deduplicated.
+
+    ``delivery_id`` is a notice's own id (one per contact); a code's delivery id is its code id.
+    """
     # built from our own validated row: model_construct skips re-validation (hot path)
     event = NotificationStatus.model_construct(
-        event_id=uuid.uuid5(_NAMESPACE, f"{code_id}:{status.value}"),
+        event_id=uuid.uuid5(_NAMESPACE, f"{delivery_id or code_id}:{status.value}"),
         occurred_at=now,
         code_id=uuid.UUID(code_id),
         request_event_id=uuid.UUID(request_event_id) if request_event_id else None,
@@ -37,5 +43,7 @@ def status_record(
         destination_masked=destination_masked,
         reason=reason,
         message_id=message_id,
+        kind=NotificationKind(kind),
+        gateway=Gateway(gateway) if gateway else None,
     )
     return encode(event, key=code_id, source=SOURCE)

@@ -19,6 +19,7 @@ from tests.support.kafka import Consumed, create_topics, new_prefix, produce, re
 from tests.support.workers import TEST_SMS_STATUS_TOKEN, Worker, free_port, service_env
 
 TOKEN = "stack-gateway-token"
+FALLBACK_TOKEN = "stack-fallback-token"
 FINAL = {"sent", "failed"}
 
 
@@ -30,6 +31,29 @@ class Stack:
     smtp: SmtpServer
     worker: Worker
     secrets: set[str] = field(default_factory=set)  # every password and contact used
+    fallback: DevGateway | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    tmp: Path | None = None
+    extra_workers: list[Worker] = field(default_factory=list)
+
+    def add_worker(self) -> Worker:
+        """Another worker of the same group, database and gateways."""
+        assert self.tmp is not None
+        port = free_port()
+        n = len(self.extra_workers) + 2
+        worker = Worker(module="services.notifier", env={**self.env, "NOTIFIER_WEB_PORT": str(port)},
+                        log_path=self.tmp / f"notifier-{n}.log", web_port=port)
+        self.extra_workers.append(worker)
+        return worker.start()
+
+    def accepted_by_ref(self) -> dict[str, int]:
+        """How many gateways accepted each client_ref (must be 1: never two gateways)."""
+        out: dict[str, int] = {}
+        for gateway in (self.gateway, self.fallback):
+            if gateway is not None:
+                for ref in gateway.call(lambda s: list(s.accepted)):
+                    out[ref] = out.get(ref, 0) + 1
+        return out
 
     async def send_codes(self, *events: CodeIssued | tuple[bytes, bytes], secret: Iterable[str] = ()) -> None:
         records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
@@ -76,10 +100,11 @@ class Stack:
 
 
 def start_stack(*, bootstrap: str, tmp: Path, database_url: str | None = None,
-                extra: dict[str, str] | None = None) -> Stack:
+                extra: dict[str, str] | None = None, fallback: bool = False) -> Stack:
     prefix = new_prefix()
     asyncio.run(create_topics(bootstrap, prefix))
     gateway = DevGateway(token=TOKEN).start()
+    second = DevGateway(token=FALLBACK_TOKEN).start() if fallback else None
     smtp = SmtpServer().start()
     port = free_port()
     env_extra = {
@@ -91,6 +116,8 @@ def start_stack(*, bootstrap: str, tmp: Path, database_url: str | None = None,
     }
     if database_url:
         env_extra["NOTIFIER_DATABASE_URL"] = database_url
+    if second is not None:
+        env_extra.update(SMS_FALLBACK_URL=second.url, SMS_FALLBACK_TOKEN=FALLBACK_TOKEN)
     env_extra.update(extra or {})
     env = service_env(bootstrap=bootstrap, prefix=prefix, var_dir=tmp / "var", extra=env_extra)
     worker = Worker(module="services.notifier", env=env, log_path=tmp / "notifier.log", web_port=port)
@@ -99,12 +126,19 @@ def start_stack(*, bootstrap: str, tmp: Path, database_url: str | None = None,
     except Exception:
         gateway.stop()
         smtp.stop()
+        if second is not None:
+            second.stop()
         raise
-    return Stack(bootstrap=bootstrap, prefix=prefix, gateway=gateway, smtp=smtp, worker=worker)
+    return Stack(bootstrap=bootstrap, prefix=prefix, gateway=gateway, smtp=smtp, worker=worker,
+                 fallback=second, env=env, tmp=tmp)
 
 
 def stop_stack(stack: Stack) -> None:
+    for extra in stack.extra_workers:
+        extra.stop()
     stack.worker.stop()
     stack.gateway.stop()
     stack.smtp.stop()
+    if stack.fallback is not None:
+        stack.fallback.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -208,8 +209,9 @@ async def test_nothing_secret_in_clear_on_topics_or_in_the_log(stack: Stack) -> 
 def test_metrics_are_exposed(stack: Stack) -> None:
     with urllib.request.urlopen(stack.worker.base_url + "/metrics", timeout=10) as response:
         text = response.read().decode()
-    assert 'notifier_deliveries_total{channel="sms",status="sent"}' in text
-    assert 'notifier_deliveries_total{channel="sms",status="failed"}' in text
+    assert 'notifier_deliveries_total{channel="sms",kind="code",status="sent"}' in text
+    assert 'notifier_deliveries_total{channel="sms",kind="code",status="failed"}' in text
     assert 'notifier_retries_total{channel="sms"}' in text
     assert 'notifier_gateway_request_seconds_count{channel="email"}' in text
-    assert "+7916" not in text
+    assert 'notifier_sms_sent_by_prefix_total{prefix="+7916"}' in text  # the prefix, for conversion
+    assert not re.search(r"\+?7916\d", text), "more of a phone number than its prefix in metrics"

@@ -20,12 +20,21 @@ def test_retry_after_is_honoured() -> None:
     assert policy.delay(1, retry_after_s=30) == 30
 
 
-def test_no_retry_past_expiry_or_after_the_last_attempt() -> None:
-    policy = RetryPolicy(initial_s=1, max_s=8, max_attempts=3)
+def test_no_retry_past_expiry_and_a_last_try_before_it() -> None:
+    policy = RetryPolicy(initial_s=1, max_s=8)
     soon = NOW + timedelta(seconds=0.4)
     assert policy.next_attempt(attempts=1, now=NOW, expires_at=soon, retry_after_s=None) is None
     later = NOW + timedelta(hours=1)
     when = policy.next_attempt(attempts=1, now=NOW, expires_at=later, retry_after_s=None)
     assert when is not None and NOW < when <= NOW + timedelta(seconds=1)
-    assert policy.next_attempt(attempts=3, now=NOW, expires_at=later, retry_after_s=None) is None
-    assert policy.next_attempt(attempts=1, now=NOW, expires_at=later, retry_after_s=7200) is None
+    # a delay past the expiry becomes one last try a second before it
+    assert policy.next_attempt(attempts=1, now=NOW, expires_at=later, retry_after_s=7200) == (
+        later - timedelta(seconds=1))
+
+
+def test_retries_continue_whatever_the_attempt_count() -> None:
+    policy = RetryPolicy(initial_s=1, max_s=60)
+    later = NOW + timedelta(hours=1)
+    for attempts in (20, 21, 100, 10_000):
+        when = policy.next_attempt(attempts=attempts, now=NOW, expires_at=later, retry_after_s=None)
+        assert when is not None and NOW + timedelta(seconds=30) <= when <= NOW + timedelta(seconds=60)

@@ -20,13 +20,14 @@ from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
-from services.notifier.domain.delivery import Outcome
+from services.notifier.domain.delivery import Outcome, as_utc
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import RetryPolicy, SendResult
 from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport, ReportResult
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.record_codes import RecordCodes
+from services.notifier.service_layer.sms_routes import SmsRoutes
 from tests.notifier.support import KEYRING, FakeGateway, FakePublisher, code_issued, raw
 
 
@@ -39,6 +40,7 @@ class Harness:
     email: FakeGateway
     publisher: FakePublisher
     reports: ApplyDeliveryReport
+    metrics: NotifierMetrics
 
     async def consume(self, *events: CodeIssued | bytes) -> None:
         await self.runner.process([raw(e, offset=i) for i, e in enumerate(events)])
@@ -69,6 +71,13 @@ class Harness:
 
 @pytest.fixture
 async def harness(database_url: str) -> AsyncIterator[Harness]:
+    h = make_harness(database_url)
+    yield h
+    h.db.close()
+
+
+def make_harness(database_url: str, *, routes: SmsRoutes | None = None, sms: FakeGateway | None = None,
+                 takeover_s: float = 6.0, worker_id: str | None = None) -> Harness:
     db = Database(url=database_url, name="notifier-test")
     migrate(db.engine, MIGRATIONS)
     base = ServiceMetrics("notifier")
@@ -76,12 +85,13 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
     repo = SqlDeliveries()
     publisher = FakePublisher()
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)  # type: ignore[arg-type]
-    sms, email = FakeGateway(), FakeGateway()
+    sms, email = sms or FakeGateway(), FakeGateway()
     dispatcher = Dispatcher(
         db=db, repo=repo, keyring=KEYRING,
         gateways={"sms": sms, "email": email}, metrics=metrics,
-        policy=RetryPolicy(initial_s=30, max_s=60, max_attempts=3), flush=relay.flush,
-        support_phone="8 800 250-08-90", lease_s=30,
+        policy=RetryPolicy(initial_s=30, max_s=60), flush=relay.flush,
+        support_phone="8 800 250-08-90", lease_s=30, sms=routes, takeover_s=takeover_s,
+        worker_id=worker_id,
     )
     runner: BatchRunner[CodeIssued] = BatchRunner(
         service="notifier", topic="selfcare.code.issued.v1", model=CodeIssued,
@@ -89,8 +99,7 @@ async def harness(database_url: str) -> AsyncIterator[Harness]:
         relay=relay, metrics=base, max_record_bytes=65536,
     )
     reports = ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush)
-    yield Harness(db, runner, dispatcher, sms, email, publisher, reports)
-    db.close()
+    return Harness(db, runner, dispatcher, sms, email, publisher, reports, metrics)
 
 
 async def test_sms_and_email_are_sent_once_with_the_right_text(harness: Harness) -> None:
@@ -145,20 +154,33 @@ async def test_retries_end_when_the_code_expires(harness: Harness) -> None:
     harness.sms.scripts["+79160000003"] = [SendResult.transient("http_429", retry_after_s=1)]
     await harness.consume(event)
     await harness.dispatch()
+    row = harness.row(event.code_id)  # one last try, a second before the code expires
+    assert row["state"] == "retry" and harness.statuses(event.code_id) == []
+    assert as_utc(row["next_attempt_at"]) == event.expires_at - timedelta(seconds=1)  # type: ignore[arg-type]
+    harness.db.run_sync(lambda s: s.execute(update(deliveries).values(  # it is due: the last second
+        expires_at=datetime.now(UTC) + timedelta(seconds=0.9))))
+    harness.make_due(event.code_id)
+    await harness.dispatch()
     [status] = harness.statuses(event.code_id)
-    assert status["status"] == "failed" and status["reason"] == "expired" and status["attempts"] == 1
+    assert status["status"] == "failed" and status["reason"] == "expired" and status["attempts"] == 2
 
 
-async def test_retries_end_after_max_attempts(harness: Harness) -> None:
+async def test_retries_go_on_past_twenty_attempts_until_the_code_expires(harness: Harness) -> None:
     event = code_issued(to="+79160000004")
     harness.sms.scripts["+79160000004"] = [SendResult.transient("timeout")]
     await harness.consume(event)
-    for _ in range(3):
+    for _ in range(25):
         harness.make_due(event.code_id)
         await harness.dispatch()
+    assert harness.statuses(event.code_id) == [] and harness.row(event.code_id)["state"] == "retry"
+    assert harness.row(event.code_id)["attempts"] == 25
+    harness.db.run_sync(lambda s: s.execute(update(deliveries).values(
+        expires_at=datetime.now(UTC) + timedelta(seconds=0.5))))
+    harness.make_due(event.code_id)
+    await harness.dispatch()  # fails again, and no retry fits before the expiry
     [status] = harness.statuses(event.code_id)
-    assert status == {**status, "status": "failed", "reason": "retries_exhausted", "attempts": 3}
-    assert len(harness.sms.sent) == 3
+    assert status == {**status, "status": "failed", "reason": "expired", "attempts": 26}
+    assert len(harness.sms.sent) == 26
 
 
 async def test_permanent_rejection_fails_at_once(harness: Harness) -> None:
@@ -275,7 +297,7 @@ async def test_a_crashing_gateway_adapter_means_a_retry_not_a_stuck_row(harness:
         async def send(self, message: OutgoingMessage) -> SendResult:
             raise RuntimeError("bug")
 
-    harness.dispatcher.gateways = {"sms": CrashingGateway(), "email": harness.email}
+    harness.dispatcher.sms = SmsRoutes(gateways={"primary": CrashingGateway()})
     event = code_issued(to="+79160000011")
     await harness.consume(event)
     await harness.dispatch()
@@ -299,7 +321,7 @@ def test_workers_starting_together_migrate_once(database_url: str) -> None:
         run_migrations(engines[0])
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run_migrations, engines))
-    assert sorted(len(r) for r in results) in ([0, 0, 0, 0], [0, 0, 0, 1])
+    assert sorted(len(r) for r in results) in ([0, 0, 0, 0], [0, 0, 0, len(MIGRATIONS)])
     for engine in engines:
         engine.dispose()
 

@@ -2,13 +2,18 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.settings import ConfigError
 from services.notifier.domain.messages import render
 from services.notifier.domain.templates import (
+    GSM7_BASIC,
     SMS_ONE_SEGMENT_MAX_PASSWORD,
     UCS2_SEGMENT,
     email_text,
+    notice_email_text,
+    notice_sms_text,
     sms_text,
 )
+from services.notifier.settings import NotifierSettings
 
 LONGEST_PASSWORD = 32  # well beyond what recovery issues (10)
 
@@ -54,3 +59,25 @@ def test_outgoing_message_repr_hides_destination_and_text() -> None:
     message = render(code_id="c1", channel="sms", locale="ru", to="+79161234567",
                      password="ABCDEFGH23", support_phone="x")
     assert "+7916" not in repr(message) and "ABCDEFGH23" not in repr(message)
+
+
+@pytest.mark.parametrize("phone", ["8 800 250-08-90", "+7 495 123-45-67", "0611", "+7 (800) 250-08-90 доб. 1"])
+def test_the_notice_fits_one_sms_segment(phone: str) -> None:
+    ru = notice_sms_text("ru", phone)
+    en = notice_sms_text("en", phone)
+    assert len(ru) <= 70 and phone in ru and "изменён" in ru  # UCS-2: Cyrillic
+    assert phone in en and "changed" in en and set(en) - set(phone) <= GSM7_BASIC
+    assert len(en) <= (160 if set(en) <= GSM7_BASIC else 70)  # a Cyrillic phone makes it UCS-2
+
+
+def test_a_support_phone_too_long_for_one_segment_is_refused_at_start() -> None:
+    with pytest.raises(ValueError):
+        notice_sms_text("ru", "8 800 250-08-90, 8 800 250-08-91, 8 800 250-08-92")
+    env = {"SELFCARE_ENV": "local", "SUPPORT_PHONE": "x" * 60, "SELFCARE_VAR_DIR": "/tmp/n-var-check"}
+    with pytest.raises(ConfigError):
+        NotifierSettings.from_env(env)
+
+
+def test_notice_email_names_the_support_phone() -> None:
+    mail = notice_email_text("en", "8 800 250-08-90")
+    assert mail.subject == "Your self-care portal password was changed" and "8 800 250-08-90" in mail.body
