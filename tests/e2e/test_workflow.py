@@ -115,6 +115,19 @@ async def test_sms_code_then_login_with_it(stack: LocalStack) -> None:
     assert status == 200 and "account_id" in json.loads(body)
     status, _ = await post(stack, "/api/v1/login", {"login": "+7 916 200 00 01", "password": password + "x"})
     assert status == 401
+    # the new password's first use is told to every linked contact: the mobile and the email
+    notices = await wait_for(lambda: [t for t in sms_to(stack, "+79162000001") if "8 800 250-08-90" in t
+                                      and not PASSWORD.search(t)])
+    assert len(notices) == 1 and "изменён" in notices[0]
+    assert stack.smtp is not None
+    smtp = stack.smtp
+    mails = await wait_for(lambda: [m for m in smtp.messages if "anna@example.ru" in m.to
+                                    and "изменён" in m.subject])
+    assert len(mails) == 1
+    # logging in again with the same password is no change: no second notice
+    assert (await post(stack, "/api/v1/login", {"login": "+7 916 200 00 01", "password": password}))[0] == 200
+    await asyncio.sleep(2)
+    assert len([t for t in sms_to(stack, "+79162000001") if "изменён" in t]) == 1
 
 
 async def test_email_channel_for_a_linear_subscriber_is_unavailable_but_sms_works(stack: LocalStack) -> None:
@@ -131,7 +144,8 @@ async def test_email_delivery(stack: LocalStack) -> None:
                            {"login": "+79162000001", "channel": "email", "locale": "en"})
     assert status == 202
     assert stack.smtp is not None
-    mails = await wait_for(lambda: [m for m in stack.smtp.messages if "anna@example.ru" in m.to])  # type: ignore[union-attr]
+    mails = await wait_for(lambda: [m for m in stack.smtp.messages  # type: ignore[union-attr]
+                                    if "anna@example.ru" in m.to and PASSWORD.search(m.body)])
     password = PASSWORD.search(mails[-1].body).group(1)  # type: ignore[union-attr]
     assert (await post(stack, "/api/v1/login", {"login": "89162000001", "password": password}))[0] == 200
 
@@ -189,10 +203,11 @@ def test_nothing_personal_or_secret_in_clear_on_our_topics_or_in_logs(stack: Loc
     secrets_ = [b"+79162000001", b"79162000001", b"anna@example.ru", b"+79032000002", b"sat@example.ru",
                 "Иванов".encode(), b"4510987123", b"4510 987123", b"200-00-01", b"200 00 03"]
     assert stack.sms_gateway is not None
-    passwords = [PASSWORD.search(t).group(1).encode()  # type: ignore[union-attr]
-                 for t in stack.sms_gateway.call(lambda s: [m.text for m in s.accepted.values()])]
+    texts = stack.sms_gateway.call(lambda s: [m.text for m in s.accepted.values()])
+    passwords = [found.group(1).encode() for t in texts if (found := PASSWORD.search(t))]
     assert passwords
-    inbound = {"crm.contract.linked.v1", "crm.contract.terminated.v1", "selfcare.code.requested.v1",
+    inbound = {"crm.contract.linked.v1", "crm.contract.terminated.v1", "crm.contract.erased.v1",
+               "selfcare.code.requested.v1",
                "selfcare.recovery.requests-by-login.v1"}
     ours = [s.name for s in topic_specs() if s.name not in inbound and not s.name.endswith(".dlq")]
     for topic in ours:
