@@ -31,6 +31,7 @@ from schemas.topics import (
     CONTRACT_LINKED,
     CONTRACT_REJECTED,
     NOTIFICATION_STATUS,
+    PASSWORD_CHANGED,
 )
 from services.common.codec import encode
 from services.common.kafka_config import aiokafka_kwargs
@@ -103,7 +104,9 @@ class Scenario:
         say("portal", f"log in {mask_login(login)} with {hide(password)} -> HTTP {r.status} {body.decode()}")
         return r.status, body
 
-    async def wait_sms(self, e164: str, seen: int, timeout_s: float = 60) -> str:
+    async def wait_sms(self, e164: str, seen: int, *, code: bool = True, timeout_s: float = 60) -> str:
+        """The newest SMS to ``e164`` once more than ``seen`` of its kind arrived: a code (it
+        holds a password) or, with ``code=False``, a notice."""
         gateway = self.stack.sms_gateway
         assert gateway is not None
         deadline = time.monotonic() + timeout_s
@@ -112,21 +115,32 @@ class Scenario:
             texts = await asyncio.to_thread(
                 gateway.call, lambda s: [m.text for m in s.accepted.values() if m.to == e164]
             )
+            texts = [t for t in texts if bool(PASSWORD_RE.search(t)) == code]
             if len(texts) > seen:
                 return str(texts[-1])
             await asyncio.sleep(0.1)
         raise TimeoutError(f"no SMS for {mask_phone(e164)} in {timeout_s}s")
 
-    async def wait_mail(self, address: str, seen: int, timeout_s: float = 60) -> Mail:
+    async def wait_mail(self, address: str, seen: int, *, code: bool = True,
+                        timeout_s: float = 60) -> Mail:
         smtp = self.stack.smtp
         assert smtp is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            mails = [m for m in smtp.messages if address in m.to]
+            mails = [m for m in smtp.messages
+                     if address in m.to and bool(PASSWORD_RE.search(m.body)) == code]
             if len(mails) > seen:
                 return mails[-1]
             await asyncio.sleep(0.1)
         raise TimeoutError(f"no email for {mask_email(address)} in {timeout_s}s")
+
+    async def show_notices(self, e164: str, address: str | None, seen: int) -> None:
+        """The password-changed notice that every linked contact receives."""
+        text = await self.wait_sms(e164, seen, code=False)
+        say("SMS gw", f"to {mask_phone(e164)}: {text}")
+        if address is not None:
+            mail = await self.wait_mail(address, seen, code=False)
+            say("SMTP sink", f"to {mask_email(address)}: '{mail.subject}'")
 
     async def play(self) -> bool:
         ok = True
@@ -140,6 +154,8 @@ class Scenario:
         first = password_in(mail.body)
         say("SMTP sink", f"to {mask_email(mail.to[0])}: '{mail.subject}' (password {hide(first)})")
         ok &= (await self.log_in("+7 916 123 45 67", first))[0] == 200
+        say("demo", "   a new password in use: every linked contact is told (PasswordChanged)")
+        await self.show_notices("+79161234567", "ivanov@example.ru", 0)
 
         say("demo", "3. Ivanov asks again, by SMS; the new password replaces the old one at first use")
         await asyncio.sleep(self.stack_cooldown())
@@ -149,7 +165,8 @@ class Scenario:
         say("SMS gw", f"to {mask_phone('+79161234567')}: {text.replace(second, hide(second))}")
         ok &= (await self.log_in("89161234567", second))[0] == 200
         ok &= (await self.log_in("89161234567", first))[0] == 401
-        say("demo", "   the old password is refused now")
+        say("demo", "   the old password is refused now; the change is told again")
+        await self.show_notices("+79161234567", "ivanov@example.ru", 1)
 
         say("demo", "4. Petrova (linear TV): the login is the personal account number")
         await self.request_code("5000 1234 5678", "sms")
@@ -184,7 +201,7 @@ def password_in(text: str) -> str:
 async def watch(stack: LocalStack, stop: asyncio.Event, started: asyncio.Event) -> None:
     """Print, as they happen, what the services publish for ops (masked on the wire already)."""
     names = {stack.topic_prefix + t: t for t in (ACCOUNT_CHANGED, CONTRACT_REJECTED, CODE_REJECTED,
-                                                 NOTIFICATION_STATUS)}
+                                                 PASSWORD_CHANGED, NOTIFICATION_STATUS)}
     consumer = AIOKafkaConsumer(**aiokafka_kwargs(stack.kafka("ops")), enable_auto_commit=False)
     await consumer.start()
     try:
@@ -211,7 +228,11 @@ def _summary(view: dict[str, Any]) -> str:
         extra = {k: view[k] for k in ("advice", "support_phone", "retry_after_s") if k in view}
         return f"CodeRejected {view['reason']} {extra}"
     if kind == "NotificationStatus":
-        return f"NotificationStatus {view['status']} {view['channel']} to {view['destination_masked']}"
+        gateway = f" via {view['gateway']}" if view.get("gateway") else ""
+        return (f"NotificationStatus {view.get('kind', 'code')} {view['status']} {view['channel']} "
+                f"to {view['destination_masked']}{gateway}")
+    if kind == "PasswordChanged":
+        return f"PasswordChanged to {', '.join(c['destination_masked'] for c in view['contacts'])}"
     return f"{kind} {view.get('reason', '')}"
 
 
