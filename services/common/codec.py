@@ -33,8 +33,13 @@ class DecodeError(Exception):
 @dataclass(frozen=True)
 class WireRecord:
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics drop the key's earlier records)
     headers: list[tuple[str, bytes]]
+
+
+def tombstone(key: str) -> WireRecord:
+    """A null value for ``key``: on a compacted topic, "this key no longer exists"."""
+    return WireRecord(key=key.encode("utf-8"), value=None, headers=[])
 
 
 def encode(event: Event, *, key: str | None, source: str) -> WireRecord:
