@@ -10,6 +10,11 @@ from typing import Any
 BASE_TIME = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 
+def not_after() -> datetime:
+    """What a worker refuses beyond: now plus the default MAX_CLOCK_SKEW_S."""
+    return datetime.now(UTC) + timedelta(seconds=300)
+
+
 def at(minutes: int) -> str:
     return (BASE_TIME + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
