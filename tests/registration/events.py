@@ -59,3 +59,9 @@ def terminated(contract: str, *, minutes: int = 60, event_id: str | None = None)
 
 def raw(event: dict[str, Any]) -> bytes:
     return json.dumps(event, ensure_ascii=False).encode("utf-8")
+
+
+def erased(contract: str, *, minutes: int = 120, event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": event_id or str(uuid.uuid4()), "occurred_at": at(minutes), "contract_number": contract
+    }
