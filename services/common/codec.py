@@ -7,7 +7,7 @@ class and a reason built only from field paths and error kinds — never from th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -77,6 +77,18 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
     if missing:
         raise DecodeError("invalid_event", "; ".join(f"{name}: missing" for name in missing))
     return event
+
+
+def not_in_future(max_skew_s: float, now: Callable[[], float]) -> Callable[[Event], None]:
+    """A ``BatchRunner`` check: an ``occurred_at`` more than ``max_skew_s`` after ``now()`` (Unix
+    seconds) is a malformed record (``invalid_event_time``)."""
+
+    def check(event: Event) -> None:
+        if event.occurred_at.timestamp() > now() + max_skew_s:
+            raise DecodeError("invalid_event_time",
+                              f"occurred_at: more than {max_skew_s:g} s in the future")
+
+    return check
 
 
 def describe(exc: ValidationError) -> tuple[str, str]:
