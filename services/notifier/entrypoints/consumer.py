@@ -1,4 +1,5 @@
-"""The faust wiring: the CodeIssued agent and the dispatcher task. No business logic here."""
+"""The faust wiring: the CodeIssued agent, the account-tombstone agent and the dispatcher task.
+No business logic here."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.events import CodeIssued
-from schemas.topics import CODE_ISSUED
+from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED
 from services.common.batch import BatchRunner
+from services.common.tombstones import TombstoneRunner
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.settings import NotifierSettings
@@ -18,6 +20,16 @@ def install_consumer(app: Any, *, settings: NotifierSettings, runner: BatchRunne
 
     @app.agent(topic, name="notifier.code_issued")
     async def code_issued(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_tombstones(app: Any, *, settings: NotifierSettings, runner: TombstoneRunner) -> None:
+    """Erasures: tombstones of ``selfcare.account.changed.v1``; other values are not decoded."""
+    topic = app.topic(settings.topic(ACCOUNT_CHANGED), key_type=bytes, value_type=bytes,
+                      internal=False)
+
+    @app.agent(topic, name="notifier.account_tombstones")
+    async def account_tombstones(stream: Any) -> None:
         await runner.run(stream)
 
 
