@@ -171,7 +171,12 @@ class BatchRunner(Generic[E]):
             if tombs and self.tombstones is not None:
                 # after the batch's events: a key's tombstone follows its last value
                 handle = self.tombstones
-                await self._with_db_retry(lambda: handle(tombs))
+                try:
+                    await self._with_db_retry(lambda: handle(tombs))
+                except Exception as exc:
+                    log.error("tombstones failed processing; dead-lettered (%s)",
+                              type(exc).__name__, extra={"topic": self.topic})
+                    dead.extend(self._dead(t, "processing_error", type(exc).__name__) for t in tombs)
             await self.relay.flush()
             if dead:
                 await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])

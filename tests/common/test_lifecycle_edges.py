@@ -68,6 +68,13 @@ async def test_tombstones_go_to_their_handler_after_the_events_and_never_to_the_
     [(_, dead)] = sent.records
     assert header(dead.headers, "dlq_error_class") == "empty_record"
 
+    async def failing(records: list[RawRecord]) -> None:
+        raise ValueError("cannot delete")
+
+    # a handler that fails for good dead-letters the tombstones instead of stopping the agent
+    await BatchRunner(handler=handler, tombstones=failing, **common).process([tomb])  # type: ignore[arg-type]
+    assert header(sent.records[-1][1].headers, "dlq_error_class") == "processing_error"
+
 
 def test_an_outbox_made_before_tombstones_takes_null_values_after_the_migration(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
