@@ -8,12 +8,21 @@ CLI::
 
     python -m deploy.broker fetch                 # fetch the jars into the cache (once)
     python -m deploy.broker start [--nodes 1|3]   # start, wait until it answers, print bootstrap
+    python -m deploy.broker start --secure        # the same with SASL_SSL, SCRAM users and ACLs
+    python -m deploy.broker acls --prefix P       # (secure) ACLs for the topics under prefix P
+    python -m deploy.broker env --principal NAME  # (secure) the KAFKA_* settings of a principal
     python -m deploy.broker status                # exit 0 when every node answers, 3 otherwise
     python -m deploy.broker stop                  # SIGTERM, 30 s, SIGKILL
     python -m deploy.broker reset                 # stop + delete <var-dir>/kafka
 
 Common options: ``--nodes N`` (1), ``--base-port P`` (9092; node i listens on P + 2*(i-1) for
 clients and the next port for the controller), ``--var-dir DIR`` (``<repo>/var``).
+
+A secured cluster (``--secure``, see :mod:`deploy.kafka_security`) has one ``SASL_SSL``
+listener per node on its client port (SCRAM-SHA-512 over TLS) and a mutual-TLS controller
+listener; a CA and the broker certificate are made with ``openssl``, one SCRAM user per
+principal of ``deploy.access`` plus ``admin`` is created when the storage is formatted, and the
+ACLs come from ``deploy.access.grants()``. Passwords are in ``<var-dir>/kafka/credentials.json``.
 
 Messages go to stderr; ``start`` prints only the bootstrap string on stdout, so a shell can do
 ``KAFKA_BOOTSTRAP_SERVERS=$(python -m deploy.broker start)``.
@@ -28,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -38,6 +48,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from deploy import kafka_security as sec
 
 KAFKA_VERSION = "3.9.1"
 SCALA_VERSION = "2.13"
@@ -199,6 +211,18 @@ def _saved_layout(var_dir: Path) -> tuple[int, int] | None:
     return int(data["nodes"]), int(data["base_port"])
 
 
+def _saved_secure(var_dir: Path) -> bool:
+    path = _layout_file(var_dir)
+    return path.is_file() and bool(json.loads(path.read_text()).get("secure", False))
+
+
+def _probe_kwargs(var_dir: Path) -> dict[str, Any]:
+    """How the probes connect: as ``admin`` over SASL_SSL to a secured cluster."""
+    if not _saved_secure(var_dir):
+        return {}
+    return sec.client_settings(_kafka_dir(var_dir), sec.ADMIN).security_kwargs()
+
+
 def _effective_nodes(nodes: int | None, base_port: int | None, var_dir: Path) -> list[Node]:
     """The nodes of the cluster saved under var_dir, else those the arguments describe."""
     saved = _saved_layout(var_dir)
@@ -213,7 +237,9 @@ def bootstrap_servers(nodes: int = 1, base_port: int = DEFAULT_BASE_PORT) -> str
     return ",".join(n.bootstrap for n in _nodes(nodes, base_port, Path(".")))
 
 
-def _server_properties(node: Node, all_nodes: list[Node]) -> str:
+def _server_properties(
+    node: Node, all_nodes: list[Node], security: sec.Security | None = None
+) -> str:
     n = len(all_nodes)
     rf = 3 if n >= 3 else 1
     min_isr = 2 if n >= 3 else 1
@@ -243,6 +269,9 @@ def _server_properties(node: Node, all_nodes: list[Node]) -> str:
         ("replica.fetch.max.bytes", 2097152),
         ("log.retention.check.interval.ms", 60000),
     ]
+    if security is not None:
+        replace = dict(security.server_settings(node.client_port, node.controller_port))
+        settings = [(k, replace.pop(k, v)) for k, v in settings] + list(replace.items())
     head = f"# written by deploy/broker.py for a {n}-node local KRaft cluster; do not edit\n"
     return head + "".join(f"{k}={v}\n" for k, v in settings)
 
@@ -350,11 +379,14 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-async def _probe(bootstrap: str, timeout_s: float = 3.0) -> int | None:
+async def _probe(
+    bootstrap: str, timeout_s: float = 3.0, security: dict[str, Any] | None = None
+) -> int | None:
     """Number of brokers the node at ``bootstrap`` reports in a Metadata answer, None if none."""
     from aiokafka.client import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                            **(security or {}))
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s + 1)
         return len(client.cluster.brokers())
@@ -365,19 +397,22 @@ async def _probe(bootstrap: str, timeout_s: float = 3.0) -> int | None:
             await client.close()
 
 
-async def _probe_all(bootstraps: list[str]) -> list[int | None]:
+async def _probe_all(
+    bootstraps: list[str], security: dict[str, Any] | None = None
+) -> list[int | None]:
     log = logging.getLogger("aiokafka")
     level = log.level
     log.setLevel(logging.CRITICAL)  # connection refused while starting is expected
     try:
-        return list(await asyncio.gather(*(_probe(b) for b in bootstraps)))
+        return list(await asyncio.gather(*(_probe(b, security=security) for b in bootstraps)))
     finally:
         log.setLevel(level)
 
 
-def probe(bootstraps: list[str]) -> list[int | None]:
-    """For each ``host:port``: how many brokers it reports in its metadata, None if no answer."""
-    return _run(_probe_all(bootstraps))
+def probe(bootstraps: list[str], security: dict[str, Any] | None = None) -> list[int | None]:
+    """For each ``host:port``: how many brokers it reports in its metadata, None if no answer.
+    ``security``: aiokafka's security arguments for a secured cluster."""
+    return _run(_probe_all(bootstraps, security))
 
 
 # --------------------------------------------------------------------------- start / stop
@@ -398,7 +433,7 @@ def _cluster_id(var_dir: Path, node_dir: Path) -> str:
     return cid
 
 
-def _format(nodes: list[Node], cluster_id: str) -> None:
+def _format(nodes: list[Node], cluster_id: str, scram: list[str] | None = None) -> None:
     """Format the storage of the nodes that have not been formatted yet (in parallel)."""
     todo = [n for n in nodes if not (n.data_dir / "meta.properties").is_file()]
     procs: list[tuple[Node, subprocess.Popen[str]]] = []
@@ -409,6 +444,8 @@ def _format(nodes: list[Node], cluster_id: str) -> None:
             "-t", cluster_id,
             "-c", str(node.properties),
         ]  # fmt: skip
+        for user in scram or ():
+            cmd += ["--add-scram", user]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         procs.append((node, proc))
     for node, proc in procs:
@@ -443,42 +480,53 @@ def _kill_launched(launched: dict[int, int]) -> None:
 
 
 def start(
-    nodes: int = 1, base_port: int = DEFAULT_BASE_PORT, var_dir: Path | str = DEFAULT_VAR_DIR
+    nodes: int = 1,
+    base_port: int = DEFAULT_BASE_PORT,
+    var_dir: Path | str = DEFAULT_VAR_DIR,
+    *,
+    secure: bool = False,
 ) -> str:
     """Start an ``nodes``-node KRaft cluster unless it answers already; return its bootstrap.
 
     Returns once every node answers a Metadata request (and, for several nodes, reports all of
     them). Raises BrokerError (after printing the tail of the node's log) if a node dies or the
     cluster does not answer within 60 s; the processes launched by this call are then killed.
+    ``secure``: SASL_SSL listeners, SCRAM users and ACLs (for the unprefixed topics) — see
+    :mod:`deploy.kafka_security`; the credentials are in ``<var-dir>/kafka/credentials.json``.
     """
     if nodes < 1:
         raise BrokerError("--nodes must be at least 1")
     var_dir = Path(var_dir)
     all_nodes = _nodes(nodes, base_port, var_dir)
     bootstrap = ",".join(n.bootstrap for n in all_nodes)
+    kdir = _kafka_dir(var_dir)
 
-    answers = probe([n.bootstrap for n in all_nodes])
+    saved = _saved_layout(var_dir)
+    if saved is not None and (saved != (nodes, base_port) or _saved_secure(var_dir) != secure):
+        raise BrokerError(
+            f"{kdir} holds a {'secured ' if _saved_secure(var_dir) else ''}cluster of "
+            f"{saved[0]} node(s) on base port {saved[1]}, not a "
+            f"{'secured ' if secure else ''}one of {nodes} on {base_port}: run "
+            f"'python -m deploy.broker reset --var-dir {var_dir}' first"
+        )
+    answers = probe([n.bootstrap for n in all_nodes], _probe_kwargs(var_dir))
     if all(a is not None and a >= nodes for a in answers):
         _say(f"a broker already answers on {bootstrap}; leaving it as it is")
         return bootstrap
 
-    saved = _saved_layout(var_dir)
-    if saved is not None and saved != (nodes, base_port):
-        raise BrokerError(
-            f"{_kafka_dir(var_dir)} holds a cluster of {saved[0]} node(s) on base port "
-            f"{saved[1]}, not {nodes} on {base_port}: run 'python -m deploy.broker reset "
-            f"--var-dir {var_dir}' first"
-        )
-
     fetch_jars()
-    kdir = _kafka_dir(var_dir)
     kdir.mkdir(parents=True, exist_ok=True)
-    _layout_file(var_dir).write_text(json.dumps({"nodes": nodes, "base_port": base_port}) + "\n")
+    security = sec.prepare(kdir, bootstrap) if secure else None
+    _layout_file(var_dir).write_text(
+        json.dumps({"nodes": nodes, "base_port": base_port, "secure": secure}) + "\n"
+    )
     for node in all_nodes:
         node.dir.mkdir(parents=True, exist_ok=True)
-        node.properties.write_text(_server_properties(node, all_nodes))
+        node.properties.write_text(_server_properties(node, all_nodes, security))
+        node.properties.chmod(0o600)  # a secured node's file holds the admin password
 
-    _format(all_nodes, _cluster_id(var_dir, all_nodes[0].dir))
+    _format(all_nodes, _cluster_id(var_dir, all_nodes[0].dir),
+            security.scram_arguments() if security else None)
 
     launched: dict[int, int] = {}  # node index -> pid, only the processes this call started
     for node, answer in zip(all_nodes, answers, strict=True):
@@ -500,7 +548,7 @@ def start(
                 _print_tail(node)
                 _kill_launched(launched)
                 raise BrokerError(f"node {node.index} (pid {pid}) exited during start-up")
-        answers = probe([n.bootstrap for n in all_nodes])
+        answers = probe([n.bootstrap for n in all_nodes], _probe_kwargs(var_dir))
         if all(a is not None and a >= nodes for a in answers):
             break
         if time.monotonic() > deadline:
@@ -513,7 +561,28 @@ def start(
             )
         time.sleep(0.5)
     _say(f"{nodes} node(s) answer on {bootstrap}")
+    if security is not None and launched:
+        try:
+            apply_acls(var_dir)
+        except BrokerError:
+            _kill_launched(launched)
+            raise
     return bootstrap
+
+
+def apply_acls(var_dir: Path | str = DEFAULT_VAR_DIR, prefix: str = "") -> int:
+    """Add the ACLs of every principal for the topics and groups under ``prefix`` to the
+    secured cluster under ``var_dir`` (idempotent); returns how many ACL bindings that is."""
+    kdir = _kafka_dir(Path(var_dir))
+    if not _saved_secure(Path(var_dir)):
+        raise BrokerError(f"{kdir} holds no secured cluster (start it with --secure)")
+    t0 = time.monotonic()
+    try:
+        count = _run(sec.create_acls(sec.client_settings(kdir, sec.ADMIN), prefix))
+    except Exception as exc:
+        raise BrokerError(f"adding ACLs failed: {exc}") from exc
+    _say(f"ACLs for prefix {prefix!r}: {count} bindings in {time.monotonic() - t0:.1f} s")
+    return count
 
 
 def _wait_gone(pids: dict[int, int], timeout_s: float) -> dict[int, int]:
@@ -589,7 +658,7 @@ def status(
 ) -> bool:
     """Print each node and whether it answers; True if all of them answer."""
     all_nodes = _effective_nodes(nodes, base_port, Path(var_dir))
-    answers = probe([n.bootstrap for n in all_nodes])
+    answers = probe([n.bootstrap for n in all_nodes], _probe_kwargs(Path(var_dir)))
     ok = True
     for node, answer in zip(all_nodes, answers, strict=True):
         pid = _node_pid(node)
@@ -610,7 +679,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.broker", description="Local Apache Kafka (KRaft) for tests."
     )
-    parser.add_argument("command", choices=["fetch", "start", "stop", "reset", "status"])
+    parser.add_argument(
+        "command", choices=["fetch", "start", "stop", "reset", "status", "acls", "env"]
+    )
+    parser.add_argument("--secure", action="store_true",
+                        help="start: SASL_SSL listeners, SCRAM users, ACLs")
+    parser.add_argument("--prefix", default=os.environ.get("TOPIC_PREFIX", ""),
+                        help="acls: the topic prefix to grant ($TOPIC_PREFIX)")
+    parser.add_argument("--principal", default=sec.ADMIN, help="env: whose settings to print")
     parser.add_argument("--nodes", type=int, default=None, help="number of nodes (default 1)")
     parser.add_argument(
         "--base-port", type=int, default=None, help=f"first client port ({DEFAULT_BASE_PORT})"
@@ -623,7 +699,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "fetch":
             fetch_jars()
         elif args.command == "start":
-            print(start(args.nodes or 1, args.base_port or DEFAULT_BASE_PORT, args.var_dir))
+            print(start(args.nodes or 1, args.base_port or DEFAULT_BASE_PORT, args.var_dir,
+                        secure=args.secure))
+        elif args.command == "acls":
+            apply_acls(args.var_dir, args.prefix)
+        elif args.command == "env":
+            if not _saved_secure(args.var_dir):
+                raise BrokerError(f"{_kafka_dir(args.var_dir)} holds no secured cluster")
+            env = sec.client_env(_kafka_dir(args.var_dir), args.principal)
+            print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items()))
         elif args.command == "stop":
             stop(args.nodes, args.base_port, args.var_dir)
         elif args.command == "reset":

@@ -33,6 +33,7 @@ from schemas.topics import (
     NOTIFICATION_STATUS,
 )
 from services.common.codec import encode
+from services.common.kafka_config import aiokafka_kwargs
 from services.common.masking import mask_email, mask_phone
 from services.ops.kafka_read import partitions
 from services.ops.present import describe_value, mask_login
@@ -72,7 +73,8 @@ class Scenario:
         self.api = stack.url("recovery")
 
     async def link_contracts(self) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.stack.bootstrap, acks="all")
+        producer = AIOKafkaProducer(**aiokafka_kwargs(self.stack.kafka("crm")), acks="all",
+                                    enable_idempotence=True)
         await producer.start()
         try:
             for sub in SUBSCRIBERS:
@@ -181,7 +183,7 @@ async def watch(stack: LocalStack, stop: asyncio.Event, started: asyncio.Event) 
     """Print, as they happen, what the services publish for ops (masked on the wire already)."""
     names = {stack.topic_prefix + t: t for t in (ACCOUNT_CHANGED, CONTRACT_REJECTED, CODE_REJECTED,
                                                  NOTIFICATION_STATUS)}
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(stack.kafka("ops")), enable_auto_commit=False)
     await consumer.start()
     try:
         parts = [TopicPartition(t, p) for t in names for p in await partitions(consumer, t)]

@@ -23,6 +23,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from services.common.crypto import load_or_create_local_keys
+from services.common.kafka_config import KafkaSettings
 from services.notifier.devgateway import DevGateway
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,14 @@ class LocalStack:
     replicas: dict[str, int] = field(default_factory=dict)  # worker processes per service (1)
     processes: list[ServiceProcess] = field(default_factory=list)
     on_mail: Callable[[Mail], None] | None = None
+    # the KAFKA_* settings of each principal (a service, "crm", "ops") on a secured cluster
+    kafka_env: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def kafka(self, principal: str) -> KafkaSettings:
+        """How ``principal`` connects to the stack's cluster (PLAINTEXT unless ``kafka_env``)."""
+        return KafkaSettings.from_env(
+            {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap, **self.kafka_env.get(principal, {})}
+        )
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -147,7 +156,8 @@ class LocalStack:
                 log = open(log_path, "ab")  # the child keeps it
                 proc = subprocess.Popen(
                     [sys.executable, "-m", f"services.{name}", "worker", "--loglevel", "info"],
-                    cwd=ROOT, env={**env, f"{name.upper()}_WEB_PORT": str(port)}, stdout=log,
+                    cwd=ROOT, stdout=log,
+                    env={**env, **self.kafka_env.get(name, {}), f"{name.upper()}_WEB_PORT": str(port)},
                     stderr=subprocess.STDOUT, start_new_session=True,
                 )
                 self.processes.append(ServiceProcess(name, port, log_path, proc))

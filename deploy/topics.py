@@ -3,6 +3,12 @@
 ``python -m deploy.topics apply`` creates missing topics, raises partition counts that are
 lower than declared, and sets the declared configs; applying twice changes nothing.
 ``python -m deploy.topics describe`` prints what the broker has.
+
+Replication: by default a topic gets as many replicas as the cluster has brokers, at most 3,
+and ``min.insync.replicas`` 2 once it has 3 replicas (1 below that), so with the producers'
+``acks=all`` a write acknowledged on a three-broker cluster is on two brokers at least.
+``--replication-factor`` overrides the count. The connection comes from
+``KAFKA_BOOTSTRAP_SERVERS`` and the ``KAFKA_*`` security settings.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from schemas.topics import TopicSpec, topic_specs
+from services.common.errors import ConfigError
+from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,17 @@ class TopicState:
     name: str
     partitions: int
     configs: dict[str, str]
+    replication_factor: int = 1
+
+
+def min_insync_replicas(replication_factor: int) -> int:
+    """2 of 3 (or more) replicas must have a write before ``acks=all`` answers; 1 below 3, so
+    that a smaller cluster stays writable."""
+    return 2 if replication_factor >= 3 else 1
+
+
+def desired_configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:
+    return {**spec.configs(), "min.insync.replicas": str(min_insync_replicas(replication_factor))}
 
 
 async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, TopicState]:
@@ -34,19 +53,28 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
         return {}
     described = await admin.describe_topics(names)
     partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    replicas = {
+        t["topic"]: min((len(p["replicas"]) for p in t["partitions"]), default=1) for t in described
+    }
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
     configs: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):
         for result in response.resources:
             _err, _msg, _rtype, rname, entries = result[:5]
             configs[rname] = {e[0]: e[1] for e in entries}
-    return {n: TopicState(n, partitions[n], configs.get(n, {})) for n in names}
+    return {n: TopicState(n, partitions[n], configs.get(n, {}), replicas[n]) for n in names}
 
 
-async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -1) -> list[str]:
+def admin_client(kafka: KafkaSettings | str, **kwargs: object) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**aiokafka_kwargs(kafka), **kwargs)  # type: ignore[arg-type]
+
+
+async def apply(
+    bootstrap: KafkaSettings | str, *, prefix: str = "", replication_factor: int = -1
+) -> list[str]:
     """Make the broker match the list; returns a line per change (empty when nothing changed)."""
     specs = topic_specs()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = admin_client(bootstrap, request_timeout_ms=30000)
     await admin.start()
     changes: list[str] = []
     try:
@@ -61,7 +89,11 @@ async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass  # another applier raced us; the next apply converges
-            changes += [f"created {prefix + s.name} ({s.partitions} partitions)" for s in missing]
+            changes += [
+                f"created {prefix + s.name} ({s.partitions} partitions, "
+                f"{replication_factor} replicas)"
+                for s in missing
+            ]
             await _wait_for_leaders(admin, [prefix + s.name for s in missing])
         for spec in specs:
             state = current.get(prefix + spec.name)
@@ -71,10 +103,11 @@ async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -
             if state.partitions < spec.partitions:
                 await admin.create_partitions({name: NewPartitions(total_count=spec.partitions)})
                 changes.append(f"{name}: partitions {state.partitions} -> {spec.partitions}")
-            drift = {k: v for k, v in spec.configs().items() if state.configs.get(k) != v}
+            wanted = desired_configs(spec, state.replication_factor)
+            drift = {k: v for k, v in wanted.items() if state.configs.get(k) != v}
             if drift:
                 await admin.alter_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, name, configs=spec.configs())]
+                    [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)]
                 )
                 changes.append(f"{name}: configs {sorted(drift)}")
     finally:
@@ -82,12 +115,12 @@ async def apply(bootstrap: str, *, prefix: str = "", replication_factor: int = -
     return changes
 
 
-async def remove(bootstrap: str, *, prefix: str) -> list[str]:
+async def remove(bootstrap: KafkaSettings | str, *, prefix: str) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (a benchmark's or a test's own set);
     returns their names. An empty prefix is refused: that would be the real topics."""
     if not prefix:
         raise ValueError("refusing to delete topics without a prefix")
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    admin = admin_client(bootstrap, request_timeout_ms=30000)
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))
@@ -118,12 +151,12 @@ def _new_topic(spec: TopicSpec, prefix: str, replication_factor: int) -> NewTopi
         name=prefix + spec.name,
         num_partitions=spec.partitions,
         replication_factor=replication_factor,
-        topic_configs=spec.configs(),
+        topic_configs=desired_configs(spec, replication_factor),
     )
 
 
-async def _describe_main(bootstrap: str, prefix: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _describe_main(bootstrap: KafkaSettings | str, prefix: str) -> None:
+    admin = admin_client(bootstrap)
     await admin.start()
     try:
         states = await describe(admin, [prefix + s.name for s in topic_specs()])
@@ -136,7 +169,8 @@ async def _describe_main(bootstrap: str, prefix: str) -> None:
             continue
         cfg = state.configs
         print(
-            f"{state.name:55} partitions={state.partitions} "
+            f"{state.name:55} partitions={state.partitions} replicas={state.replication_factor} "
+            f"min.insync.replicas={cfg.get('min.insync.replicas')} "
             f"cleanup.policy={cfg.get('cleanup.policy')} retention.ms={cfg.get('retention.ms')}"
         )
 
@@ -153,10 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         help="-1 (default): 3, or the number of brokers when fewer",
     )
     args = parser.parse_args(argv)
+    try:
+        kafka = KafkaSettings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap})
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     if args.command == "describe":
-        asyncio.run(_describe_main(args.bootstrap, args.prefix))
+        asyncio.run(_describe_main(kafka, args.prefix))
         return 0
-    changes = asyncio.run(apply(args.bootstrap, prefix=args.prefix,
+    changes = asyncio.run(apply(kafka, prefix=args.prefix,
                                 replication_factor=args.replication_factor))
     print("\n".join(changes) if changes else "topics up to date: nothing changed")
     return 0

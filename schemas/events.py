@@ -8,12 +8,13 @@ fields are ignored) but strict on types: ``"true"`` is not a boolean, ``"5"`` is
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
@@ -84,6 +85,47 @@ def _is_ip(value: str) -> str:
     return value
 
 
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_RFC3339_TEXT = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _canonical_uuid(value: object) -> object:
+    """On the wire a UUID is in its canonical hyphenated form (as the JSON Schemas say), not
+    braced, URN or bare hex, which pydantic would also take. (The text is parsed here: after
+    a before-validator the strict type check sees a Python value.)"""
+    if isinstance(value, str):
+        if not _UUID_TEXT.fullmatch(value):
+            raise ValueError("not a canonical UUID")
+        return uuid.UUID(value)
+    return value
+
+
+def _rfc3339(value: object) -> object:
+    """On the wire a time is RFC 3339 with seconds and an offset (as the JSON Schemas say);
+    pydantic would also take a space for ``T``, no seconds, or ``+0300``."""
+    if isinstance(value, str):
+        if not _RFC3339_TEXT.fullmatch(value):
+            raise ValueError("not an RFC 3339 date-time")
+        return datetime.fromisoformat(value.upper())  # ValueError for 24:00, :60, month 13
+    return value
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    """A time whose UTC form is a datetime too (``0001-01-01T00:00:00+01:00`` is not): the
+    services compare and store times in UTC."""
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("not representable in UTC") from None
+    return value
+
+
+Uuid = Annotated[uuid.UUID, BeforeValidator(_canonical_uuid)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_in_utc_range)]
+
+
 def new_event_id() -> uuid.UUID:
     return uuid.uuid4()
 
@@ -98,8 +140,8 @@ class Event(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
     type_name: ClassVar[str] = "Event"
 
-    event_id: uuid.UUID = Field(default_factory=new_event_id)
-    occurred_at: AwareDatetime = Field(default_factory=utc_now)
+    event_id: Uuid = Field(default_factory=new_event_id)
+    occurred_at: Timestamp = Field(default_factory=utc_now)
 
     def missing_envelope(self) -> list[str]:
         """Envelope fields that were not given (filled by defaults): required on the wire."""
@@ -145,7 +187,7 @@ class ContractErased(Event):
 class ContractRejected(Event):
     type_name: ClassVar[str] = "ContractRejected"
     contract_number: Annotated[str, Field(min_length=1, max_length=32)]
-    rejected_event_id: uuid.UUID
+    rejected_event_id: Uuid
     reason: ContractRejectReason
 
 
@@ -177,7 +219,7 @@ class Contacts(BaseModel):
 
 class AccountChanged(Event):
     type_name: ClassVar[str] = "AccountChanged"
-    account_id: uuid.UUID
+    account_id: Uuid
     contract_number: Annotated[str, Field(min_length=1, max_length=32)]
     version: Annotated[int, Field(ge=1)]
     status: AccountStatus
@@ -185,7 +227,7 @@ class AccountChanged(Event):
     login_keys: LoginKeys
     channels: Channels
     contacts: Contacts
-    linked_at: AwareDatetime
+    linked_at: Timestamp
     # bumped by registration when the holder changes or the contract reopens (the password and
     # pending codes are revoked), and when only the contacts change (pending codes are voided);
     # state, not commands: a reader acts when a value is higher than the one it stored
@@ -203,20 +245,20 @@ class CodeRequested(Event):
 
 class CodeIssued(Event):
     type_name: ClassVar[str] = "CodeIssued"
-    code_id: uuid.UUID
-    request_event_id: uuid.UUID
-    account_id: uuid.UUID
+    code_id: Uuid
+    request_event_id: Uuid
+    account_id: Uuid
     channel: Channel
     destination_masked: Masked
     destination_enc: Secret
     password_enc: Secret
-    expires_at: AwareDatetime
+    expires_at: Timestamp
     locale: Locale = Locale.RU
 
 
 class CodeRejected(Event):
     type_name: ClassVar[str] = "CodeRejected"
-    request_event_id: uuid.UUID
+    request_event_id: Uuid
     reason: CodeRejectReason
     channel: Channel | None = None
     advice: Literal["contact_support"] | None = None
@@ -245,8 +287,8 @@ class PasswordChanged(Event):
 
 class NotificationStatus(Event):
     type_name: ClassVar[str] = "NotificationStatus"
-    code_id: uuid.UUID
-    request_event_id: uuid.UUID | None = None
+    code_id: Uuid
+    request_event_id: Uuid | None = None
     channel: Channel
     status: DeliveryStatus
     attempts: Annotated[int, Field(ge=0)]

@@ -7,10 +7,12 @@ dead letter instead of a crash inside faust. Every service gets ``/livez``, ``/r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TransportT
 from faust.web import Request, Response, View
 
 from services.common.logs import logging_config
@@ -18,6 +20,29 @@ from services.common.metrics import ServiceMetrics
 from services.common.settings import CommonSettings
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+class IdempotentProducer(faust_aiokafka.Producer):
+    """faust's aiokafka producer with ``enable_idempotence=True``: a retried send after a lost
+    acknowledgement (a broker failing over) is written once. faust sets it only inside
+    transactions; it needs ``acks=all``, which every app here uses."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+
+class IdempotentTransport(faust_aiokafka.Transport):
+    Producer = IdempotentProducer
+
+
+class SelfcareApp(faust.App):
+    """A faust app whose producers are idempotent."""
+
+    def _new_transport(self) -> TransportT:
+        return IdempotentTransport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> TransportT:
+        return IdempotentTransport(self.conf.broker_producer, self)
 
 
 def make_app(
@@ -34,9 +59,11 @@ def make_app(
     the latency-bound ones keep faust's defaults (send at once, 16 KiB)."""
     datadir = settings.var_dir / "faust" / f"{settings.topic_prefix}{settings.service}"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    kafka = settings.kafka
+    app = SelfcareApp(
         app_id or f"{settings.topic_prefix}selfcare-{settings.service}",
-        broker=settings.kafka_broker_url,
+        broker=kafka.faust_broker_url,
+        broker_credentials=kafka.faust_credentials(),
         key_serializer="raw",
         value_serializer="raw",
         autodiscover=False,
@@ -45,7 +72,7 @@ def make_app(
         topic_disable_leader=True,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
+        producer_acks=-1,  # acks=all: with min.insync.replicas=2 a write survives a broker
         producer_max_request_size=4 * 1024 * 1024,
         producer_linger=producer_linger_s,
         producer_max_batch_size=producer_batch_bytes,

@@ -3,13 +3,18 @@
 Producing writes CloudEvents binary-mode headers (``ce_*`` and ``content-type``); consuming
 requires none of them (the CRM and the portal may not set them). Decoding errors carry a short
 class and a reason built only from field paths and error kinds — never from the input.
+
+A value must be strict JSON (RFC 8259): ``NaN``/``Infinity`` and an object with the same key
+twice are refused as ``invalid_json``, even in fields the reader ignores — another reader of
+the same record could take the other of two duplicate values.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -32,6 +37,8 @@ class DecodeError(Exception):
 
 @dataclass(frozen=True)
 class WireRecord:
+    """A record to produce; ``value`` is None only for a tombstone (a dead letter of one)."""
+
     key: bytes | None
     value: bytes | None  # None: a tombstone (compacted topics drop the key's earlier records)
     headers: list[tuple[str, bytes]]
@@ -71,8 +78,11 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
         raise DecodeError("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
     try:
         event = model.model_validate_json(value)
+        _strict_json(value)
     except ValidationError as exc:
         raise DecodeError(*describe(exc)) from None
+    except RecursionError:
+        raise DecodeError("invalid_json", "nested too deep") from None
     missing = event.missing_envelope()
     if missing:
         raise DecodeError("invalid_event", "; ".join(f"{name}: missing" for name in missing))
@@ -89,6 +99,32 @@ def not_in_future(max_skew_s: float, now: Callable[[], float]) -> Callable[[Even
                               f"occurred_at: more than {max_skew_s:g} s in the future")
 
     return check
+
+
+class _NotStrictJson(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _NotStrictJson("duplicate key in an object")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotStrictJson(f"{name} is not JSON")
+
+
+def _strict_json(value: bytes) -> None:
+    """Refuses what the model's parser takes but RFC 8259 does not (it runs after the model
+    accepted the value, so only well-formed, shallow JSON reaches it)."""
+    try:
+        json.loads(value, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except _NotStrictJson as exc:
+        raise DecodeError("invalid_json", str(exc)) from None
+    except ValueError:  # e.g. an integer longer than int's digit limit
+        raise DecodeError("invalid_json", "a value json cannot represent") from None
 
 
 def describe(exc: ValidationError) -> tuple[str, str]:

@@ -3,6 +3,11 @@
 The product table is configuration, in one place (DESIGN.md rule 2). Registration and recovery
 both normalise with these functions, so a login typed on the portal meets the key registration
 published: ``keyed_hash("login:<kind>", normalised value)``.
+
+Only ASCII digits are digits here. Full-width (``０-９``), Arabic-Indic (``٠-٩``) and other
+scripts' digits are refused (``InvalidLogin``), never mapped to the ASCII login they look like:
+such a mapping could make a login typed one way reach another subscriber's account, and no CRM
+or portal sends them (the hostile corpus and the property tests keep this so).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ LOGIN_BY_PRODUCT: dict[TvProduct, LoginKind] = {
     TvProduct.SATELLITE: LoginKind.PERSONAL_ACCOUNT,
 }
 
-PERSONAL_ACCOUNT_RE = re.compile(r"^[0-9]{6,20}$")
+PERSONAL_ACCOUNT_RE = re.compile(r"[0-9]{6,20}", re.ASCII)
 
 
 class InvalidLogin(ValueError):
@@ -74,7 +79,7 @@ def _russian_number(digits: str) -> phonenumbers.PhoneNumber | None:
 def normalise_personal_account(text: str) -> str:
     """A personal account number: digits, spaces allowed when typed; 6 to 20 digits."""
     compact = re.sub(r"\s", "", text or "")
-    if not PERSONAL_ACCOUNT_RE.match(compact):
+    if not PERSONAL_ACCOUNT_RE.fullmatch(compact):
         raise InvalidLogin("personal account must be 6 to 20 digits")
     return compact
 

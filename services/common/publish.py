@@ -120,7 +120,8 @@ def dead_letter_record(
     reason: str,
     service: str,
 ) -> WireRecord:
-    """The original record unchanged, with plain-text headers saying where it came from and why."""
+    """The original record unchanged, with plain-text headers saying where it came from and why.
+    A tombstone stays a tombstone (a null value, not an empty one)."""
     headers = [
         ("dlq_original_topic", topic),
         ("dlq_original_partition", str(partition)),
@@ -131,5 +132,5 @@ def dead_letter_record(
         ("dlq_failed_at", datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")),
     ]
     return WireRecord(
-        key=key, value=value or b"", headers=[(k, v.encode("utf-8")) for k, v in headers]
+        key=key, value=value, headers=[(k, v.encode("utf-8")) for k, v in headers]
     )

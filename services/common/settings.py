@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from services.common.crypto import Keyring, load_or_create_local_keys
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; the service refuses to start."""
+from services.common.errors import ConfigError as ConfigError
+from services.common.kafka_config import KafkaSettings
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -57,6 +55,7 @@ class CommonSettings:
     default_batch_within_ms: ClassVar[int] = 5
 
     kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_security: KafkaSettings | None = None  # None: PLAINTEXT to kafka_bootstrap_servers
     database_url: str = ""
     web_port: int = 6100
     web_host: str = "127.0.0.1"
@@ -85,6 +84,7 @@ class CommonSettings:
         database_url = env.get(db_var) or f"sqlite:///{var_dir / cls.service}.db"
         return {
             "kafka_bootstrap_servers": env.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
+            "kafka_security": KafkaSettings.from_env(env),
             "database_url": database_url,
             "web_port": _int(env, f"{cls.service.upper()}_WEB_PORT", cls.default_web_port),
             "web_host": env.get("WEB_BIND_HOST", "127.0.0.1"),
@@ -104,10 +104,16 @@ class CommonSettings:
         }
 
     @property
+    def kafka(self) -> KafkaSettings:
+        """How this service's Kafka clients connect (``KAFKA_*``)."""
+        if self.kafka_security is not None:
+            return self.kafka_security
+        return KafkaSettings(bootstrap_servers=self.kafka_bootstrap_servers)
+
+    @property
     def kafka_broker_url(self) -> str:
         """faust's form of the bootstrap list: ``kafka://h1:p1;kafka://h2:p2``."""
-        hosts = [h.strip() for h in self.kafka_bootstrap_servers.split(",") if h.strip()]
-        return ";".join(f"kafka://{h}" for h in hosts)
+        return self.kafka.faust_broker_url
 
     def topic(self, name: str) -> str:
         """The physical topic name of a public topic name (after ``TOPIC_PREFIX``)."""

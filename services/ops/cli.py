@@ -22,6 +22,8 @@ from typing import Annotated
 import typer
 
 from deploy import topics as topic_admin
+from services.common.errors import ConfigError
+from services.common.kafka_config import KafkaSettings
 from services.ops import dlq as dead_letters
 from services.ops.kafka_read import consumer, to_record
 from services.ops.present import describe_value
@@ -38,8 +40,13 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(topics_app, name="topics")
 
 
-def _bootstrap() -> str:
-    return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+def _bootstrap() -> KafkaSettings:
+    """The cluster and how to connect to it: ``KAFKA_BOOTSTRAP_SERVERS`` and ``KAFKA_*``."""
+    try:
+        return KafkaSettings.from_env(os.environ, default_bootstrap="127.0.0.1:9092")
+    except ConfigError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _prefix() -> str:

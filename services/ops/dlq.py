@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from schemas.topics import topic_specs
+from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 from services.ops.kafka_read import Record, consumer, partitions, scan, to_record
 
 REPLAY_HEADER = "dlq_replayed_from"
@@ -14,11 +15,11 @@ def dlq_topics(prefix: str = "") -> list[str]:
     return [prefix + s.name for s in topic_specs() if s.name.endswith(".dlq")]
 
 
-async def records(bootstrap: str, topic: str) -> list[Record]:
+async def records(bootstrap: KafkaSettings | str, topic: str) -> list[Record]:
     return [r async for r in scan(bootstrap, [topic])]
 
 
-async def counts(bootstrap: str, prefix: str = "") -> dict[str, int]:
+async def counts(bootstrap: KafkaSettings | str, prefix: str = "") -> dict[str, int]:
     result: dict[str, int] = {}
     c = consumer(bootstrap)
     await c.start()
@@ -37,7 +38,9 @@ async def counts(bootstrap: str, prefix: str = "") -> dict[str, int]:
     return result
 
 
-async def fetch_one(bootstrap: str, topic: str, offset: int, partition: int = 0) -> Record | None:
+async def fetch_one(
+    bootstrap: KafkaSettings | str, topic: str, offset: int, partition: int = 0
+) -> Record | None:
     c = consumer(bootstrap)
     await c.start()
     try:
@@ -61,7 +64,7 @@ class ReplayRefused(Exception):
     pass
 
 
-async def replay(bootstrap: str, dlq_topic: str, offset: int, *, partition: int = 0,
+async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *, partition: int = 0,
                  force: bool = False) -> str:
     """Send the dead letter's original record back to its original topic, once.
 
@@ -84,7 +87,7 @@ async def replay(bootstrap: str, dlq_topic: str, offset: int, *, partition: int 
                 )
     headers = [(k, v.encode()) for k, v in record.headers.items() if not k.startswith("dlq_")]
     headers.append((REPLAY_HEADER, marker.encode()))
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+    producer = AIOKafkaProducer(**aiokafka_kwargs(bootstrap), acks="all", enable_idempotence=True,
                                 max_request_size=4 * 1024 * 1024)
     await producer.start()
     try:

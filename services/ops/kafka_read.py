@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
+
 
 @dataclass(frozen=True)
 class Record:
@@ -28,14 +30,15 @@ async def partitions(c: AIOKafkaConsumer, topic: str) -> set[int]:
     return set(found or ())
 
 
-def consumer(bootstrap: str) -> AIOKafkaConsumer:
+def consumer(kafka: KafkaSettings | str) -> AIOKafkaConsumer:
+    """A group-less reader; ``kafka`` is the cluster (a bare bootstrap string: PLAINTEXT)."""
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        **aiokafka_kwargs(kafka), enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
 
 
-async def scan(bootstrap: str, topics: list[str]) -> AsyncIterator[Record]:
+async def scan(bootstrap: KafkaSettings | str, topics: list[str]) -> AsyncIterator[Record]:
     """Every record now in ``topics`` (missing topics are skipped), then stop."""
     c = consumer(bootstrap)
     await c.start()

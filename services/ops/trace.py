@@ -9,6 +9,7 @@ from typing import Any
 
 from schemas.events import CodeIssued, CodeRejected, CodeRequested, NotificationStatus
 from schemas.topics import CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED, NOTIFICATION_STATUS
+from services.common.kafka_config import KafkaSettings
 from services.ops.kafka_read import scan
 from services.ops.present import mask_login, parse
 
@@ -24,7 +25,7 @@ class Step:
         return f"{self.at.astimezone(UTC).isoformat(timespec='milliseconds')}  {self.what:<22} {detail}"
 
 
-async def trace(bootstrap: str, ident: str, prefix: str = "") -> list[Step]:
+async def trace(bootstrap: KafkaSettings | str, ident: str, prefix: str = "") -> list[Step]:
     """Steps of the request whose event id, or whose code id, is ``ident`` (oldest first)."""
     topics = [prefix + t for t in (CODE_REQUESTED, CODE_ISSUED, CODE_REJECTED, NOTIFICATION_STATUS)]
     requests: dict[str, CodeRequested] = {}

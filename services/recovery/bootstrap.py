@@ -51,7 +51,7 @@ class Recovery:
         migrate(self.db.engine, MIGRATIONS)
         if self.db.run_sync(repository.count_accounts) == 0:
             asyncio.run(rewind_topic(
-                bootstrap=self.settings.kafka_bootstrap_servers, group_id=self.app.conf.id,
+                bootstrap=self.settings.kafka, group_id=self.app.conf.id,
                 topic=self.settings.topic(ACCOUNT_CHANGED)))
 
     def close(self) -> None:
@@ -98,7 +98,7 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         app,
         request_code=RequestCode(publisher=publisher),
         log_in=LogIn(db=db, keyring=settings.keyring, hasher=hasher, clock=clock,
-                     policy=settings.policy, metrics=metrics),
+                     policy=settings.policy, metrics=metrics, flush=relay.flush),
         max_body=settings.max_http_body,
     )
 

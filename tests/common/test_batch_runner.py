@@ -94,3 +94,16 @@ async def test_a_completion_failing_on_a_poison_record_dead_letters_only_that_re
     assert sorted(h["dlq_error_class"] for _, h in dead) == [b"invalid_event", b"processing_error"]
     poison = next(h for _, h in dead if h["dlq_error_class"] == b"processing_error")
     assert poison["dlq_original_offset"] == b"1" and poison["dlq_error_message"] == b"ValueError"
+
+
+async def test_a_tombstone_is_dead_lettered_as_a_tombstone_with_its_key() -> None:
+    handler, sent, relay = TwoPhase(), Sent(), Relay()
+    tombstone = RawRecord(topic="in", partition=2, offset=7, key=b"k-1", value=None, headers=[])
+    empty = RawRecord(topic="in", partition=2, offset=8, key=b"k-2", value=b"", headers=[])
+    await runner(handler, sent, relay).process([tombstone, record("a", 9), empty])
+    dead = {r.key: r for topic, r in sent.records if topic == "in.dlq"}
+    assert dead[b"k-1"].value is None  # a null value, not b""
+    assert dict(dead[b"k-1"].headers)["dlq_error_class"] == b"empty_record"
+    assert dead[b"k-2"].value == b""
+    assert dict(dead[b"k-2"].headers)["dlq_error_class"] == b"invalid_json"
+    assert handler.written == ["a"]

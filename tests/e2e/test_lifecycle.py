@@ -5,7 +5,8 @@ no personal data in any database row nor in the latest state of the account topi
 What the erasure scan allows (docs/registration.md, "Erasure"): ids (contract number, account
 id, event and code ids) and keyed hashes. On ``selfcare.code.issued.v1`` (24 h retention) and
 ``selfcare.notification.status.v1`` (14 days) the records of codes sent before the erasure keep
-the sealed / masked destination until their retention ends; the test checks that these are the
+the sealed / masked destination, and on ``selfcare.password.changed.v1`` (24 h) a notice keeps
+the sealed / masked contacts, until their retention ends; the test checks that these are the
 only topics of ours where anything of the subscriber remains, and that their retention is bounded.
 """
 
@@ -45,7 +46,8 @@ INBOUND = {"crm.contract.linked.v1", "crm.contract.terminated.v1", "crm.contract
            "selfcare.code.requested.v1"}
 # ours, where a code sent before the erasure leaves its sealed / masked destination until the
 # topic's retention ends
-SEALED_OR_MASKED = {"selfcare.code.issued.v1", "selfcare.notification.status.v1"}
+SEALED_OR_MASKED = {"selfcare.code.issued.v1", "selfcare.notification.status.v1",
+                    "selfcare.password.changed.v1"}
 # recovery's re-keyed copy of the portal's CodeRequested: the login as typed, like its inbound
 # original, until the retention ends (24 h)
 INBOUND_COPY = {"selfcare.recovery.requests-by-login.v1"}
@@ -102,8 +104,10 @@ async def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
 
 
 def sms_to(stack: LocalStack, e164: str) -> list[str]:
+    """The codes' texts sent to ``e164`` (not the notices of a password change)."""
     assert stack.sms_gateway is not None
-    return list(stack.sms_gateway.call(lambda s: [m.text for m in s.accepted.values() if m.to == e164]))
+    texts = stack.sms_gateway.call(lambda s: [m.text for m in s.accepted.values() if m.to == e164])
+    return [t for t in texts if PASSWORD.search(t)]
 
 
 async def new_code(stack: LocalStack, login: str, e164: str) -> str:

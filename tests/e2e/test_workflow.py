@@ -7,17 +7,19 @@ import asyncio
 import json
 import re
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from deploy.local_stack import LocalStack
 from schemas.events import CodeRejected, CodeRequested
-from schemas.topics import CODE_REJECTED, CODE_REQUESTED, CONTRACT_LINKED, topic_specs
+from schemas.topics import ACCOUNT_CHANGED, CODE_REJECTED, CODE_REQUESTED, CONTRACT_LINKED, topic_specs
 from services.ops.cli import app as ops_cli
 from tests.support.kafka import create_topics, new_prefix, produce, read_all
 from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port
@@ -57,9 +59,29 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         (b"E2E-3", linked("E2E-3", "700000000303", "satellite", "+7 925 200 00 03", "sat@example.ru",
                           mobile_active=False)),
     ]))
-    time.sleep(4)  # registration → AccountChanged → recovery's projection
+    wait_for_projection(s, 3)  # registration → AccountChanged → recovery's projection
     yield s
     s.stop()
+
+
+def wait_for_projection(stack: LocalStack, accounts: int, timeout_s: float = 60.0) -> None:
+    """Until recovery has projected ``accounts`` AccountChanged records (its own metric)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(stack.url("recovery") + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        done = sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "recovery_events_consumed_total"
+            and sample.labels.get("outcome") == "processed"
+            and sample.labels.get("topic", "").endswith(ACCOUNT_CHANGED)
+        )
+        if done >= accounts:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"recovery did not project {accounts} accounts in {timeout_s} s")
 
 
 async def post(stack: LocalStack, path: str, body: dict[str, str]) -> tuple[int, bytes]:

@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy import topics as topic_admin
+from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
 
 def new_prefix() -> str:
@@ -19,7 +20,7 @@ def new_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
-async def create_topics(bootstrap: str, prefix: str) -> None:
+async def create_topics(bootstrap: KafkaSettings | str, prefix: str) -> None:
     await topic_admin.apply(bootstrap, prefix=prefix, replication_factor=1)
 
 
@@ -34,13 +35,13 @@ class Consumed:
 
 
 async def produce(
-    bootstrap: str,
+    bootstrap: KafkaSettings | str,
     topic: str,
     records: Sequence[tuple[Any, ...]],
 ) -> None:
     """Send raw (key, value[, headers]) records in order and wait for the broker's acks."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+        **aiokafka_kwargs(bootstrap), acks="all", max_request_size=4 * 1024 * 1024
     )
     await producer.start()
     try:
@@ -55,7 +56,7 @@ async def produce(
 
 
 async def read_all(
-    bootstrap: str,
+    bootstrap: KafkaSettings | str,
     topic: str,
     *,
     until: Callable[[list[Consumed]], bool] | None = None,
@@ -65,7 +66,7 @@ async def read_all(
     """Read ``topic`` from the beginning (no group). Stops when ``until`` holds, or — without
     ``until`` — after ``idle_s`` with nothing new; raises ``TimeoutError`` if ``until`` never holds."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        **aiokafka_kwargs(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=8 * 1024 * 1024,
     )
     await consumer.start()

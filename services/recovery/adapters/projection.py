@@ -23,6 +23,7 @@ from services.recovery.adapters import repository
 from services.recovery.adapters.tables import (
     accounts,
     codes,
+    counters,
     credentials,
     login_failures,
     rate_events,
@@ -94,14 +95,16 @@ def erase_accounts(session: Session, account_ids: Sequence[str], keyring: Keyrin
 
     Rate-limit events and lock-outs are keyed by keyed hashes of the account id, the
     destinations and the login: those that can be derived from the row are deleted with it (a
-    personal-account login's lock-out cannot be, it is not held in clear; it is a keyed hash and
-    a count, and ages out by retention)."""
+    personal-account login's lock-out cannot be, it is not held in clear, nor can the lock-outs
+    of a login from each client address: they are keyed hashes and counts, and age out by
+    retention)."""
     ids = sorted(set(account_ids))
     rows = session.execute(select(accounts).where(accounts.c.account_id.in_(ids))).all()
     subjects: set[str] = set()
     lockouts: set[str] = set()
     for row in rows:
         subjects.add(keyring.keyed_hash("limit", "account:" + row.account_id))
+        subjects.add(keyring.keyed_hash("limit", "account-day:" + row.account_id))
         for channel, field, token in ((Channel.SMS, "mobile", row.mobile_enc),
                                       (Channel.EMAIL, "email", row.email_enc)):
             if token is None:
@@ -115,6 +118,7 @@ def erase_accounts(session: Session, account_ids: Sequence[str], keyring: Keyrin
                 lockouts.add(keyring.keyed_hash("lockout", route_key(keyring, value)))
     if subjects:
         session.execute(delete(rate_events).where(rate_events.c.subject.in_(sorted(subjects))))
+        session.execute(delete(counters).where(counters.c.subject.in_(sorted(subjects))))
     if lockouts:
         session.execute(delete(login_failures).where(login_failures.c.subject.in_(sorted(lockouts))))
     session.execute(delete(codes).where(codes.c.account_id.in_(ids)))

@@ -11,13 +11,15 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
+
 log = logging.getLogger(__name__)
 
 
-async def rewind_topic(*, bootstrap: str, group_id: str, topic: str) -> list[int]:
+async def rewind_topic(*, bootstrap: KafkaSettings | str, group_id: str, topic: str) -> list[int]:
     """Commit offset 0 for every partition of ``topic`` that has a committed offset in
     ``group_id``; returns those partitions. Needs no member of the group to be running."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group_id,
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(bootstrap), group_id=group_id,
                                 enable_auto_commit=False)
     await consumer.start()
     try:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
     text,
 )
 from sqlalchemy.engine import Connection
@@ -64,6 +65,7 @@ codes = Table(
     Column("hash", Text, nullable=False),
     Column("status", String(16), nullable=False),
     Column("channel", String(8), nullable=False),
+    Column("locale", String(8), nullable=True),  # of the request; the notice uses it
     Column("expires_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Index("ix_codes_account_status", "account_id", "status"),
@@ -83,11 +85,21 @@ rate_events = Table(
     Index("ix_rate_events_at", "at"),
 )
 
+# lock-out counts: subject = keyed hash of a login, or of a login and a client address
 login_failures = Table(
     "login_failures", metadata,
     Column("subject", String(64), primary_key=True),
-    Column("failures", Integer, nullable=False),
-    Column("locked_until", Float, nullable=True),
+    Column("failures", Integer, nullable=False),  # places taken since the last success
+    Column("locked_until", Float, nullable=True),  # set when the count reaches the limit
+)
+
+# fixed-window counts shared by workers (``adapters.counters.take``)
+counters = Table(
+    "counters", metadata,
+    Column("subject", String(80), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("window_end", Float, nullable=False),
+    Index("ix_counters_window_end", "window_end"),
 )
 
 outbox = outbox_table(metadata)
@@ -98,12 +110,19 @@ def _v1(conn: Connection) -> None:
 
 
 def _v2(conn: Connection) -> None:
+    counters.create(conn, checkfirst=True)
+    if "locale" not in {c["name"] for c in inspect(conn).get_columns("codes")}:
+        conn.exec_driver_sql("ALTER TABLE codes ADD COLUMN locale VARCHAR(8)")
+
+
+def _v3(conn: Connection) -> None:
     add_missing_columns(conn, accounts, ["holder_epoch", "contacts_epoch"])
 
 
 MIGRATIONS = [
     Migration(1, "create recovery tables", _v1),
-    Migration(2, "accounts: holder and contacts epochs", _v2),
+    Migration(2, "shared counters; the locale of a code", _v2),
+    Migration(3, "accounts: holder and contacts epochs", _v3),
 ]
 
 
@@ -120,4 +139,5 @@ prunable = [
     Prunable(codes, lambda now, keep: _older(codes.c.expires_at, now, keep)),
     Prunable(rate_events, lambda now, keep: _older(rate_events.c.at, now, keep)),
     Prunable(login_failures, lambda now, keep: _older(login_failures.c.locked_until, now, keep)),
+    Prunable(counters, lambda now, keep: _older(counters.c.window_end, now, keep)),
 ]

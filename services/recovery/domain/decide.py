@@ -1,7 +1,9 @@
 """The decision on one code request: issue a password or reject with a reason.
 
 Checks in order: client IP window (every request counts), a login that is neither kind,
-unknown login, closed account, unusable channel, per-login cool-down, per-destination window.
+unknown login, closed account, unusable channel, a mobile outside the SMS prefixes, per-login
+cool-down, per-destination window, codes per account a day, then the hourly SMS budget over all
+accounts (the last two are counted by ``take``, atomically among workers).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 
-from schemas.events import AccountStatus, CodeRejectReason
+from schemas.events import AccountStatus, Channel, CodeRejectReason
 from services.common.logins import LoginKind
-from services.recovery.domain.limits import LimitBook, LimitKind
-from services.recovery.domain.model import Account, Decision, Issue, IssueCode, Reject
+from services.recovery.domain.limits import LimitBook, LimitKind, Take
+from services.recovery.domain.model import Account, Decision, Guard, Issue, IssueCode, Reject
 from services.recovery.domain.passwords import generate_password
 from services.recovery.domain.resolve import resolve
 
@@ -27,6 +29,7 @@ def decide(
     subject_of: Callable[[str], str],
     reveal: Callable[[Account, IssueCode], str],
     password_length: int,
+    take: Take,
 ) -> Decision:
     """``subject_of`` turns a value into its keyed hash; ``reveal`` decrypts the destination."""
     if command.client_ip is not None:
@@ -46,11 +49,24 @@ def decide(
         return Reject(command=command, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
     login = subject_of("account:" + account.account_id)
     destination = reveal(account, command)
+    sms = command.channel is Channel.SMS
+    if sms and not book.policy.sms_allowed(destination):
+        return Reject(command=command, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
+                      guard=Guard.SMS_PREFIX)
     dest = subject_of(f"destination:{command.channel.value}:{destination.lower()}")
     for kind, subject in ((LimitKind.LOGIN, login), (LimitKind.DESTINATION, dest)):
         wait = book.retry_after(kind, subject, now)
         if wait is not None:
             return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait)
+    wait = take(subject_of("account-day:" + account.account_id), book.policy.account_daily, now)
+    if wait is not None:
+        return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait,
+                      guard=Guard.ACCOUNT_DAILY)
+    if sms:
+        wait = take("sms-budget", book.policy.sms_hourly, now)
+        if wait is not None:
+            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED,
+                          retry_after_s=wait, guard=Guard.SMS_BUDGET)
     book.record(LimitKind.LOGIN, login, now)
     book.record(LimitKind.DESTINATION, dest, now)
     return Issue(

@@ -27,8 +27,19 @@ class Policy:
     login_cooldown: Window = Window(max_events=1, window_s=60)
     per_destination: Window = Window(max_events=5, window_s=600)
     per_ip: Window = Window(max_events=30, window_s=300)
-    lockout_failures: int = 5
+    # against SMS pumping: codes per account a day, SMS over all accounts an hour, and the
+    # mobile prefixes an SMS may go to (fixed windows counted atomically in the database)
+    account_daily: Window = Window(max_events=10, window_s=86400)
+    sms_hourly: Window = Window(max_events=10000, window_s=3600)
+    sms_prefixes: tuple[str, ...] = ("+79",)
+    # logins: per client address (no hashing beyond it), and the lock-outs
+    login_ip: Window = Window(max_events=30, window_s=60)
+    lockout_failures: int = 5  # per login and client address
+    global_lockout_failures: int = 100  # per login, from any address
     lockout_s: float = 900
+
+    def sms_allowed(self, mobile: str) -> bool:
+        return any(mobile.startswith(prefix) for prefix in self.sms_prefixes)
 
     def window(self, kind: LimitKind) -> Window:
         return {
@@ -44,6 +55,11 @@ class Policy:
 
 
 Subject = tuple[LimitKind, str]
+
+
+# take(subject, window, now): count one event in a fixed window, atomically where every worker
+# sees it; ``None`` if it fits, else the seconds until the window lets one more in
+Take = Callable[[str, Window, float], int | None]
 
 
 # loader(kind, subject, since, newest): at most the ``newest`` latest event times after ``since``

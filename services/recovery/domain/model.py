@@ -59,11 +59,20 @@ class Issue:
     destination: str
 
 
+class Guard(StrEnum):
+    """Which guard against SMS pumping refused a request (ops are told of each)."""
+
+    SMS_PREFIX = "sms_prefix"  # the mobile is outside SMS_ALLOWED_PREFIXES
+    ACCOUNT_DAILY = "account_daily"  # LIMIT_ACCOUNT_DAILY_MAX reached
+    SMS_BUDGET = "sms_budget"  # SMS_HOURLY_BUDGET spent
+
+
 @dataclass(frozen=True, kw_only=True)
 class Reject:
     command: IssueCode
     reason: CodeRejectReason
     retry_after_s: int | None = None
+    guard: Guard | None = None
 
 
 Decision = Issue | Reject

@@ -89,7 +89,8 @@ def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogIn,
                     if not isinstance(value, str) or not value or len(value) > limit:
                         raise BadRequest(400, "invalid_request",
                                          f"{name}: a string of 1 to {limit} characters is required")
-                account_id = await log_in(LogInCommand(login=str(login), password=str(password)))
+                account_id = await log_in(LogInCommand(login=str(login), password=str(password),
+                                                       client_ip=getattr(request, "remote", None)))
                 if account_id is None:
                     return self.json(UNAUTHORIZED, status=401)
                 return self.json({"account_id": account_id}, status=200)

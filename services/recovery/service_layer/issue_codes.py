@@ -33,12 +33,20 @@ from services.common.batch import Completion, Inbound
 from services.common.crypto import Keyring, contact_aad
 from services.common.db import Database, is_transient
 from services.common.logins import candidate_keys
-from services.recovery.adapters import repository
+from services.recovery.adapters import counters, repository
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import outbox as outbox_table
 from services.recovery.domain.decide import decide
 from services.recovery.domain.limits import LimitBook, LimitKind, Policy
-from services.recovery.domain.model import Account, CodeStatus, Decision, Issue, IssueCode
+from services.recovery.domain.model import (
+    Account,
+    CodeStatus,
+    Decision,
+    Guard,
+    Issue,
+    IssueCode,
+    Reject,
+)
 from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.ports import Clock, PasswordHasher
 
@@ -164,8 +172,22 @@ class IssueCodes:
                     self.metrics.codes_issued.labels(decision.command.channel.value).inc()
                 else:
                     self.metrics.codes_rejected.labels(decision.reason.value).inc()
+            self._tell_ops([d for d in decisions if isinstance(d, Reject) and d.guard])
 
         return complete
+
+    def _tell_ops(self, guarded: list[Reject]) -> None:
+        """A metric and a warning for each request an SMS-pumping guard refused."""
+        counted = {Guard.SMS_PREFIX: self.metrics.sms_prefix_refused,
+                   Guard.ACCOUNT_DAILY: self.metrics.account_daily_limit,
+                   Guard.SMS_BUDGET: self.metrics.sms_budget_exceeded}
+        for guard in Guard:
+            hits = [r for r in guarded if r.guard is guard]
+            if hits:
+                for hit in hits:
+                    counted[guard].labels(hit.command.channel.value).inc()
+                log.warning("code requests refused against SMS pumping", extra={
+                    "guard": guard.value, "requests": len(hits)})
 
     def _forget(self, batch: _Unwritten, pending: list[asyncio.Future[list[str]]]) -> None:
         """The batch is written or given up (its records will be redone one by one)."""
@@ -194,7 +216,8 @@ class IssueCodes:
         return [
             decide(command, candidates=keys, accounts=accounts, book=book, now=now,
                    subject_of=lambda v: self.keyring.keyed_hash("limit", v),
-                   reveal=self._reveal, password_length=self.config.password_length)
+                   reveal=self._reveal, password_length=self.config.password_length,
+                   take=partial(counters.take, session))
             for command, keys in zip(commands, candidates, strict=True)
         ]
 
@@ -207,6 +230,7 @@ class IssueCodes:
         repository.add_rate_events(session, rate_events)
         if now - self._maintained_at >= MAINTENANCE_EVERY_S:  # bookkeeping, not every batch
             repository.prune_rate_events(session, now - self.config.policy.longest_s)
+            counters.prune(session, now)
             repository.expire_codes(session, now)  # logins check expires_at themselves
             self._maintained_at = now
         expires_at = now + self.config.code_ttl_s
@@ -217,7 +241,8 @@ class IssueCodes:
             "request_event_id": i.command.request_event_id, "hash": hashes[i.code_id],
             "status": (CodeStatus.PENDING if newest[i.account.account_id] == i.code_id
                        else CodeStatus.VOIDED).value,
-            "channel": i.command.channel.value, "expires_at": expires_at, "created_at": now,
+            "channel": i.command.channel.value, "locale": i.command.locale.value,
+            "expires_at": expires_at, "created_at": now,
         } for i in issues]
         repository.add_codes(session, rows)
         outbox.stage(session, outbox_table, CODE_ISSUED, [

@@ -1,24 +1,41 @@
 """Handler of a login: the current password, or the newest pending code, which then becomes it.
 
-Every attempt verifies exactly two hashes (the dummy hash stands in for a missing one), so an
-unknown login costs the same time as a known one. Failures count per login; after
-``lockout_failures`` in a row the login is refused for ``lockout_s`` (unknown logins too).
+1. One transaction: the client address's login window (beyond it: refused with no hashing and
+   nothing counted), then a place in the failure counts — per login and client address, then
+   per login — taken *before* any hashing, and the account's hashes.
+2. Exactly two argon2id verifications, whatever happened in step 1: a missing hash is replaced
+   by the dummy hash, and a locked login verifies its real hashes too, so neither an unknown
+   login nor a lock shows in the time of the answer.
+3. Refused if either count gave no place (a lock, or attempts still in flight fill it). A wrong
+   guess writes nothing: its place stays taken. A success gives back its places (see
+   ``counters.release``) and, when it activates a pending code, stages ``PasswordChanged`` in
+   the outbox in the same transaction.
+
+Since every attempt is counted before it is verified, simultaneous attempts on any number of
+workers can never verify more wrong guesses than the limits allow, and no write of a later
+attempt can undo a lock. Unknown logins are counted the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
+from schemas.topics import PASSWORD_CHANGED
+from services.common import outbox
 from services.common.crypto import Keyring
 from services.common.db import Database
 from services.common.logins import candidate_keys
-from services.recovery.adapters import credentials, repository
+from services.recovery.adapters import counters, credentials, repository
 from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.tables import outbox as outbox_table
 from services.recovery.domain.limits import Policy
+from services.recovery.domain.model import Account
 from services.recovery.domain.resolve import resolve, route_key
+from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.ports import Clock, PasswordHasher
 
 
@@ -26,76 +43,129 @@ from services.recovery.service_layer.ports import Clock, PasswordHasher
 class LogInCommand:
     login: str
     password: str
+    client_ip: str | None = None
 
 
-@dataclass(frozen=True)
-class _Known:
-    locked: bool
-    account_id: str | None
-    current: str | None
-    pending: tuple[str, str] | None  # code_id, hash
+@dataclass(frozen=True, kw_only=True)
+class _Subjects:
+    pair: str  # the login from this client address
+    login: str  # the login from anywhere
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Loaded:
+    throttled: bool = False  # the client address is over its login window
+    pair_place: int | None = None
+    login_place: int | None = None
+    account: Account | None = None
+    current: str | None = None
+    pending: tuple[str, str] | None = None  # code_id, hash
+
+    @property
+    def allowed(self) -> bool:
+        return self.pair_place is not None and self.login_place is not None
 
 
 class LogIn:
     def __init__(self, *, db: Database, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
-                 policy: Policy, metrics: RecoveryMetrics) -> None:
+                 policy: Policy, metrics: RecoveryMetrics,
+                 flush: Callable[[], Awaitable[object]] | None = None) -> None:
         self.db = db
         self.keyring = keyring
         self.hasher = hasher
         self.clock = clock
         self.policy = policy
         self.metrics = metrics
+        self.flush = flush  # publishes what the outbox holds (the relay), after a notice
 
     async def __call__(self, command: LogInCommand) -> str | None:
         """The account id on success, ``None`` on any failure (the caller answers 401)."""
         now = self.clock.now()
-        subject = self.keyring.keyed_hash("lockout", route_key(self.keyring, command.login))
-        known = await self.db.run(lambda s: self._load(s, command.login, subject, now))
-        if known.locked:
-            self.metrics.logins.labels("locked").inc()
+        route = route_key(self.keyring, command.login)
+        subjects = _Subjects(
+            pair=self.keyring.keyed_hash("lockout", f"{route}|{command.client_ip or '-'}"),
+            login=self.keyring.keyed_hash("lockout", route))
+        loaded = await self.db.run(lambda s: self._load(s, command, subjects, now))
+        if loaded.throttled:
+            self.metrics.logins.labels("throttled").inc()
             return None
         dummy = await self.hasher.dummy_hash()
         current_ok, pending_ok = await self.hasher.verify_many([
-            (known.current or dummy, command.password),
-            (known.pending[1] if known.pending else dummy, command.password),
+            (loaded.current or dummy, command.password),
+            (loaded.pending[1] if loaded.pending else dummy, command.password),
         ])
-        current_ok = current_ok and known.current is not None
-        pending_ok = pending_ok and known.pending is not None
-        account_id = await self.db.run(
-            lambda s: self._settle(s, known, subject, current_ok, pending_ok, now))
-        outcome = "failure" if account_id is None else ("activated" if pending_ok and not current_ok
-                                                         else "success")
+        current_ok = current_ok and loaded.current is not None
+        pending_ok = pending_ok and loaded.pending is not None
+        if not loaded.allowed:
+            self.metrics.logins.labels("locked").inc()
+            return None
+        if not (current_ok or pending_ok):
+            self.metrics.logins.labels("failure").inc()
+            return None
+        account_id, noticed = await self.db.run(
+            lambda s: self._succeed(s, loaded, subjects, current_ok, now))
+        if noticed:
+            self.metrics.notices.inc()
+            if self.flush is not None:
+                await self.flush()
+        outcome = "failure" if account_id is None else ("activated" if noticed or not current_ok
+                                                        else "success")
         self.metrics.logins.labels(outcome).inc()
         return account_id
 
-    def _load(self, session: Session, login: str, subject: str, now: float) -> _Known:
-        _count, locked_until = credentials.failures(session, subject)
-        if locked_until is not None and locked_until > now:
-            return _Known(locked=True, account_id=None, current=None, pending=None)
-        candidates = candidate_keys(self.keyring, login)
-        account = resolve(candidates, repository.accounts_by_keys(session, [candidates]))
-        if account is None or account.status is not AccountStatus.ACTIVE:
-            return _Known(locked=False, account_id=None, current=None, pending=None)
-        return _Known(
-            locked=False, account_id=account.account_id,
-            current=credentials.current_password(session, account.account_id),
-            pending=credentials.newest_pending(session, account.account_id, now),
-        )
-
-    def _settle(self, session: Session, known: _Known, subject: str, current_ok: bool,
-                pending_ok: bool, now: float) -> str | None:
-        account_id: str | None = None
-        if current_ok:
-            account_id = known.account_id
-        elif pending_ok and known.pending is not None:
-            account_id = credentials.activate_code(session, known.pending[0], now)
-        if account_id is not None:
-            credentials.save_failures(session, subject, 0, None)
-            return account_id
-        count, _ = credentials.failures(session, subject)
-        count += 1
-        if count >= self.policy.lockout_failures:
-            credentials.save_failures(session, subject, 0, now + self.policy.lockout_s)
+    def _load(self, session: Session, command: LogInCommand, subjects: _Subjects,
+              now: float) -> _Loaded:
+        policy = self.policy
+        if command.client_ip is not None:
+            address = self.keyring.keyed_hash("limit", "login-ip:" + command.client_ip)
+            if counters.take(session, address, policy.login_ip, now) is not None:
+                return _Loaded(throttled=True)
+        pair_place = counters.reserve(session, subjects.pair, limit=policy.lockout_failures,
+                                      lock_s=policy.lockout_s, now=now)
+        login_place = None
+        if pair_place is not None:  # refusals at one address do not count against the login
+            login_place = counters.reserve(session, subjects.login,
+                                           limit=policy.global_lockout_failures,
+                                           lock_s=policy.lockout_s, now=now)
         else:
-            credentials.save_failures(session, subject, count, None)
-        return None
+            counters.failures(session, subjects.login)  # the same queries either way
+        candidates = candidate_keys(self.keyring, command.login)
+        account = resolve(candidates, repository.accounts_by_keys(session, [candidates]))
+        usable = account is not None and account.status is AccountStatus.ACTIVE
+        # an unknown login runs the same lookups (on no account): no difference in time
+        account_id = account.account_id if account is not None and usable else ""
+        current = credentials.current_password(session, account_id)
+        pending = credentials.newest_pending(session, account_id, now)
+        if not usable:
+            return _Loaded(pair_place=pair_place, login_place=login_place)
+        return _Loaded(pair_place=pair_place, login_place=login_place, account=account,
+                       current=current, pending=pending)
+
+    def _succeed(self, session: Session, loaded: _Loaded, subjects: _Subjects,
+                 current_ok: bool, now: float) -> tuple[str | None, bool]:
+        """(account id or ``None``, whether a notice was staged)."""
+        assert loaded.account is not None
+        assert loaded.pair_place is not None and loaded.login_place is not None
+        account_id: str | None = None
+        noticed = False
+        if current_ok:
+            account_id = loaded.account.account_id
+        elif loaded.pending is not None:
+            code_id, hash_ = loaded.pending
+            activated = credentials.activate_code(session, code_id, now)
+            if activated is not None:
+                account_id, locale = activated
+                notice = outcomes.password_changed(loaded.account, code_id=code_id,
+                                                   locale=locale, keyring=self.keyring)
+                if notice is not None:
+                    outbox.stage(session, outbox_table, PASSWORD_CHANGED, [notice])
+                    noticed = True
+            elif credentials.current_password(session, loaded.account.account_id) == hash_:
+                account_id = loaded.account.account_id  # a simultaneous login activated it
+        if account_id is None:
+            return None, False
+        counters.release(session, subjects.pair, loaded.pair_place,
+                         limit=self.policy.lockout_failures)
+        counters.release(session, subjects.login, loaded.login_place,
+                         limit=self.policy.global_lockout_failures)
+        return account_id, noticed

@@ -1,14 +1,23 @@
-"""Decisions as wire events: CodeIssued (contacts and password encrypted) or CodeRejected."""
+"""Decisions as wire events: CodeIssued (contacts and password encrypted) or CodeRejected, and
+the PasswordChanged notice (every usable contact sealed for the notifier)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 
-from schemas.events import CodeIssued, CodeRejected, CodeRejectReason
+from schemas.events import (
+    Channel,
+    CodeIssued,
+    CodeRejected,
+    CodeRejectReason,
+    Locale,
+    NoticeContact,
+    PasswordChanged,
+)
 from services.common.codec import WireRecord, encode
-from services.common.crypto import Keyring, code_aad
-from services.recovery.domain.model import Issue, Reject
+from services.common.crypto import Keyring, code_aad, contact_aad
+from services.recovery.domain.model import Account, Issue, Reject
 
 SOURCE = "/selfcare-access/recovery"
 
@@ -40,3 +49,31 @@ def rejected(reject: Reject, *, support_phone: str) -> WireRecord:
         retry_after_s=reject.retry_after_s,
     )
     return encode(event, key=reject.command.request_event_id, source=SOURCE)
+
+
+def notice_aad(event_id: str, channel: Channel) -> str:
+    """Associated data of a sealed contact in PasswordChanged (the notifier opens it so)."""
+    return f"notice:{event_id}:{channel.value}"
+
+
+def password_changed(account: Account, *, code_id: str, locale: str,
+                     keyring: Keyring) -> WireRecord | None:
+    """The notice for a newly activated password: each usable contact of the account, opened
+    from the projection and sealed again for this event; ``None`` if no contact is usable."""
+    event_id = uuid.uuid4()
+    contacts = []
+    for channel, field, token in ((Channel.SMS, "mobile", account.mobile_enc),
+                                  (Channel.EMAIL, "email", account.email_enc)):
+        if not account.channel_usable(channel) or not token:
+            continue
+        plain = keyring.decrypt(token, aad=contact_aad(account.account_id, field))
+        contacts.append(NoticeContact(
+            channel=channel, destination_masked=account.masked(channel),
+            destination_enc=keyring.encrypt(plain, aad=notice_aad(str(event_id), channel))))
+    if not contacts:
+        return None
+    event = PasswordChanged(
+        event_id=event_id, account_id=uuid.UUID(account.account_id), code_id=uuid.UUID(code_id),
+        locale=Locale(locale) if locale in {x.value for x in Locale} else Locale.RU,
+        contacts=tuple(contacts))
+    return encode(event, key=account.account_id, source=SOURCE)

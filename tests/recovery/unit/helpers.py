@@ -60,8 +60,8 @@ class Harness:
         complete = await self.issue([inbound(e) for e in events])
         await complete()
 
-    async def login(self, login: str, password: str) -> str | None:
-        return await self.log_in(LogInCommand(login=login, password=password))
+    async def login(self, login: str, password: str, ip: str | None = None) -> str | None:
+        return await self.log_in(LogInCommand(login=login, password=password, client_ip=ip))
 
     def staged(self) -> list[tuple[str, dict[str, Any]]]:
         rows = self.db.run_sync(lambda s: s.execute(select(outbox).order_by(outbox.c.id)).all())
@@ -72,10 +72,12 @@ class Harness:
             lambda s: s.execute(select(codes).order_by(codes.c.created_at)).all()))
 
 
-def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 3600) -> Harness:
+def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 3600, *,
+            hasher: FakeHasher | None = None, clock: FakeClock | None = None) -> Harness:
+    """Handlers over ``url``; a second harness on the same URL acts as a second worker."""
     db = Database(url=url, name=f"test-{uuid.uuid4().hex[:6]}")
     migrate(db.engine, MIGRATIONS)
-    clock, hasher = FakeClock(), FakeHasher()
+    clock, hasher = clock or FakeClock(), hasher or FakeHasher()
     metrics = RecoveryMetrics(ServiceMetrics("recovery"))
     config = IssueConfig(policy=policy, code_ttl_s=ttl, password_length=10,
                          support_phone="8 800 250-08-90")

@@ -1,0 +1,92 @@
+"""The hostile corpus through the shared consumer loop with the services' own models (fakes for
+the broker and the handler): each bad record is dead-lettered unchanged with its class, each
+record the contract answers reaches the handler. tests/hostile/test_workers.py runs the same
+corpus against the real services."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from schemas.events import AccountChanged, CodeIssued, CodeRequested, Event
+from schemas.topics import (
+    ACCOUNT_CHANGED,
+    CODE_ISSUED,
+    CODE_REQUESTED,
+    CONTRACT_LINKED,
+    CONTRACT_TERMINATED,
+    REQUESTS_BY_LOGIN,
+)
+from services.common.batch import BatchRunner, Inbound, RawRecord
+from services.common.codec import WireRecord
+from services.common.metrics import ServiceMetrics
+from services.registration.entrypoints.messages import InboundContractLinked, InboundContractTerminated
+from tests.hostile.corpus import INBOUND_TOPICS, MARKER, MAX_RECORD_BYTES, SECRET_DIGITS, Case, corpus, kinds
+
+MODELS: dict[str, type[Event]] = {
+    CONTRACT_LINKED: InboundContractLinked,
+    CONTRACT_TERMINATED: InboundContractTerminated,
+    ACCOUNT_CHANGED: AccountChanged,
+    CODE_REQUESTED: CodeRequested,
+    REQUESTS_BY_LOGIN: CodeRequested,
+    CODE_ISSUED: CodeIssued,
+}
+CASES = corpus()
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, WireRecord]] = []
+
+    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
+        self.records.extend(items)
+
+
+class Relay:
+    async def flush(self) -> int:
+        return 0
+
+
+class Handled:
+    def __init__(self) -> None:
+        self.items: list[Inbound[Any]] = []
+
+    async def __call__(self, items: list[Inbound[Any]]) -> None:
+        self.items.extend(items)
+
+
+def test_the_corpus_has_at_least_50_kinds_on_every_inbound_topic() -> None:
+    assert len(kinds(CASES)) >= 50
+    assert {case.topic for case in CASES} == set(INBOUND_TOPICS)
+    assert len({case.name for case in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+async def test_fate_of_each_case_in_the_consumer_loop(case: Case) -> None:
+    sent, handled = Sent(), Handled()
+    runner: BatchRunner[Any] = BatchRunner(
+        service="probe", topic=case.topic, model=MODELS[case.topic], handler=handled,
+        publisher=sent, relay=Relay(), metrics=ServiceMetrics("probe"),  # type: ignore[arg-type]
+        max_record_bytes=MAX_RECORD_BYTES,
+    )
+    record = RawRecord(topic="p." + case.topic, partition=3, offset=42, key=case.record_key,
+                       value=case.value, headers=[("ce_id", b"x")])
+    await runner.process([record])
+    kind, expected = case.fate.split(":", 1)
+    if kind == "dlq":
+        assert handled.items == []
+        assert len(sent.records) == 1
+        topic, dead = sent.records[0]
+        headers = {k: v.decode() for k, v in dead.headers}
+        assert topic == case.topic + ".dlq"
+        assert headers["dlq_error_class"] == expected, headers["dlq_error_message"]
+        assert (dead.key, dead.value) == (case.record_key, case.value)
+        assert headers["dlq_original_topic"] == "p." + case.topic
+        assert (headers["dlq_original_partition"], headers["dlq_original_offset"]) == ("3", "42")
+        text = " ".join(headers.values())
+        assert MARKER not in text and SECRET_DIGITS not in text
+    else:
+        assert sent.records == [] and len(handled.items) == 1
+        assert str(handled.items[0].event.event_id) == case.event_id
