@@ -18,12 +18,14 @@ from services.common.retention import DAY_S, Pruner
 from services.recovery.adapters.tables import (
     accounts,
     codes,
+    counters,
     credentials,
     login_failures,
     processed_events,
     prunable,
     rate_events,
 )
+from services.recovery.domain.resolve import route_key
 from tests.recovery.conftest import account_changed
 from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
 
@@ -93,7 +95,10 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert await h.login(login, password) == str(acc.account_id)
     assert await h.login(login, "wrong-pass") is None  # a failure row for the login
     await issue(h, other_login)
-    assert count(h, rate_events) > 0 and count(h, login_failures) == 1
+    login_subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, login))
+    assert count(h, rate_events) > 0
+    assert count(h, login_failures, login_failures.c.subject == login_subject) == 1
+    assert count(h, counters) > 0
     tomb = RawRecord(topic="t", partition=0, offset=9, key=str(acc.account_id).encode(),
                      value=None, headers=[])
     await h.project.tombstones([tomb])
@@ -102,7 +107,11 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert count(h, accounts, accounts.c.account_id == aid) == 0
     assert count(h, credentials, credentials.c.account_id == aid) == 0
     assert count(h, codes, codes.c.account_id == aid) == 0
-    assert count(h, login_failures) == 0
+    # the login's lock-out goes; the count per login and client address cannot be found from
+    # the account (a keyed hash of login and address) and ages out by retention
+    assert count(h, login_failures, login_failures.c.subject == login_subject) == 0
+    day = h.keyring.keyed_hash("limit", "account-day:" + aid)
+    assert count(h, counters, counters.c.subject == day) == 0
     # left: the other account's rows, and the client address's (a keyed hash of an address)
     subjects = {h.keyring.keyed_hash("limit", s) for s in (
         "ip:192.0.2.10", "account:" + str(other.account_id), f"destination:sms:{other_login}")}
@@ -123,13 +132,13 @@ async def test_retention_prunes_bookkeeping_once_the_clock_has_moved_on(h: Harne
     await issue(h, login)
     pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
     pruner = Pruner(db=h.db, tables=prunable, retention_days=30, pruned=pruned, batch=1)
-    before = {t.name: count(h, t) for t in (processed_events, codes, rate_events)}
+    before = {t.name: count(h, t) for t in (processed_events, codes, rate_events, counters)}
     assert await pruner.prune(h.clock.now()) == 0
     assert all(before.values())
     h.clock.advance(31 * DAY_S)
     assert await pruner.prune(h.clock.now()) == sum(before.values())
-    assert {t.name: count(h, t) for t in (processed_events, codes, rate_events)} == dict.fromkeys(
-        before, 0)
+    assert {t.name: count(h, t) for t in (processed_events, codes, rate_events, counters)} == \
+        dict.fromkeys(before, 0)
     assert {t: pruned.labels(t)._value.get() for t in before} == before
     # the password lives on in credentials; an old request redelivered is a new request whose
     # code is issued afresh (the old one had expired): nothing stale can be used
