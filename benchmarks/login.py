@@ -72,7 +72,7 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
     try:
         events, mobiles = accounts(keyring, n_accounts)
         raw = RawRecord(topic="t", partition=0, offset=0, key=None, value=None, headers=[])
-        await ProjectAccounts(db=db, clock=SystemClock())([Inbound(event=e, raw=raw)
+        await ProjectAccounts(db=db, clock=SystemClock(), keyring=keyring)([Inbound(event=e, raw=raw)
                                                           for e in events])
         passwords = [secrets.token_urlsafe(9) for _ in events]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:

@@ -228,6 +228,11 @@ class AccountChanged(Event):
     channels: Channels
     contacts: Contacts
     linked_at: Timestamp
+    # bumped by registration when the holder changes or the contract reopens (the password and
+    # pending codes are revoked), and when only the contacts change (pending codes are voided);
+    # state, not commands: a reader acts when a value is higher than the one it stored
+    holder_epoch: Annotated[int, Field(ge=0)] = 0
+    contacts_epoch: Annotated[int, Field(ge=0)] = 0
 
 
 class CodeRequested(Event):

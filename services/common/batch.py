@@ -69,6 +69,10 @@ class Inbound(Generic[E]):
 # after a transient database error, so it keeps what it already computed.
 Completion = Callable[[], Awaitable[None]]
 Handler = Callable[[list[Inbound[E]]], Awaitable[Completion | None]]
+# a check of a decoded event beyond its schema; raises ``DecodeError`` to dead-letter it
+Check = Callable[[E], None]
+# what a consumer of a compacted topic does with tombstones (null values), after the batch's events
+TombstoneHandler = Callable[[list[RawRecord]], Awaitable[None]]
 
 
 class BatchRunner(Generic[E]):
@@ -88,6 +92,8 @@ class BatchRunner(Generic[E]):
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         depth: int = 4,
+        check: Check[E] | None = None,
+        tombstones: TombstoneHandler | None = None,
     ) -> None:
         self.service = service
         self.topic = topic
@@ -102,6 +108,8 @@ class BatchRunner(Generic[E]):
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.depth = depth
+        self.check = check
+        self.tombstones = tombstones
 
     async def run(self, stream: Any) -> None:
         """The agent body: each batch is acked (in order) once its ``finish`` is done."""
@@ -139,9 +147,15 @@ class BatchRunner(Generic[E]):
         started = time.perf_counter()
         good: list[Inbound[E]] = []
         dead: list[WireRecord] = []
+        tombs: list[RawRecord] = []
         for record in records:
+            if record.value is None and self.tombstones is not None:
+                tombs.append(record)
+                continue
             try:
                 event = decode(self.model, record.value, max_bytes=self.max_record_bytes)
+                if self.check is not None:
+                    self.check(event)
             except DecodeError as exc:
                 dead.append(self._dead(record, exc.error_class, exc.reason))
                 continue
@@ -154,6 +168,15 @@ class BatchRunner(Generic[E]):
         async def finish() -> None:
             if completion is not None:
                 dead.extend(await self._complete(completion, good))
+            if tombs and self.tombstones is not None:
+                # after the batch's events: a key's tombstone follows its last value
+                handle = self.tombstones
+                try:
+                    await self._with_db_retry(lambda: handle(tombs))
+                except Exception as exc:
+                    log.error("tombstones failed processing; dead-lettered (%s)",
+                              type(exc).__name__, extra={"topic": self.topic})
+                    dead.extend(self._dead(t, "processing_error", type(exc).__name__) for t in tombs)
             await self.relay.flush()
             if dead:
                 await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])

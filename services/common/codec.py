@@ -12,7 +12,7 @@ the same record could take the other of two duplicate values.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -40,8 +40,13 @@ class WireRecord:
     """A record to produce; ``value`` is None only for a tombstone (a dead letter of one)."""
 
     key: bytes | None
-    value: bytes | None
+    value: bytes | None  # None: a tombstone (compacted topics drop the key's earlier records)
     headers: list[tuple[str, bytes]]
+
+
+def tombstone(key: str) -> WireRecord:
+    """A null value for ``key``: on a compacted topic, "this key no longer exists"."""
+    return WireRecord(key=key.encode("utf-8"), value=None, headers=[])
 
 
 def encode(event: Event, *, key: str | None, source: str) -> WireRecord:
@@ -82,6 +87,18 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
     if missing:
         raise DecodeError("invalid_event", "; ".join(f"{name}: missing" for name in missing))
     return event
+
+
+def not_in_future(max_skew_s: float, now: Callable[[], float]) -> Callable[[Event], None]:
+    """A ``BatchRunner`` check: an ``occurred_at`` more than ``max_skew_s`` after ``now()`` (Unix
+    seconds) is a malformed record (``invalid_event_time``)."""
+
+    def check(event: Event) -> None:
+        if event.occurred_at.timestamp() > now() + max_skew_s:
+            raise DecodeError("invalid_event_time",
+                              f"occurred_at: more than {max_skew_s:g} s in the future")
+
+    return check
 
 
 class _NotStrictJson(ValueError):

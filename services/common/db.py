@@ -17,7 +17,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, create_engine, text
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    inspect,
+    text,
+)
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -121,6 +132,26 @@ class Migration:
     version: int
     name: str
     apply: Callable[[Connection], None]
+
+
+def add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
+    """Migration step: ``ALTER TABLE ... ADD COLUMN`` for those of ``names`` the table lacks.
+
+    Version 1 of each service creates its tables from the current metadata, so on a fresh
+    database the columns exist already; this makes a later step safe on both kinds of database.
+    A ``NOT NULL`` column needs a ``server_default`` for the rows already there."""
+    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    for name in names:
+        if name in present:
+            continue
+        column = table.c[name]
+        ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} {column.type.compile(conn.dialect)}"
+        if column.server_default is not None:
+            default = column.server_default.arg  # type: ignore[attr-defined]
+            ddl += f" DEFAULT {getattr(default, 'text', default)}"
+        if not column.nullable:
+            ddl += " NOT NULL"
+        conn.execute(text(ddl))
 
 
 _meta = MetaData()

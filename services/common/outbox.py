@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Integer, LargeBinary, MetaData, String, Table
+from sqlalchemy import JSON, BigInteger, Column, Integer, LargeBinary, MetaData, String, Table, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from services.common.bulk import insert_rows_returning_ids, one_of
@@ -32,9 +33,26 @@ def outbox_table(metadata: MetaData) -> Table:
                autoincrement=True),
         Column("topic", String(200), nullable=False),
         Column("key", LargeBinary, nullable=True),
-        Column("value", LargeBinary, nullable=False),
+        Column("value", LargeBinary, nullable=True),  # null: a tombstone
         Column("headers", JSON, nullable=False),
     )
+
+
+def allow_tombstones(conn: Connection) -> None:
+    """Migration step: make ``outbox.value`` nullable in an outbox created before tombstones (a
+    no-op where it already is). SQLite cannot alter a column: the table is rebuilt."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE outbox ALTER COLUMN value DROP NOT NULL"))
+        return
+    info = conn.execute(text("PRAGMA table_info(outbox)")).all()
+    if not any(row[1] == "value" and row[3] for row in info):
+        return
+    (ddl,) = conn.execute(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")).one()
+    conn.execute(text("ALTER TABLE outbox RENAME TO outbox_before_tombstones"))
+    conn.execute(text(ddl.replace("value BLOB NOT NULL", "value BLOB")))
+    conn.execute(text("INSERT INTO outbox SELECT * FROM outbox_before_tombstones"))
+    conn.execute(text("DROP TABLE outbox_before_tombstones"))
 
 
 @dataclass(frozen=True)

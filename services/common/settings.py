@@ -27,6 +27,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer") from exc
 
 
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive integer")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -63,6 +70,8 @@ class CommonSettings:
     support_phone: str = "8 800 250-08-90"
     code_ttl_s: int = 3600
     log_level: str = "INFO"
+    retention_days: int = 30  # bookkeeping rows older than this are pruned
+    max_clock_skew_s: int = 300  # an inbound occurred_at further in the future is refused
 
     @classmethod
     def common_from_env(cls, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -90,6 +99,8 @@ class CommonSettings:
             "support_phone": env.get("SUPPORT_PHONE", "8 800 250-08-90"),
             "code_ttl_s": _int(env, "CODE_TTL_S", 3600),
             "log_level": env.get("LOG_LEVEL", "INFO").upper(),
+            "retention_days": _positive(env, "RETENTION_DAYS", 30),
+            "max_clock_skew_s": _positive(env, "MAX_CLOCK_SKEW_S", 300),
         }
 
     @property

@@ -3,31 +3,36 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
-from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
+from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
 from services.common.batch import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
+from services.common.retention import Pruner, pruned_counter
+from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
-from services.notifier.adapters.tables import MIGRATIONS, outbox
+from services.notifier.adapters.tables import MIGRATIONS, outbox, prunable
 from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.consumer import (
     install_consumer,
     install_dispatcher,
     install_notice_consumer,
+    install_tombstones,
 )
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport
 from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.erase_deliveries import EraseDeliveries
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import RecordCodes
@@ -36,6 +41,7 @@ from services.notifier.service_layer.sms_routes import FALLBACK, PRIMARY, SmsRou
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,15 @@ def bootstrap(
     )
     install_consumer(app, settings=settings, runner=runner)
     install_notice_consumer(app, settings=settings, runner=notices)
+    install_tombstones(app, settings=settings, runner=TombstoneRunner(
+        topic=ACCOUNT_CHANGED, handler=EraseDeliveries(db=db), batch_size=settings.batch_size,
+        within_s=settings.batch_within_s))
+    pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
+                    pruned=pruned_counter(base_metrics))
+
+    @app.task
+    async def _prune() -> None:  # off the hot path: a pass at start, then hourly
+        await pruner.run_forever(time.time, every_s=PRUNE_EVERY_S)
     install_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     install_webhook(
         app, apply_report=ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush),

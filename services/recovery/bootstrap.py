@@ -13,15 +13,17 @@ from schemas.events import AccountChanged, CodeRequested
 from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
 from services.common.batch import BatchRunner
+from services.common.codec import not_in_future
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
+from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.rewind import rewind_topic
-from services.recovery.adapters.tables import MIGRATIONS, outbox
+from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
 from services.recovery.entrypoints.agents import register_agents
 from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
@@ -33,6 +35,7 @@ from services.recovery.service_layer.route_requests import RouteRequests
 from services.recovery.settings import RecoverySettings
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Recovery:
     db: Database
     hasher: ThreadPoolHasher
     metrics: RecoveryMetrics
+    pruner: Pruner
 
     def prepare(self) -> None:
         """Before the worker starts: migrate, and rewind the account topic if the table is empty."""
@@ -79,11 +83,13 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         "max_record_bytes": settings.max_record_bytes, "batch_size": settings.batch_size,
         "within_s": settings.batch_within_s,
     }
+    projection = ProjectAccounts(db=db, clock=clock, keyring=settings.keyring)
     runners: list[BatchRunner[Any]] = [
-        BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged,
-                    handler=ProjectAccounts(db=db, clock=clock), **common),
+        BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged, handler=projection,
+                    tombstones=projection.tombstones, **common),
         BatchRunner(topic=CODE_REQUESTED, model=CodeRequested,
-                    handler=RouteRequests(publisher=publisher, keyring=settings.keyring), **common),
+                    handler=RouteRequests(publisher=publisher, keyring=settings.keyring),
+                    check=not_in_future(settings.max_clock_skew_s, clock.now), **common),
         BatchRunner(topic=REQUESTS_BY_LOGIN, model=CodeRequested,
                     handler=IssueCodes(db=db, keyring=settings.keyring, hasher=hasher,
                                        clock=clock, config=config, metrics=metrics), **common),
@@ -109,4 +115,12 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
     async def _warm_up() -> None:
         await hasher.warm_up()
 
-    return Recovery(settings=settings, app=app, db=db, hasher=hasher, metrics=metrics)
+    pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
+                    pruned=pruned_counter(base))
+
+    @app.task
+    async def _prune() -> None:  # off the hot path: a pass at start, then hourly
+        await pruner.run_forever(clock.now, every_s=PRUNE_EVERY_S)
+
+    return Recovery(settings=settings, app=app, db=db, hasher=hasher, metrics=metrics,
+                    pruner=pruner)

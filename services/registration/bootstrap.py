@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
 
 from schemas.events import Event
-from schemas.topics import CONTRACT_LINKED, CONTRACT_TERMINATED
+from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
 from services.common.batch import BatchRunner, Handler
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
+from services.common.retention import Pruner, pruned_counter
 from services.registration.adapters.linking import InProcessLinker, ProcessLinker
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
-from services.registration.adapters.tables import MIGRATIONS, outbox
+from services.registration.adapters.tables import MIGRATIONS, outbox, prunable
 from services.registration.entrypoints.agents import register_agents
 from services.registration.entrypoints.messages import (
+    InboundContractErased,
     InboundContractLinked,
     InboundContractTerminated,
     Messages,
@@ -27,6 +30,7 @@ from services.registration.entrypoints.messages import (
 from services.registration.settings import RegistrationSettings
 
 E = TypeVar("E", bound=Event)
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +41,8 @@ class Registration:
     metrics: ServiceMetrics
     linked: BatchRunner[InboundContractLinked]
     terminated: BatchRunner[InboundContractTerminated]
+    erased: BatchRunner[InboundContractErased]
+    pruner: Pruner
 
 
 def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Registration:
@@ -65,6 +71,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
         outcomes=metrics.counter(
             "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]
         ),
+        max_clock_skew_s=settings.max_clock_skew_s,
     )
 
     def runner(topic: str, model: type[E], handler: Handler[E]) -> BatchRunner[E]:
@@ -77,7 +84,14 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
 
     linked = runner(CONTRACT_LINKED, InboundContractLinked, messages.contracts_linked)
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, messages.contracts_terminated)
-    register_agents(app, settings=settings, linked=linked, terminated=terminated)
+    erased = runner(CONTRACT_ERASED, InboundContractErased, messages.contracts_erased)
+    register_agents(app, settings=settings, linked=linked, terminated=terminated, erased=erased)
+    pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
+                    pruned=pruned_counter(metrics))
+
+    @app.task
+    async def _prune() -> None:  # off the hot path: a pass at start, then hourly
+        await pruner.run_forever(time.time, every_s=PRUNE_EVERY_S)
 
     @app.task
     async def _warm_up() -> None:
@@ -88,5 +102,6 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
         linker.close()
 
     return Registration(
-        settings=settings, app=app, db=db, metrics=metrics, linked=linked, terminated=terminated
+        settings=settings, app=app, db=db, metrics=metrics, linked=linked, terminated=terminated,
+        erased=erased, pruner=pruner,
     )

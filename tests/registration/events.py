@@ -10,6 +10,11 @@ from typing import Any
 BASE_TIME = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 
 
+def not_after() -> datetime:
+    """What a worker refuses beyond: now plus the default MAX_CLOCK_SKEW_S."""
+    return datetime.now(UTC) + timedelta(seconds=300)
+
+
 def at(minutes: int) -> str:
     return (BASE_TIME + timedelta(minutes=minutes)).isoformat().replace("+00:00", "Z")
 
@@ -54,3 +59,9 @@ def terminated(contract: str, *, minutes: int = 60, event_id: str | None = None)
 
 def raw(event: dict[str, Any]) -> bytes:
     return json.dumps(event, ensure_ascii=False).encode("utf-8")
+
+
+def erased(contract: str, *, minutes: int = 120, event_id: str | None = None) -> dict[str, Any]:
+    return {
+        "event_id": event_id or str(uuid.uuid4()), "occurred_at": at(minutes), "contract_number": contract
+    }

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 from services.common.codec import WireRecord
-from services.registration.domain.model import Account
+from services.registration.domain.model import Account, Erasure
 from services.registration.service_layer.ports import AccountRepository
 
 T = TypeVar("T")
@@ -19,6 +19,7 @@ class FakeAccountRepository:
         self.accounts: dict[str, Account] = {}
         self.processed: set[uuid.UUID] = set()
         self.staged: list[tuple[str, WireRecord]] = []
+        self.erased: dict[str, Erasure] = {}
 
     def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         return set(event_ids) & self.processed
@@ -38,6 +39,14 @@ class FakeAccountRepository:
 
     def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None:
         self.processed.update(event_ids)
+
+    def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
+        return {n: self.erased[n] for n in numbers if n in self.erased}
+
+    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
+        for account in erased:
+            del self.accounts[account.contract_number]
+        self.erased.update((m.contract_number, m) for m in markers)
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         self.staged.extend((topic, r) for r in records)

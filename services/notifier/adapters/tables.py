@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     Column,
+    ColumnElement,
     DateTime,
     Index,
     Integer,
@@ -11,7 +15,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     inspect,
+    or_,
     text,
 )
 from sqlalchemy.engine import Connection
@@ -19,6 +25,7 @@ from sqlalchemy.engine import Connection
 from services.common.db import Migration
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
+from services.common.retention import Prunable
 
 metadata = MetaData()
 
@@ -92,4 +99,18 @@ def _v2(conn: Connection) -> None:
 MIGRATIONS = [
     Migration(version=1, name="deliveries, processed_events, outbox", apply=_v1),
     Migration(version=2, name="notices, gateway pins, worker leases, destination prefix", apply=_v2),
+]
+
+
+def _aged(column: Any, now: float, keep_s: float) -> ColumnElement[bool]:
+    return column < datetime.fromtimestamp(now - keep_s, UTC)  # type: ignore[no-any-return]
+
+
+# bookkeeping pruned after RETENTION_DAYS (``services.common.retention``): ids of processed
+# events, and deliveries that are final (sent or failed) or whose code expired long ago
+prunable = [
+    Prunable(processed_events, lambda now, keep: _aged(processed_events.c.processed_at, now, keep)),
+    Prunable(deliveries, lambda now, keep: or_(
+        and_(deliveries.c.state.in_(["sent", "failed"]), _aged(deliveries.c.updated_at, now, keep)),
+        _aged(deliveries.c.expires_at, now, keep))),
 ]

@@ -1,4 +1,5 @@
-"""The faust wiring: the CodeIssued and PasswordChanged agents and the dispatcher task."""
+"""The faust wiring: the CodeIssued and PasswordChanged agents, the account-tombstone agent and
+the dispatcher task. No business logic here."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
-from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
+from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.batch import BatchRunner
+from services.common.tombstones import TombstoneRunner
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.settings import NotifierSettings
@@ -28,6 +30,16 @@ def install_notice_consumer(
 
     @app.agent(topic, name="notifier.password_changed")
     async def password_changed(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_tombstones(app: Any, *, settings: NotifierSettings, runner: TombstoneRunner) -> None:
+    """Erasures: tombstones of ``selfcare.account.changed.v1``; other values are not decoded."""
+    topic = app.topic(settings.topic(ACCOUNT_CHANGED), key_type=bytes, value_type=bytes,
+                      internal=False)
+
+    @app.agent(topic, name="notifier.account_tombstones")
+    async def account_tombstones(stream: Any) -> None:
         await runner.run(stream)
 
 

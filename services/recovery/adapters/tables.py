@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Float,
     Index,
     Integer,
@@ -14,12 +18,14 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    text,
 )
 from sqlalchemy.engine import Connection
 
-from services.common.db import Migration
+from services.common.db import Migration, add_missing_columns
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
+from services.common.retention import Prunable
 
 metadata = MetaData()
 
@@ -39,6 +45,9 @@ accounts = Table(
     Column("email_masked", String(254), nullable=True),
     Column("version", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # the epochs of AccountChanged last applied (migration 2): a higher one revokes
+    Column("holder_epoch", Integer, nullable=False, server_default=text("0")),
+    Column("contacts_epoch", Integer, nullable=False, server_default=text("0")),
 )
 
 credentials = Table(
@@ -106,5 +115,29 @@ def _v2(conn: Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE codes ADD COLUMN locale VARCHAR(8)")
 
 
-MIGRATIONS = [Migration(1, "create recovery tables", _v1),
-              Migration(2, "shared counters; the locale of a code", _v2)]
+def _v3(conn: Connection) -> None:
+    add_missing_columns(conn, accounts, ["holder_epoch", "contacts_epoch"])
+
+
+MIGRATIONS = [
+    Migration(1, "create recovery tables", _v1),
+    Migration(2, "shared counters; the locale of a code", _v2),
+    Migration(3, "accounts: holder and contacts epochs", _v3),
+]
+
+
+def _older(column: Any, now: float, keep_s: float) -> ColumnElement[bool]:
+    return column < now - keep_s  # type: ignore[no-any-return]
+
+
+# bookkeeping pruned after RETENTION_DAYS (``services.common.retention``): ids of processed
+# requests, codes expired long ago (whatever their status: a password lives in
+# ``credentials``), rate-limit events and lock-outs long over
+prunable = [
+    Prunable(processed_events, lambda now, keep: processed_events.c.processed_at
+             < datetime.fromtimestamp(now - keep, UTC)),
+    Prunable(codes, lambda now, keep: _older(codes.c.expires_at, now, keep)),
+    Prunable(rate_events, lambda now, keep: _older(rate_events.c.at, now, keep)),
+    Prunable(login_failures, lambda now, keep: _older(login_failures.c.locked_until, now, keep)),
+    Prunable(counters, lambda now, keep: _older(counters.c.window_end, now, keep)),
+]

@@ -56,8 +56,9 @@ class InProcessLinker:
         self._uow = SqlUnitOfWork(db=db)
         self._protector = KeyringProtector(keyring=keyring)
 
-    async def link(self, commands: Sequence[LinkContract]) -> Counter[Outcome]:
-        return await link_contracts(commands, uow=self._uow, protector=self._protector)
+    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
+        return await link_contracts(commands, uow=self._uow, protector=self._protector,
+                                    not_after=not_after)
 
     async def warm_up(self) -> None:
         return None
@@ -82,15 +83,16 @@ class ProcessLinker:
             )
         return self._pool
 
-    async def link(self, commands: Sequence[LinkContract]) -> Counter[Outcome]:
+    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
         rows = [_command_row(c) for c in commands]
+        limit = not_after.isoformat()
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._executor(), _link_rows, rows)
+            result = await loop.run_in_executor(self._executor(), _link_rows, rows, limit)
         except BrokenProcessPool:
             log.warning("the linking process died; starting it again")
             self._pool = None
-            result = await loop.run_in_executor(self._executor(), _link_rows, rows)
+            result = await loop.run_in_executor(self._executor(), _link_rows, rows, limit)
         return self._accept(result)
 
     def _accept(self, result: tuple[Any, ...]) -> Counter[Outcome]:
@@ -139,13 +141,15 @@ def _ping() -> bool:
     return _db.run_sync(lambda session: bool(session.connection().exec_driver_sql("SELECT 1")))
 
 
-def _link_rows(rows: list[tuple[Any, ...]]) -> tuple[Any, ...]:
+def _link_rows(rows: list[tuple[Any, ...]], not_after: str) -> tuple[Any, ...]:
     """One batch in one transaction; exceptions come back as their class name (no input)."""
     assert _db is not None and _protector is not None, "linking process not started"
     db, protector = _db, _protector
     commands = [_command(row) for row in rows]
+    limit = datetime.fromisoformat(not_after)
     try:
-        outcomes = db.run_sync(lambda s: link_batch(SqlAccountRepository(s), commands, protector))
+        outcomes = db.run_sync(
+            lambda s: link_batch(SqlAccountRepository(s), commands, protector, limit))
     except Exception as exc:  # pickling a driver's exception may fail: send what it was
         db.committed_outbox.clear()
         return ("transient" if is_transient(exc) else "failed", type(exc).__name__)

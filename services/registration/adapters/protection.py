@@ -34,6 +34,11 @@ class KeyringProtector:
             personal_account_key=keys[LoginKind.PERSONAL_ACCOUNT],
             passport_hash=self._keyring.keyed_hash("passport", link.passport),
             fingerprint=self._keyring.keyed_hash("registration:link-content", content),
+            holder_hash=self._keyring.keyed_hash(
+                "registration:holder",
+                json.dumps([link.passport, link.full_name.casefold()], ensure_ascii=False)),
+            contacts_hash=self._keyring.keyed_hash(
+                "registration:contacts", json.dumps([link.mobile, link.email], ensure_ascii=False)),
         )
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts:

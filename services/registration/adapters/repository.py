@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -16,8 +16,14 @@ from services.common.bulk import insert_rows, one_of
 from services.common.codec import WireRecord
 from services.common.db import Database
 from services.common.dedupe import already_processed, mark_processed
-from services.registration.adapters.tables import accounts, now, outbox, processed_events
-from services.registration.domain.model import Account, SealedContacts
+from services.registration.adapters.tables import (
+    accounts,
+    erasures,
+    now,
+    outbox,
+    processed_events,
+)
+from services.registration.domain.model import Account, Erasure, SealedContacts
 from services.registration.service_layer.ports import AccountRepository
 
 T = TypeVar("T")
@@ -79,6 +85,28 @@ class SqlAccountRepository:
     def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None:
         mark_processed(self.session, processed_events, event_ids)
 
+    def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
+        result: dict[str, Erasure] = {}
+        for condition in one_of(self.session, erasures.c.contract_number, list(numbers)):
+            for row in self.session.execute(select(erasures).where(condition)):
+                result[row.contract_number] = Erasure(
+                    contract_number=row.contract_number, account_id=row.account_id,
+                    erased_at=row.erased_at)
+        return result
+
+    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
+        """Delete the accounts' rows and keep (or advance) the erasure markers."""
+        ids = [a.account_id for a in erased]
+        if ids:
+            self.session.execute(delete(accounts).where(accounts.c.account_id.in_(ids)))
+        stamp = now()
+        numbers = [m.contract_number for m in markers]
+        if numbers:
+            self.session.execute(delete(erasures).where(erasures.c.contract_number.in_(numbers)))
+            self.session.execute(erasures.insert(), [
+                {"contract_number": m.contract_number, "account_id": m.account_id,
+                 "erased_at": m.erased_at, "recorded_at": stamp} for m in markers])
+
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         outbox_rows.stage(self.session, outbox, topic, records)
 
@@ -103,7 +131,8 @@ def _to_row(a: Account, stamp: Any) -> dict[str, Any]:
         "full_name_enc": c.full_name_enc, "passport_hash": a.passport_hash,
         "fingerprint": a.fingerprint, "mobile_active": a.mobile_active, "linked_at": a.linked_at,
         "closed_at": a.closed_at, "last_event_at": a.last_event_at, "version": a.version,
-        "updated_at": stamp,
+        "updated_at": stamp, "holder_hash": a.holder_hash, "contacts_hash": a.contacts_hash,
+        "holder_epoch": a.holder_epoch, "contacts_epoch": a.contacts_epoch,
     }
 
 
@@ -119,5 +148,7 @@ def _to_account(row: Row[Any]) -> Account:
         ),
         passport_hash=row.passport_hash, fingerprint=row.fingerprint,
         mobile_active=row.mobile_active, linked_at=row.linked_at, closed_at=row.closed_at,
-        last_event_at=row.last_event_at, version=row.version,
+        last_event_at=row.last_event_at, version=row.version, holder_hash=row.holder_hash,
+        contacts_hash=row.contacts_hash, holder_epoch=row.holder_epoch,
+        contacts_epoch=row.contacts_epoch,
     )

@@ -22,12 +22,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    text,
 )
 from sqlalchemy.engine import Connection
 
-from services.common.db import Migration
+from services.common.db import Migration, add_missing_columns
 from services.common.dedupe import processed_events_table
-from services.common.outbox import outbox_table
+from services.common.outbox import allow_tombstones, outbox_table
+from services.common.retention import Prunable
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -73,6 +75,22 @@ accounts = Table(
     Column("last_event_at", UtcDateTime, nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # the lifecycle rules of a re-link (migration 2)
+    Column("holder_hash", String(64), nullable=True),
+    Column("contacts_hash", String(64), nullable=True),
+    Column("holder_epoch", Integer, nullable=False, server_default=text("0")),
+    Column("contacts_epoch", Integer, nullable=False, server_default=text("0")),
+)
+
+# What remains of an erased contract (ids and times only): a link not newer than ``erased_at``
+# is stale, so a late or redelivered link cannot bring the erased data back.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("contract_number", String(32), primary_key=True),
+    Column("account_id", Uuid, nullable=True),
+    Column("erased_at", UtcDateTime, nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
 )
 
 # A login belongs to at most one ACTIVE account: checked in code, enforced here (both backends
@@ -94,7 +112,26 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
-MIGRATIONS = [Migration(version=1, name="accounts, processed_events, outbox", apply=_v1)]
+def _v2(conn: Connection) -> None:
+    add_missing_columns(
+        conn, accounts, ["holder_hash", "contacts_hash", "holder_epoch", "contacts_epoch"])
+    metadata.create_all(conn, tables=[erasures], checkfirst=True)
+    allow_tombstones(conn)
+
+
+MIGRATIONS = [
+    Migration(version=1, name="accounts, processed_events, outbox", apply=_v1),
+    Migration(version=2, name="holder and contacts epochs, erasures, outbox tombstones", apply=_v2),
+]
+
+
+# bookkeeping pruned after RETENTION_DAYS: ids of processed events (the inbound topics keep
+# records 7 days, so a redelivery older than that cannot come; one that does is still judged by
+# ``occurred_at`` against the account). Erasure markers stay: they are ids and a time.
+prunable = [
+    Prunable(processed_events, lambda now_s, keep_s: processed_events.c.processed_at
+             < datetime.fromtimestamp(now_s - keep_s, UTC)),
+]
 
 
 def now() -> datetime:

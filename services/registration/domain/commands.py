@@ -33,3 +33,12 @@ class TerminateContract:
     event_id: uuid.UUID
     occurred_at: datetime
     contract_number: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class EraseContract:
+    """Erase the personal data of a contract's subscriber (from ``ContractErased``)."""
+
+    event_id: uuid.UUID
+    occurred_at: datetime
+    contract_number: str

@@ -28,6 +28,7 @@ class Outcome(StrEnum):
     STALE = "stale"
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
+    ERASED = "erased"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,6 +41,8 @@ class ProtectedLink:
     personal_account_key: str
     passport_hash: str
     fingerprint: str
+    holder_hash: str  # keyed hash of passport + full name: who holds the contract
+    contacts_hash: str  # keyed hash of mobile + email: where codes go
 
     @property
     def event_id(self) -> uuid.UUID:
@@ -90,6 +93,11 @@ class Account:
     closed_at: datetime | None
     last_event_at: datetime  # newest occurred_at applied (link or termination): the order guard
     version: int
+    # None on rows written before these were kept: compared as "unknown" (see ``relink``)
+    holder_hash: str | None = None
+    contacts_hash: str | None = None
+    holder_epoch: int = 0  # +1 when the holder changes or the contract reopens
+    contacts_epoch: int = 0  # +1 when only the contacts change
 
     @classmethod
     def open(cls, *, account_id: uuid.UUID, link: ProtectedLink, contacts: SealedContacts) -> Account:
@@ -112,11 +120,23 @@ class Account:
         return occurred_at > self.last_event_at
 
     def relink(self, link: ProtectedLink, seal: Callable[[], SealedContacts]) -> Outcome:
-        """Apply a newer link (the caller checked ``is_newer`` and the login conflict)."""
+        """Apply a newer link (the caller checked ``is_newer`` and the login conflict).
+
+        A reopen, or a different holder (passport or full name), raises ``holder_epoch``: the
+        password and pending codes are revoked downstream. Otherwise different contacts raise
+        ``contacts_epoch``: pending codes are voided. A row from before the hashes were kept
+        compares its passport hash for the holder and counts its contacts as changed."""
         self.last_event_at = link.occurred_at
         if self.active and link.fingerprint == self.fingerprint:
             return Outcome.UNCHANGED
         outcome = Outcome.UPDATED if self.active else Outcome.REOPENED
+        if not self.active or (
+            link.holder_hash != self.holder_hash if self.holder_hash is not None
+            else link.passport_hash != self.passport_hash
+        ):
+            self.holder_epoch += 1
+        elif link.contacts_hash != self.contacts_hash:
+            self.contacts_epoch += 1
         self._take(link, seal())
         return outcome
 
@@ -140,8 +160,20 @@ class Account:
         self.contacts = contacts
         self.passport_hash = link.passport_hash
         self.fingerprint = link.fingerprint
+        self.holder_hash = link.holder_hash
+        self.contacts_hash = link.contacts_hash
         self.mobile_active = link.link.command.mobile_active
         self.linked_at = link.occurred_at
         self.closed_at = None
         self.last_event_at = link.occurred_at
         self.version += 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Erasure:
+    """What remains of an erased contract: ids and a time, no personal data. A link that is not
+    newer than ``erased_at`` is stale, so a late or redelivered link cannot bring data back."""
+
+    contract_number: str
+    account_id: uuid.UUID | None  # the account erased (None: erased before any link)
+    erased_at: datetime

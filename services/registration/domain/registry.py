@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from schemas.events import ContractRejectReason
-from services.registration.domain.commands import TerminateContract
-from services.registration.domain.model import Account, Outcome, ProtectedLink, Protector
+from services.registration.domain.commands import EraseContract, TerminateContract
+from services.registration.domain.model import Account, Erasure, Outcome, ProtectedLink, Protector
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +32,10 @@ class Registry:
         holders: dict[str, str],
         protector: Protector,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        erasures: dict[str, Erasure] | None = None,
     ) -> None:
         self.accounts = accounts  # contract_number → account
+        self.erasures = erasures or {}  # contract_number → what remains of an erased contract
         self.holders = holders  # login_key → contract_number of the ACTIVE account holding it
         self.protector = protector
         self.new_id = new_id
@@ -41,12 +43,17 @@ class Registry:
         self.outcomes: Counter[Outcome] = Counter()
         self._versions = {number: a.version for number, a in accounts.items()}
         self._dirty: dict[str, Account] = {}
+        self._erased: list[Account] = []
+        self._new_erasures: dict[str, Erasure] = {}
 
     def link(self, link: ProtectedLink) -> Outcome:
         number = link.contract_number
         account = self.accounts.get(number)
         if account is not None and not account.is_newer(link.occurred_at):
             return self._count(Outcome.STALE)
+        erased = self.erasures.get(number)
+        if account is None and erased is not None and link.occurred_at <= erased.erased_at:
+            return self._count(Outcome.STALE)  # older than the erasure: its data stays erased
         holder = self.holders.get(link.login_key)
         if holder is not None and holder != number:
             return self.reject(number, link.event_id, ContractRejectReason.LOGIN_CONFLICT)
@@ -77,6 +84,42 @@ class Registry:
                 del self.holders[account.login_key]
             self._dirty[number] = account
         return self._count(outcome)
+
+    def erase(self, command: EraseContract) -> Outcome:
+        """Always erases what is kept (it is the subscriber's right, whatever the order of
+        events); the marker's time is the newest event seen, so nothing already applied can be
+        brought back by a redelivery. A contract never linked gets a marker too."""
+        number = command.contract_number
+        account = self.accounts.pop(number, None)
+        before = self.erasures.get(number)
+        if account is None:
+            if before is not None and command.occurred_at <= before.erased_at:
+                return self._count(Outcome.UNCHANGED)
+            self._mark(Erasure(contract_number=number,
+                               account_id=before.account_id if before else None,
+                               erased_at=command.occurred_at))
+            return self._count(Outcome.UNCHANGED)
+        self._dirty.pop(number, None)
+        if self.holders.get(account.login_key) == number:
+            del self.holders[account.login_key]
+        self._erased.append(account)
+        newest = [command.occurred_at, account.last_event_at]
+        if before is not None:
+            newest.append(before.erased_at)
+        self._mark(Erasure(contract_number=number, account_id=account.account_id,
+                           erased_at=max(newest)))
+        return self._count(Outcome.ERASED)
+
+    def _mark(self, erasure: Erasure) -> None:
+        self.erasures[erasure.contract_number] = erasure
+        self._new_erasures[erasure.contract_number] = erasure
+
+    def to_erase(self) -> list[Account]:
+        """Accounts to delete (and tombstone) in this batch."""
+        return list(self._erased)
+
+    def new_erasures(self) -> list[Erasure]:
+        return list(self._new_erasures.values())
 
     def reject(self, number: str, event_id: uuid.UUID, reason: ContractRejectReason) -> Outcome:
         self.rejections.append(Rejection(contract_number=number, event_id=event_id, reason=reason))

@@ -1,4 +1,5 @@
-"""The faust agents: one per inbound topic, each body a single ``BatchRunner.run``."""
+"""The faust agents: one per inbound topic (linked, terminated, erased), each body a single
+``BatchRunner.run``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ from typing import Any
 
 import faust
 
-from schemas.topics import CONTRACT_LINKED, CONTRACT_TERMINATED
+from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.batch import BatchRunner
-from services.registration.entrypoints.messages import InboundContractLinked, InboundContractTerminated
+from services.registration.entrypoints.messages import (
+    InboundContractErased,
+    InboundContractLinked,
+    InboundContractTerminated,
+)
 from services.registration.settings import RegistrationSettings
 
 
@@ -18,6 +23,7 @@ def register_agents(
     settings: RegistrationSettings,
     linked: BatchRunner[InboundContractLinked],
     terminated: BatchRunner[InboundContractTerminated],
+    erased: BatchRunner[InboundContractErased],
 ) -> None:
     def topic(name: str) -> Any:
         return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=False)
@@ -29,3 +35,7 @@ def register_agents(
     @app.agent(topic(CONTRACT_TERMINATED), name="registration.contract_terminated")
     async def contract_terminated(stream: Any) -> None:
         await terminated.run(stream)
+
+    @app.agent(topic(CONTRACT_ERASED), name="registration.contract_erased")
+    async def contract_erased(stream: Any) -> None:
+        await erased.run(stream)

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from prometheus_client import Counter as PromCounter
 from pydantic import Field
 
-from schemas.events import ContractLinked, ContractTerminated
+from schemas.events import ContractErased, ContractLinked, ContractTerminated, utc_now
 from services.common.batch import Completion, Inbound
-from services.registration.domain.commands import LinkContract, TerminateContract
+from services.registration.domain.commands import EraseContract, LinkContract, TerminateContract
 from services.registration.domain.model import Outcome, Protector
+from services.registration.service_layer.erase_contract import erase_contracts
 from services.registration.service_layer.ports import Linker, UnitOfWork
 from services.registration.service_layer.terminate_contract import terminate_contracts
 
@@ -31,6 +34,10 @@ class InboundContractLinked(ContractLinked):
 
 
 class InboundContractTerminated(ContractTerminated):
+    contract_number: ContractNumber
+
+
+class InboundContractErased(ContractErased):
     contract_number: ContractNumber
 
 
@@ -51,36 +58,57 @@ def to_termination(event: ContractTerminated) -> TerminateContract:
     )
 
 
+def to_erasure(event: ContractErased) -> EraseContract:
+    return EraseContract(
+        event_id=event.event_id, occurred_at=event.occurred_at, contract_number=event.contract_number
+    )
+
+
 class Messages:
-    """The two batch handlers the agents' ``BatchRunner``s call."""
+    """The three batch handlers the agents' ``BatchRunner``s call.
+
+    An event dated more than ``max_clock_skew_s`` after ``clock()`` is refused
+    (``invalid_event_time``): it would win against every later real event of its contract."""
 
     def __init__(
-        self, *, uow: UnitOfWork, protector: Protector, linker: Linker, outcomes: PromCounter
+        self, *, uow: UnitOfWork, protector: Protector, linker: Linker, outcomes: PromCounter,
+        max_clock_skew_s: float = 300, clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.uow = uow
         self.protector = protector
         self.linker = linker
         self.outcomes = outcomes
+        self.max_clock_skew = timedelta(seconds=max_clock_skew_s)
+        self.clock = clock
+
+    def not_after(self) -> datetime:
+        return self.clock() + self.max_clock_skew
 
     async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> Completion:
         """Hands the batch to the linker and returns the wait for its transaction as the
         completion, so the runner takes the next batch meanwhile. The linker runs transactions
         in the order asked for; the rules are order-safe anyway (``occurred_at`` decides)."""
         commands = [to_link(i.event) for i in items]
-        started = [asyncio.ensure_future(self.linker.link(commands))]
+        not_after = self.not_after()
+        started = [asyncio.ensure_future(self.linker.link(commands, not_after))]
 
         async def transaction() -> None:
             # a retry (the database was away) asks the linker again
-            running = started.pop() if started else asyncio.ensure_future(self.linker.link(commands))
+            running = started.pop() if started else asyncio.ensure_future(
+                self.linker.link(commands, not_after))
             self._count("link", await running)
 
         return transaction
 
     async def contracts_terminated(self, items: list[Inbound[InboundContractTerminated]]) -> None:
         commands = [to_termination(item.event) for item in items]
-        self._count(
-            "terminate", await terminate_contracts(commands, uow=self.uow, protector=self.protector)
-        )
+        self._count("terminate", await terminate_contracts(
+            commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
+
+    async def contracts_erased(self, items: list[Inbound[InboundContractErased]]) -> None:
+        commands = [to_erasure(item.event) for item in items]
+        self._count("erase", await erase_contracts(
+            commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
 
     def _count(self, command: str, outcomes: Counter[Outcome]) -> None:
         for outcome, n in outcomes.items():

@@ -1,8 +1,10 @@
 """Handler of ``LinkContract``: a batch of links in one transaction.
 
-1. validate and normalise every link, hash its logins (a rejection is an outcome, not an error);
-2. in one transaction: drop ids already processed, load the batch's accounts and the active
-   holders of its logins (two queries), apply the links in ``occurred_at`` order, save, record
+1. refuse a link dated after ``not_after`` (now + ``MAX_CLOCK_SKEW_S``: it would win against
+   every later real re-link), validate and normalise every link, hash its logins (a rejection is
+   an outcome, not an error);
+2. in one transaction: drop ids already processed, load the batch's accounts, their erasure
+   markers and the active holders of its logins, apply the links in ``occurred_at`` order, save, record
    the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the outbox.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
+from schemas.events import ContractRejectReason
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.registration.domain.commands import LinkContract
 from services.registration.domain.model import Outcome, ProtectedLink, Protector
@@ -26,24 +30,31 @@ async def link_contracts(
     *,
     uow: UnitOfWork,
     protector: Protector,
+    not_after: datetime,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Counter[Outcome]:
-    return await uow.run(lambda repo: link_batch(repo, commands, protector, new_id))
+    return await uow.run(lambda repo: link_batch(repo, commands, protector, not_after, new_id))
 
 
 def link_batch(
     repo: AccountRepository,
     commands: Sequence[LinkContract],
     protector: Protector,
+    not_after: datetime,
     new_id: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> Counter[Outcome]:
     """Steps 1 and 2 in the caller's transaction (a worker's database thread, or the linking
     process of ``adapters.linking``)."""
-    prepared = [_prepare(c, protector) for c in sorted(commands, key=lambda c: c.occurred_at)]
+    prepared = [_prepare(c, protector, not_after)
+                for c in sorted(commands, key=lambda c: c.occurred_at)]
     return _apply(repo, prepared, protector, new_id)
 
 
-def _prepare(command: LinkContract, protector: Protector) -> ProtectedLink | Rejection:
+def _prepare(command: LinkContract, protector: Protector,
+             not_after: datetime) -> ProtectedLink | Rejection:
+    if command.occurred_at > not_after:
+        return Rejection(contract_number=command.contract_number, event_id=command.event_id,
+                         reason=ContractRejectReason.INVALID_EVENT_TIME)
     try:
         return protector.protect(normalise_link(command))
     except LinkRejected as exc:
@@ -66,8 +77,10 @@ def _apply(
             fresh_ids.add(item.event_id)
             fresh.append(item)
     links = [p for p in fresh if isinstance(p, ProtectedLink)]
+    numbers = {p.contract_number for p in links}
     registry = Registry(
-        accounts=repo.by_contracts({p.contract_number for p in links}),
+        accounts=repo.by_contracts(numbers),
+        erasures=repo.erasures(numbers),
         holders=repo.active_holders({p.login_key for p in links}),
         protector=protector,
         new_id=new_id,

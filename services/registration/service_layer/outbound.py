@@ -17,7 +17,7 @@ from schemas.events import (
     LoginKeys,
     utc_now,
 )
-from services.common.codec import WireRecord, encode
+from services.common.codec import WireRecord, encode, tombstone
 from services.registration.domain.model import Account
 from services.registration.domain.registry import Rejection
 
@@ -42,8 +42,15 @@ def account_changed(account: Account) -> WireRecord:
             email_masked=c.email_masked, email_enc=c.email_enc,
         ),
         linked_at=account.linked_at.astimezone(UTC),  # as the CRM's offset came, in UTC
+        holder_epoch=account.holder_epoch,
+        contacts_epoch=account.contacts_epoch,
     )
     return encode(event, key=str(account.account_id), source=SOURCE)
+
+
+def account_erased(account: Account) -> WireRecord:
+    """The tombstone of an erased account: compaction then drops every earlier record of it."""
+    return tombstone(str(account.account_id))
 
 
 def contract_rejected(rejection: Rejection) -> WireRecord:

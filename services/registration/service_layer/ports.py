@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from services.common.codec import WireRecord
 from services.registration.domain.commands import LinkContract
-from services.registration.domain.model import Account, Outcome
+from services.registration.domain.model import Account, Erasure, Outcome
 
 T = TypeVar("T")
 
@@ -34,6 +35,14 @@ class AccountRepository(Protocol):
 
     def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None: ...
 
+    def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
+        """contract_number → its erasure marker, for those of ``numbers`` that were erased."""
+        ...
+
+    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
+        """Delete the accounts (every personal field goes with the row); store the markers."""
+        ...
+
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         """Add records to the outbox, published after the commit."""
         ...
@@ -42,7 +51,9 @@ class AccountRepository(Protocol):
 class Linker(Protocol):
     """Runs ``link_contracts``: each call one transaction, run in the order of the calls."""
 
-    async def link(self, commands: Sequence[LinkContract]) -> Counter[Outcome]: ...
+    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
+        """``not_after``: a link dated later is refused (``invalid_event_time``)."""
+        ...
 
 
 class UnitOfWork(Protocol):

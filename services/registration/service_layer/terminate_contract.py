@@ -1,7 +1,8 @@
 """Handler of ``TerminateContract``: close accounts, a batch in one transaction.
 
 An unknown contract is answered with ``ContractRejected(unknown_contract)``; a termination older
-than the account's newest event changes nothing (the newer link wins).
+than the account's newest event changes nothing (the newer link wins). One dated after
+``not_after`` is refused (``invalid_event_time``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
+from schemas.events import ContractRejectReason
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.registration.domain.commands import TerminateContract
 from services.registration.domain.model import Outcome, Protector
@@ -19,7 +22,8 @@ from services.registration.service_layer.ports import AccountRepository, UnitOfW
 
 
 async def terminate_contracts(
-    commands: Sequence[TerminateContract], *, uow: UnitOfWork, protector: Protector
+    commands: Sequence[TerminateContract], *, uow: UnitOfWork, protector: Protector,
+    not_after: datetime,
 ) -> Counter[Outcome]:
     ordered = sorted(commands, key=lambda c: c.occurred_at)
 
@@ -37,7 +41,11 @@ async def terminate_contracts(
         for _ in range(len(ordered) - len(fresh)):
             registry.duplicate()
         for command in fresh.values():
-            registry.terminate(command)
+            if command.occurred_at > not_after:
+                registry.reject(command.contract_number, command.event_id,
+                                ContractRejectReason.INVALID_EVENT_TIME)
+            else:
+                registry.terminate(command)
         repo.save(registry.to_save())
         repo.mark_processed(fresh.keys())
         repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])

@@ -83,7 +83,7 @@ def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 36
                          support_phone="8 800 250-08-90")
     return Harness(
         db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics,
-        project=ProjectAccounts(db=db, clock=clock),
+        project=ProjectAccounts(db=db, clock=clock, keyring=keyring),
         issue=IssueCodes(db=db, keyring=keyring, hasher=hasher, clock=clock, config=config,
                          metrics=metrics),
         log_in=LogIn(db=db, keyring=keyring, hasher=hasher, clock=clock, policy=policy,

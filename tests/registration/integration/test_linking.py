@@ -21,7 +21,7 @@ from services.registration.adapters.linking import InProcessLinker, LinkFailed, 
 from services.registration.adapters.tables import MIGRATIONS, accounts, outbox
 from services.registration.domain.model import Outcome
 from services.registration.entrypoints.messages import to_link
-from tests.registration.events import linked
+from tests.registration.events import linked, not_after
 
 BATCH = [
     linked("L-1", minutes=2),
@@ -54,14 +54,14 @@ def table_rows(db: Database) -> tuple[dict[str, Any], list[Any]]:
 async def test_the_process_links_what_the_worker_thread_links(
     linker: ProcessLinker, db: Database, keyring: Keyring, tmp_path: Path
 ) -> None:
-    outcomes = await linker.link(commands(*BATCH))
+    outcomes = await linker.link(commands(*BATCH), not_after())
     assert dict(outcomes) == {Outcome.CREATED: 2, Outcome.UPDATED: 1, Outcome.REJECTED: 2}
 
     # the same batch through the worker's own thread, on a database of its own
     here = Database(url=f"sqlite:///{tmp_path / 'here.db'}", name="here")
     migrate(here.engine, MIGRATIONS)
     try:
-        assert await InProcessLinker(db=here, keyring=keyring).link(commands(*BATCH)) == outcomes
+        assert await InProcessLinker(db=here, keyring=keyring).link(commands(*BATCH), not_after()) == outcomes
         theirs, mine = table_rows(db)[0], table_rows(here)[0]
         assert sorted(theirs) == sorted(mine) == ["L-1", "L-2"]
         for number in theirs:
@@ -73,7 +73,7 @@ async def test_the_process_links_what_the_worker_thread_links(
 
 
 async def test_committed_rows_are_handed_to_the_workers_relay(linker: ProcessLinker, db: Database) -> None:
-    await linker.link(commands(*BATCH))
+    await linker.link(commands(*BATCH), not_after())
     handed: list[Staged] = list(db.committed_outbox)
     _, staged = table_rows(db)
     assert [s.id for s in handed] == [r.id for r in staged]  # what the table holds, in order
@@ -87,7 +87,7 @@ async def test_committed_rows_are_handed_to_the_workers_relay(linker: ProcessLin
 
     # a redelivered batch changes nothing and hands nothing over
     db.committed_outbox.clear()
-    assert dict(await linker.link(commands(*BATCH))) == {Outcome.DUPLICATE: 5}
+    assert dict(await linker.link(commands(*BATCH), not_after())) == {Outcome.DUPLICATE: 5}
     assert db.committed_outbox == []
 
 
@@ -96,7 +96,7 @@ async def test_a_database_that_is_away_is_a_transient_error(keyring: Keyring, tm
     linker = ProcessLinker(db=unreachable, keyring=keyring)
     try:
         with pytest.raises(Exception) as caught:
-            await linker.link(commands(linked("A-1")))
+            await linker.link(commands(linked("A-1")), not_after())
         assert is_transient(caught.value)  # BatchRunner retries it with backoff
         assert unreachable.committed_outbox == []
     finally:
@@ -108,7 +108,7 @@ async def test_another_failure_fails_the_batch(linker: ProcessLinker, db: Databa
     with db.engine.begin() as conn:  # the outbox is gone: every batch fails the same way
         conn.execute(text("DROP TABLE outbox"))
     with pytest.raises(Exception) as caught:
-        await linker.link(commands(linked("F-1")))
+        await linker.link(commands(linked("F-1")), not_after())
     if db.engine.dialect.name == "postgresql":  # UndefinedTable: redo the batch one by one
         assert isinstance(caught.value, LinkFailed)
         assert str(caught.value) == "linking process: ProgrammingError"

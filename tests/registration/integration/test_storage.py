@@ -21,7 +21,7 @@ from services.registration.domain.model import Outcome
 from services.registration.entrypoints.messages import to_link, to_termination
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts
-from tests.registration.events import linked, terminated
+from tests.registration.events import linked, not_after, terminated
 
 
 class Store:
@@ -32,11 +32,13 @@ class Store:
 
     async def link(self, *events: dict[str, Any]) -> dict[Outcome, int]:
         commands = [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
-        return dict(await link_contracts(commands, uow=self.uow, protector=self.protector))
+        return dict(await link_contracts(commands, uow=self.uow, protector=self.protector,
+                                          not_after=not_after()))
 
     async def terminate(self, *events: dict[str, Any]) -> dict[Outcome, int]:
         commands = [to_termination(ContractTerminated.model_validate_json(json.dumps(e))) for e in events]
-        return dict(await terminate_contracts(commands, uow=self.uow, protector=self.protector))
+        return dict(await terminate_contracts(commands, uow=self.uow, protector=self.protector,
+                                          not_after=not_after()))
 
     def rows(self) -> dict[str, Any]:
         with self.db.engine.connect() as conn:

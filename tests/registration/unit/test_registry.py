@@ -14,7 +14,7 @@ from services.registration.domain.model import Outcome
 from services.registration.entrypoints.messages import to_link, to_termination
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts
-from tests.registration.events import linked, terminated
+from tests.registration.events import linked, not_after, terminated
 from tests.registration.fakes import FakeUnitOfWork
 
 
@@ -27,7 +27,7 @@ async def test_account_changed_carries_keys_channels_and_sealed_contacts(
 ) -> None:
     uow = FakeUnitOfWork()
     await link_contracts(links(linked("77-1", mobile="8 916 123 45 67", mobile_active=False)),
-                         uow=uow, protector=protector)
+                         uow=uow, protector=protector, not_after=not_after())
     [(topic, record)] = uow.repo.staged
     assert topic == ACCOUNT_CHANGED
     event = AccountChanged.model_validate_json(record.value)
@@ -46,7 +46,7 @@ async def test_account_changed_carries_keys_channels_and_sealed_contacts(
 async def test_events_of_one_contract_in_one_batch_go_in_time_order(protector: KeyringProtector) -> None:
     uow = FakeUnitOfWork()
     batch = links(linked("77-1", minutes=30, mobile="+7 903 555-66-77"), linked("77-1", minutes=10))
-    assert await link_contracts(batch, uow=uow, protector=protector) == {
+    assert await link_contracts(batch, uow=uow, protector=protector, not_after=not_after()) == {
         Outcome.CREATED: 1, Outcome.UPDATED: 1
     }
     assert uow.repo.accounts["77-1"].contacts.mobile_masked == "+7******6677"
@@ -56,7 +56,7 @@ async def test_events_of_one_contract_in_one_batch_go_in_time_order(protector: K
 async def test_rejections_name_the_crm_event(protector: KeyringProtector) -> None:
     uow = FakeUnitOfWork()
     first, clash = linked("77-1"), linked("77-2", minutes=1, account="99999999")
-    await link_contracts(links(first, clash), uow=uow, protector=protector)
+    await link_contracts(links(first, clash), uow=uow, protector=protector, not_after=not_after())
     rejected = [ContractRejected.model_validate_json(r.value) for t, r in uow.repo.staged
                 if t == CONTRACT_REJECTED]
     assert [(r.contract_number, str(r.rejected_event_id), r.reason.value) for r in rejected] == [
@@ -70,7 +70,7 @@ async def test_a_redone_batch_publishes_the_same_event_ids(protector: KeyringPro
     command = to_termination(ContractTerminated.model_validate_json(json.dumps(stop)))
     ids = []
     for uow in (FakeUnitOfWork(), FakeUnitOfWork()):
-        await terminate_contracts([command], uow=uow, protector=protector)
+        await terminate_contracts([command], uow=uow, protector=protector, not_after=not_after())
         [(topic, record)] = uow.repo.staged
         assert topic == CONTRACT_REJECTED
         ids.append(json.loads(record.value)["event_id"])

@@ -1,0 +1,59 @@
+"""Handler of ``EraseContract``: erase subscribers' personal data, a batch in one transaction.
+
+The account's row (every sealed, masked and hashed field of the subscriber with it) is deleted;
+an erasure marker keeps the contract number, the account id and the erasure time, so that a
+link not newer than the erasure stays stale. A tombstone for the account's key goes to
+``selfcare.account.changed.v1`` through the outbox, in the same transaction: recovery and the
+notifier then delete what they keep, and compaction drops the account's earlier records.
+Idempotent: a second erasure finds no account and changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from schemas.events import ContractRejectReason
+from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
+from services.registration.domain.commands import EraseContract
+from services.registration.domain.model import Outcome, Protector
+from services.registration.domain.registry import Registry
+from services.registration.service_layer.outbound import account_erased, contract_rejected
+from services.registration.service_layer.ports import AccountRepository, UnitOfWork
+
+
+async def erase_contracts(
+    commands: Sequence[EraseContract], *, uow: UnitOfWork, protector: Protector,
+    not_after: datetime,
+) -> Counter[Outcome]:
+    ordered = sorted(commands, key=lambda c: c.occurred_at)
+
+    def work(repo: AccountRepository) -> Counter[Outcome]:
+        seen = repo.seen({c.event_id for c in ordered})
+        fresh: dict[uuid.UUID, EraseContract] = {}
+        for command in ordered:
+            if command.event_id not in seen:
+                fresh.setdefault(command.event_id, command)
+        numbers = {c.contract_number for c in fresh.values()}
+        registry = Registry(
+            accounts=repo.by_contracts(numbers), erasures=repo.erasures(numbers), holders={},
+            protector=protector,
+        )
+        for _ in range(len(ordered) - len(fresh)):
+            registry.duplicate()
+        for command in fresh.values():
+            if command.occurred_at > not_after:
+                registry.reject(command.contract_number, command.event_id,
+                                ContractRejectReason.INVALID_EVENT_TIME)
+            else:
+                registry.erase(command)
+        erased = registry.to_erase()
+        repo.erase(erased, registry.new_erasures())
+        repo.mark_processed(fresh.keys())
+        repo.stage(ACCOUNT_CHANGED, [account_erased(a) for a in erased])
+        repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
+        return registry.outcomes
+
+    return await uow.run(work)

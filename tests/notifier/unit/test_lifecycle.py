@@ -1,0 +1,72 @@
+"""The notifier's side of the lifecycle on SQLite and PostgreSQL: account tombstones delete the
+account's deliveries (other values are not even decoded), and finished deliveries are pruned
+after RETENTION_DAYS."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from sqlalchemy import select
+
+from schemas.events import Channel
+from services.common.retention import DAY_S, Pruner
+from services.common.tombstones import TombstoneRunner
+from services.notifier.adapters.tables import deliveries, processed_events, prunable
+from services.notifier.service_layer.erase_deliveries import EraseDeliveries
+from tests.notifier.support import code_issued
+from tests.notifier.unit.test_service import Harness
+from tests.notifier.unit.test_service import harness as harness_fixture
+
+harness = harness_fixture  # the fixture of test_service, on SQLite and PostgreSQL
+
+
+def rows(h: Harness, table: object = deliveries) -> list[object]:
+    return list(h.db.run_sync(lambda s: s.execute(select(table)).all()))  # type: ignore[call-overload]
+
+
+async def test_a_tombstone_deletes_the_account_deliveries_and_values_are_not_decoded(
+    harness: Harness,
+) -> None:
+    erased, kept = uuid.uuid4(), uuid.uuid4()
+    await harness.consume(code_issued(to="+79161234567", account_id=erased),
+                          code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, account_id=erased),
+                          code_issued(to="+79031112233", account_id=kept))
+    await harness.dispatch()  # one delivered, the others still queued or sent
+    assert len(rows(harness)) == 3
+    runner = TombstoneRunner(topic="selfcare.account.changed.v1",
+                             handler=EraseDeliveries(db=harness.db))
+    batch: list[tuple[bytes | None, bytes | None]] = [
+        (str(kept).encode(), b"\xff not JSON, never opened"),  # a value: ignored
+        (str(erased).encode(), None),
+        (str(erased).encode(), None),  # twice in a batch
+        (None, None),  # no key: nothing to erase
+    ]
+    assert await runner.process(batch) == [str(erased)]
+    assert await runner.process(batch) == [str(erased)]  # idempotent
+    left = rows(harness)
+    assert [r.account_id for r in left] == [str(kept)]  # type: ignore[attr-defined]
+    assert await runner.process([(str(kept).encode(), b"{}")]) == []
+
+
+async def test_finished_deliveries_are_pruned_once_the_clock_has_moved_on(harness: Harness) -> None:
+    sent = code_issued(to="+79161234567", expires_in_s=600)
+    await harness.consume(sent)
+    await harness.dispatch()
+    assert harness.row(sent.code_id)["state"] == "sent"
+    pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
+    pruner = Pruner(db=harness.db, tables=prunable, retention_days=30, pruned=pruned, batch=1)
+    assert await pruner.prune(time.time()) == 0
+    assert await pruner.prune(time.time() + 31 * DAY_S) == 2  # the delivery and the event id
+    assert rows(harness) == [] and rows(harness, processed_events) == []
+    assert pruned.labels("deliveries")._value.get() == 1
+    # the same CodeIssued redelivered after the retention: by then its code has expired (a code
+    # lives CODE_TTL_S, far less than RETENTION_DAYS), so it is recorded failed and not sent
+    late = sent.model_copy(update={"expires_at": datetime.now(UTC) - timedelta(seconds=1)})
+    await harness.consume(late)
+    await harness.dispatch()
+    assert len(harness.sms.sent) == 1
+    assert harness.row(sent.code_id)["state"] == "failed"

@@ -1,0 +1,145 @@
+"""Recovery's side of the subscriber lifecycle on SQLite and PostgreSQL: epochs of a re-link,
+erasure (tombstones), retention with the clock moved forward."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
+from sqlalchemy import func, select
+
+from services.common.batch import RawRecord
+from services.common.crypto import Keyring, code_aad
+from services.common.retention import DAY_S, Pruner
+from services.recovery.adapters.tables import (
+    accounts,
+    codes,
+    counters,
+    credentials,
+    login_failures,
+    processed_events,
+    prunable,
+    rate_events,
+)
+from services.recovery.domain.resolve import route_key
+from tests.recovery.conftest import account_changed
+from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
+
+
+@pytest.fixture
+def h(database_url: str, keyring: Keyring) -> Iterator[Harness]:
+    made = harness(database_url, keyring, ttl=600)
+    yield made
+    made.db.close()
+
+
+async def issue(h: Harness, login: str) -> str:
+    before = len(h.staged())
+    await h.requests(request(login, client_ip="192.0.2.10"))
+    _, issued = h.staged()[before]
+    return h.keyring.decrypt(str(issued["password_enc"]),
+                             aad=code_aad(str(issued["code_id"]), "password"))
+
+
+def count(h: Harness, table: Any, *where: Any) -> int:
+    return int(h.db.run_sync(
+        lambda s: s.execute(select(func.count()).select_from(table).where(*where)).scalar_one()))
+
+
+async def test_a_new_holder_revokes_the_password_and_pending_codes(h: Harness) -> None:
+    acc = account_changed(h.keyring)
+    await h.accounts(acc)
+    login = mobile_of(h.keyring, acc)
+    password = await issue(h, login)
+    assert await h.login(login, password) == str(acc.account_id)
+    h.clock.advance(61)
+    pending = await issue(h, login)
+    await h.accounts(acc.model_copy(update={"version": 2, "holder_epoch": 1}))
+    assert await h.login(login, password) is None
+    assert await h.login(login, pending) is None
+    assert count(h, credentials, credentials.c.account_id == str(acc.account_id)) == 0
+    # a new code works for the new holder
+    h.clock.advance(61)
+    fresh = await issue(h, login)
+    assert await h.login(login, fresh) == str(acc.account_id)
+    # the same epoch again (a newer version for another reason, or a replay) revokes nothing
+    await h.accounts(acc.model_copy(update={"version": 3, "holder_epoch": 1}))
+    await h.accounts(acc.model_copy(update={"version": 2, "holder_epoch": 1}))
+    assert await h.login(login, fresh) == str(acc.account_id)
+
+
+async def test_new_contacts_void_pending_codes_and_keep_the_password(h: Harness) -> None:
+    acc = account_changed(h.keyring)
+    await h.accounts(acc)
+    login = mobile_of(h.keyring, acc)
+    password = await issue(h, login)
+    assert await h.login(login, password) == str(acc.account_id)
+    h.clock.advance(61)
+    pending = await issue(h, login)
+    await h.accounts(acc.model_copy(update={"version": 2, "contacts_epoch": 1}))
+    assert await h.login(login, pending) is None
+    assert await h.login(login, password) == str(acc.account_id)
+    assert [c.status for c in h.codes()] == ["active", "voided"]
+
+
+async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -> None:
+    acc = account_changed(h.keyring, email="ivanov@example.ru")
+    other = account_changed(h.keyring)
+    await h.accounts(acc, other)
+    login, other_login = mobile_of(h.keyring, acc), mobile_of(h.keyring, other)
+    password = await issue(h, login)
+    assert await h.login(login, password) == str(acc.account_id)
+    assert await h.login(login, "wrong-pass") is None  # a failure row for the login
+    await issue(h, other_login)
+    login_subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, login))
+    assert count(h, rate_events) > 0
+    assert count(h, login_failures, login_failures.c.subject == login_subject) == 1
+    assert count(h, counters) > 0
+    tomb = RawRecord(topic="t", partition=0, offset=9, key=str(acc.account_id).encode(),
+                     value=None, headers=[])
+    await h.project.tombstones([tomb])
+    await h.project.tombstones([tomb])  # idempotent
+    aid = str(acc.account_id)
+    assert count(h, accounts, accounts.c.account_id == aid) == 0
+    assert count(h, credentials, credentials.c.account_id == aid) == 0
+    assert count(h, codes, codes.c.account_id == aid) == 0
+    # the login's lock-out goes; the count per login and client address cannot be found from
+    # the account (a keyed hash of login and address) and ages out by retention
+    assert count(h, login_failures, login_failures.c.subject == login_subject) == 0
+    day = h.keyring.keyed_hash("limit", "account-day:" + aid)
+    assert count(h, counters, counters.c.subject == day) == 0
+    # left: the other account's rows, and the client address's (a keyed hash of an address)
+    subjects = {h.keyring.keyed_hash("limit", s) for s in (
+        "ip:192.0.2.10", "account:" + str(other.account_id), f"destination:sms:{other_login}")}
+    remaining = h.db.run_sync(lambda s: set(s.scalars(select(rate_events.c.subject))))
+    assert remaining <= subjects
+    assert count(h, accounts) == 1 and count(h, codes) == 1
+    assert await h.login(login, password) is None
+
+
+async def test_retention_prunes_bookkeeping_once_the_clock_has_moved_on(h: Harness) -> None:
+    h.clock.t = time.time()  # processed_events is stamped by the system clock
+    acc = account_changed(h.keyring)
+    await h.accounts(acc)
+    login = mobile_of(h.keyring, acc)
+    password = await issue(h, login)
+    assert await h.login(login, password) == str(acc.account_id)
+    h.clock.advance(61)
+    await issue(h, login)
+    pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
+    pruner = Pruner(db=h.db, tables=prunable, retention_days=30, pruned=pruned, batch=1)
+    before = {t.name: count(h, t) for t in (processed_events, codes, rate_events, counters)}
+    assert await pruner.prune(h.clock.now()) == 0
+    assert all(before.values())
+    h.clock.advance(31 * DAY_S)
+    assert await pruner.prune(h.clock.now()) == sum(before.values())
+    assert {t.name: count(h, t) for t in (processed_events, codes, rate_events, counters)} == \
+        dict.fromkeys(before, 0)
+    assert {t: pruned.labels(t)._value.get() for t in before} == before
+    # the password lives on in credentials; an old request redelivered is a new request whose
+    # code is issued afresh (the old one had expired): nothing stale can be used
+    assert await h.login(login, password) == str(acc.account_id)
