@@ -89,7 +89,8 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 async def post(stack: LocalStack, path: str, body: dict[str, str]) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as http, http.post(stack.url("recovery") + path, json=body) as r:
+    async with aiohttp.ClientSession() as http, http.post(stack.url("recovery") + path, json=body,
+                                                          headers=stack.api_headers()) as r:
         return r.status, await r.read()
 
 

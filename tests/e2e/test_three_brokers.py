@@ -92,7 +92,8 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
         async with aiohttp.ClientSession() as http:
             async def ask(i: int) -> None:
                 async with http.post(stack.url("recovery") + "/api/v1/code-requests",
-                                     json={"login": mobile(i), "channel": "sms"}) as r:
+                                     json={"login": mobile(i), "channel": "sms"},
+                                     headers=stack.api_headers()) as r:
                     statuses.append(r.status)
 
             tasks = []
@@ -128,7 +129,8 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
             for sms in list(accepted.values())[:5]:
                 password = PASSWORD.search(sms.text).group(1)  # type: ignore[union-attr]
                 async with http.post(stack.url("recovery") + "/api/v1/login",
-                                     json={"login": sms.to, "password": password}) as r:
+                                     json={"login": sms.to, "password": password},
+                                     headers=stack.api_headers()) as r:
                     assert r.status == 200, await r.text()
                     assert "account_id" in json.loads(await r.read())
     finally:

@@ -10,28 +10,36 @@ from typing import Any
 
 import pytest
 
-from schemas.events import AccountChanged, CodeIssued, CodeRequested, Event
+from schemas.events import AccountChanged, CodeIssued, CodeRequested, Event, PasswordChanged
 from schemas.topics import (
     ACCOUNT_CHANGED,
     CODE_ISSUED,
     CODE_REQUESTED,
+    CONTRACT_ERASED,
     CONTRACT_LINKED,
     CONTRACT_TERMINATED,
+    PASSWORD_CHANGED,
     REQUESTS_BY_LOGIN,
 )
 from services.common.batch import BatchRunner, Inbound, RawRecord
 from services.common.codec import WireRecord
 from services.common.metrics import ServiceMetrics
-from services.registration.entrypoints.messages import InboundContractLinked, InboundContractTerminated
+from services.registration.entrypoints.messages import (
+    InboundContractErased,
+    InboundContractLinked,
+    InboundContractTerminated,
+)
 from tests.hostile.corpus import INBOUND_TOPICS, MARKER, MAX_RECORD_BYTES, SECRET_DIGITS, Case, corpus, kinds
 
 MODELS: dict[str, type[Event]] = {
     CONTRACT_LINKED: InboundContractLinked,
     CONTRACT_TERMINATED: InboundContractTerminated,
+    CONTRACT_ERASED: InboundContractErased,
     ACCOUNT_CHANGED: AccountChanged,
     CODE_REQUESTED: CodeRequested,
     REQUESTS_BY_LOGIN: CodeRequested,
     CODE_ISSUED: CodeIssued,
+    PASSWORD_CHANGED: PasswordChanged,
 }
 CASES = corpus()
 
@@ -47,6 +55,14 @@ class Sent:
 class Relay:
     async def flush(self) -> int:
         return 0
+
+
+class Erased:
+    def __init__(self) -> None:
+        self.keys: list[bytes | None] = []
+
+    async def __call__(self, records: list[RawRecord]) -> None:
+        self.keys.extend(r.key for r in records)
 
 
 class Handled:
@@ -65,17 +81,21 @@ def test_the_corpus_has_at_least_50_kinds_on_every_inbound_topic() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 async def test_fate_of_each_case_in_the_consumer_loop(case: Case) -> None:
-    sent, handled = Sent(), Handled()
+    sent, handled, erased = Sent(), Handled(), Erased()
     runner: BatchRunner[Any] = BatchRunner(
         service="probe", topic=case.topic, model=MODELS[case.topic], handler=handled,
         publisher=sent, relay=Relay(), metrics=ServiceMetrics("probe"),  # type: ignore[arg-type]
         max_record_bytes=MAX_RECORD_BYTES,
+        tombstones=erased if case.topic == ACCOUNT_CHANGED else None,  # as recovery and the notifier
     )
     record = RawRecord(topic="p." + case.topic, partition=3, offset=42, key=case.record_key,
                        value=case.value, headers=[("ce_id", b"x")])
     await runner.process([record])
-    kind, expected = case.fate.split(":", 1)
-    if kind == "dlq":
+    kind, _, expected = case.fate.partition(":")
+    if kind == "erasure":
+        assert sent.records == [] and handled.items == []
+        assert erased.keys == [case.record_key]
+    elif kind == "dlq":
         assert handled.items == []
         assert len(sent.records) == 1
         topic, dead = sent.records[0]
