@@ -69,7 +69,7 @@ def bootstrap(
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
     gateways = dict(gateways) if gateways is not None else build_gateways(settings)
     dispatcher = Dispatcher(
-        db=db, repo=repo, keyring=settings.keyring, gateways=gateways, metrics=metrics,
+        db=db, repo=repo, keyring=settings.delivery_keys, gateways=gateways, metrics=metrics,
         policy=RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s,
                            max_attempts=settings.max_attempts),
         flush=relay.flush, support_phone=settings.support_phone, claim_limit=settings.claim_limit,

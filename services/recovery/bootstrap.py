@@ -82,16 +82,17 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
         BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged,
                     handler=ProjectAccounts(db=db, clock=clock), **common),
         BatchRunner(topic=CODE_REQUESTED, model=CodeRequested,
-                    handler=RouteRequests(publisher=publisher, keyring=settings.keyring), **common),
+                    handler=RouteRequests(publisher=publisher, keyring=settings.contact_keys), **common),
         BatchRunner(topic=REQUESTS_BY_LOGIN, model=CodeRequested,
-                    handler=IssueCodes(db=db, keyring=settings.keyring, hasher=hasher,
+                    handler=IssueCodes(db=db, keyring=settings.contact_keys,
+                                       delivery_keyring=settings.delivery_keys, hasher=hasher,
                                        clock=clock, config=config, metrics=metrics), **common),
     ]
     register_agents(app, settings, runners)
     register_http(
         app,
         request_code=RequestCode(publisher=publisher),
-        log_in=LogIn(db=db, keyring=settings.keyring, hasher=hasher, clock=clock,
+        log_in=LogIn(db=db, keyring=settings.contact_keys, hasher=hasher, clock=clock,
                      policy=settings.policy, metrics=metrics),
         max_body=settings.max_http_body,
     )

@@ -55,12 +55,12 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
     linker = (
-        ProcessLinker(db=db, keyring=settings.keyring) if settings.link_process
-        else InProcessLinker(db=db, keyring=settings.keyring)
+        ProcessLinker(db=db, keyring=settings.contact_keys) if settings.link_process
+        else InProcessLinker(db=db, keyring=settings.contact_keys)
     )
     messages = Messages(
         uow=SqlUnitOfWork(db=db),
-        protector=KeyringProtector(keyring=settings.keyring),
+        protector=KeyringProtector(keyring=settings.contact_keys),
         linker=linker,
         outcomes=metrics.counter(
             "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]

@@ -18,6 +18,7 @@ class RegistrationSettings(CommonSettings):
     false: the worker's database thread), and the common ones."""
 
     service: ClassVar[str] = "registration"
+    key_purposes: ClassVar[frozenset[str]] = frozenset({"contact"})
     default_web_port: ClassVar[int] = 6101
     # bulk loads from the CRM: bigger batches, fewer transactions
     default_batch_within_ms: ClassVar[int] = 100

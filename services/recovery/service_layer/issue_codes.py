@@ -82,9 +82,13 @@ def _unwritten_events(session: Session, batches: list[_Unwritten]) -> list[tuple
 
 class IssueCodes:
     def __init__(self, *, db: Database, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
-                 config: IssueConfig, metrics: RecoveryMetrics) -> None:
+                 config: IssueConfig, metrics: RecoveryMetrics,
+                 delivery_keyring: Keyring | None = None) -> None:
+        """``keyring``: the contact keys (opens AccountChanged contacts, keyed hashes);
+        ``delivery_keyring``: seals CodeIssued (the same keyring when not given)."""
         self.db = db
         self.keyring = keyring
+        self.delivery_keyring = delivery_keyring or keyring
         self.hasher = hasher
         self.clock = clock
         self.config = config
@@ -221,7 +225,7 @@ class IssueCodes:
         } for i in issues]
         repository.add_codes(session, rows)
         outbox.stage(session, outbox_table, CODE_ISSUED, [
-            outcomes.issued(i, keyring=self.keyring, expires_at=expires_at) for i in issues])
+            outcomes.issued(i, keyring=self.delivery_keyring, expires_at=expires_at) for i in issues])
         outbox.stage(session, outbox_table, CODE_REJECTED, [
             outcomes.rejected(d, support_phone=self.config.support_phone)
             for d in decisions if not isinstance(d, Issue)])
