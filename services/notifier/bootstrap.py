@@ -19,6 +19,7 @@ from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox
 from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.consumer import install_consumer, install_dispatcher
+from services.notifier.entrypoints.ops_http import register_ops
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport
 from services.notifier.service_layer.dispatch import Dispatcher
@@ -88,4 +89,5 @@ def bootstrap(
         app, apply_report=ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush),
         token=settings.sms_gateway_token,
     )
+    register_ops(app, token=settings.ops_api_token, db=db)
     return Notifier(settings=settings, app=app, db=db, runner=runner, dispatcher=dispatcher, metrics=metrics)

@@ -23,12 +23,14 @@ from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox
 from services.recovery.entrypoints.agents import register_agents
 from services.recovery.entrypoints.http import register_http
+from services.recovery.entrypoints.ops_http import register_ops
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogIn
 from services.recovery.service_layer.ports import Clock, SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from services.recovery.service_layer.request_code import RequestCode
 from services.recovery.service_layer.route_requests import RouteRequests
+from services.recovery.service_layer.support_view import ViewLogin
 from services.recovery.settings import RecoverySettings
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,8 @@ def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Reco
                      policy=settings.policy, metrics=metrics),
         max_body=settings.max_http_body,
     )
+    register_ops(app, token=settings.ops_api_token,
+                 view_login=ViewLogin(db=db, keyring=settings.contact_keys, clock=clock))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

@@ -24,6 +24,7 @@ from services.registration.entrypoints.messages import (
     InboundContractTerminated,
     Messages,
 )
+from services.registration.entrypoints.ops_http import register_ops
 from services.registration.settings import RegistrationSettings
 
 E = TypeVar("E", bound=Event)
@@ -78,6 +79,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
     linked = runner(CONTRACT_LINKED, InboundContractLinked, messages.contracts_linked)
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, messages.contracts_terminated)
     register_agents(app, settings=settings, linked=linked, terminated=terminated)
+    register_ops(app, settings=settings, db=db, flush=relay.flush)
 
     @app.task
     async def _warm_up() -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from services.common.db import Migration
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
+from services.recovery.adapters.support_tables import SUPPORT_MIGRATION
 
 metadata = MetaData()
 
@@ -89,3 +90,4 @@ def _v1(conn: Connection) -> None:
 
 
 MIGRATIONS = [Migration(1, "create recovery tables", _v1)]
+MIGRATIONS.append(SUPPORT_MIGRATION)

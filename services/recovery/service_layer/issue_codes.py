@@ -33,12 +33,13 @@ from services.common.batch import Completion, Inbound
 from services.common.crypto import Keyring, contact_aad
 from services.common.db import Database, is_transient
 from services.common.logins import candidate_keys
-from services.recovery.adapters import repository
+from services.recovery.adapters import repository, request_log
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import outbox as outbox_table
 from services.recovery.domain.decide import decide
 from services.recovery.domain.limits import LimitBook, LimitKind, Policy
 from services.recovery.domain.model import Account, CodeStatus, Decision, Issue, IssueCode
+from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.ports import Clock, PasswordHasher
 
@@ -95,6 +96,7 @@ class IssueCodes:
         self.metrics = metrics
         self._unwritten: list[_Unwritten] = []  # decided batches, oldest first
         self._maintained_at = float("-inf")  # last pruning of rate events and expiry of codes
+        self._logged: set[str] = set()  # logins with request_log rows since the last pruning
 
     async def __call__(self, items: list[Inbound[CodeRequested]]) -> Completion:
         """Decides the batch; returns the completion that hashes and writes it."""
@@ -209,7 +211,11 @@ class IssueCodes:
         # these ids meanwhile; the runner then redoes the records one by one
         repository.mark_processed(session, [d.command.request_event_id for d in decisions])
         repository.add_rate_events(session, rate_events)
+        self._logged |= request_log.record(
+            session, decisions, login_key=lambda typed: route_key(self.keyring, typed), now=now)
         if now - self._maintained_at >= MAINTENANCE_EVERY_S:  # bookkeeping, not every batch
+            request_log.prune(session, self._logged, now)
+            self._logged = set()
             repository.prune_rate_events(session, now - self.config.policy.longest_s)
             repository.expire_codes(session, now)  # logins check expires_at themselves
             self._maintained_at = now

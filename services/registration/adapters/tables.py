@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 from services.common.db import Migration
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
+from services.registration.adapters.support_tables import SUPPORT_MIGRATION
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -65,6 +66,7 @@ accounts = Table(
     Column("email_enc", Text, nullable=True),
     Column("email_masked", String(254), nullable=True),
     Column("full_name_enc", Text, nullable=False),
+    Column("personal_account_enc", Text, nullable=True),  # support's identity check only
     Column("passport_hash", String(64), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("mobile_active", Boolean, nullable=False),
@@ -95,6 +97,7 @@ def _v1(conn: Connection) -> None:
 
 
 MIGRATIONS = [Migration(version=1, name="accounts, processed_events, outbox", apply=_v1)]
+MIGRATIONS.append(SUPPORT_MIGRATION)
 
 
 def now() -> datetime:
