@@ -16,6 +16,7 @@ its use (e.g. ``code:<code_id>:password``), so a token cannot be moved to anothe
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -149,7 +150,15 @@ def load_local_keys(path: Path) -> LocalKeys:
 
     A file written before keys by purpose holds only ``secret_keys``: it keeps serving as both
     contact and delivery keys (what is already sealed with it stays readable), and the missing
-    entries (the ops token) are added."""
+    entries (the ops token) are added. Processes starting together take turns (a lock file),
+    so they all read the same keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _load_local_keys(path)
+
+
+def _load_local_keys(path: Path) -> LocalKeys:
     data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     fresh = dict(data)
     if not data:
@@ -157,7 +166,6 @@ def load_local_keys(path: Path) -> LocalKeys:
                  "hash_pepper": _b64e(secrets.token_bytes(32))}
     fresh.setdefault("ops_api_token", _b64e(secrets.token_bytes(24)))
     if fresh != data:
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

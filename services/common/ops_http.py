@@ -42,9 +42,11 @@ def authorised(header: str | None, token: str) -> bool:
 async def _body(request: Any) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise OpsError(415, "unsupported_media_type", "Content-Type must be application/json")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise OpsError(413, "payload_too_large", f"body larger than {MAX_BODY} bytes")
+    raw = b""
+    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            raise OpsError(413, "payload_too_large", f"body larger than {MAX_BODY} bytes")
     try:
         data = json.loads(raw.decode("utf-8") or "{}")
     except (UnicodeDecodeError, ValueError, RecursionError):
