@@ -87,6 +87,8 @@ def render_login(login: str, view: dict[str, Any]) -> list[str]:
         if r.get("retry_after_s"):
             what += f" (retry after {r['retry_after_s']} s)"
         line = f"  {_when(r['decided_at'])}  {r['channel']:5}  {what}"
+        if r.get("requested_at") is not None:
+            line += f"  (requested {_when(r['requested_at'])})"
         if r.get("code_id"):
             d = r.get("delivery")
             line += f"  code {r['code_id']}  delivery: " + (

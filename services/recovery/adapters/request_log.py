@@ -25,7 +25,8 @@ def record(session: Session, decisions: Sequence[Decision], *, login_key: Callab
             "channel": d.command.channel.value, "outcome": "issued" if issued else "rejected",
             "reason": None if isinstance(d, Issue) else d.reason.value,
             "retry_after_s": None if isinstance(d, Issue) else d.retry_after_s,
-            "code_id": d.code_id if isinstance(d, Issue) else None, "decided_at": now,
+            "code_id": d.code_id if isinstance(d, Issue) else None,
+            "requested_at": d.command.requested_at, "decided_at": now,
         })
     insert_rows(session, request_log, rows)
     return {row["login_key"] for row in rows}

@@ -40,6 +40,7 @@ request_log = Table(
     Column("reason", String(32), nullable=True),
     Column("retry_after_s", Integer, nullable=True),
     Column("code_id", String(36), nullable=True),
+    Column("requested_at", Float, nullable=True),  # the request's occurred_at
     Column("decided_at", Float, nullable=False),
     Index("ix_request_log_login", "login_key", "id"),
     Index("ix_request_log_decided", "decided_at"),

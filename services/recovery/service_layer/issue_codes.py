@@ -60,6 +60,7 @@ def command_of(event: CodeRequested) -> IssueCode:
     return IssueCode(
         request_event_id=str(event.event_id), login=event.login, channel=event.channel,
         locale=event.locale, client_ip=None if event.client_ip is None else str(event.client_ip),
+        requested_at=event.occurred_at.timestamp(),
     )
 
 

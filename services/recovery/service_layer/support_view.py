@@ -71,4 +71,5 @@ class ViewLogin:
 def _request(row: Any) -> dict[str, Any]:
     return {"request_event_id": row.request_event_id, "channel": row.channel,
             "outcome": row.outcome, "reason": row.reason, "retry_after_s": row.retry_after_s,
-            "code_id": row.code_id, "decided_at": row.decided_at}
+            "code_id": row.code_id, "requested_at": row.requested_at,
+            "decided_at": row.decided_at}

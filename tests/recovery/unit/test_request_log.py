@@ -42,6 +42,8 @@ async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Ha
     issued = [t for t, v in h.staged() if t == "selfcare.code.issued.v1"]
     assert len(issued) == 1 and view["requests"][1]["code_id"] == h.codes()[0].code_id
     assert view["lockout"] == {"failures": 0, "locked": False, "locked_until": None}
+    assert all(r["requested_at"] is not None and r["decided_at"] == h.clock.now() - 2 + i
+               for i, r in enumerate(reversed(view["requests"])))
     assert mobile[2:] not in str(view)
 
 
