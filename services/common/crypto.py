@@ -65,9 +65,10 @@ class Keyring:
     pepper: bytes = field(repr=False)
 
     @classmethod
-    def from_config(cls, *, secret_keys: str, hash_pepper: str,
+    def from_config(cls, *, secret_keys: str, hash_pepper: str | None,
                     name: str = "SECRET_KEYS") -> Keyring:
-        """``name`` is the setting the keys came from (named in errors)."""
+        """``name`` is the setting the keys came from (named in errors); ``hash_pepper`` None:
+        a keyring that seals and opens but makes no keyed hash (a service given no pepper)."""
         keys: list[bytes] = []
         for index, item in enumerate(k.strip() for k in secret_keys.split(",")):
             if not item:
@@ -81,9 +82,14 @@ class Keyring:
             keys.append(raw)
         if not keys:
             raise ValueError(f"{name} holds no key")
+        if hash_pepper is None:
+            return cls(keys=tuple(keys), pepper=b"")
         if len(hash_pepper.encode()) < 16:
             raise ValueError("HASH_PEPPER must be at least 16 bytes")
         return cls(keys=tuple(keys), pepper=hash_pepper.encode())
+
+    def without_pepper(self) -> Keyring:
+        return Keyring(keys=self.keys, pepper=b"")
 
     def encrypt(self, plaintext: str, *, aad: str) -> str:
         aead, kid = _aead(self.keys[0])
@@ -121,6 +127,8 @@ class Keyring:
 
     def keyed_hash(self, purpose: str, value: str) -> str:
         """HMAC-SHA-256 of ``value`` for one ``purpose`` (hex): stable, not reversible."""
+        if not self.pepper:
+            raise RuntimeError("this service is given no HASH_PEPPER: it makes no keyed hash")
         message = purpose.encode() + b"\x00" + value.encode("utf-8")
         return hmac.new(self.pepper, message, hashlib.sha256).hexdigest()
 

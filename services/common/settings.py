@@ -47,6 +47,8 @@ class CommonSettings:
     service: ClassVar[str] = "common"
     # the keys this service is given (DESIGN.md "Keys by purpose"): "contact", "delivery"
     key_purposes: ClassVar[frozenset[str]] = frozenset({"contact", "delivery"})
+    # whether the service makes keyed hashes (HASH_PEPPER); the notifier makes none
+    needs_pepper: ClassVar[bool] = True
     default_web_port: ClassVar[int] = 6100
     # how long a batch waits to fill: short for latency-bound services, longer for bulk ones
     default_batch_within_ms: ClassVar[int] = 5
@@ -76,7 +78,7 @@ class CommonSettings:
         var_dir = Path(env.get("SELFCARE_VAR_DIR", "var"))
         local_mode = env.get("SELFCARE_ENV", "production").lower() in {"local", "demo"}
         keyrings = _keyrings_from_env(env, purposes=cls.key_purposes, var_dir=var_dir,
-                                      local_mode=local_mode)
+                                      local_mode=local_mode, needs_pepper=cls.needs_pepper)
         db_var = f"{cls.service.upper()}_DATABASE_URL"
         database_url = env.get(db_var) or f"sqlite:///{var_dir / cls.service}.db"
         return {
@@ -134,14 +136,15 @@ _PURPOSE_VARS = {"contact": "CONTACT_KEYS", "delivery": "DELIVERY_KEYS"}
 
 
 def _keyrings_from_env(env: Mapping[str, str], *, purposes: frozenset[str], var_dir: Path,
-                       local_mode: bool) -> dict[str, Keyring]:
+                       local_mode: bool, needs_pepper: bool) -> dict[str, Keyring]:
     """A keyring per purpose the service is given: ``CONTACT_KEYS`` / ``DELIVERY_KEYS``, each
-    falling back to ``SECRET_KEYS``; in local/demo mode, the generated ``local-keys.json``."""
-    pepper = env.get("HASH_PEPPER", "")
+    falling back to ``SECRET_KEYS``; in local/demo mode, the generated ``local-keys.json``.
+    A service that makes no keyed hash gets no pepper, even when ``HASH_PEPPER`` is set."""
+    pepper: str | None = env.get("HASH_PEPPER", "") if needs_pepper else None
     chosen = {p: (_PURPOSE_VARS[p], env.get(_PURPOSE_VARS[p], "")) for p in purposes}
     chosen = {p: (name, keys) if keys else ("SECRET_KEYS", env.get("SECRET_KEYS", ""))
               for p, (name, keys) in chosen.items()}
-    if pepper and all(keys for _, keys in chosen.values()):
+    if (pepper or not needs_pepper) and all(keys for _, keys in chosen.values()):
         try:
             return {p: Keyring.from_config(secret_keys=keys, hash_pepper=pepper, name=name)
                     for p, (name, keys) in chosen.items()}
@@ -149,10 +152,12 @@ def _keyrings_from_env(env: Mapping[str, str], *, purposes: frozenset[str], var_
             raise ConfigError(str(exc)) from exc
     if local_mode:
         local = load_local_keys(var_dir / "local-keys.json")
-        return {p: local.contact if p == "contact" else local.delivery for p in purposes}
-    needed = " and ".join(f"{_PURPOSE_VARS[p]} (or SECRET_KEYS)" for p in sorted(purposes))
+        given = {p: local.contact if p == "contact" else local.delivery for p in purposes}
+        return given if needs_pepper else {p: k.without_pepper() for p, k in given.items()}
+    needed = " and ".join([f"{_PURPOSE_VARS[p]} (or SECRET_KEYS)" for p in sorted(purposes)]
+                          + (["HASH_PEPPER"] if needs_pepper else []))
     raise ConfigError(
-        f"{needed} and HASH_PEPPER must be set "
+        f"{needed} must be set "
         "(or SELFCARE_ENV=local for a local/demo run with generated keys under ./var/)"
     )
 

@@ -41,6 +41,12 @@ def test_each_service_is_given_only_its_keys(tmp_path: Path) -> None:
     notifier = NotifierSettings.from_env(env(tmp_path, DELIVERY_KEYS=DELIVERY))
     recovery = RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
     assert registration.delivery_keyring is None and notifier.contact_keyring is None
+    # the notifier makes no keyed hash: it is given no pepper, and needs none to start
+    assert NotifierSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "DELIVERY_KEYS": DELIVERY})
+    with pytest.raises(RuntimeError):
+        notifier.keyring.keyed_hash("login:mobile", "+79161234567")
+    with pytest.raises(ConfigError, match="HASH_PEPPER"):
+        RegistrationSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "CONTACT_KEYS": CONTACT})
     with pytest.raises(ConfigError):
         _ = registration.delivery_keys
     with pytest.raises(ConfigError):
