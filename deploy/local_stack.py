@@ -125,7 +125,8 @@ class LocalStack:
             "TOPIC_PREFIX": self.topic_prefix,
             "PYTHONUNBUFFERED": "1",
         })
-        if not (env.get("SECRET_KEYS") and env.get("HASH_PEPPER")):
+        keys = env.get("SECRET_KEYS") or (env.get("CONTACT_KEYS") and env.get("DELIVERY_KEYS"))
+        if not (keys and env.get("HASH_PEPPER")):
             env["SELFCARE_ENV"] = "local"
             # create the local keys once, before three processes race to do it
             load_or_create_local_keys(self.var_dir / "local-keys.json")

@@ -1,8 +1,11 @@
 """Authenticated encryption of contacts and passwords, and keyed hashes of identifiers.
 
-* ``SECRET_KEYS``: comma-separated base64url 256-bit keys, newest first. The newest encrypts;
-  every listed key decrypts (rotation: prepend a new key, re-deploy, drop the old one once
-  nothing encrypted with it is still needed — codes live ``CODE_TTL_S``).
+* Keys by purpose, each a comma-separated list of base64url 256-bit keys, newest first. The
+  newest encrypts; every listed key decrypts. ``CONTACT_KEYS`` seal the contacts of
+  ``AccountChanged`` (registration seals, recovery opens); ``DELIVERY_KEYS`` seal what recovery
+  sends the notifier (``CodeIssued``, notices). ``SECRET_KEYS`` serves as both when they are
+  unset. Rotation: prepend a new key, re-deploy, drop the old one once nothing sealed with it is
+  still needed (codes live ``CODE_TTL_S``; accounts: after ``selfcare-ops keys reseal``).
 * ``HASH_PEPPER``: the HMAC-SHA-256 key of logins, destinations and passport data.
 
 A token is ``v1.<key id>.<base64url(nonce | AES-256-GCM ciphertext)>``; the key id is the first
@@ -13,6 +16,7 @@ its use (e.g. ``code:<code_id>:password``), so a token cannot be moved to anothe
 from __future__ import annotations
 
 import base64
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -61,7 +65,10 @@ class Keyring:
     pepper: bytes = field(repr=False)
 
     @classmethod
-    def from_config(cls, *, secret_keys: str, hash_pepper: str) -> Keyring:
+    def from_config(cls, *, secret_keys: str, hash_pepper: str | None,
+                    name: str = "SECRET_KEYS") -> Keyring:
+        """``name`` is the setting the keys came from (named in errors); ``hash_pepper`` None:
+        a keyring that seals and opens but makes no keyed hash (a service given no pepper)."""
         keys: list[bytes] = []
         for index, item in enumerate(k.strip() for k in secret_keys.split(",")):
             if not item:
@@ -69,15 +76,20 @@ class Keyring:
             try:
                 raw = _b64d(item)
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"SECRET_KEYS entry {index + 1} is not base64url") from exc
+                raise ValueError(f"{name} entry {index + 1} is not base64url") from exc
             if len(raw) != 32:
-                raise ValueError(f"SECRET_KEYS entry {index + 1} must be 32 bytes (256 bits)")
+                raise ValueError(f"{name} entry {index + 1} must be 32 bytes (256 bits)")
             keys.append(raw)
         if not keys:
-            raise ValueError("SECRET_KEYS holds no key")
+            raise ValueError(f"{name} holds no key")
+        if hash_pepper is None:
+            return cls(keys=tuple(keys), pepper=b"")
         if len(hash_pepper.encode()) < 16:
             raise ValueError("HASH_PEPPER must be at least 16 bytes")
         return cls(keys=tuple(keys), pepper=hash_pepper.encode())
+
+    def without_pepper(self) -> Keyring:
+        return Keyring(keys=self.keys, pepper=b"")
 
     def encrypt(self, plaintext: str, *, aad: str) -> str:
         aead, kid = _aead(self.keys[0])
@@ -104,8 +116,19 @@ class Keyring:
             return plain.decode("utf-8")
         raise DecryptError("token does not authenticate")
 
+    @property
+    def newest_key_id(self) -> str:
+        return key_id(self.keys[0])
+
+    def sealed_with_newest(self, token: str) -> bool:
+        """Whether ``token`` names the newest key (what ``keys reseal`` leaves behind)."""
+        parts = token.split(".")
+        return len(parts) == 3 and parts[1] == self.newest_key_id
+
     def keyed_hash(self, purpose: str, value: str) -> str:
         """HMAC-SHA-256 of ``value`` for one ``purpose`` (hex): stable, not reversible."""
+        if not self.pepper:
+            raise RuntimeError("this service is given no HASH_PEPPER: it makes no keyed hash")
         message = purpose.encode() + b"\x00" + value.encode("utf-8")
         return hmac.new(self.pepper, message, hashlib.sha256).hexdigest()
 
@@ -120,19 +143,55 @@ def code_aad(code_id: str, field: str) -> str:
     return f"code:{code_id}:{field}"
 
 
-def load_or_create_local_keys(path: Path) -> Keyring:
-    """Local/demo mode only: keys generated once and kept in ``path`` (mode 0600)."""
-    if path.exists():
-        data = json.loads(path.read_text())
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"secret_keys": generate_key(), "hash_pepper": _b64e(secrets.token_bytes(32))}
-        tmp = path.with_suffix(".tmp")
+@dataclass(frozen=True)
+class LocalKeys:
+    """What local/demo mode generates once into ``local-keys.json``: a keyring per purpose, the
+    pepper (inside both keyrings) and the ops token."""
+
+    contact: Keyring
+    delivery: Keyring
+    ops_api_token: str = field(repr=False)
+
+
+def load_local_keys(path: Path) -> LocalKeys:
+    """Local/demo mode only: keys generated once and kept in ``path`` (mode 0600).
+
+    A file written before keys by purpose holds only ``secret_keys``: it keeps serving as both
+    contact and delivery keys (what is already sealed with it stays readable), and the missing
+    entries (the ops token) are added. Processes starting together take turns (a lock file),
+    so they all read the same keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _load_local_keys(path)
+
+
+def _load_local_keys(path: Path) -> LocalKeys:
+    data: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    fresh = dict(data)
+    if not data:
+        fresh = {"contact_keys": generate_key(), "delivery_keys": generate_key(),
+                 "hash_pepper": _b64e(secrets.token_bytes(32))}
+    fresh.setdefault("ops_api_token", _b64e(secrets.token_bytes(24)))
+    if fresh != data:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle)
+            json.dump(fresh, handle)
         os.replace(tmp, path)
-    return Keyring.from_config(secret_keys=data["secret_keys"], hash_pepper=data["hash_pepper"])
+    pepper = fresh["hash_pepper"]
+    contact = fresh.get("contact_keys") or fresh["secret_keys"]
+    delivery = fresh.get("delivery_keys") or fresh["secret_keys"]
+    return LocalKeys(
+        contact=Keyring.from_config(secret_keys=contact, hash_pepper=pepper, name="contact_keys"),
+        delivery=Keyring.from_config(secret_keys=delivery, hash_pepper=pepper, name="delivery_keys"),
+        ops_api_token=fresh["ops_api_token"],
+    )
+
+
+def load_or_create_local_keys(path: Path) -> Keyring:
+    """The contact keyring of ``load_local_keys`` (creates the file when it is missing)."""
+    return load_local_keys(path).contact
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from services.common.crypto import Keyring, load_or_create_local_keys
+from services.common.crypto import Keyring, load_local_keys
 from services.common.errors import ConfigError as ConfigError
 from services.common.kafka_config import KafkaSettings
 
@@ -50,6 +50,10 @@ class CommonSettings:
     """What every service needs: Kafka, its database, keys, its web port."""
 
     service: ClassVar[str] = "common"
+    # the keys this service is given (DESIGN.md "Keys by purpose"): "contact", "delivery"
+    key_purposes: ClassVar[frozenset[str]] = frozenset({"contact", "delivery"})
+    # whether the service makes keyed hashes (HASH_PEPPER); the notifier makes none
+    needs_pepper: ClassVar[bool] = True
     default_web_port: ClassVar[int] = 6100
     # how long a batch waits to fill: short for latency-bound services, longer for bulk ones
     default_batch_within_ms: ClassVar[int] = 5
@@ -61,7 +65,9 @@ class CommonSettings:
     web_host: str = "127.0.0.1"
     var_dir: Path = Path("var")
     topic_prefix: str = ""
-    keyring: Keyring = field(repr=False)
+    contact_keyring: Keyring | None = field(default=None, repr=False)
+    delivery_keyring: Keyring | None = field(default=None, repr=False)
+    ops_api_token: str = field(default="", repr=False)
     local_mode: bool = False
     max_record_bytes: int = 65536
     batch_size: int = 500
@@ -79,7 +85,8 @@ class CommonSettings:
         env = os.environ if env is None else env
         var_dir = Path(env.get("SELFCARE_VAR_DIR", "var"))
         local_mode = env.get("SELFCARE_ENV", "production").lower() in {"local", "demo"}
-        keyring = _keyring_from_env(env, var_dir=var_dir, local_mode=local_mode)
+        keyrings = _keyrings_from_env(env, purposes=cls.key_purposes, var_dir=var_dir,
+                                      local_mode=local_mode, needs_pepper=cls.needs_pepper)
         db_var = f"{cls.service.upper()}_DATABASE_URL"
         database_url = env.get(db_var) or f"sqlite:///{var_dir / cls.service}.db"
         return {
@@ -90,7 +97,9 @@ class CommonSettings:
             "web_host": env.get("WEB_BIND_HOST", "127.0.0.1"),
             "var_dir": var_dir,
             "topic_prefix": env.get("TOPIC_PREFIX", ""),
-            "keyring": keyring,
+            "contact_keyring": keyrings.get("contact"),
+            "delivery_keyring": keyrings.get("delivery"),
+            "ops_api_token": _ops_token(env, var_dir=var_dir, local_mode=local_mode),
             "local_mode": local_mode,
             "max_record_bytes": _int(env, "MAX_RECORD_BYTES", 65536),
             "batch_size": _int(env, "BATCH_SIZE", 500),
@@ -115,25 +124,70 @@ class CommonSettings:
         """faust's form of the bootstrap list: ``kafka://h1:p1;kafka://h2:p2``."""
         return self.kafka.faust_broker_url
 
+    @property
+    def contact_keys(self) -> Keyring:
+        """``CONTACT_KEYS``: seal and open the contacts of ``AccountChanged``."""
+        if self.contact_keyring is None:
+            raise ConfigError(f"{self.service} is not given the contact keys")
+        return self.contact_keyring
+
+    @property
+    def delivery_keys(self) -> Keyring:
+        """``DELIVERY_KEYS``: seal and open passwords and destinations sent to the notifier."""
+        if self.delivery_keyring is None:
+            raise ConfigError(f"{self.service} is not given the delivery keys")
+        return self.delivery_keyring
+
+    @property
+    def keyring(self) -> Keyring:
+        """The service's own keyring (keyed hashes use its pepper): the contact keys where the
+        service has them (registration, recovery), else the delivery keys (the notifier)."""
+        return self.contact_keyring or self.delivery_keys
+
     def topic(self, name: str) -> str:
         """The physical topic name of a public topic name (after ``TOPIC_PREFIX``)."""
         return self.topic_prefix + name
 
 
-def _keyring_from_env(env: Mapping[str, str], *, var_dir: Path, local_mode: bool) -> Keyring:
-    secret_keys = env.get("SECRET_KEYS", "")
-    pepper = env.get("HASH_PEPPER", "")
-    if secret_keys and pepper:
+_PURPOSE_VARS = {"contact": "CONTACT_KEYS", "delivery": "DELIVERY_KEYS"}
+
+
+def _keyrings_from_env(env: Mapping[str, str], *, purposes: frozenset[str], var_dir: Path,
+                       local_mode: bool, needs_pepper: bool) -> dict[str, Keyring]:
+    """A keyring per purpose the service is given: ``CONTACT_KEYS`` / ``DELIVERY_KEYS``, each
+    falling back to ``SECRET_KEYS``; in local/demo mode, the generated ``local-keys.json``.
+    A service that makes no keyed hash gets no pepper, even when ``HASH_PEPPER`` is set."""
+    pepper: str | None = env.get("HASH_PEPPER", "") if needs_pepper else None
+    chosen = {p: (_PURPOSE_VARS[p], env.get(_PURPOSE_VARS[p], "")) for p in purposes}
+    chosen = {p: (name, keys) if keys else ("SECRET_KEYS", env.get("SECRET_KEYS", ""))
+              for p, (name, keys) in chosen.items()}
+    if (pepper or not needs_pepper) and all(keys for _, keys in chosen.values()):
         try:
-            return Keyring.from_config(secret_keys=secret_keys, hash_pepper=pepper)
+            return {p: Keyring.from_config(secret_keys=keys, hash_pepper=pepper, name=name)
+                    for p, (name, keys) in chosen.items()}
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
     if local_mode:
-        return load_or_create_local_keys(var_dir / "local-keys.json")
+        local = load_local_keys(var_dir / "local-keys.json")
+        given = {p: local.contact if p == "contact" else local.delivery for p in purposes}
+        return given if needs_pepper else {p: k.without_pepper() for p, k in given.items()}
+    needed = " and ".join([f"{_PURPOSE_VARS[p]} (or SECRET_KEYS)" for p in sorted(purposes)]
+                          + (["HASH_PEPPER"] if needs_pepper else []))
     raise ConfigError(
-        "SECRET_KEYS and HASH_PEPPER must be set "
+        f"{needed} must be set "
         "(or SELFCARE_ENV=local for a local/demo run with generated keys under ./var/)"
     )
+
+
+def _ops_token(env: Mapping[str, str], *, var_dir: Path, local_mode: bool) -> str:
+    """``OPS_API_TOKEN``; in local/demo mode the generated one when unset. Outside local mode
+    an unset token leaves the ops routes unserved (404)."""
+    token = env.get("OPS_API_TOKEN", "")
+    if token and len(token) < 16:
+        raise ConfigError("OPS_API_TOKEN must be at least 16 characters")
+    if not token and local_mode:
+        token = load_local_keys(var_dir / "local-keys.json").ops_api_token
+    return token
 
 
 def bool_setting(env: Mapping[str, str], name: str, default: bool) -> bool:

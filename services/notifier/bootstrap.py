@@ -29,6 +29,7 @@ from services.notifier.entrypoints.consumer import (
     install_notice_consumer,
     install_tombstones,
 )
+from services.notifier.entrypoints.ops_http import register_ops
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport
 from services.notifier.service_layer.dispatch import Dispatcher
@@ -107,7 +108,7 @@ def bootstrap(
         metrics=metrics, failures=settings.sms_circuit_failures, open_s=settings.sms_circuit_open_s,
     ) if "sms" in gateways else None
     dispatcher = Dispatcher(
-        db=db, repo=repo, keyring=settings.keyring, gateways=gateways, metrics=metrics,
+        db=db, repo=repo, keyring=settings.delivery_keys, gateways=gateways, metrics=metrics,
         policy=RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s),
         flush=relay.flush, support_phone=settings.support_phone, claim_limit=settings.claim_limit,
         max_in_flight=settings.max_in_flight, lease_s=settings.lease_s, sms=sms_routes,
@@ -145,5 +146,6 @@ def bootstrap(
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
+    register_ops(app, token=settings.ops_api_token, db=db)
     return Notifier(settings=settings, app=app, db=db, runner=runner, notices=notices,
                     dispatcher=dispatcher, metrics=metrics)

@@ -26,6 +26,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 @dataclass(frozen=True, kw_only=True)
 class NotifierSettings(CommonSettings):
     service: ClassVar[str] = "notifier"
+    key_purposes: ClassVar[frozenset[str]] = frozenset({"delivery"})
+    needs_pepper: ClassVar[bool] = False
     default_web_port: ClassVar[int] = 6103
 
     sms_gateway_url: str = "http://127.0.0.1:6199/sms"

@@ -7,6 +7,10 @@
     selfcare-ops dlq replay <dlq topic> <offset> [--force]
     selfcare-ops topics apply|describe
     selfcare-ops lag [--group G ...] [--max-lag N]
+    selfcare-ops keys reseal
+    selfcare-ops login "<login as typed>" [--json]
+    selfcare-ops identify --contract <number> | --mobile <mobile> --passport "<series> <number>"
+                          --name "<full name>" --operator <id>
 
 Everything printed is masked; ``dlq show --raw`` prints a dead letter's bytes (inbound DLQs
 may hold personal data: ops only).
@@ -27,6 +31,7 @@ from services.common.errors import ConfigError
 from services.common.kafka_config import KafkaSettings
 from services.ops import dlq as dead_letters
 from services.ops import lag as group_lag
+from services.ops import support
 from services.ops.kafka_read import consumer, to_record
 from services.ops.present import describe_value
 from services.ops.trace import as_json, trace
@@ -40,6 +45,7 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter topics: list, show
 topics_app = typer.Typer(no_args_is_help=True, help="The declarative topic list on the broker.")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(topics_app, name="topics")
+support.install(app)  # keys reseal, login, identify: through the services' ops routes
 
 
 def _bootstrap() -> KafkaSettings:

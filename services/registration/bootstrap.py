@@ -27,6 +27,7 @@ from services.registration.entrypoints.messages import (
     InboundContractTerminated,
     Messages,
 )
+from services.registration.entrypoints.ops_http import register_ops
 from services.registration.settings import RegistrationSettings
 
 E = TypeVar("E", bound=Event)
@@ -61,12 +62,12 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
     linker = (
-        ProcessLinker(db=db, keyring=settings.keyring) if settings.link_process
-        else InProcessLinker(db=db, keyring=settings.keyring)
+        ProcessLinker(db=db, keyring=settings.contact_keys) if settings.link_process
+        else InProcessLinker(db=db, keyring=settings.contact_keys)
     )
     messages = Messages(
         uow=SqlUnitOfWork(db=db),
-        protector=KeyringProtector(keyring=settings.keyring),
+        protector=KeyringProtector(keyring=settings.contact_keys),
         linker=linker,
         outcomes=metrics.counter(
             "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]
@@ -86,6 +87,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, messages.contracts_terminated)
     erased = runner(CONTRACT_ERASED, InboundContractErased, messages.contracts_erased)
     register_agents(app, settings=settings, linked=linked, terminated=terminated, erased=erased)
+    register_ops(app, settings=settings, db=db, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(metrics))
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from services.common.settings import CommonSettings, bool_setting
+from services.common.settings import CommonSettings, bool_setting, int_setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,14 +18,19 @@ class RegistrationSettings(CommonSettings):
     false: the worker's database thread), and the common ones."""
 
     service: ClassVar[str] = "registration"
+    key_purposes: ClassVar[frozenset[str]] = frozenset({"contact"})
     default_web_port: ClassVar[int] = 6101
     # bulk loads from the CRM: bigger batches, fewer transactions
     default_batch_within_ms: ClassVar[int] = 100
 
     link_process: bool = False
+    identify_max: int = 5
+    identify_window_s: int = 3600
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RegistrationSettings:
         env = os.environ if env is None else env
         link_process = bool_setting(env, "REGISTRATION_LINK_PROCESS", (os.cpu_count() or 1) >= 2)
-        return cls(**cls.common_from_env(env), link_process=link_process)
+        return cls(**cls.common_from_env(env), link_process=link_process,
+                   identify_max=int_setting(env, "SUPPORT_IDENTIFY_MAX", 5),
+                   identify_window_s=int_setting(env, "SUPPORT_IDENTIFY_WINDOW_S", 3600))

@@ -68,9 +68,14 @@ def test_service_refuses_to_start_without_keys_except_in_local_mode(tmp_path) ->
         CommonSettings.common_from_env({"SELFCARE_VAR_DIR": str(tmp_path)})
     first = CommonSettings.common_from_env({"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"})
     again = CommonSettings.common_from_env({"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"})
-    assert first["keyring"].keys == again["keyring"].keys  # kept under ./var, not regenerated
+    assert first["contact_keyring"].keys == again["contact_keyring"].keys  # kept, not regenerated
+    assert first["delivery_keyring"].keys == again["delivery_keyring"].keys
+    assert first["ops_api_token"] == again["ops_api_token"] and len(first["ops_api_token"]) >= 16
+    # a fresh local set-up has separate keys per purpose, with one pepper
+    assert set(first["contact_keyring"].keys).isdisjoint(first["delivery_keyring"].keys)
+    assert first["contact_keyring"].pepper == first["delivery_keyring"].pepper
     assert (tmp_path / "local-keys.json").stat().st_mode & 0o077 == 0
-    assert load_or_create_local_keys(tmp_path / "local-keys.json").pepper == first["keyring"].pepper
+    assert load_or_create_local_keys(tmp_path / "local-keys.json").pepper == first["contact_keyring"].pepper
 
 
 def test_masks_match_the_design() -> None:

@@ -26,6 +26,7 @@ from services.common.db import Migration, add_missing_columns
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 from services.common.retention import Prunable
+from services.recovery.adapters.support_tables import SUPPORT_MIGRATION
 
 metadata = MetaData()
 
@@ -123,6 +124,7 @@ MIGRATIONS = [
     Migration(1, "create recovery tables", _v1),
     Migration(2, "shared counters; the locale of a code", _v2),
     Migration(3, "accounts: holder and contacts epochs", _v3),
+    SUPPORT_MIGRATION,
 ]
 
 

@@ -48,6 +48,7 @@ class IssueCode:
     channel: Channel
     locale: Locale
     client_ip: str | None
+    requested_at: float | None = None  # the request's occurred_at (Unix s), for support's view
 
 
 @dataclass(frozen=True, kw_only=True)

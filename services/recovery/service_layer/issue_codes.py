@@ -33,7 +33,7 @@ from services.common.batch import Completion, Inbound
 from services.common.crypto import Keyring, contact_aad
 from services.common.db import Database, is_transient
 from services.common.logins import candidate_keys
-from services.recovery.adapters import counters, repository
+from services.recovery.adapters import counters, repository, request_log
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import outbox as outbox_table
 from services.recovery.domain.decide import decide
@@ -47,6 +47,7 @@ from services.recovery.domain.model import (
     IssueCode,
     Reject,
 )
+from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.ports import Clock, PasswordHasher
 
@@ -67,6 +68,7 @@ def command_of(event: CodeRequested) -> IssueCode:
     return IssueCode(
         request_event_id=str(event.event_id), login=event.login, channel=event.channel,
         locale=event.locale, client_ip=None if event.client_ip is None else str(event.client_ip),
+        requested_at=event.occurred_at.timestamp(),
     )
 
 
@@ -90,15 +92,20 @@ def _unwritten_events(session: Session, batches: list[_Unwritten]) -> list[tuple
 
 class IssueCodes:
     def __init__(self, *, db: Database, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
-                 config: IssueConfig, metrics: RecoveryMetrics) -> None:
+                 config: IssueConfig, metrics: RecoveryMetrics,
+                 delivery_keyring: Keyring | None = None) -> None:
+        """``keyring``: the contact keys (opens AccountChanged contacts, keyed hashes);
+        ``delivery_keyring``: seals CodeIssued (the same keyring when not given)."""
         self.db = db
         self.keyring = keyring
+        self.delivery_keyring = delivery_keyring or keyring
         self.hasher = hasher
         self.clock = clock
         self.config = config
         self.metrics = metrics
         self._unwritten: list[_Unwritten] = []  # decided batches, oldest first
         self._maintained_at = float("-inf")  # last pruning of rate events and expiry of codes
+        self._logged: set[str] = set()  # logins with request_log rows since the last pruning
 
     async def __call__(self, items: list[Inbound[CodeRequested]]) -> Completion:
         """Decides the batch; returns the completion that hashes and writes it."""
@@ -228,7 +235,11 @@ class IssueCodes:
         # these ids meanwhile; the runner then redoes the records one by one
         repository.mark_processed(session, [d.command.request_event_id for d in decisions])
         repository.add_rate_events(session, rate_events)
+        self._logged |= request_log.record(
+            session, decisions, login_key=lambda typed: route_key(self.keyring, typed), now=now)
         if now - self._maintained_at >= MAINTENANCE_EVERY_S:  # bookkeeping, not every batch
+            request_log.prune(session, self._logged, now)
+            self._logged = set()
             repository.prune_rate_events(session, now - self.config.policy.longest_s)
             counters.prune(session, now)
             repository.expire_codes(session, now)  # logins check expires_at themselves
@@ -246,7 +257,7 @@ class IssueCodes:
         } for i in issues]
         repository.add_codes(session, rows)
         outbox.stage(session, outbox_table, CODE_ISSUED, [
-            outcomes.issued(i, keyring=self.keyring, expires_at=expires_at) for i in issues])
+            outcomes.issued(i, keyring=self.delivery_keyring, expires_at=expires_at) for i in issues])
         outbox.stage(session, outbox_table, CODE_REJECTED, [
             outcomes.rejected(d, support_phone=self.config.support_phone)
             for d in decisions if not isinstance(d, Issue)])

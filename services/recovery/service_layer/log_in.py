@@ -69,9 +69,13 @@ class _Loaded:
 class LogIn:
     def __init__(self, *, db: Database, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
                  policy: Policy, metrics: RecoveryMetrics,
-                 flush: Callable[[], Awaitable[object]] | None = None) -> None:
+                 flush: Callable[[], Awaitable[object]] | None = None,
+                 delivery_keyring: Keyring | None = None) -> None:
+        """``keyring``: the contact keys (keyed hashes, opening contacts); ``delivery_keyring``
+        seals the notice's contacts for the notifier (the same keyring when not given)."""
         self.db = db
         self.keyring = keyring
+        self.delivery_keyring = delivery_keyring or keyring
         self.hasher = hasher
         self.clock = clock
         self.policy = policy
@@ -156,7 +160,8 @@ class LogIn:
             if activated is not None:
                 account_id, locale = activated
                 notice = outcomes.password_changed(loaded.account, code_id=code_id,
-                                                   locale=locale, keyring=self.keyring)
+                                                   locale=locale, contact_keyring=self.keyring,
+                                                   delivery_keyring=self.delivery_keyring)
                 if notice is not None:
                     outbox.stage(session, outbox_table, PASSWORD_CHANGED, [notice])
                     noticed = True

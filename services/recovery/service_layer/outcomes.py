@@ -56,20 +56,21 @@ def notice_aad(event_id: str, channel: Channel) -> str:
     return f"notice:{event_id}:{channel.value}"
 
 
-def password_changed(account: Account, *, code_id: str, locale: str,
-                     keyring: Keyring) -> WireRecord | None:
+def password_changed(account: Account, *, code_id: str, locale: str, contact_keyring: Keyring,
+                     delivery_keyring: Keyring) -> WireRecord | None:
     """The notice for a newly activated password: each usable contact of the account, opened
-    from the projection and sealed again for this event; ``None`` if no contact is usable."""
+    from the projection (contact keys) and sealed again for this event (delivery keys, which the
+    notifier holds); ``None`` if no contact is usable."""
     event_id = uuid.uuid4()
     contacts = []
     for channel, field, token in ((Channel.SMS, "mobile", account.mobile_enc),
                                   (Channel.EMAIL, "email", account.email_enc)):
         if not account.channel_usable(channel) or not token:
             continue
-        plain = keyring.decrypt(token, aad=contact_aad(account.account_id, field))
+        plain = contact_keyring.decrypt(token, aad=contact_aad(account.account_id, field))
         contacts.append(NoticeContact(
             channel=channel, destination_masked=account.masked(channel),
-            destination_enc=keyring.encrypt(plain, aad=notice_aad(str(event_id), channel))))
+            destination_enc=delivery_keyring.encrypt(plain, aad=notice_aad(str(event_id), channel))))
     if not contacts:
         return None
     event = PasswordChanged(

@@ -50,4 +50,6 @@ class KeyringProtector:
             email_enc=None if email is None else self._keyring.encrypt(email, aad=contact_aad(aid, "email")),
             email_masked=None if email is None else mask_email(email),
             full_name_enc=self._keyring.encrypt(link.full_name, aad=contact_aad(aid, "full_name")),
+            personal_account_enc=self._keyring.encrypt(
+                link.personal_account, aad=contact_aad(aid, "personal_account")),
         )

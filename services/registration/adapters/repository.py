@@ -128,7 +128,8 @@ def _to_row(a: Account, stamp: Any) -> dict[str, Any]:
         "tv_product": a.tv_product.value, "login_key": a.login_key, "mobile_key": a.mobile_key,
         "personal_account_key": a.personal_account_key, "mobile_enc": c.mobile_enc,
         "mobile_masked": c.mobile_masked, "email_enc": c.email_enc, "email_masked": c.email_masked,
-        "full_name_enc": c.full_name_enc, "passport_hash": a.passport_hash,
+        "full_name_enc": c.full_name_enc, "personal_account_enc": c.personal_account_enc,
+        "passport_hash": a.passport_hash,
         "fingerprint": a.fingerprint, "mobile_active": a.mobile_active, "linked_at": a.linked_at,
         "closed_at": a.closed_at, "last_event_at": a.last_event_at, "version": a.version,
         "updated_at": stamp, "holder_hash": a.holder_hash, "contacts_hash": a.contacts_hash,
@@ -145,6 +146,7 @@ def _to_account(row: Row[Any]) -> Account:
         contacts=SealedContacts(
             mobile_enc=row.mobile_enc, mobile_masked=row.mobile_masked, email_enc=row.email_enc,
             email_masked=row.email_masked, full_name_enc=row.full_name_enc,
+            personal_account_enc=row.personal_account_enc,
         ),
         passport_hash=row.passport_hash, fingerprint=row.fingerprint,
         mobile_active=row.mobile_active, linked_at=row.linked_at, closed_at=row.closed_at,

@@ -30,6 +30,7 @@ from services.common.db import Migration, add_missing_columns
 from services.common.dedupe import processed_events_table
 from services.common.outbox import allow_tombstones, outbox_table
 from services.common.retention import Prunable
+from services.registration.adapters.support_tables import SUPPORT_MIGRATION
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -67,6 +68,7 @@ accounts = Table(
     Column("email_enc", Text, nullable=True),
     Column("email_masked", String(254), nullable=True),
     Column("full_name_enc", Text, nullable=False),
+    Column("personal_account_enc", Text, nullable=True),  # support's identity check only
     Column("passport_hash", String(64), nullable=False),
     Column("fingerprint", String(64), nullable=False),
     Column("mobile_active", Boolean, nullable=False),
@@ -122,6 +124,7 @@ def _v2(conn: Connection) -> None:
 MIGRATIONS = [
     Migration(version=1, name="accounts, processed_events, outbox", apply=_v1),
     Migration(version=2, name="holder and contacts epochs, erasures, outbox tombstones", apply=_v2),
+    SUPPORT_MIGRATION,
 ]
 
 

@@ -66,6 +66,8 @@ class SealedContacts:
     email_enc: str | None
     email_masked: str | None
     full_name_enc: str
+    # for support's identity check only (never published); absent for links stored before it
+    personal_account_enc: str | None = None
 
 
 class Protector(Protocol):

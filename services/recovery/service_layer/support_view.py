@@ -1,0 +1,76 @@
+"""Support's view of one login: the account it names, its usable channels, its last requests
+and its lock-out state, from recovery's own tables (no topic is read).
+
+The login is resolved as a code request would be (the product rule over the keyed hashes), so
+support sees what the subscriber gets. Nothing in the answer is a full contact: masked copies,
+ids, outcomes and times.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from schemas.events import AccountStatus
+from services.common.crypto import Keyring
+from services.common.db import Database
+from services.common.logins import LOGIN_BY_PRODUCT, candidate_keys
+from services.recovery.adapters import counters, repository, request_log
+from services.recovery.domain.model import Account
+from services.recovery.domain.resolve import resolve, route_key
+from services.recovery.service_layer.ports import Clock
+
+NO_EMAIL = "no_email_linked"
+MOBILE_OUT_OF_SERVICE = "mobile_out_of_service"
+ACCOUNT_CLOSED = "account_closed"
+
+
+def channels(account: Account) -> dict[str, dict[str, Any]]:
+    """Each channel: usable or not, and why not (what "call support" means for this login)."""
+    closed = account.status is not AccountStatus.ACTIVE
+    sms_reason = ACCOUNT_CLOSED if closed else (None if account.sms_usable else MOBILE_OUT_OF_SERVICE)
+    email_reason = ACCOUNT_CLOSED if closed else (None if account.email_usable else NO_EMAIL)
+    return {"sms": {"usable": sms_reason is None, "reason": sms_reason},
+            "email": {"usable": email_reason is None, "reason": email_reason}}
+
+
+class ViewLogin:
+    def __init__(self, *, db: Database, keyring: Keyring, clock: Clock) -> None:
+        self.db, self.keyring, self.clock = db, keyring, clock
+
+    async def __call__(self, typed: str) -> dict[str, Any]:
+        return await self.db.run(lambda s: self._view(s, typed))
+
+    def _view(self, session: Session, typed: str) -> dict[str, Any]:
+        now = self.clock.now()
+        candidates = candidate_keys(self.keyring, typed)
+        account = resolve(candidates, repository.accounts_by_keys(session, [candidates])) \
+            if candidates else None
+        route = route_key(self.keyring, typed)
+        # the per-login count (every address); per-address counts are keyed by the address too
+        failures, locked_until = counters.failures(session, self.keyring.keyed_hash("lockout", route))
+        answer: dict[str, Any] = {
+            "login_valid": bool(candidates),
+            "found": account is not None,
+            "requests": [_request(row) for row in request_log.last_requests(session, route)],
+            "lockout": {"failures": failures,
+                        "locked": locked_until is not None and locked_until > now,
+                        "locked_until": locked_until if locked_until and locked_until > now else None},
+        }
+        if account is not None:
+            answer["account"] = {
+                "account_id": account.account_id, "status": account.status.value,
+                "tv_product": account.tv_product.value,
+                "login_kind": LOGIN_BY_PRODUCT[account.tv_product].value,
+                "mobile_masked": account.mobile_masked, "email_masked": account.email_masked,
+            }
+            answer["channels"] = channels(account)
+        return answer
+
+
+def _request(row: Any) -> dict[str, Any]:
+    return {"request_event_id": row.request_event_id, "channel": row.channel,
+            "outcome": row.outcome, "reason": row.reason, "retry_after_s": row.retry_after_s,
+            "code_id": row.code_id, "requested_at": row.requested_at,
+            "decided_at": row.decided_at}

@@ -1,0 +1,98 @@
+"""``keys reseal``: every account sealed again with the newest contact key, and re-published.
+
+Each chunk is one transaction: the accounts are read (locked on PostgreSQL), every contact not
+sealed with the newest key is opened and sealed again, the version goes up by one and the new
+``AccountChanged`` is staged in the outbox with the rows; the relay publishes it. The compacted
+topic then holds, for every account, a value that the newest key alone opens. Running it again
+changes nothing that is already resealed (idempotent); accounts whose contacts no held key opens
+are counted and left as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from schemas.topics import ACCOUNT_CHANGED
+from services.common import outbox
+from services.common.crypto import DecryptError, Keyring, contact_aad
+from services.common.db import Database
+from services.registration.adapters import support_repository as repo
+from services.registration.adapters.tables import outbox as outbox_table
+from services.registration.domain.model import Account, SealedContacts
+from services.registration.service_layer.outbound import account_changed
+
+log = logging.getLogger(__name__)
+FIELDS = ("mobile", "email", "full_name", "personal_account")
+
+
+@dataclass(frozen=True)
+class ResealReport:
+    accounts: int
+    resealed: int
+    unreadable: int
+    key_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"accounts": self.accounts, "resealed": self.resealed,
+                "unreadable": self.unreadable, "newest_key_id": self.key_id}
+
+
+class ResealAccounts:
+    def __init__(self, *, db: Database, keyring: Keyring, flush: Any, chunk: int = 200) -> None:
+        self.db, self.keyring, self.flush, self.chunk = db, keyring, flush, chunk
+
+    async def __call__(self) -> ResealReport:
+        after: uuid.UUID | None = None
+        total = resealed = unreadable = 0
+        while True:
+            seen, changed, bad, last = await self.db.run(partial(self._one_chunk, after=after))
+            total, resealed, unreadable = total + seen, resealed + changed, unreadable + bad
+            await self.flush()
+            if seen < self.chunk or last is None:
+                break
+            after = last
+        report = ResealReport(accounts=total, resealed=resealed, unreadable=unreadable,
+                              key_id=self.keyring.newest_key_id)
+        log.info("accounts resealed", extra=report.as_json())
+        return report
+
+    def _one_chunk(self, session: Session, *,
+                   after: uuid.UUID | None) -> tuple[int, int, int, uuid.UUID | None]:
+        found = repo.accounts_after(session, after, self.chunk)
+        changed: list[Account] = []
+        bad = 0
+        for account in found:
+            try:
+                contacts = self._sealed_again(account)
+            except DecryptError:
+                bad += 1
+                log.warning("account not resealed: no held key opens it",
+                            extra={"account_id": str(account.account_id)})
+                continue
+            if contacts is not None:
+                account.contacts = contacts
+                account.version += 1
+                changed.append(account)
+        repo.save_sealed(session, changed)
+        outbox.stage(session, outbox_table, ACCOUNT_CHANGED, [account_changed(a) for a in changed])
+        return len(found), len(changed), bad, found[-1].account_id if found else None
+
+    def _sealed_again(self, account: Account) -> SealedContacts | None:
+        """The contacts sealed with the newest key, or None when they already are."""
+        c = account.contacts
+        tokens = {f: getattr(c, f"{f}_enc") for f in FIELDS}
+        stale = {f: t for f, t in tokens.items()
+                 if t is not None and not self.keyring.sealed_with_newest(t)}
+        if not stale:
+            return None
+        aid = str(account.account_id)
+        fresh = {f"{f}_enc": self.keyring.encrypt(self.keyring.decrypt(t, aad=contact_aad(aid, f)),
+                                                  aad=contact_aad(aid, f))
+                 for f, t in stale.items()}
+        return replace(c, **fresh)

@@ -1,0 +1,127 @@
+"""Keys by purpose: each service is given only the keys it needs (DESIGN.md "Keys by purpose").
+
+The sealed values come from the services' own code paths: registration's link handler seals an
+``AccountChanged``, recovery's projection and issue handler turn it into a ``CodeIssued``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.events import AccountChanged, ContractLinked
+from services.common.crypto import DecryptError, code_aad, contact_aad, generate_key
+from services.common.metrics import ServiceMetrics
+from services.common.settings import ConfigError
+from services.notifier.settings import NotifierSettings
+from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
+from services.recovery.settings import RecoverySettings
+from services.registration.adapters.protection import KeyringProtector
+from services.registration.entrypoints.messages import to_link
+from services.registration.service_layer.link_contract import link_contracts
+from services.registration.settings import RegistrationSettings
+from tests.recovery.unit.helpers import POLICY, harness, inbound, request
+from tests.registration.events import linked
+from tests.registration.fakes import FakeUnitOfWork
+from tests.support.workers import TEST_HASH_PEPPER
+
+CONTACT, DELIVERY = generate_key(), generate_key()
+
+
+def env(tmp_path: Path, **keys: str) -> dict[str, str]:
+    return {"SELFCARE_VAR_DIR": str(tmp_path), "HASH_PEPPER": TEST_HASH_PEPPER, **keys}
+
+
+def test_each_service_is_given_only_its_keys(tmp_path: Path) -> None:
+    registration = RegistrationSettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT))
+    notifier = NotifierSettings.from_env(env(tmp_path, DELIVERY_KEYS=DELIVERY))
+    recovery = RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
+    assert registration.delivery_keyring is None and notifier.contact_keyring is None
+    # the notifier makes no keyed hash: it is given no pepper, and needs none to start
+    assert NotifierSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "DELIVERY_KEYS": DELIVERY})
+    with pytest.raises(RuntimeError):
+        notifier.keyring.keyed_hash("login:mobile", "+79161234567")
+    with pytest.raises(ConfigError, match="HASH_PEPPER"):
+        RegistrationSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "CONTACT_KEYS": CONTACT})
+    with pytest.raises(ConfigError):
+        _ = registration.delivery_keys
+    with pytest.raises(ConfigError):
+        _ = notifier.contact_keys
+    assert recovery.contact_keys.keys != recovery.delivery_keys.keys
+    with pytest.raises(ConfigError, match="DELIVERY_KEYS"):
+        RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT))
+    with pytest.raises(ConfigError, match="CONTACT_KEYS entry 1"):
+        RegistrationSettings.from_env(env(tmp_path, CONTACT_KEYS="short"))
+
+
+def test_secret_keys_serves_as_both_when_they_are_unset(tmp_path: Path) -> None:
+    both = RecoverySettings.from_env(env(tmp_path, SECRET_KEYS=CONTACT))
+    assert both.contact_keys.keys == both.delivery_keys.keys
+    only_delivery = RecoverySettings.from_env(env(tmp_path, SECRET_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
+    assert only_delivery.contact_keys.keys != only_delivery.delivery_keys.keys
+
+
+def test_an_old_local_key_file_keeps_working(tmp_path: Path) -> None:
+    """A ./var/local-keys.json written before keys by purpose: its key stays both keys."""
+    path = tmp_path / "local-keys.json"
+    path.write_text(json.dumps({"secret_keys": CONTACT, "hash_pepper": TEST_HASH_PEPPER}))
+    local = {"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"}
+    recovery = RecoverySettings.from_env(local)
+    assert recovery.contact_keys.keys == recovery.delivery_keys.keys
+    assert recovery.ops_api_token and json.loads(path.read_text())["secret_keys"] == CONTACT
+
+
+async def _sealed_records(tmp_path: Path) -> tuple[AccountChanged, dict[str, Any]]:
+    """An AccountChanged sealed by registration, and the CodeIssued recovery makes of it."""
+    registration = RegistrationSettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT))
+    recovery = RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
+    uow = FakeUnitOfWork()
+    await link_contracts([to_link(ContractLinked.model_validate_json(json.dumps(linked("77-9"))))],
+                         uow=uow, protector=KeyringProtector(keyring=registration.contact_keys))
+    [(_, record)] = uow.repo.staged
+    account = AccountChanged.model_validate_json(record.value)
+    h = harness(f"sqlite:///{tmp_path / 'recovery.db'}", recovery.contact_keys)
+    try:
+        h.issue = IssueCodes(
+            db=h.db, keyring=recovery.contact_keys, delivery_keyring=recovery.delivery_keys,
+            hasher=h.hasher, clock=h.clock, metrics=RecoveryMetrics(ServiceMetrics("recovery")),
+            config=IssueConfig(policy=POLICY, code_ttl_s=600, password_length=10,
+                               support_phone="8 800 250-08-90"))
+        await h.project([inbound(account)])
+        await h.requests(request("+7 916 123-45-67"))
+        [(topic, issued)] = h.staged()
+    finally:
+        h.db.close()
+    assert topic == "selfcare.code.issued.v1"
+    return account, issued
+
+
+async def test_registration_cannot_open_a_password_and_the_notifier_cannot_open_a_contact(
+    tmp_path: Path,
+) -> None:
+    account, issued = await _sealed_records(tmp_path)
+    registration = RegistrationSettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT))
+    notifier = NotifierSettings.from_env(env(tmp_path, DELIVERY_KEYS=DELIVERY))
+    recovery = RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
+    password_aad = code_aad(issued["code_id"], "password")
+    mobile_aad = contact_aad(str(account.account_id), "mobile")
+    # the intended readers open them (the check below could otherwise pass for any reason)
+    assert len(notifier.delivery_keys.decrypt(issued["password_enc"], aad=password_aad)) == 10
+    assert recovery.contact_keys.decrypt(account.contacts.mobile_enc, aad=mobile_aad) == "+79161234567"
+    # registration, given only its own keys, cannot open a CodeIssued password
+    with pytest.raises(DecryptError):
+        registration.keyring.decrypt(issued["password_enc"], aad=password_aad)
+    with pytest.raises(DecryptError):
+        registration.keyring.decrypt(issued["destination_enc"],
+                                     aad=code_aad(issued["code_id"], "destination"))
+    # the notifier cannot open an AccountChanged contact
+    with pytest.raises(DecryptError):
+        notifier.keyring.decrypt(account.contacts.mobile_enc, aad=mobile_aad)
+    assert account.contacts.email_enc is not None
+    with pytest.raises(DecryptError):
+        notifier.keyring.decrypt(account.contacts.email_enc,
+                                 aad=contact_aad(str(account.account_id), "email"))

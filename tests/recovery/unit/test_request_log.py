@@ -1,0 +1,79 @@
+"""Recovery's request_log (support's index) and the login view over it, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services.common.crypto import Keyring
+from services.recovery.adapters import credentials, request_log
+from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
+from services.recovery.adapters.support_tables import request_log as table
+from services.recovery.domain.resolve import route_key
+from services.recovery.service_layer.support_view import ViewLogin
+from tests.recovery.conftest import account_changed, new_mobile
+from tests.recovery.unit.helpers import Harness, harness, request
+
+
+@pytest.fixture
+def h(database_url: str, keyring: Keyring) -> Iterator[Harness]:
+    made = harness(database_url, keyring)
+    yield made
+    made.db.close()
+
+
+async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Harness) -> None:
+    mobile = new_mobile()
+    await h.accounts(account_changed(h.keyring, mobile=mobile))
+    await h.requests(request(mobile, "email"))  # no email linked
+    h.clock.advance(1)
+    await h.requests(request("8" + mobile[2:], "sms"))
+    h.clock.advance(1)
+    await h.requests(request(mobile, "sms"))  # within the cool-down
+    view = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)(
+        "+7 " + mobile[2:5] + " " + mobile[5:])
+    assert view["found"] and view["account"]["mobile_masked"].startswith("+7******")
+    assert view["channels"] == {"sms": {"usable": True, "reason": None},
+                                "email": {"usable": False, "reason": "no_email_linked"}}
+    got = [(r["outcome"], r["reason"], r["channel"]) for r in view["requests"]]
+    assert got == [("rejected", "rate_limited", "sms"), ("issued", None, "sms"),
+                   ("rejected", "channel_unavailable", "email")]
+    issued = [t for t, v in h.staged() if t == "selfcare.code.issued.v1"]
+    assert len(issued) == 1 and view["requests"][1]["code_id"] == h.codes()[0].code_id
+    assert view["lockout"] == {"failures": 0, "locked": False, "locked_until": None}
+    assert all(r["requested_at"] is not None and r["decided_at"] == h.clock.now() - 2 + i
+               for i, r in enumerate(reversed(view["requests"])))
+    assert mobile[2:] not in str(view)
+
+
+async def test_a_dead_mobile_and_a_lock_out_are_shown(h: Harness) -> None:
+    mobile = new_mobile()
+    await h.accounts(account_changed(h.keyring, mobile=mobile, mobile_active=False))
+    subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, mobile))
+    h.db.run_sync(lambda s: credentials.save_failures(s, subject, 0, h.clock.now() + 600))
+    view = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)(mobile)
+    assert view["channels"]["sms"] == {"usable": False, "reason": "mobile_out_of_service"}
+    assert view["lockout"]["locked"] and view["lockout"]["locked_until"] == h.clock.now() + 600
+    unknown = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
+    assert not unknown["found"] and unknown["login_valid"] and "account" not in unknown
+
+
+def test_pruning_keeps_the_newest_rows_per_login_and_drops_old_ones(h: Harness) -> None:
+    now = h.clock.now()
+
+    def fill(session):  # type: ignore[no-untyped-def]
+        rows = [{"login_key": key, "request_event_id": f"{key}-{i}", "account_id": None,
+                 "channel": "sms", "outcome": "rejected", "reason": "unknown_login",
+                 "retry_after_s": None, "code_id": None, "decided_at": at}
+                for key, count, at in (("busy", 30, now), ("quiet", 3, now),
+                                       ("old", 2, now - KEEP_S - 1))
+                for i in range(count)]
+        session.execute(table.insert(), rows)
+
+    h.db.run_sync(fill)
+    h.db.run_sync(lambda s: request_log.prune(s, {"busy", "quiet"}, now))
+    left = h.db.run_sync(lambda s: {k: [r.request_event_id for r in request_log.last_requests(s, k, 100)]
+                                    for k in ("busy", "quiet", "old")})
+    assert left["busy"] == [f"busy-{i}" for i in range(29, 29 - KEEP_PER_LOGIN, -1)]
+    assert len(left["quiet"]) == 3 and left["old"] == []

@@ -1,0 +1,125 @@
+"""Support's identity check on SQLite and PostgreSQL, over accounts written by the real link path.
+
+Match, each kind of mismatch (one same answer), the name rule (case, spaces, ё/е), by mobile,
+and the per-account limit under simultaneous attempts from two workers sharing the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from schemas.events import ContractLinked
+from services.common.crypto import Keyring
+from services.common.db import Database, migrate
+from services.registration.adapters.protection import KeyringProtector
+from services.registration.adapters.repository import SqlUnitOfWork
+from services.registration.adapters.tables import MIGRATIONS
+from services.registration.entrypoints.messages import to_link
+from services.registration.service_layer.identify import (
+    IdentifyCommand,
+    IdentifyHolder,
+    Verdict,
+    normalise_name,
+)
+from services.registration.service_layer.link_contract import link_contracts
+from tests.registration.events import linked
+
+PASSPORT = "4510 123456"
+NAME = "Семёнов Пётр Иванович"
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(url=database_url, name=f"identify-{uuid.uuid4().hex[:6]}")
+    migrate(database.engine, MIGRATIONS)
+    yield database
+    database.close()
+
+
+async def link(db: Database, keyring: Keyring, *events: dict[str, Any]) -> None:
+    commands = [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
+    await link_contracts(commands, uow=SqlUnitOfWork(db=db),
+                         protector=KeyringProtector(keyring=keyring))
+
+
+def holder(db: Database, keyring: Keyring, max_attempts: int = 50) -> IdentifyHolder:
+    return IdentifyHolder(db=db, keyring=keyring, max_attempts=max_attempts, window_s=3600)
+
+
+def ask(**kwargs: str) -> IdentifyCommand:
+    fields = {"operator": "op-7", "passport": PASSPORT, "full_name": NAME, **kwargs}
+    return IdentifyCommand(**fields)  # type: ignore[arg-type]
+
+
+def test_names_compare_without_case_spaces_or_yo() -> None:
+    assert normalise_name("  СЕМЁНОВ   пётр\tИванович ") == normalise_name("Семенов Петр Иванович")
+    assert normalise_name("Семенов Петр") != normalise_name("Семенова Петра")
+
+
+async def test_a_match_gives_the_personal_account_and_the_login_of_the_product(
+    db: Database, keyring: Keyring
+) -> None:
+    await link(db, keyring,
+               linked("ID-1", name=NAME, account="111122223333", mobile="+7 916 400-00-01"),
+               linked("ID-2", name=NAME, account="444455556666", product="linear",
+                      mobile="+7 916 400-00-02"))
+    check = holder(db, keyring)
+    iptv = await check(ask(contract="ID-1"))
+    assert iptv.as_json() == {"verdict": "confirmed", "tv_product": "interactive",
+                              "login_kind": "mobile", "login": "+7******0001",
+                              "personal_account": "111122223333"}
+    cable = await check(ask(mobile="8 (916) 400-00-02", full_name="семенов  ПЕТР иванович",
+                            passport="4510123456"))
+    assert cable.as_json() == {"verdict": "confirmed", "tv_product": "linear",
+                               "login_kind": "personal_account", "login": "444455556666",
+                               "personal_account": "444455556666"}
+
+
+async def test_every_mismatch_is_the_same_not_confirmed(db: Database, keyring: Keyring) -> None:
+    await link(db, keyring, linked("ID-3", name=NAME, mobile="+7 916 400-00-03"))
+    check = holder(db, keyring)
+    answers = [
+        await check(ask(contract="ID-3", passport="4510 123457")),  # wrong passport
+        await check(ask(contract="ID-3", full_name="Семёнов Павел Иванович")),  # wrong name
+        await check(ask(contract="ID-404")),  # unknown contract
+        await check(ask(mobile="+7 916 400-99-99")),  # unknown mobile
+        await check(ask(mobile="not a phone")),
+    ]
+    assert [a.as_json() for a in answers] == [{"verdict": "not_confirmed"}] * len(answers)
+    assert (await check(ask(contract="ID-3"))).verdict is Verdict.CONFIRMED
+
+
+async def test_the_limit_per_account_is_exact_with_simultaneous_attempts_on_two_workers(
+    db: Database, keyring: Keyring, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    await link(db, keyring, linked("ID-5", name=NAME, mobile="+7 916 400-00-05"))
+    other = Database(url=database_url, name="identify-other")
+    caplog.set_level(logging.INFO)
+    try:
+        workers = [holder(db, keyring, max_attempts=5), holder(other, keyring, max_attempts=5)]
+        answers = await asyncio.gather(*[
+            workers[i % 2](ask(contract="ID-5", passport="4510 00000" + str(i % 10)))
+            for i in range(12)])
+        verdicts = [a.verdict for a in answers]
+        assert verdicts.count(Verdict.NOT_CONFIRMED) == 5
+        assert verdicts.count(Verdict.RATE_LIMITED) == 7
+        # the right passport is refused too, by contract and by mobile: the limit is the account's
+        late = [await workers[0](ask(contract="ID-5")), await workers[1](ask(mobile="+79164000005"))]
+        assert {a.verdict for a in late} == {Verdict.RATE_LIMITED}
+        assert all(a.retry_after_s and 0 < a.retry_after_s <= 3600 for a in late)
+        # an unknown contract is limited the same way (the limit tells nothing either)
+        unknown = [await workers[0](ask(contract="ID-999")) for _ in range(6)]
+        assert [a.verdict for a in unknown][-1] is Verdict.RATE_LIMITED
+    finally:
+        other.close()
+    lines = [r for r in caplog.records if r.getMessage() == "identity check"]
+    assert len(lines) == 20 and {r.__dict__["operator"] for r in lines} == {"op-7"}
+    logged = " ".join(json.dumps(vars(r), default=str, ensure_ascii=False) for r in lines)
+    assert "Семёнов" not in logged and "4510" not in logged and "123456" not in logged
