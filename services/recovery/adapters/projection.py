@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from schemas.events import AccountChanged, Channel
 from services.common.crypto import DecryptError, Keyring, contact_aad
 from services.recovery.adapters import repository
+from services.recovery.adapters.support_tables import request_log
 from services.recovery.adapters.tables import (
     accounts,
     codes,
@@ -122,6 +123,7 @@ def erase_accounts(session: Session, account_ids: Sequence[str], keyring: Keyrin
     if lockouts:
         session.execute(delete(login_failures).where(login_failures.c.subject.in_(sorted(lockouts))))
     session.execute(delete(codes).where(codes.c.account_id.in_(ids)))
+    session.execute(delete(request_log).where(request_log.c.account_id.in_(ids)))
     session.execute(delete(credentials).where(credentials.c.account_id.in_(ids)))
     session.execute(delete(accounts).where(accounts.c.account_id.in_(ids)))
     return len(rows)
