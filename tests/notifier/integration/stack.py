@@ -12,7 +12,7 @@ from pathlib import Path
 
 from schemas.events import CodeIssued
 from schemas.topics import CODE_ISSUED, NOTIFICATION_STATUS
-from services.notifier.devgateway import DevGateway
+from deploy.devgateway import DevGateway
 from tests.notifier.smtp import SmtpServer
 from tests.notifier.support import wire
 from tests.support.kafka import Consumed, create_topics, new_prefix, produce, read_all

@@ -8,7 +8,7 @@ import pytest
 
 from services.notifier.adapters.sms_http import HttpSmsGateway, retry_after_seconds
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
-from services.notifier.devgateway import DevGateway
+from deploy.devgateway import DevGateway
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import Verdict
 from tests.notifier.smtp import SmtpServer
