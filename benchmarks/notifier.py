@@ -1,7 +1,7 @@
 """Benchmark of the notifier: a backlog of CodeIssued through a real worker to a 50 ms SMS gateway.
 
 Produces ``--count`` CodeIssued (default 20,000) on the real broker under a fresh topic prefix,
-starts the local gateway (``services.notifier.devgateway``, every answer after ``--delay-ms``)
+starts the local gateway (``deploy.devgateway``, every answer after ``--delay-ms``)
 and one notifier worker, and measures sends/s until the gateway has accepted every code. Prints
 the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and duplicates (0).
 
