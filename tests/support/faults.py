@@ -273,7 +273,6 @@ class Stack:
             "RECOVERY_API_TOKEN": API_TOKEN, "SMS_STATUS_TOKEN": STATUS_TOKEN,
             # the load comes from one address and one test: the per-address limits stay out of it
             "LIMIT_IP_MAX": "1000000", "LOGIN_IP_MAX": "1000000",
-            "KAFKA_SESSION_TIMEOUT_S": "10",
             "LOG_LEVEL": "INFO",
         } | self.extra_env
         env = service_env(bootstrap=self.bootstrap, prefix=self.prefix, var_dir=self.var_dir, extra=extra)
@@ -294,7 +293,9 @@ class Stack:
 
     def add_worker(self, service: str) -> Worker:
         self._copies[service] += 1
-        worker = Worker(module=f"services.{service}", env=self.env(service),
+        # one static group member per worker slot: a restarted worker takes its partitions back
+        env = self.env(service) | {"KAFKA_GROUP_INSTANCE_ID": f"{service}-{self._copies[service]}"}
+        worker = Worker(module=f"services.{service}", env=env,
                         log_path=self.var_dir / "logs" / f"{service}-{self._copies[service]}.log",
                         web_port=free_port())
         self.workers.setdefault(service, []).append(worker)
