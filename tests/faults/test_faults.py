@@ -58,12 +58,12 @@ async def play(stack: Stack, tmp_path: Path, name: str, fault: Fault | None, *,
             notes.update(await fault(stack))
 
     producer = await request_codes(stack, requests, during=fault_later)
-    assert not producer.lost, f"{len(producer.lost)} requests never accepted by the broker"
+    assert not producer.lost, f"{len(producer.lost)} requests never accepted: {producer.errors}"
     ledger, drain = await settle(stack, requests, timeout_s=drain_timeout_s)
     logins = await log_in_all(stack, ledger)
     figures = ledger.figures(requests) | {
         "drain_s": round(drain, 1), "logins": logins, "dead_lettered": dead_lettered(stack),
-        "producer_retries": producer.retried, **notes,
+        "producer_retries": producer.retried, "producer_errors": dict(producer.errors), **notes,
     }
     record(tmp_path, name, figures)
     check(figures, stack, logins)
