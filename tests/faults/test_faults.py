@@ -26,6 +26,7 @@ from tests.support.faults import (
     code_requests,
     link_all,
     log_in_all,
+    rate,
     record,
     request_codes,
     settle,
@@ -43,10 +44,13 @@ def dead_lettered(stack: Stack) -> float:
 
 
 async def play(stack: Stack, tmp_path: Path, name: str, fault: Fault | None, *,
-               drain_timeout_s: float = 180.0, at_s: float = 5.0, linked: bool = False) -> dict[str, Any]:
-    """Link everyone, request a code each while ``fault`` runs ``at_s`` into the load, settle,
-    log in with every delivered password, record the figures and check the promises."""
+               drain_timeout_s: float = 180.0, at_s: float | None = None,
+               linked: bool = False) -> dict[str, Any]:
+    """Link everyone, request a code each while ``fault`` runs ``at_s`` into the load (a third of
+    the way by default), settle, log in with every delivered password, record the figures and
+    check the promises."""
     n = subscribers()
+    at_s = n / rate() / 3 if at_s is None else at_s
     if not linked:
         await link_all(stack, n)
     requests = code_requests(n)
