@@ -205,7 +205,7 @@ async def test_gateway_down_until_codes_expire_ends_in_failed_expired(
     producer = await request_codes(stack, requests)
     assert not producer.lost
     ledger, drain = await settle(stack, requests, timeout_s=ttl + 90)
-    figures = ledger.figures(requests) | {"drain_s": round(drain, 1), "code_ttl_s": ttl}
+    figures = ledger.figures(requests) | {"subscribers": n, "drain_s": round(drain, 1), "code_ttl_s": ttl}
     reasons: dict[str, int] = {}
     early = 0
     for code_id, code in ledger.codes().items():
