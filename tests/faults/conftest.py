@@ -4,7 +4,7 @@ the shared servers of the other tests. One of each per session, on free ports, u
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def fault_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private
 
 @pytest.fixture
 def make_stack(fault_broker: PrivateBroker, fault_postgres: PrivatePostgres,
-               tmp_path: Path) -> Iterator[type[Stack]]:
+               tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     """``make_stack(extra_env=..., replicas=...)`` starts a fresh stack, stopped afterwards."""
     stacks: list[Stack] = []
 
@@ -62,6 +62,6 @@ def make_stack(fault_broker: PrivateBroker, fault_postgres: PrivatePostgres,
         stacks.append(stack)
         return stack.start(replicas)
 
-    yield make  # type: ignore[misc]
+    yield make
     for stack in stacks:
         stack.stop()
