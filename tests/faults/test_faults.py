@@ -108,8 +108,9 @@ async def test_sigkill_registration_during_a_burst_of_links(
         await asyncio.sleep(0.5)
         notes.update(await kill_and_restart("registration")(stack))
 
-    # the burst, with the kill half a second into it; link_all waits for every account
-    await link_all(stack, n, during=during)
+    # the burst over two seconds, with the kill half a second into it; link_all waits for
+    # every account
+    await link_all(stack, n, per_s=n / 2, during=during)
     changed = await read_all(stack.bootstrap, stack.prefix + ACCOUNT_CHANGED, idle_s=1.0)
     keys = {r.key for r in changed}
     assert len(keys) == n, f"{n - len(keys)} contracts without an account"
