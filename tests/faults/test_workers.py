@@ -104,6 +104,5 @@ async def test_two_workers_each_then_a_third_joins_one_stops_one_dies(
     assert figures["issued"] == n and figures["rejected"] == {"rate_limited": PAIRS}, figures
     # the locked-out login's password is the one that did not log in
     check(figures, stack, logins, not_logged_in=1)
-    if figures["gateway_replays"]:
-        pytest.xfail(f"{figures['gateway_replays']} sends repeated after the SIGKILL (harmless at a "
-                     "gateway that honours client_ref; notifier's lease takeover pending)")
+    # a send repeated after the SIGKILL (the worker died between the gateway's answer and its
+    # record) is a replay of the same client_ref: counted in the figures, never a second SMS
