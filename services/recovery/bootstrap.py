@@ -62,8 +62,16 @@ class Recovery:
         self.db.close()
 
 
-def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Recovery:
-    clock = clock or SystemClock()
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What a test or a benchmark may replace; the rest comes from the settings."""
+
+    clock: Clock | None = None
+
+
+def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None) -> Recovery:
+    overrides = overrides or Overrides()
+    clock = overrides.clock or SystemClock()
     base = ServiceMetrics(settings.service)
     metrics = RecoveryMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)

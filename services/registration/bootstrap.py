@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -44,13 +45,29 @@ class Registration:
     terminated: BatchRunner[InboundContractTerminated]
     erased: BatchRunner[InboundContractErased]
     pruner: Pruner
+    linker: InProcessLinker | ProcessLinker
+
+    def prepare(self) -> None:
+        """Before the worker starts: the database to the newest revision."""
+        migrate(self.db.engine, MIGRATIONS)
+
+    def close(self) -> None:
+        self.linker.close()
+        self.db.close()
 
 
-def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Registration:
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What a test or a benchmark may replace; the rest comes from the settings."""
+
+    clock: Callable[[], float] | None = None  # Unix seconds
+
+
+def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = None) -> Registration:
+    overrides = overrides or Overrides()
+    clock = overrides.clock or time.time
     metrics = ServiceMetrics(settings.service)
     db = Database(url=settings.database_url, name=settings.service)
-    if migrate_db:
-        migrate(db.engine, MIGRATIONS)
 
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}
@@ -93,7 +110,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly
-        await pruner.run_forever(time.time, every_s=PRUNE_EVERY_S)
+        await pruner.run_forever(clock, every_s=PRUNE_EVERY_S)
 
     @app.task
     async def _warm_up() -> None:
@@ -105,5 +122,5 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
 
     return Registration(
         settings=settings, app=app, db=db, metrics=metrics, linked=linked, terminated=terminated,
-        erased=erased, pruner=pruner,
+        erased=erased, pruner=pruner, linker=linker,
     )
