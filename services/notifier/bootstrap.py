@@ -11,7 +11,7 @@ from typing import Any
 from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
-from services.common.batch import BatchRunner
+from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics

@@ -12,8 +12,8 @@ import faust
 from schemas.events import AccountChanged, CodeRequested
 from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
-from services.common.batch import BatchRunner
 from services.common.codec import not_in_future
+from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics

@@ -12,7 +12,7 @@ import faust
 from schemas.events import Event
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
-from services.common.batch import BatchRunner, Handler
+from services.common.consumer_loop import BatchRunner, Handler
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
@@ -23,10 +23,10 @@ from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS, outbox, prunable
 from services.registration.entrypoints.agents import register_agents
 from services.registration.entrypoints.messages import (
+    ContractHandlers,
     InboundContractErased,
     InboundContractLinked,
     InboundContractTerminated,
-    Messages,
 )
 from services.registration.entrypoints.ops_http import register_ops
 from services.registration.settings import RegistrationSettings
@@ -82,7 +82,7 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
         ProcessLinker(db=db, keyring=settings.contact_keys) if settings.link_process
         else InProcessLinker(db=db, keyring=settings.contact_keys)
     )
-    messages = Messages(
+    handlers = ContractHandlers(
         uow=SqlUnitOfWork(db=db),
         protector=KeyringProtector(keyring=settings.contact_keys),
         linker=linker,
@@ -100,9 +100,9 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
             within_s=settings.batch_within_s,
         )
 
-    linked = runner(CONTRACT_LINKED, InboundContractLinked, messages.contracts_linked)
-    terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, messages.contracts_terminated)
-    erased = runner(CONTRACT_ERASED, InboundContractErased, messages.contracts_erased)
+    linked = runner(CONTRACT_LINKED, InboundContractLinked, handlers.contracts_linked)
+    terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, handlers.contracts_terminated)
+    erased = runner(CONTRACT_ERASED, InboundContractErased, handlers.contracts_erased)
     register_agents(app, settings=settings, linked=linked, terminated=terminated, erased=erased)
     register_ops(app, settings=settings, db=db, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,

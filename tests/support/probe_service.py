@@ -19,8 +19,8 @@ from schemas.events import ContractRejected, ContractRejectReason, ContractTermi
 from schemas.topics import CONTRACT_REJECTED, CONTRACT_TERMINATED
 from services.common import outbox
 from services.common.app import make_app
-from services.common.batch import BatchRunner, Inbound
 from services.common.codec import encode
+from services.common.consumer_loop import BatchRunner, Inbound
 from services.common.db import Database
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher

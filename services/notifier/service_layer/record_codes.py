@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from schemas.events import CodeIssued, DeliveryStatus
 from schemas.topics import NOTIFICATION_STATUS
 from services.common import outbox
-from services.common.batch import Inbound
 from services.common.codec import WireRecord
+from services.common.consumer_loop import Inbound
 from services.common.db import Database
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import outbox as outbox_table

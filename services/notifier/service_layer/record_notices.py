@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from schemas.events import PasswordChanged
-from services.common.batch import Inbound
+from services.common.consumer_loop import Inbound
 from services.common.db import Database
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.domain.model import DeliveryState

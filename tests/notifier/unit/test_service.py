@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from schemas.events import Channel, CodeIssued, Locale
-from services.common.batch import BatchRunner, Inbound
+from services.common.consumer_loop import BatchRunner, Inbound
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay
