@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -188,6 +189,15 @@ def migrate(engine: Engine, scripts: MigrationScripts, *, to: str = "head") -> l
 
     On PostgreSQL the whole run holds an advisory lock, so that several workers starting together
     on one database do not race to create the same tables."""
+    with _ALEMBIC:
+        return _migrate_locked(engine, scripts, to)
+
+
+# Alembic's ``context`` and ``op`` are module-wide proxies: one upgrade at a time per process
+_ALEMBIC = threading.Lock()
+
+
+def _migrate_locked(engine: Engine, scripts: MigrationScripts, to: str) -> list[str]:
     if engine.dialect.name != "postgresql":
         return _upgrade(engine, scripts, to)
     with engine.connect() as lock:
