@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks.recovery import BENCH_KEYS, accounts
-from services.common.batch import Inbound, RawRecord
+from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
-from services.common.batch import BatchRunner
+from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
@@ -57,6 +57,21 @@ class Notifier:
     dispatcher: Dispatcher
     metrics: NotifierMetrics
 
+    def prepare(self) -> None:
+        """Before the worker starts: the database to the newest revision."""
+        migrate(self.db.engine, MIGRATIONS)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What a test or a benchmark may replace; the rest comes from the settings."""
+
+    gateways: Mapping[str, NotificationGateway] | None = None  # by route, as ``build_gateways``
+    clock: Callable[[], float] | None = None  # Unix seconds
+
 
 def build_gateways(settings: NotifierSettings) -> dict[str, NotificationGateway]:
     """The gateways by route: ``sms`` (the primary), ``sms_fallback`` when configured, ``email``."""
@@ -87,13 +102,12 @@ def warn_plaintext(settings: NotifierSettings) -> None:
         log.warning("plaintext transport to a gateway: %s (use https / SMTP_STARTTLS)", name)
 
 
-def bootstrap(
-    settings: NotifierSettings, *, gateways: Mapping[str, NotificationGateway] | None = None
-) -> Notifier:
+def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None) -> Notifier:
+    overrides = overrides or Overrides()
+    clock = overrides.clock or time.time
     base_metrics = ServiceMetrics(settings.service)
     metrics = NotifierMetrics(base_metrics)
     db = Database(url=settings.database_url, name=settings.service)
-    migrate(db.engine, MIGRATIONS)
     uow = SqlUnitOfWork(db=db)
 
     async def ready() -> dict[str, bool]:
@@ -102,7 +116,8 @@ def bootstrap(
     app = make_app(settings=settings, metrics=base_metrics, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
-    gateways = dict(gateways) if gateways is not None else build_gateways(settings)
+    gateways = (dict(overrides.gateways) if overrides.gateways is not None
+                else build_gateways(settings))
     warn_plaintext(settings)
     sms_routes = SmsRoutes(
         gateways={name: gateways[route] for name, route in ((PRIMARY, "sms"), (FALLBACK, "sms_fallback"))
@@ -141,7 +156,7 @@ def bootstrap(
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly
-        await pruner.run_forever(time.time, every_s=PRUNE_EVERY_S)
+        await pruner.run_forever(clock, every_s=PRUNE_EVERY_S)
     install_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     install_webhook(
         app, apply_report=partial(apply_delivery_report, uow=uow, metrics=metrics, flush=relay.flush),

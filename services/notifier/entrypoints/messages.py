@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.events import CodeIssued, PasswordChanged
-from services.common.batch import Inbound
+from services.common.consumer_loop import Inbound
 from services.notifier.domain.commands import (
     EraseDeliveries,
     NoticeContact,

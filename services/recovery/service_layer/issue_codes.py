@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from schemas.events import Channel, CodeRequested
 from schemas.topics import CODE_ISSUED, CODE_REJECTED
 from services.common import outbox
-from services.common.batch import Completion, Inbound
+from services.common.consumer_loop import Finish, Inbound
 from services.common.crypto import Keyring, contact_aad
 from services.common.db import Database, is_transient
 from services.common.logins import candidate_keys
@@ -107,7 +107,7 @@ class IssueCodes:
         self._maintained_at = float("-inf")  # last pruning of rate events and expiry of codes
         self._logged: set[str] = set()  # logins with request_log rows since the last pruning
 
-    async def __call__(self, items: list[Inbound[CodeRequested]]) -> Completion:
+    async def __call__(self, items: list[Inbound[CodeRequested]]) -> Finish:
         """Decides the batch; returns the completion that hashes and writes it."""
         now = self.clock.now()
         started = time.perf_counter()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.events import AccountChanged
-from services.common.batch import Inbound, RawRecord
+from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database
 from services.recovery.adapters.projection import apply_changes, erase_accounts

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import update
 
 from schemas.events import Channel, Locale, NoticeContact, PasswordChanged
-from services.common.batch import BatchRunner, RawRecord
 from services.common.codec import encode
+from services.common.consumer_loop import BatchRunner, RawRecord
 from services.common.masking import mask_email, mask_phone
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import deliveries, workers
