@@ -29,6 +29,7 @@ from pathlib import Path
 
 import aiohttp
 
+from deploy.launch import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port, produce
 from deploy.local_stack import LocalStack
 from deploy.topics import apply as apply_topics
 from deploy.topics import remove as remove_topics
@@ -40,8 +41,6 @@ from schemas.topics import (
     REQUESTS_BY_LOGIN,
 )
 from services.ops.kafka_read import scan
-from tests.support.kafka import produce
-from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port
 
 
 def mobile(i: int) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from deploy.launch import free_port
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_LINKED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,14 +112,6 @@ async def plain_consumer(bootstrap: str, topic: str, n: int) -> float:
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:

@@ -1,27 +1,21 @@
-"""Real-broker helpers for tests: isolated topics per test, raw produce, consume until done."""
+"""Real-broker helpers for tests: isolated topics per test, raw produce, consume until done.
+
+``new_prefix``, ``create_topics`` and ``produce`` live in ``deploy.launch`` (the benchmarks use
+them too) and are imported from here by the tests."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy import topics as topic_admin
+from deploy.launch import create_topics, new_prefix, produce
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
-
-def new_prefix() -> str:
-    """A fresh namespace: every topic and consumer group of one test gets it."""
-    return f"t{uuid.uuid4().hex[:10]}."
-
-
-async def create_topics(bootstrap: KafkaSettings | str, prefix: str) -> None:
-    await topic_admin.apply(bootstrap, prefix=prefix, replication_factor=1)
+__all__ = ["Consumed", "create_topics", "new_prefix", "produce", "read_all"]
 
 
 @dataclass(frozen=True)
@@ -32,27 +26,6 @@ class Consumed:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
-
-
-async def produce(
-    bootstrap: KafkaSettings | str,
-    topic: str,
-    records: Sequence[tuple[Any, ...]],
-) -> None:
-    """Send raw (key, value[, headers]) records in order and wait for the broker's acks."""
-    producer = AIOKafkaProducer(
-        **aiokafka_kwargs(bootstrap), acks="all", max_request_size=4 * 1024 * 1024
-    )
-    await producer.start()
-    try:
-        futures = []
-        for rec in records:
-            key, value = rec[0], rec[1]
-            headers = rec[2] if len(rec) > 2 else None  # type: ignore[misc]
-            futures.append(await producer.send(topic, value=value, key=key, headers=headers))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def read_all(
