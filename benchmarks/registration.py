@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy.launch import free_port
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_LINKED
+from services.common.faust_private import refresh_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEYS = {"SECRET_KEYS": "m9d4mNNbQnMmJrO0PjzIuR6Z4gk0Szz0yFSsmy9sX9A",
@@ -91,7 +92,7 @@ async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         await asyncio.sleep(0.1)
     raise TimeoutError(f"no metadata for {topic}")
 

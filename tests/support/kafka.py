@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.launch import create_topics, new_prefix, produce
+from services.common.faust_private import refresh_metadata
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
 __all__ = ["Consumed", "create_topics", "new_prefix", "produce", "read_all"]
@@ -50,7 +51,7 @@ async def read_all(
         while parts is None and time.monotonic() < deadline:
             parts = consumer.partitions_for_topic(topic)  # type: ignore[assignment]
             if not parts:
-                await consumer._client.force_metadata_update()
+                await refresh_metadata(consumer)
                 parts = consumer.partitions_for_topic(topic)  # type: ignore[assignment]
                 if not parts:
                     parts = None
