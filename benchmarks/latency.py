@@ -13,6 +13,11 @@ duration) requests, loopback only. The requests come from many clients, as a por
 each client has its own loopback source address (127.0.1.1, 127.0.1.2, …; Linux routes all of
 127.0.0.0/8 to ``lo``) and sends at most ``CLIENT_REQUESTS`` requests, fewer than the default
 per-client-IP limit (30 per 5 min). All settings are the defaults.
+
+Then, in the same run, on the same broker and at the same rate, the floor
+(``benchmarks.latency_floor``): three chained no-op faust agents with one argon2id hash at the
+middle hop, timed from the record's send to the last agent. Both are printed with the ratio of
+their p99s.
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ import uuid
 from pathlib import Path
 
 import aiohttp
+from aiokafka import AIOKafkaProducer
 
+from benchmarks.latency_floor import RESULTS
+from deploy.launch import TEST_HASH_PEPPER, TEST_SECRET_KEYS, Worker, free_port, produce, service_env
 from deploy.local_stack import LocalStack
 from deploy.topics import apply as apply_topics
 from deploy.topics import remove as remove_topics
@@ -40,8 +48,6 @@ from schemas.topics import (
     REQUESTS_BY_LOGIN,
 )
 from services.ops.kafka_read import scan
-from tests.support.kafka import produce
-from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port
 
 
 def mobile(i: int) -> str:
@@ -74,7 +80,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(rate: float, duration: float, bootstrap: str, recovery_workers: int = 1,
-              database_url: str | None = None, warmup: float = 0.0) -> None:
+              database_url: str | None = None, warmup: float = 0.0) -> list[float]:
     warm = int(rate * warmup)  # the first requests, at the same rate, reported apart
     n = warm + int(rate * duration)
     prefix = f"lat{uuid.uuid4().hex[:8]}."
@@ -132,14 +138,72 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             print(f"warm-up latency ms:          p50 {pct(warming, 50):.1f}  "
                   f"p99 {pct(warming, 99):.1f}  max {max(warming):.1f}")
         if latencies:
-            p50, p95, p99 = (pct(latencies, q) for q in (50, 95, 99))
-            print(f"measured: request → gateway latency ms: p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  "
-                  f"max {max(latencies):.1f}  mean {statistics.mean(latencies):.1f}")
+            print(f"measured: request → gateway latency ms: {summary(latencies)}")
             print(f"target p99 ≤ 200 ms: {'met' if pct(latencies, 99) <= 200 else 'NOT met'}")
         await print_stages(bootstrap, prefix)
+        return latencies
     finally:
         await asyncio.to_thread(stack.stop)
         await remove_topics(bootstrap, prefix=prefix)  # a broker keeping every run's topics slows
+
+
+def summary(latencies: list[float]) -> str:
+    p50, p95, p99 = (pct(latencies, q) for q in (50, 95, 99))
+    return (f"p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}  max {max(latencies):.1f}  "
+            f"mean {statistics.mean(latencies):.1f}")
+
+
+async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> list[float]:
+    """The floor's latencies (ms) of the measured records: sent at ``rate`` for ``warmup`` +
+    ``duration`` seconds, the first ``warmup`` seconds' records reported apart."""
+    warm = int(rate * warmup)
+    n = warm + int(rate * duration)
+    prefix = f"floor{uuid.uuid4().hex[:8]}."
+    await apply_topics(bootstrap, prefix=prefix, replication_factor=1)
+    var_dir = Path(tempfile.mkdtemp(prefix="latency-floor-"))
+    worker = Worker(module="benchmarks.latency_floor", log_path=var_dir / "floor.log", web_port=free_port(),
+                    env=service_env(bootstrap=bootstrap, prefix=prefix, var_dir=var_dir,
+                                    extra={"LOG_LEVEL": "WARNING"}))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        await asyncio.to_thread(worker.start, 90.0)
+        await producer.start()
+        start = time.monotonic()
+        for i in range(n):
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            await producer.send(prefix + CODE_REQUESTED, key=mobile(i).encode(),
+                                value=json.dumps({"i": i, "at": time.time()}).encode())
+        await producer.flush()
+        results = var_dir / RESULTS
+        deadline = time.monotonic() + 60
+        got: dict[int, float] = {}
+        while time.monotonic() < deadline and len(got) < n:
+            await asyncio.sleep(0.2)
+            if results.exists():
+                got = {int(i): float(ms) for i, ms in
+                       (line.split() for line in results.read_text().splitlines() if line)}
+        print(f"floor: {len(got)} of {n} records through the three agents (missing {n - len(got)})")
+        warming = [got[i] for i in range(warm) if i in got]
+        if warming:
+            print(f"floor warm-up latency ms:    p50 {pct(warming, 50):.1f}  "
+                  f"p99 {pct(warming, 99):.1f}  max {max(warming):.1f}")
+        return [got[i] for i in range(warm, n) if i in got]
+    finally:
+        await producer.stop()
+        await asyncio.to_thread(worker.stop)
+        await remove_topics(bootstrap, prefix=prefix)
+
+
+async def measure(args: argparse.Namespace) -> None:
+    """The workflow, then the floor at the same rate on the same broker, then the ratio."""
+    workflow = await run(args.rate, args.duration, args.bootstrap, args.recovery_workers,
+                         args.recovery_db, args.warmup)
+    base = await floor(args.rate, args.duration, args.bootstrap, args.warmup)
+    if base:
+        print(f"measured: floor (3 no-op agents + 1 argon2id hash) latency ms: {summary(base)}")
+    if workflow and base:
+        ratio = pct(workflow, 99) / pct(base, 99)
+        print(f"p99 workflow / p99 floor: {ratio:.2f} (aim ≤ 2: {'met' if ratio <= 2 else 'NOT met'})")
 
 
 async def print_stages(bootstrap: str, prefix: str) -> None:
@@ -181,8 +245,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.recovery_workers > 1 and not args.recovery_db:
         parser.error("several recovery workers share one database: give --recovery-db (PostgreSQL)")
-    asyncio.run(run(args.rate, args.duration, args.bootstrap, args.recovery_workers, args.recovery_db,
-                    args.warmup))
+    asyncio.run(measure(args))
 
 
 if __name__ == "__main__":

@@ -31,13 +31,21 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 
 from deploy.devgateway import DevGateway
+from deploy.launch import (
+    TEST_HASH_PEPPER,
+    TEST_SECRET_KEYS,
+    Worker,
+    create_topics,
+    free_port,
+    new_prefix,
+    produce,
+    service_env,
+)
 from deploy.topics import remove as remove_topics
 from schemas.events import Channel, CodeIssued, Locale
 from schemas.topics import CODE_ISSUED
 from services.common.codec import encode
 from services.common.crypto import Keyring, code_aad
-from tests.support.kafka import create_topics, new_prefix, produce
-from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, Worker, free_port, service_env
 
 TOKEN = "bench-" + uuid.uuid4().hex
 

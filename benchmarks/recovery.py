@@ -39,6 +39,7 @@ from schemas.events import AccountChanged, Channels, CodeRequested, Contacts, Lo
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED
 from services.common.codec import encode
 from services.common.crypto import Keyring, contact_aad
+from services.common.faust_private import refresh_metadata
 from services.common.logins import LoginKind, login_key
 from services.common.masking import mask_phone
 from services.recovery.adapters.argon2_threads import hash_password
@@ -102,7 +103,7 @@ async def timestamps(bootstrap: str, topic: str, count: int, deadline: float) ->
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         parts = consumer.partitions_for_topic(topic) or set()
         consumer.assign([TopicPartition(topic, p) for p in parts])
         await consumer.seek_to_beginning()

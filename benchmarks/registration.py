@@ -37,7 +37,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from deploy.launch import free_port
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_LINKED
+from services.common.faust_private import refresh_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_KEYS = {"SECRET_KEYS": "m9d4mNNbQnMmJrO0PjzIuR6Z4gk0Szz0yFSsmy9sX9A",
@@ -90,7 +92,7 @@ async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartit
         found = consumer.partitions_for_topic(topic)
         if found:
             return [TopicPartition(topic, p) for p in sorted(found)]
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         await asyncio.sleep(0.1)
     raise TimeoutError(f"no metadata for {topic}")
 
@@ -111,14 +113,6 @@ async def plain_consumer(bootstrap: str, topic: str, n: int) -> float:
         return n / (time.perf_counter() - started)
     finally:
         await consumer.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Proc:

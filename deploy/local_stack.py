@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -23,6 +22,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from deploy.devgateway import DevGateway
+from deploy.launch import free_port, ready
 from services.common.crypto import load_or_create_local_keys
 from services.common.kafka_config import KafkaSettings
 from services.common.tokens import LOCAL_TOKENS, load_or_create_local_tokens
@@ -70,14 +70,6 @@ class SmtpSink:
 
     def stop(self) -> None:
         self.controller.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -211,10 +203,3 @@ class LocalStack:
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
 
-
-def ready(base_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(base_url + "/readyz", timeout=2) as response:  # noqa: S310 - loopback
-            return bool(response.status == 200)
-    except OSError:
-        return False

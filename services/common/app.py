@@ -2,47 +2,24 @@
 
 Values and keys are raw bytes: decoding is ours (``codec``), so a malformed record becomes a
 dead letter instead of a crash inside faust. Every service gets ``/livez``, ``/readyz`` and
-``/metrics`` on its web port, bound to ``WEB_BIND_HOST`` (loopback by default).
+``/metrics`` on its web port, bound to ``WEB_BIND_HOST`` (loopback by default). Its producers
+are idempotent (``faust_private.SelfcareApp``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TransportT
 from faust.web import Request, Response, View
 
+from services.common.faust_private import SelfcareApp
 from services.common.logs import logging_config
 from services.common.metrics import ServiceMetrics
 from services.common.settings import CommonSettings
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
-
-
-class IdempotentProducer(faust_aiokafka.Producer):
-    """faust's aiokafka producer with ``enable_idempotence=True``: a retried send after a lost
-    acknowledgement (a broker failing over) is written once. faust sets it only inside
-    transactions; it needs ``acks=all``, which every app here uses."""
-
-    def _settings_extra(self) -> Mapping[str, Any]:
-        return {**super()._settings_extra(), "enable_idempotence": True}
-
-
-class IdempotentTransport(faust_aiokafka.Transport):
-    Producer = IdempotentProducer
-
-
-class SelfcareApp(faust.App):
-    """A faust app whose producers are idempotent."""
-
-    def _new_transport(self) -> TransportT:
-        return IdempotentTransport(self.conf.broker_consumer, self)
-
-    def _new_producer_transport(self) -> TransportT:
-        return IdempotentTransport(self.conf.broker_producer, self)
 
 
 def make_app(

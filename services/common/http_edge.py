@@ -26,6 +26,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import AppRunner
 from aiohttp.web_protocol import RequestPayloadError
 
+from services.common.faust_private import replace_web_runner
+
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
@@ -147,6 +149,5 @@ def harden_web_server(app: Any, *, read_timeout_s: float) -> None:
     a connection opens and after each answer, and closes the connection if no complete request
     head has arrived by then. Idle keep-alive connections are closed after the same time.
     """
-    web = app.web
-    web._runner = AppRunner(web.web_app, access_log=None, keepalive_timeout=read_timeout_s)
+    replace_web_runner(app, AppRunner(app.web.web_app, access_log=None, keepalive_timeout=read_timeout_s))
 

@@ -20,6 +20,8 @@ from typing import Any
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 
+from services.common.faust_private import enable_passive, remove_processor
+
 
 async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
     events: list[Any] = []
@@ -56,7 +58,7 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
 
     stream.enable_acks = False  # the caller acks, once the batch is durable
     stream.add_processor(add_to_buffer)
-    stream._enable_passive(channel_it)
+    enable_passive(stream, channel_it)
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(started)  # idle: no timeout, no wake-ups
@@ -76,4 +78,4 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
                 consumed.set()
     finally:
         stream.enable_acks = enable_acks
-        stream._processors.remove(add_to_buffer)
+        remove_processor(stream, add_to_buffer)

@@ -2,8 +2,8 @@
 
 A batch of 500 events is a handful of statements. With plain SQLAlchemy on PostgreSQL, an
 ``IN (...)`` list or a multi-row ``INSERT ... VALUES`` is a new statement text of thousands of
-placeholders each time, which psycopg parses in Python (no statement cache at that size); that
-cost as much CPU as the rest of registration's transaction. On PostgreSQL these helpers send one
+placeholders each time, which psycopg parses in Python (no statement cache at that size). On
+PostgreSQL these helpers send one
 array per column instead: ``= ANY(%(ids)s)`` and ``INSERT ... SELECT * FROM unnest(...)``, the
 same short text every time, with the values adapted by psycopg's C code. On SQLite (where the
 statements are cheap and bound parameters are limited) they fall back to chunked ``IN`` lists

@@ -28,6 +28,7 @@ import typer
 
 from deploy import topics as topic_admin
 from services.common.errors import ConfigError
+from services.common.faust_private import set_auto_offset_reset
 from services.common.kafka_config import KafkaSettings
 from services.ops import dlq as dead_letters
 from services.ops import lag as group_lag
@@ -85,7 +86,7 @@ def tail_cmd(
 async def _tail(topic: str, from_beginning: bool, limit: int, idle_exit_s: float) -> None:
     c = consumer(_bootstrap())
     if not from_beginning:
-        c._auto_offset_reset = "latest"
+        set_auto_offset_reset(c, "latest")
     await c.start()
     shown = 0
     idle_since = asyncio.get_running_loop().time()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.common.faust_private import wait_on_metadata
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
 
@@ -26,7 +27,7 @@ async def partitions(c: AIOKafkaConsumer, topic: str) -> set[int]:
     """The topic's partitions (fetching its metadata first if the client has none)."""
     found = c.partitions_for_topic(topic)
     if not found:
-        await c._client._wait_on_metadata(topic)
+        await wait_on_metadata(c, topic)
         found = c.partitions_for_topic(topic)
     return set(found or ())
 

@@ -72,8 +72,8 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}
 
-    # bulk loads: AccountChanged records (about 1 KiB each) sent in batches of up to 256 KiB,
-    # lingering 10 ms to fill them (1,658 and 1,697 links/s against about 1,530 in 40,000-link runs)
+    # bulk loads: AccountChanged records (about 1 KiB each) go out in fewer, larger requests,
+    # batches of up to 256 KiB, lingering 10 ms to fill them (docs/performance.md)
     app = make_app(settings=settings, metrics=metrics, ready_checks=ready,
                    producer_linger_s=0.01, producer_batch_bytes=256 * 1024)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)

@@ -1,24 +1,23 @@
-"""Real-broker helpers for tests: isolated topics per test, raw produce, consume until done."""
+"""Real-broker helpers for tests: isolated topics per test, raw produce, consume until done.
+
+``new_prefix``, ``create_topics`` and ``produce`` live in ``deploy.launch`` (the benchmarks use
+them too) and are imported from here by the tests."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy import topics as topic_admin
+from deploy.launch import create_topics as create_launch_topics
+from deploy.launch import new_prefix, produce
+from services.common.faust_private import refresh_metadata
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
-
-def new_prefix() -> str:
-    """A fresh namespace: every topic and consumer group of one test gets it."""
-    return f"t{uuid.uuid4().hex[:10]}."
-
+__all__ = ["CREATED", "Consumed", "create_topics", "new_prefix", "produce", "read_all"]
 
 # every prefix whose topics a test created on a plain bootstrap list: tests/conftest.py deletes
 # them when the test module ends, so a long run does not leave the broker tens of thousands of
@@ -27,7 +26,7 @@ CREATED: list[tuple[str, str]] = []
 
 
 async def create_topics(bootstrap: KafkaSettings | str, prefix: str) -> None:
-    await topic_admin.apply(bootstrap, prefix=prefix, replication_factor=1)
+    await create_launch_topics(bootstrap, prefix)
     if isinstance(bootstrap, str):
         CREATED.append((bootstrap, prefix))
 
@@ -40,27 +39,6 @@ class Consumed:
     key: bytes | None
     value: bytes | None
     headers: dict[str, str]
-
-
-async def produce(
-    bootstrap: KafkaSettings | str,
-    topic: str,
-    records: Sequence[tuple[Any, ...]],
-) -> None:
-    """Send raw (key, value[, headers]) records in order and wait for the broker's acks."""
-    producer = AIOKafkaProducer(
-        **aiokafka_kwargs(bootstrap), acks="all", max_request_size=4 * 1024 * 1024
-    )
-    await producer.start()
-    try:
-        futures = []
-        for rec in records:
-            key, value = rec[0], rec[1]
-            headers = rec[2] if len(rec) > 2 else None  # type: ignore[misc]
-            futures.append(await producer.send(topic, value=value, key=key, headers=headers))
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def read_all(
@@ -85,7 +63,7 @@ async def read_all(
         while parts is None and time.monotonic() < deadline:
             parts = consumer.partitions_for_topic(topic)  # type: ignore[assignment]
             if not parts:
-                await consumer._client.force_metadata_update()
+                await refresh_metadata(consumer)
                 parts = consumer.partitions_for_topic(topic)  # type: ignore[assignment]
                 if not parts:
                     parts = None

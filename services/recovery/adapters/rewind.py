@@ -11,6 +11,7 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from services.common.faust_private import refresh_metadata
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ async def rewind_topic(*, bootstrap: KafkaSettings | str, group_id: str, topic: 
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
+        await refresh_metadata(consumer)
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         tps = [TopicPartition(topic, p) for p in partitions]
         consumer.assign(tps)

@@ -2,17 +2,17 @@
 process of its own.
 
 Preparing a link (phone and email validation, keyed hashes, AES-GCM sealing) and applying it
-(the transaction, encoding ``AccountChanged``) is about 0.3 ms of Python CPU per link, more than
-faust spends consuming it (about 0.2 ms). In the worker's own process that work shares one GIL
-with the event loop, and the threads handing work to each other wait for it. ``ProcessLinker`` runs whole
+(the transaction, encoding ``AccountChanged``) costs more Python CPU per link than faust spends
+consuming it. In the worker's own process that work shares one GIL with the event loop, and the
+threads handing work to each other wait for it. ``ProcessLinker`` runs whole
 batches in one spawned process with its own connection instead: the worker's process only
 consumes, publishes and acks, and both cores work.
 
 One process keeps the transactions in the order they were asked for. The process returns the
 outbox rows it committed, and the worker's relay publishes them from memory like its own
 (``Database.committed_outbox``); if the worker dies first, the rows are in the table and go out
-at its next start. Commands and results cross as tuples of ``str``/``bool``/``bytes``:
-unpickling dataclasses with UUIDs, datetimes and enums costs about 20 µs per link.
+at its next start. Commands and results cross as tuples of ``str``/``bool``/``bytes``, which
+pickle far more cheaply than dataclasses with UUIDs, datetimes and enums.
 """
 
 from __future__ import annotations
@@ -130,9 +130,8 @@ def _start(keyring: Keyring, database_url: str) -> None:
     global _db, _protector
     _db = Database(url=database_url, name="registration-linking")
     _protector = KeyringProtector(keyring=keyring)
-    # 10,000, not the workers' 50,000: on SQLite this process leaves garbage cycles behind, and
-    # with 20,000 its RSS grew by 17 MB over a 60,000-link run (flat at 10,000, where the
-    # collector takes about 3 % of its CPU)
+    # 10,000, not the workers' 50,000: on SQLite this process leaves garbage cycles behind,
+    # which a higher threshold lets pile up (docs/performance.md)
     tune_gc_for_workers(young_threshold=10_000)
 
 
