@@ -86,8 +86,8 @@ async def _sealed_records(tmp_path: Path) -> tuple[AccountChanged, dict[str, Any
     account = AccountChanged.model_validate_json(record.value)
     h = harness(f"sqlite:///{tmp_path / 'recovery.db'}", recovery.contact_keys)
     try:
-        h.issue = IssueCodes(
-            db=h.db, keyring=recovery.contact_keys, delivery_keyring=recovery.delivery_keys,
+        h.issue_codes = IssueCodes(
+            uow=h.uow, keyring=recovery.contact_keys, delivery_keyring=recovery.delivery_keys,
             hasher=h.hasher, clock=h.clock, metrics=RecoveryMetrics(ServiceMetrics("recovery")),
             config=IssueConfig(policy=POLICY, code_ttl_s=600, password_length=10,
                                support_phone="8 800 250-08-90"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +17,12 @@ from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
+from services.recovery.adapters.unit_of_work import SqlUnitOfWork
+from services.recovery.domain.commands import LogIn
 from services.recovery.domain.limits import Policy, Window
+from services.recovery.entrypoints.messages import on_account_changes, on_code_requests, on_tombstones
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
-from services.recovery.service_layer.log_in import LogIn, LogInCommand
+from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from tests.recovery.conftest import FakeClock, FakeHasher
 
@@ -48,10 +52,21 @@ class Harness:
     keyring: Keyring
     clock: FakeClock
     hasher: FakeHasher
-    project: ProjectAccounts
-    issue: IssueCodes
-    log_in: LogIn
+    uow: SqlUnitOfWork
+    projection: ProjectAccounts
+    issue_codes: IssueCodes
+    log_in: LogInHandler
     metrics: RecoveryMetrics
+
+    async def project(self, items: list[Inbound[AccountChanged]]) -> None:
+        await on_account_changes(self.projection)(items)
+
+    async def tombstones(self, records: list[RawRecord]) -> None:
+        await on_tombstones(self.projection.erase)(records)
+
+    async def issue(self, items: list[Inbound[CodeRequested]]) -> Callable[[], Awaitable[None]]:
+        """Decides the batch as the runner hands it over; returns its completion."""
+        return await on_code_requests(self.issue_codes)(items)
 
     async def accounts(self, *events: AccountChanged) -> None:
         await self.project([inbound(e) for e in events])
@@ -61,7 +76,7 @@ class Harness:
         await complete()
 
     async def login(self, login: str, password: str, ip: str | None = None) -> str | None:
-        return await self.log_in(LogInCommand(login=login, password=password, client_ip=ip))
+        return await self.log_in(LogIn(login=login, password=password, client_ip=ip))
 
     def staged(self) -> list[tuple[str, dict[str, Any]]]:
         rows = self.db.run_sync(lambda s: s.execute(select(outbox).order_by(outbox.c.id)).all())
@@ -81,11 +96,12 @@ def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 36
     metrics = RecoveryMetrics(ServiceMetrics("recovery"))
     config = IssueConfig(policy=policy, code_ttl_s=ttl, password_length=10,
                          support_phone="8 800 250-08-90")
+    uow = SqlUnitOfWork(db=db)
     return Harness(
-        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics,
-        project=ProjectAccounts(db=db, clock=clock, keyring=keyring),
-        issue=IssueCodes(db=db, keyring=keyring, hasher=hasher, clock=clock, config=config,
-                         metrics=metrics),
-        log_in=LogIn(db=db, keyring=keyring, hasher=hasher, clock=clock, policy=policy,
-                     metrics=metrics),
+        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics, uow=uow,
+        projection=ProjectAccounts(uow=uow, clock=clock, keyring=keyring),
+        issue_codes=IssueCodes(uow=uow, keyring=keyring, hasher=hasher, clock=clock,
+                               config=config, metrics=metrics),
+        log_in=LogInHandler(uow=uow, keyring=keyring, hasher=hasher, clock=clock, policy=policy,
+                            metrics=metrics),
     )

@@ -101,8 +101,8 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert count(h, counters) > 0
     tomb = RawRecord(topic="t", partition=0, offset=9, key=str(acc.account_id).encode(),
                      value=None, headers=[])
-    await h.project.tombstones([tomb])
-    await h.project.tombstones([tomb])  # idempotent
+    await h.tombstones([tomb])
+    await h.tombstones([tomb])  # idempotent
     aid = str(acc.account_id)
     assert count(h, accounts, accounts.c.account_id == aid) == 0
     assert count(h, credentials, credentials.c.account_id == aid) == 0

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.common.crypto import Keyring
-from services.recovery.adapters import credentials, request_log
+from services.recovery.adapters import counters, request_log
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.domain.resolve import route_key
@@ -31,7 +31,7 @@ async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Ha
     await h.requests(request("8" + mobile[2:], "sms"))
     h.clock.advance(1)
     await h.requests(request(mobile, "sms"))  # within the cool-down
-    view = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)(
+    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(
         "+7 " + mobile[2:5] + " " + mobile[5:])
     assert view["found"] and view["account"]["mobile_masked"].startswith("+7******")
     assert view["channels"] == {"sms": {"usable": True, "reason": None},
@@ -51,11 +51,11 @@ async def test_a_dead_mobile_and_a_lock_out_are_shown(h: Harness) -> None:
     mobile = new_mobile()
     await h.accounts(account_changed(h.keyring, mobile=mobile, mobile_active=False))
     subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, mobile))
-    h.db.run_sync(lambda s: credentials.save_failures(s, subject, 0, h.clock.now() + 600))
-    view = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)(mobile)
+    h.db.run_sync(lambda s: counters.reserve(s, subject, limit=1, lock_s=600, now=h.clock.now()))
+    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile)
     assert view["channels"]["sms"] == {"usable": False, "reason": "mobile_out_of_service"}
     assert view["lockout"]["locked"] and view["lockout"]["locked_until"] == h.clock.now() + 600
-    unknown = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
+    unknown = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
     assert not unknown["found"] and unknown["login_valid"] and "account" not in unknown
 
 

@@ -9,7 +9,7 @@ from services.common.batch import Inbound, RawRecord
 from services.common.codec import WireRecord
 from services.common.crypto import Keyring
 from services.recovery.domain.resolve import route_key
-from services.recovery.service_layer.route_requests import RouteRequests
+from services.recovery.entrypoints.route_requests import RouteRequests
 from tests.recovery.unit.helpers import request
 
 
