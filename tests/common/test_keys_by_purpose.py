@@ -24,7 +24,8 @@ from services.registration.adapters.protection import KeyringProtector
 from services.registration.entrypoints.messages import to_link
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.settings import RegistrationSettings
-from tests.recovery.unit.helpers import POLICY, harness, inbound, request
+from tests.recovery.builders import POLICY, inbound, request
+from tests.recovery.integration.harness import harness
 from tests.registration.events import linked
 from tests.registration.fakes import FakeUnitOfWork
 from tests.support.workers import TEST_HASH_PEPPER

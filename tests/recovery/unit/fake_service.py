@@ -18,9 +18,9 @@ from services.recovery.entrypoints.messages import issue_code, project_account
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
+from tests.recovery.builders import POLICY, request
 from tests.recovery.conftest import FakeClock, FakeHasher, make_keyring
 from tests.recovery.fakes import FakeUnitOfWork
-from tests.recovery.unit.helpers import POLICY, request
 
 
 @dataclass

@@ -14,10 +14,10 @@ from services.recovery.domain.limits import Policy, Window
 from services.recovery.domain.model import CodeStatus
 from services.recovery.domain.resolve import route_key
 from services.recovery.entrypoints.messages import project_account
+from tests.recovery.builders import mobile_of
 from tests.recovery.conftest import account_changed, new_mobile
 from tests.recovery.fakes import FakeConflict, FakeDatabaseAway
 from tests.recovery.unit.fake_service import FakeService
-from tests.recovery.unit.helpers import mobile_of
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from services.common.codec import WireRecord
 from services.common.crypto import Keyring
 from services.recovery.domain.resolve import route_key
 from services.recovery.entrypoints.route_requests import RouteRequests
-from tests.recovery.unit.helpers import request
+from tests.recovery.builders import request
 
 
 class Sent:

@@ -24,8 +24,9 @@ from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
 from services.recovery.service_layer.log_in import LogInHandler
+from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
-from tests.recovery.unit.helpers import POLICY, Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 Z_MAX = 3.89
 ROUNDS = 300

@@ -26,8 +26,9 @@ from services.recovery.adapters.tables import (
     rate_events,
 )
 from services.recovery.domain.resolve import route_key
+from tests.recovery.builders import mobile_of, request
 from tests.recovery.conftest import account_changed
-from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer.support_view import ViewLogin
+from tests.recovery.builders import request
 from tests.recovery.conftest import account_changed, new_mobile
-from tests.recovery.unit.helpers import Harness, harness, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Wiring of recovery's handlers over a real database and fakes, for service-layer tests."""
+"""Recovery's handlers over a real database (SQLite or PostgreSQL) with a fake clock and hasher."""
 
 from __future__ import annotations
 
@@ -12,38 +12,20 @@ from sqlalchemy import select
 
 from schemas.events import AccountChanged, CodeRequested
 from services.common.batch import Inbound, RawRecord
-from services.common.crypto import Keyring, contact_aad
+from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
 from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
-from services.recovery.domain.limits import Policy, Window
+from services.recovery.domain.limits import Policy
 from services.recovery.entrypoints.messages import on_account_changes, on_code_requests, on_tombstones
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
+from tests.recovery.builders import POLICY, inbound
 from tests.recovery.conftest import FakeClock, FakeHasher
-
-POLICY = Policy(login_cooldown=Window(max_events=1, window_s=60),
-                per_destination=Window(max_events=3, window_s=600),
-                per_ip=Window(max_events=4, window_s=300), lockout_failures=3, lockout_s=900)
-
-
-def inbound(event: Any, topic: str = "t") -> Inbound[Any]:
-    raw = RawRecord(topic=topic, partition=0, offset=0, key=None,
-                    value=event.model_dump_json().encode(), headers=[])
-    return Inbound(event=event, raw=raw)
-
-
-def mobile_of(keyring: Keyring, acc: AccountChanged) -> str:
-    return keyring.decrypt(acc.contacts.mobile_enc, aad=contact_aad(str(acc.account_id), "mobile"))
-
-
-def request(login: str, channel: str = "sms", **extra: Any) -> CodeRequested:
-    return CodeRequested.model_validate_json(json.dumps({"login": login, "channel": channel,
-                                                         **extra}))
 
 
 @dataclass

@@ -11,8 +11,9 @@ from schemas.events import AccountChanged, AccountStatus, TvProduct
 from services.common.crypto import Keyring, code_aad
 from services.recovery.adapters.unit_of_work import SqlProcessed
 from services.recovery.service_layer.pending_writes import unwritten_rate_events
+from tests.recovery.builders import inbound, mobile_of, request
 from tests.recovery.conftest import account_changed, new_mobile
-from tests.recovery.unit.helpers import Harness, harness, inbound, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture
