@@ -63,7 +63,7 @@ HOST = "127.0.0.1"
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
-HEAP = ("-Xmx512m", "-Xms256m")
+HEAP = ("-Xmx1g", "-Xms256m")
 
 # Popen objects of the nodes this Python process launched: kept so they can be reaped (no
 # zombies) when a long-lived caller (e.g. a pytest session) stops them again.

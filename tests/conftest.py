@@ -6,6 +6,8 @@ it unset fail with a message (run them through ``bash deploy/test.sh``), they ar
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -14,7 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.support.kafka import create_topics, new_prefix
+from deploy.topics import remove as remove_topics
+from tests.support.kafka import CREATED, create_topics, new_prefix
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +64,17 @@ async def topic_prefix(kafka_bootstrap: str) -> str:
     prefix = new_prefix()
     await create_topics(kafka_bootstrap, prefix)
     return prefix
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _delete_the_module_topics() -> Iterator[None]:
+    """After a test module (its stacks stopped first: this fixture is set up first, so it ends
+    last), delete the topics it created on the shared broker."""
+    start = len(CREATED)
+    yield
+    created, CREATED[start:] = CREATED[start:], []
+    shared = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    for bootstrap, prefix in created:
+        if bootstrap == shared:
+            with contextlib.suppress(Exception):  # a broker a test stopped: nothing to keep clean
+                asyncio.run(remove_topics(bootstrap, prefix=prefix))

@@ -26,15 +26,18 @@ from services.registration.service_layer.link_contract import link_contracts
 from services.registration.settings import RegistrationSettings
 from tests.recovery.builders import POLICY, inbound, request
 from tests.recovery.integration.harness import harness
-from tests.registration.events import linked
+from tests.registration.events import linked, not_after
 from tests.registration.fakes import FakeUnitOfWork
 from tests.support.workers import TEST_HASH_PEPPER
 
 CONTACT, DELIVERY = generate_key(), generate_key()
 
 
+TOKENS = {"RECOVERY_API_TOKEN": "r" * 24, "SMS_STATUS_TOKEN": "s" * 24}  # required outside local mode
+
+
 def env(tmp_path: Path, **keys: str) -> dict[str, str]:
-    return {"SELFCARE_VAR_DIR": str(tmp_path), "HASH_PEPPER": TEST_HASH_PEPPER, **keys}
+    return {"SELFCARE_VAR_DIR": str(tmp_path), "HASH_PEPPER": TEST_HASH_PEPPER, **TOKENS, **keys}
 
 
 def test_each_service_is_given_only_its_keys(tmp_path: Path) -> None:
@@ -43,7 +46,7 @@ def test_each_service_is_given_only_its_keys(tmp_path: Path) -> None:
     recovery = RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
     assert registration.delivery_keyring is None and notifier.contact_keyring is None
     # the notifier makes no keyed hash: it is given no pepper, and needs none to start
-    assert NotifierSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "DELIVERY_KEYS": DELIVERY})
+    assert NotifierSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "DELIVERY_KEYS": DELIVERY, **TOKENS})
     with pytest.raises(RuntimeError):
         notifier.keyring.keyed_hash("login:mobile", "+79161234567")
     with pytest.raises(ConfigError, match="HASH_PEPPER"):
@@ -82,7 +85,8 @@ async def _sealed_records(tmp_path: Path) -> tuple[AccountChanged, dict[str, Any
     recovery = RecoverySettings.from_env(env(tmp_path, CONTACT_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
     uow = FakeUnitOfWork()
     await link_contracts([to_link(ContractLinked.model_validate_json(json.dumps(linked("77-9"))))],
-                         uow=uow, protector=KeyringProtector(keyring=registration.contact_keys))
+                         uow=uow, protector=KeyringProtector(keyring=registration.contact_keys),
+                         not_after=not_after())
     [(_, record)] = uow.repo.staged
     account = AccountChanged.model_validate_json(record.value)
     h = harness(f"sqlite:///{tmp_path / 'recovery.db'}", recovery.contact_keys)

@@ -246,6 +246,10 @@ class FakeRequestLog:
         return [e for e in reversed(self.store.request_log)
                 if e.login_key == login_key][:KEEP_PER_LOGIN]
 
+    def delete_for(self, account_ids: Collection[str]) -> None:
+        self.store.request_log = [e for e in self.store.request_log
+                                  if e.account_id not in account_ids]
+
 
 class FakeOutbox:
     def __init__(self, store: FakeStore) -> None:

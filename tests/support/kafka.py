@@ -20,8 +20,16 @@ def new_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}."
 
 
+# every prefix whose topics a test created on a plain bootstrap list: tests/conftest.py deletes
+# them when the test module ends, so a long run does not leave the broker tens of thousands of
+# partitions (which slowed the shared broker until its controller timed out)
+CREATED: list[tuple[str, str]] = []
+
+
 async def create_topics(bootstrap: KafkaSettings | str, prefix: str) -> None:
     await topic_admin.apply(bootstrap, prefix=prefix, replication_factor=1)
+    if isinstance(bootstrap, str):
+        CREATED.append((bootstrap, prefix))
 
 
 @dataclass(frozen=True)

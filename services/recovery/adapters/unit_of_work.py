@@ -14,6 +14,7 @@ from services.common.codec import WireRecord
 from services.common.db import Database, is_transient
 from services.common.logins import LoginKind
 from services.recovery.adapters import counters, credentials, projection, repository, request_log
+from services.recovery.adapters.support_tables import request_log as request_log_table
 from services.recovery.adapters.tables import accounts, codes, login_failures, outbox, rate_events
 from services.recovery.adapters.tables import counters as counters_table
 from services.recovery.adapters.tables import credentials as credentials_table
@@ -165,6 +166,9 @@ class SqlRequestLog:
     def last(self, login_key: str) -> list[LoggedRequest]:
         return [LoggedRequest(**{f: getattr(row, f) for f in LoggedRequest.__dataclass_fields__})
                 for row in request_log.last_requests(self.session, login_key)]
+
+    def delete_for(self, account_ids: Collection[str]) -> None:
+        _delete_in(self.session, request_log_table.c.account_id, account_ids)
 
 
 class SqlOutbox:

@@ -171,6 +171,8 @@ class RequestLog(Protocol):
         """Newest first."""
         ...
 
+    def delete_for(self, account_ids: Collection[str]) -> None: ...
+
 
 class Outbox(Protocol):
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:

@@ -6,7 +6,7 @@
   pending codes (they went to the old contacts). The epochs are state, so replaying the
   compacted topic after a rebuild revokes nothing twice: a new row starts at the newest epochs.
 * An erased account loses its row and everything kept for it: credentials, codes, its
-  rate-limit events and the lock-out of its mobile login. Those are keyed by keyed hashes of
+  request-log rows, its rate-limit events and the lock-out of its mobile login. Those are keyed by keyed hashes of
   the account id, the destinations and the login: what can be derived from the row goes with
   it (a personal-account login's lock-out cannot be, nor the lock-outs of a login from each
   client address: they are keyed hashes and counts, and age out by retention).
@@ -80,6 +80,7 @@ def erase_accounts(repos: Repositories, account_ids: Sequence[str], keyring: Key
     repos.windows.delete_subjects(limits)
     repos.failures.delete_subjects(lockouts)
     repos.codes.delete_for(account_ids)
+    repos.request_log.delete_for(account_ids)
     repos.credentials.delete_for(account_ids)
     repos.accounts.delete(account_ids)
     return len(known)

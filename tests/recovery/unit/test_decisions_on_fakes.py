@@ -212,6 +212,7 @@ async def test_an_erased_account_leaves_nothing_derivable(s: FakeService) -> Non
     store = s.uow.store
     assert aid not in store.accounts and aid not in store.credentials
     assert [c.account_id for c in store.codes] == [str(kept.account_id)]
+    assert [e.account_id for e in store.request_log] == [str(kept.account_id)]
     assert len(store.rate_events) == 2  # the kept account's login and destination
     assert s.keyring.keyed_hash("lockout", route_key(s.keyring, login)) not in store.failures
     assert await s.projection.erase([EraseAccount(account_id=aid)]) == 0  # idempotent
