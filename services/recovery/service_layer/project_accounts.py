@@ -6,9 +6,9 @@
   pending codes (they went to the old contacts). The epochs are state, so replaying the
   compacted topic after a rebuild revokes nothing twice: a new row starts at the newest epochs.
 * An erased account loses its row and everything kept for it: credentials, codes, its
-  request-log rows, its rate-limit events and the lock-out of its mobile login. Those are keyed by keyed hashes of
-  the account id, the destinations and the login: what can be derived from the row goes with
-  it (a personal-account login's lock-out cannot be, nor the lock-outs of a login from each
+  request-log rows, its rate-limit events and the lock-out of its mobile login. The last two
+  are keyed by keyed hashes of the account id, the destinations and the login: what can be
+  derived from the row goes with it (a personal-account login's lock-out cannot be, nor the lock-outs of a login from each
   client address: they are keyed hashes and counts, and age out by retention).
 """
 
