@@ -8,8 +8,9 @@
 * An erased account loses its row and everything kept for it: credentials, codes, its
   request-log rows, its rate-limit events and the lock-out of its mobile login. The last two
   are keyed by keyed hashes of the account id, the destinations and the login: what can be
-  derived from the row goes with it (a personal-account login's lock-out cannot be, nor the lock-outs of a login from each
-  client address: they are keyed hashes and counts, and age out by retention).
+  derived from the row goes with it (a personal-account login's lock-out cannot be, nor the
+  lock-outs of a login from each client address: they are keyed hashes and counts, and age
+  out by retention).
 """
 
 from __future__ import annotations
