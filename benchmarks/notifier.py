@@ -1,7 +1,7 @@
 """Benchmark of the notifier: a backlog of CodeIssued through a real worker to a 50 ms SMS gateway.
 
 Produces ``--count`` CodeIssued (default 20,000) on the real broker under a fresh topic prefix,
-starts the local gateway (``services.notifier.devgateway``, every answer after ``--delay-ms``)
+starts the local gateway (``deploy.devgateway``, every answer after ``--delay-ms``)
 and one notifier worker, and measures sends/s until the gateway has accepted every code. Prints
 the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and duplicates (0).
 
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from deploy.devgateway import DevGateway
 from deploy.topics import remove as remove_topics
 from schemas.events import Channel, CodeIssued, Locale
 from schemas.topics import CODE_ISSUED
 from services.common.codec import encode
 from services.common.crypto import Keyring, code_aad
-from services.notifier.devgateway import DevGateway
 from tests.support.kafka import create_topics, new_prefix, produce
 from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, Worker, free_port, service_env
 

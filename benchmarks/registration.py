@@ -194,7 +194,7 @@ def run_noop_agent(n: int, out: Path) -> None:
     """(b) in a child process: the service's app factory and settings, an agent that only counts."""
     from services.common.app import make_app
     from services.common.metrics import ServiceMetrics
-    from services.common.runtime import settle_heap
+    from services.common.process import tune_gc_for_workers
     from services.registration.settings import RegistrationSettings
 
     settings = RegistrationSettings.from_env()
@@ -211,7 +211,7 @@ def run_noop_agent(n: int, out: Path) -> None:
             if seen >= n:
                 out.write_text(str(time.time()))  # noqa: ASYNC240 - once, at the end
 
-    settle_heap()  # as the services' workers do
+    tune_gc_for_workers()  # as the services' workers do
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     app.main()
 

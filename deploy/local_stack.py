@@ -22,10 +22,10 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from deploy.devgateway import DevGateway
 from services.common.crypto import load_or_create_local_keys
 from services.common.kafka_config import KafkaSettings
 from services.common.tokens import LOCAL_TOKENS, load_or_create_local_tokens
-from services.notifier.devgateway import DevGateway
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("registration", "recovery", "notifier")

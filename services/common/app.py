@@ -80,6 +80,10 @@ def make_app(
         broker_commit_every=1000,
         # how soon a dead worker's partitions move to the others (faust's default is 60 s)
         broker_session_timeout=settings.kafka_session_timeout_s,
+        # static membership: a worker restarted under the same id takes its partitions back at
+        # once instead of after the session time-out (unique per worker; it does not leave the
+        # group on a clean stop, so a worker stopped for good hands over after the time-out)
+        consumer_group_instance_id=settings.kafka_group_instance_id or None,
         broker_commit_interval=1.0,
         stream_wait_empty=False,
         web_port=settings.web_port,

@@ -1,4 +1,4 @@
-"""SQLAlchemy engines, one transaction at a time off the event loop, and migrations.
+"""SQLAlchemy engines, one transaction at a time off the event loop, and Alembic migrations.
 
 Services use the synchronous ORM in one dedicated thread per database: a batch of events is
 one call, one transaction, so the event loop never blocks on I/O and SQLite never sees two
@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Engine,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
-    inspect,
-    text,
-)
+from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -62,12 +57,12 @@ def make_engine(url: str) -> Engine:
     def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
         # psycopg prepares a statement run five times, and PostgreSQL may then keep a generic
         # plan made while the tables were still empty: a sequential scan for ``= ANY(array)``
-        # lookups (``services.common.bulk``), which got slower with every batch. A custom plan
+        # lookups (``services.common.set_statements``), which got slower with every batch. A custom plan
         # per execution keeps the index scans.
         with dbapi_conn.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_custom_plan")
         dbapi_conn.commit()
-        # Python lists (the arrays of ``services.common.bulk``) in binary: the text form escapes
+        # Python lists (the arrays of ``services.common.set_statements``) in binary: the text form escapes
         # every element with a regular expression, in Python
         dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
@@ -126,20 +121,27 @@ class Database:
 
 
 @dataclass(frozen=True)
-class Migration:
-    """One step of a service's schema: applied once, in order, recorded in ``schema_migrations``."""
+class MigrationScripts:
+    """A service's Alembic migration environment (``services/<name>/migrations``: ``env.py`` and
+    ``versions/``). The revisions, not the tables modules, say how a database reaches the schema."""
 
-    version: int
-    name: str
-    apply: Callable[[Connection], None]
+    location: Path
+
+    def config(self, connection: Connection | None = None) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(self.location))
+        config.attributes["connection"] = connection
+        return config
+
+    def head(self) -> str:
+        head = ScriptDirectory.from_config(self.config()).get_current_head()
+        assert head is not None, f"no revision under {self.location}"
+        return head
 
 
 def add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
-    """Migration step: ``ALTER TABLE ... ADD COLUMN`` for those of ``names`` the table lacks.
-
-    Version 1 of each service creates its tables from the current metadata, so on a fresh
-    database the columns exist already; this makes a later step safe on both kinds of database.
-    A ``NOT NULL`` column needs a ``server_default`` for the rows already there."""
+    """``ALTER TABLE ... ADD COLUMN`` for those of ``names`` the table lacks (a ``NOT NULL``
+    column needs a ``server_default`` for the rows already there)."""
     present = {c["name"] for c in inspect(conn).get_columns(table.name)}
     for name in names:
         if name in present:
@@ -154,54 +156,92 @@ def add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) ->
         conn.execute(text(ddl))
 
 
-_meta = MetaData()
-schema_migrations = Table(
-    "schema_migrations",
-    _meta,
-    Column("version", Integer, primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("applied_at", DateTime(timezone=True), nullable=False),
-)
+def complete_schema(op: Operations, snapshot: MetaData) -> None:
+    """Bring a database to ``snapshot`` by adding only: the tables it lacks (with their indexes)
+    and the columns its tables lack. A database made by the migration lists that came before
+    Alembic holds a subset of the schema of that time, so this takes any of them (or an empty
+    one) to it; the list's own ``schema_migrations`` table is dropped."""
+    conn = op.get_bind()
+    snapshot.create_all(conn, checkfirst=True)
+    for table in snapshot.sorted_tables:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:  # a NOT NULL one has a server default for old rows
+                op.add_column(table.name, column._copy())
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+    if inspect(conn).has_table("schema_migrations"):
+        conn.execute(text("DROP TABLE schema_migrations"))
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision a database is at (None: never migrated by Alembic)."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
 
 
 MIGRATION_LOCK_KEY = 0x5E1FCA4E  # pg_advisory_lock key: one migrator per database at a time
 
 
-def migrate(engine: Engine, migrations: Sequence[Migration]) -> list[int]:
-    """Apply the steps not applied yet, each in its own transaction; returns their versions.
+def migrate(engine: Engine, scripts: MigrationScripts, *, to: str = "head") -> list[str]:
+    """Upgrade the database to ``to`` (the newest revision by default); returns the revisions
+    applied, oldest first (empty when it was there already).
 
     On PostgreSQL the whole run holds an advisory lock, so that several workers starting together
     on one database do not race to create the same tables."""
-    versions = [m.version for m in migrations]
-    if versions != sorted(set(versions)):
-        raise ValueError("migration versions must be unique and ascending")
+    with _ALEMBIC:
+        return _migrate_locked(engine, scripts, to)
+
+
+# Alembic's ``context`` and ``op`` are module-wide proxies: one upgrade at a time per process
+_ALEMBIC = threading.Lock()
+
+
+def _migrate_locked(engine: Engine, scripts: MigrationScripts, to: str) -> list[str]:
     if engine.dialect.name != "postgresql":
-        return _migrate(engine, migrations)
+        return _upgrade(engine, scripts, to)
     with engine.connect() as lock:
         lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         try:
-            return _migrate(engine, migrations)
+            return _upgrade(engine, scripts, to)
         finally:
             lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             lock.commit()
 
 
-def _migrate(engine: Engine, migrations: Sequence[Migration]) -> list[int]:
-    _meta.create_all(engine, checkfirst=True)
-    applied: list[int] = []
-    for step in migrations:
-        with engine.begin() as conn:
-            done = conn.execute(
-                schema_migrations.select().where(schema_migrations.c.version == step.version)
-            ).first()
-            if done is not None:
-                continue
-            step.apply(conn)
-            conn.execute(
-                schema_migrations.insert().values(
-                    version=step.version, name=step.name, applied_at=datetime.now(UTC)
-                )
-            )
-            applied.append(step.version)
-            log.info("migration applied", extra={"version": step.version, "migration": step.name})
-    return applied
+def _upgrade(engine: Engine, scripts: MigrationScripts, to: str) -> list[str]:
+    before = current_revision(engine)
+    with engine.begin() as conn:
+        command.upgrade(scripts.config(conn), to)
+    after = current_revision(engine)
+    if after == before:
+        return []
+    directory = ScriptDirectory.from_config(scripts.config())
+    applied = [s.revision for s in directory.iterate_revisions(after, before or "base")
+               if s.revision != before]
+    for revision in reversed(applied):
+        log.info("migration applied", extra={"revision": revision})
+    return list(reversed(applied))
+
+
+def run_migrations(target_metadata: MetaData | Sequence[MetaData]) -> None:
+    """The body of every service's ``migrations/env.py``: online migrations on the connection
+    :func:`migrate` hands over (SQLite's ``ALTER`` limits handled by batch mode)."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run through services.common.db.migrate "
+                           "(python -m services.<name> migrate)")
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      render_as_batch=True, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def compare_with_models(engine: Engine, target_metadata: MetaData | Sequence[MetaData]) -> list[Any]:
+    """Alembic autogenerate's differences between a database and the models (empty: they agree)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "target_metadata": target_metadata})
+        return list(compare_metadata(context, target_metadata))  # type: ignore[arg-type]

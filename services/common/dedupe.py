@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, DateTime, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
-from services.common.bulk import insert_rows, one_of
+from services.common.set_statements import insert_rows, one_of
 
 EventId = str | uuid.UUID
 

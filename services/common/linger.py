@@ -7,7 +7,7 @@ record of a batch, then lingers at most ``within`` for the batch to fill — lik
 producer's ``linger.ms``. The next batch is gathered once the consumer's loop body returns for
 this one. Unlike ``take_events`` (whose code this follows), nothing is acked here: the caller
 acks each event with ``stream.ack`` once the batch's effects are durable, which may be after
-later batches were taken (see ``services.common.batch``).
+later batches were taken (see ``services.common.consumer_loop``).
 """
 
 from __future__ import annotations

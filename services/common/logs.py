@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,14 +41,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+class Throttle(logging.Filter):
+    """At most one line per ``interval_s`` for each message template of the loggers named in
+    ``prefixes``; the line that passes tells how many were held back (``suppressed``).
+
+    The Kafka client logs every failed reconnect (several per node and second) while a broker
+    is away: without this, thousands of identical lines a minute."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",), interval_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.prefixes, self.interval_s, self.clock = prefixes, interval_s, clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes) or record.levelno >= logging.CRITICAL:
+            return True
+        key = (record.name, str(record.msg))
+        now = self.clock()
+        if now - self._last.get(key, -self.interval_s) < self.interval_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.suppressed = held
+        return True
+
+
 def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
     """A ``dictConfig`` for the service (faust's ``logging_config`` setting takes it)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter, "service": service}},
+        "filters": {"throttle": {"()": Throttle}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr}
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr,
+                       "filters": ["throttle"]}
         },
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {

@@ -20,9 +20,9 @@ from sqlalchemy import JSON, BigInteger, Column, Integer, LargeBinary, MetaData,
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from services.common.bulk import insert_rows_returning_ids, one_of
 from services.common.codec import WireRecord
 from services.common.db import STAGED_OUTBOX
+from services.common.set_statements import insert_rows_returning_ids, one_of
 
 
 def outbox_table(metadata: MetaData) -> Table:

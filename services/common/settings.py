@@ -73,6 +73,7 @@ class CommonSettings:
     batch_size: int = 500
     batch_within_s: float = 0.02
     kafka_session_timeout_s: int = 30
+    kafka_group_instance_id: str = ""
     support_phone: str = "8 800 250-08-90"
     code_ttl_s: int = 3600
     log_level: str = "INFO"
@@ -105,6 +106,7 @@ class CommonSettings:
             "batch_size": _int(env, "BATCH_SIZE", 500),
             "batch_within_s": _int(env, "BATCH_WITHIN_MS", cls.default_batch_within_ms) / 1000,
             "kafka_session_timeout_s": _int(env, "KAFKA_SESSION_TIMEOUT_S", 30),
+            "kafka_group_instance_id": env.get("KAFKA_GROUP_INSTANCE_ID", ""),
             "support_phone": env.get("SUPPORT_PHONE", "8 800 250-08-90"),
             "code_ttl_s": _int(env, "CODE_TTL_S", 3600),
             "log_level": env.get("LOG_LEVEL", "INFO").upper(),

@@ -1,24 +1,18 @@
-"""``python -m services.notifier worker``: settings → bootstrap → faust worker."""
+"""``python -m services.notifier worker`` (settings → bootstrap → prepare → faust worker) and
+``python -m services.notifier migrate`` (the database to the newest revision); see
+``services.common.service``."""
 
 from __future__ import annotations
 
-import sys
-
-from services.common.runtime import settle_heap
-from services.common.settings import ConfigError
+from services.common.service import run
+from services.notifier.adapters.tables import MIGRATIONS
 from services.notifier.bootstrap import bootstrap
 from services.notifier.settings import NotifierSettings
 
 
 def main() -> None:
-    try:
-        settings = NotifierSettings.from_env()
-    except ConfigError as exc:
-        print(f"notifier: configuration error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    notifier = bootstrap(settings)
-    settle_heap()
-    notifier.app.main()
+    run(service="notifier", load_settings=NotifierSettings.from_env, bootstrap=bootstrap,
+        migrations=MIGRATIONS)
 
 
 if __name__ == "__main__":

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
-from services.common.batch import BatchRunner
+from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.common.retention import Pruner, pruned_counter
 from services.common.tombstones import TombstoneRunner
-from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox, prunable
+from services.notifier.adapters.unit_of_work import SqlUnitOfWork
 from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.consumer import (
     install_consumer,
@@ -29,15 +30,16 @@ from services.notifier.entrypoints.consumer import (
     install_notice_consumer,
     install_tombstones,
 )
+from services.notifier.entrypoints.messages import accounts_erased, codes_issued, passwords_changed
 from services.notifier.entrypoints.ops_http import register_ops
 from services.notifier.entrypoints.webhook import install_webhook
-from services.notifier.service_layer.delivery_reports import ApplyDeliveryReport
+from services.notifier.service_layer.delivery_reports import apply_delivery_report
 from services.notifier.service_layer.dispatch import Dispatcher
-from services.notifier.service_layer.erase_deliveries import EraseDeliveries
+from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import NotificationGateway
-from services.notifier.service_layer.record_codes import RecordCodes
-from services.notifier.service_layer.record_notices import RecordNotices
+from services.notifier.service_layer.record_codes import record_codes
+from services.notifier.service_layer.record_notices import record_notices
 from services.notifier.service_layer.sms_routes import FALLBACK, PRIMARY, SmsRoutes
 from services.notifier.settings import NotifierSettings
 
@@ -54,6 +56,21 @@ class Notifier:
     notices: BatchRunner[PasswordChanged]
     dispatcher: Dispatcher
     metrics: NotifierMetrics
+
+    def prepare(self) -> None:
+        """Before the worker starts: the database to the newest revision."""
+        migrate(self.db.engine, MIGRATIONS)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What a test or a benchmark may replace; the rest comes from the settings."""
+
+    gateways: Mapping[str, NotificationGateway] | None = None  # by route, as ``build_gateways``
+    clock: Callable[[], float] | None = None  # Unix seconds
 
 
 def build_gateways(settings: NotifierSettings) -> dict[str, NotificationGateway]:
@@ -85,14 +102,13 @@ def warn_plaintext(settings: NotifierSettings) -> None:
         log.warning("plaintext transport to a gateway: %s (use https / SMTP_STARTTLS)", name)
 
 
-def bootstrap(
-    settings: NotifierSettings, *, gateways: Mapping[str, NotificationGateway] | None = None
-) -> Notifier:
+def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None) -> Notifier:
+    overrides = overrides or Overrides()
+    clock = overrides.clock or time.time
     base_metrics = ServiceMetrics(settings.service)
     metrics = NotifierMetrics(base_metrics)
     db = Database(url=settings.database_url, name=settings.service)
-    migrate(db.engine, MIGRATIONS)
-    repo = SqlDeliveries()
+    uow = SqlUnitOfWork(db=db)
 
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}
@@ -100,7 +116,8 @@ def bootstrap(
     app = make_app(settings=settings, metrics=base_metrics, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
-    gateways = dict(gateways) if gateways is not None else build_gateways(settings)
+    gateways = (dict(overrides.gateways) if overrides.gateways is not None
+                else build_gateways(settings))
     warn_plaintext(settings)
     sms_routes = SmsRoutes(
         gateways={name: gateways[route] for name, route in ((PRIMARY, "sms"), (FALLBACK, "sms_fallback"))
@@ -108,7 +125,7 @@ def bootstrap(
         metrics=metrics, failures=settings.sms_circuit_failures, open_s=settings.sms_circuit_open_s,
     ) if "sms" in gateways else None
     dispatcher = Dispatcher(
-        db=db, repo=repo, keyring=settings.delivery_keys, gateways=gateways, metrics=metrics,
+        uow=uow, keyring=settings.delivery_keys, gateways=gateways, metrics=metrics,
         policy=RetryPolicy(initial_s=settings.retry_initial_s, max_s=settings.retry_max_s),
         flush=relay.flush, support_phone=settings.support_phone, claim_limit=settings.claim_limit,
         max_in_flight=settings.max_in_flight, lease_s=settings.lease_s, sms=sms_routes,
@@ -116,15 +133,15 @@ def bootstrap(
     )
     runner: BatchRunner[CodeIssued] = BatchRunner(
         service=settings.service, topic=CODE_ISSUED, model=CodeIssued,
-        handler=RecordCodes(db=db, repo=repo, metrics=metrics, intake=dispatcher),
+        handler=codes_issued(partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)),
         publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
     )
     notices: BatchRunner[PasswordChanged] = BatchRunner(
         service=settings.service, topic=PASSWORD_CHANGED, model=PasswordChanged,
-        handler=RecordNotices(db=db, repo=repo, metrics=metrics, ttl_s=settings.code_ttl_s,
-                              intake=dispatcher),
+        handler=passwords_changed(partial(record_notices, uow=uow, ttl_s=settings.code_ttl_s,
+                                          direct=dispatcher)),
         publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
@@ -132,17 +149,17 @@ def bootstrap(
     install_consumer(app, settings=settings, runner=runner)
     install_notice_consumer(app, settings=settings, runner=notices)
     install_tombstones(app, settings=settings, runner=TombstoneRunner(
-        topic=ACCOUNT_CHANGED, handler=EraseDeliveries(db=db), batch_size=settings.batch_size,
-        within_s=settings.batch_within_s))
+        topic=ACCOUNT_CHANGED, handler=accounts_erased(partial(erase_deliveries, uow=uow)),
+        batch_size=settings.batch_size, within_s=settings.batch_within_s))
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(base_metrics))
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly
-        await pruner.run_forever(time.time, every_s=PRUNE_EVERY_S)
+        await pruner.run_forever(clock, every_s=PRUNE_EVERY_S)
     install_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     install_webhook(
-        app, apply_report=ApplyDeliveryReport(db=db, repo=repo, metrics=metrics, flush=relay.flush),
+        app, apply_report=partial(apply_delivery_report, uow=uow, metrics=metrics, flush=relay.flush),
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)

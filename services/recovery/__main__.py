@@ -1,25 +1,18 @@
-"""``python -m services.recovery worker``: settings → bootstrap → faust worker."""
+"""``python -m services.recovery worker`` (settings → bootstrap → prepare → faust worker) and
+``python -m services.recovery migrate`` (the database to the newest revision); see
+``services.common.service``."""
 
 from __future__ import annotations
 
-import sys
-
-from services.common.runtime import settle_heap
-from services.common.settings import ConfigError
+from services.common.service import run
+from services.recovery.adapters.tables import MIGRATIONS
 from services.recovery.bootstrap import bootstrap
 from services.recovery.settings import RecoverySettings
 
 
 def main() -> None:
-    try:
-        settings = RecoverySettings.from_env()
-    except ConfigError as exc:
-        print(f"recovery: configuration error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    recovery = bootstrap(settings)
-    recovery.prepare()
-    settle_heap()
-    recovery.app.main()
+    run(service="recovery", load_settings=RecoverySettings.from_env, bootstrap=bootstrap,
+        migrations=MIGRATIONS)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import faust
 from schemas.events import AccountChanged, CodeRequested
 from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
-from services.common.batch import BatchRunner
 from services.common.codec import not_in_future
+from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
@@ -68,8 +68,16 @@ class Recovery:
         self.db.close()
 
 
-def bootstrap(settings: RecoverySettings, *, clock: Clock | None = None) -> Recovery:
-    clock = clock or SystemClock()
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What a test or a benchmark may replace; the rest comes from the settings."""
+
+    clock: Clock | None = None
+
+
+def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None) -> Recovery:
+    overrides = overrides or Overrides()
+    clock = overrides.clock or SystemClock()
     base = ServiceMetrics(settings.service)
     metrics = RecoveryMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -11,7 +12,7 @@ import faust
 from schemas.events import Event
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
-from services.common.batch import BatchRunner, Handler
+from services.common.consumer_loop import BatchRunner, Handler
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
@@ -22,10 +23,10 @@ from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS, outbox, prunable
 from services.registration.entrypoints.agents import register_agents
 from services.registration.entrypoints.messages import (
+    ContractHandlers,
     InboundContractErased,
     InboundContractLinked,
     InboundContractTerminated,
-    Messages,
 )
 from services.registration.entrypoints.ops_http import register_ops
 from services.registration.settings import RegistrationSettings
@@ -44,13 +45,29 @@ class Registration:
     terminated: BatchRunner[InboundContractTerminated]
     erased: BatchRunner[InboundContractErased]
     pruner: Pruner
+    linker: InProcessLinker | ProcessLinker
+
+    def prepare(self) -> None:
+        """Before the worker starts: the database to the newest revision."""
+        migrate(self.db.engine, MIGRATIONS)
+
+    def close(self) -> None:
+        self.linker.close()
+        self.db.close()
 
 
-def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Registration:
+@dataclass(frozen=True, kw_only=True)
+class Overrides:
+    """What a test or a benchmark may replace; the rest comes from the settings."""
+
+    clock: Callable[[], float] | None = None  # Unix seconds
+
+
+def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = None) -> Registration:
+    overrides = overrides or Overrides()
+    clock = overrides.clock or time.time
     metrics = ServiceMetrics(settings.service)
     db = Database(url=settings.database_url, name=settings.service)
-    if migrate_db:
-        migrate(db.engine, MIGRATIONS)
 
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}
@@ -65,7 +82,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
         ProcessLinker(db=db, keyring=settings.contact_keys) if settings.link_process
         else InProcessLinker(db=db, keyring=settings.contact_keys)
     )
-    messages = Messages(
+    handlers = ContractHandlers(
         uow=SqlUnitOfWork(db=db),
         protector=KeyringProtector(keyring=settings.contact_keys),
         linker=linker,
@@ -83,9 +100,9 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
             within_s=settings.batch_within_s,
         )
 
-    linked = runner(CONTRACT_LINKED, InboundContractLinked, messages.contracts_linked)
-    terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, messages.contracts_terminated)
-    erased = runner(CONTRACT_ERASED, InboundContractErased, messages.contracts_erased)
+    linked = runner(CONTRACT_LINKED, InboundContractLinked, handlers.contracts_linked)
+    terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, handlers.contracts_terminated)
+    erased = runner(CONTRACT_ERASED, InboundContractErased, handlers.contracts_erased)
     register_agents(app, settings=settings, linked=linked, terminated=terminated, erased=erased)
     register_ops(app, settings=settings, db=db, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
@@ -93,7 +110,7 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly
-        await pruner.run_forever(time.time, every_s=PRUNE_EVERY_S)
+        await pruner.run_forever(clock, every_s=PRUNE_EVERY_S)
 
     @app.task
     async def _warm_up() -> None:
@@ -105,5 +122,5 @@ def bootstrap(settings: RegistrationSettings, *, migrate_db: bool = True) -> Reg
 
     return Registration(
         settings=settings, app=app, db=db, metrics=metrics, linked=linked, terminated=terminated,
-        erased=erased, pruner=pruner,
+        erased=erased, pruner=pruner, linker=linker,
     )

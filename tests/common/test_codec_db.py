@@ -9,7 +9,7 @@ from sqlalchemy import Column, Integer, MetaData, Table, func, select
 from schemas.events import CodeRequested, ContractLinked
 from services.common import outbox
 from services.common.codec import DecodeError, WireRecord, decode, encode, header
-from services.common.db import Database, Migration, migrate
+from services.common.db import Database
 
 DESIGN_REQUEST = {
     "event_id": "0f5c3c0a-0b8e-4c5f-8a55-5b0c1b1d7a21", "occurred_at": "2026-11-24T09:31:00Z",
@@ -63,16 +63,15 @@ def test_decode_reports_field_paths() -> None:
     assert "cable" not in info.value.reason
 
 
-async def test_migrations_apply_once_and_outbox_round_trip(database_url: str) -> None:
+async def test_outbox_round_trip(database_url: str) -> None:
     metadata = MetaData()
     things = Table("things", metadata, Column("id", Integer, primary_key=True))
     table = outbox.outbox_table(metadata)
-    steps = [Migration(1, "tables", lambda c: metadata.create_all(c)),
-             Migration(2, "seed", lambda c: c.execute(things.insert().values(id=1)))]
     db = Database(url=database_url, name="t")
     try:
-        assert migrate(db.engine, steps) == [1, 2]
-        assert migrate(db.engine, steps) == []
+        with db.engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.execute(things.insert().values(id=1))
         record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key="k", source="/t")
         await db.run(lambda s: outbox.stage(s, table, "topic.a", [record, record]))
         staged = await db.run(lambda s: outbox.pending(s, table))
@@ -90,7 +89,7 @@ async def test_a_failed_transaction_leaves_nothing(database_url: str) -> None:
     metadata = MetaData()
     table = outbox.outbox_table(metadata)
     db = Database(url=database_url, name="t")
-    migrate(db.engine, [Migration(1, "t", lambda c: metadata.create_all(c))])
+    metadata.create_all(db.engine)
     record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key=None, source="/t")
 
     def work(session):  # type: ignore[no-untyped-def]
@@ -125,7 +124,7 @@ async def test_relay_publishes_committed_rows_from_memory_and_reads_the_table_wh
     metadata = MetaData()
     table = outbox.outbox_table(metadata)
     db = Database(url=database_url, name="t")
-    migrate(db.engine, [Migration(1, "t", lambda c: metadata.create_all(c))])
+    metadata.create_all(db.engine)
     publisher = FlakyPublisher()
     relay = OutboxRelay(db=db, table=table, publisher=publisher)  # type: ignore[arg-type]
 

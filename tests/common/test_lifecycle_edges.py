@@ -11,12 +11,12 @@ from pathlib import Path
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, create_engine, inspect, text
 
 from schemas.events import CodeRequested
-from services.common.batch import BatchRunner, Inbound, RawRecord
 from services.common.codec import header, not_in_future
+from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
 from services.common.db import add_missing_columns
 from services.common.metrics import ServiceMetrics
 from services.common.outbox import allow_tombstones, outbox_table
-from tests.common.test_batch_runner import Relay, Sent
+from tests.common.test_consumer_loop import Relay, Sent
 
 
 def request(occurred_at: str, offset: int) -> RawRecord:

@@ -43,7 +43,7 @@ def test_local_mode_generates_the_tokens_once_beside_the_keys(tmp_path: Path) ->
     stored = json.loads((tmp_path / "local-keys.json").read_text())
     assert recovery.api_token == again.api_token == stored["recovery_api_token"]
     assert notifier.status_token == stored["sms_status_token"] != recovery.api_token
-    assert len(recovery.api_token) >= 32 and stored["secret_keys"] and stored["hash_pepper"]
+    assert len(recovery.api_token) >= 32 and stored["contact_keys"] and stored["hash_pepper"]
     assert (tmp_path / "local-keys.json").stat().st_mode & 0o077 == 0
     # the keys made before the tokens are kept as they were
     assert again.keyring.pepper == recovery.keyring.pepper

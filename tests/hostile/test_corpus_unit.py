@@ -21,8 +21,8 @@ from schemas.topics import (
     PASSWORD_CHANGED,
     REQUESTS_BY_LOGIN,
 )
-from services.common.batch import BatchRunner, Inbound, RawRecord
 from services.common.codec import WireRecord
+from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
 from services.common.metrics import ServiceMetrics
 from services.registration.entrypoints.messages import (
     InboundContractErased,

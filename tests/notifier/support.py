@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from schemas.events import Channel, CodeIssued, Locale
-from services.common.batch import RawRecord
 from services.common.codec import WireRecord, encode
+from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, code_aad, generate_key
 from services.common.masking import mask_email, mask_phone
 from services.notifier.domain.messages import OutgoingMessage

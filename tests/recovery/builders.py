@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from schemas.events import AccountChanged, CodeRequested
-from services.common.batch import Inbound, RawRecord
+from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring, contact_aad
 from services.recovery.domain.limits import Policy, Window
 

@@ -19,9 +19,9 @@ from schemas.events import ContractRejected, ContractRejectReason, ContractTermi
 from schemas.topics import CONTRACT_REJECTED, CONTRACT_TERMINATED
 from services.common import outbox
 from services.common.app import make_app
-from services.common.batch import BatchRunner, Inbound
 from services.common.codec import encode
-from services.common.db import Database, Migration, migrate
+from services.common.consumer_loop import BatchRunner, Inbound
+from services.common.db import Database
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.common.settings import CommonSettings
@@ -29,7 +29,6 @@ from services.common.settings import CommonSettings
 metadata = MetaData()
 seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
 outbox_rows = outbox.outbox_table(metadata)
-MIGRATIONS = [Migration(1, "create tables", lambda conn: metadata.create_all(conn))]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +43,7 @@ def build() -> Any:
     settings = ProbeSettings(**ProbeSettings.common_from_env(env),
                              fail_on_contract=env.get("PROBE_FAIL_ON_CONTRACT", ""))
     db = Database(url=settings.database_url, name="probe")
-    migrate(db.engine, MIGRATIONS)
+    metadata.create_all(db.engine)
     metrics = ServiceMetrics("probe")
 
     async def ready() -> dict[str, bool]:

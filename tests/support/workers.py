@@ -34,7 +34,9 @@ class Worker:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.web_port}"
 
-    def start(self, ready_timeout_s: float = 60.0) -> Worker:
+    def start(self, ready_timeout_s: float = 60.0, path: str = "/readyz") -> Worker:
+        """Start the process and wait until ``path`` answers 200 (``/livez`` for a worker that
+        may get no partition: one more worker than a topic's partitions can feed)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # services.recovery -> RECOVERY_WEB_PORT; tests.support.probe_service -> PROBE_WEB_PORT
         service = self.module.split(".")[-1].removesuffix("_service").upper()
@@ -50,7 +52,7 @@ class Worker:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.module} exited: {self.log_tail()}")
             try:
-                with urllib.request.urlopen(self.base_url + "/readyz", timeout=2) as r:
+                with urllib.request.urlopen(self.base_url + path, timeout=2) as r:
                     if r.status == 200:
                         return self
             except OSError:

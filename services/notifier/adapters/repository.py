@@ -1,17 +1,18 @@
-"""SQL access to deliveries (SQLAlchemy Core, sync; called inside ``Database.run``)."""
+"""``SqlDeliveries``: the deliveries port over SQLAlchemy Core, bound to one session (sync; run
+inside ``Database.run`` by ``SqlUnitOfWork``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.common.dedupe import already_processed, mark_processed
-from services.notifier.adapters.tables import deliveries, processed_events, workers
-from services.notifier.domain.delivery import Delivery, Outcome, as_utc
+from services.notifier.adapters.tables import deliveries, workers
+from services.notifier.domain.delivery import Delivery, DeliveryUpdate, NewDelivery, as_utc
 from services.notifier.domain.model import DeliveryState
 
 _FINAL = (DeliveryState.SENT.value, DeliveryState.FAILED.value)
@@ -22,6 +23,7 @@ _COLUMNS = [deliveries.c[name] for name in (
     "status_code_id", "gateway",
 )]
 _SMS = "sms"
+_NEW = tuple(f.name for f in fields(NewDelivery))
 
 
 def _delivery(row: Any, **changes: Any) -> Delivery:
@@ -38,26 +40,23 @@ def _delivery(row: Any, **changes: Any) -> Delivery:
 
 
 class SqlDeliveries:
-    def claim_new_events(self, session: Session, event_ids: Sequence[str]) -> set[str]:
-        """Marks events as processed; returns those not seen before (same transaction as the work)."""
-        if not event_ids:
-            return set()
-        seen = already_processed(session, processed_events, event_ids)
-        fresh = [e for e in dict.fromkeys(event_ids) if e not in seen]
-        mark_processed(session, processed_events, fresh)
-        return set(fresh)
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
-    def existing_codes(self, session: Session, code_ids: Sequence[str]) -> set[str]:
+    def existing(self, code_ids: Collection[str]) -> set[str]:
         if not code_ids:
             return set()
-        return set(session.scalars(select(deliveries.c.code_id).where(deliveries.c.code_id.in_(code_ids))))
+        query = select(deliveries.c.code_id).where(deliveries.c.code_id.in_(list(code_ids)))
+        return set(self.session.scalars(query))
 
-    def insert(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    def add(self, rows: Sequence[NewDelivery]) -> None:
         if rows:
-            session.execute(deliveries.insert(), list(rows))
+            self.session.execute(deliveries.insert(), [
+                {**{name: getattr(r, name) for name in _NEW}, "updated_at": r.created_at}
+                for r in rows])
 
     def claim_due(
-        self, session: Session, *, now: datetime, lease_until: datetime, limit: int,
+        self, *, now: datetime, lease_until: datetime, limit: int,
         worker_id: str = "", stale_before: datetime | None = None, gateway: str | None = None,
     ) -> list[Delivery]:
         """Due rows, and rows whose lease expired or whose worker stopped beating (it died
@@ -73,14 +72,14 @@ class SqlDeliveries:
             and_(deliveries.c.state == DeliveryState.SENDING.value, lost),
         )
         query = select(*_COLUMNS).where(due).order_by(deliveries.c.next_attempt_at).limit(limit)
-        if session.get_bind().dialect.name == "postgresql":
+        if self.session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = list(session.execute(query))
+        rows = list(self.session.execute(query))
         if not rows:
             return []
         pin = case((deliveries.c.channel == _SMS, func.coalesce(deliveries.c.gateway, gateway)),
                    else_=None)
-        session.execute(
+        self.session.execute(
             update(deliveries)
             .where(deliveries.c.code_id.in_([r.code_id for r in rows]))
             .values(state=DeliveryState.SENDING.value, lease_until=lease_until, leased_by=worker_id,
@@ -93,9 +92,9 @@ class SqlDeliveries:
             gateway_fresh=r.channel == _SMS and r.gateway is None,
         ) for r in rows]
 
-    def repin(self, session: Session, *, code_id: str, attempts: int, gateway: str) -> bool:
+    def repin(self, *, code_id: str, attempts: int, gateway: str) -> bool:
         """Moves a fresh pin to the other gateway before the call; False if the row moved on."""
-        result = session.execute(
+        result = self.session.execute(
             update(deliveries)
             .where(deliveries.c.code_id == code_id, deliveries.c.attempts == attempts,
                    deliveries.c.state == DeliveryState.SENDING.value)
@@ -103,33 +102,19 @@ class SqlDeliveries:
         )
         return bool(getattr(result, "rowcount", 0))
 
-    def beat(self, session: Session, *, worker_id: str, now: datetime) -> None:
-        """Registers or refreshes a worker's heartbeat."""
-        done = session.execute(update(workers).where(workers.c.worker_id == worker_id)
-                               .values(heartbeat_at=now))
-        if not getattr(done, "rowcount", 0):
-            session.execute(workers.insert().values(worker_id=worker_id, started_at=now, heartbeat_at=now))
+    def finish(self, outcomes: Sequence[DeliveryUpdate], now: datetime) -> list[DeliveryUpdate]:
+        """Writes updates whose row is still that attempt's (a stale writer changes nothing).
 
-    def forget_workers(self, session: Session, *, before: datetime) -> None:
-        """Drops workers silent since ``before`` that hold no lease any more."""
-        holding = select(deliveries.c.leased_by).where(
-            deliveries.c.state == DeliveryState.SENDING.value, deliveries.c.leased_by.is_not(None))
-        session.execute(delete(workers).where(workers.c.heartbeat_at < before,
-                                              workers.c.worker_id.not_in(holding.scalar_subquery())))
-
-    def finish(self, session: Session, outcomes: Sequence[Outcome], now: datetime) -> list[Outcome]:
-        """Writes outcomes whose row is still that attempt's (a stale writer changes nothing).
-
-        One guarded read and one ``executemany`` per kind of outcome, whatever the batch size.
+        One guarded read and one ``executemany`` per new state, whatever the batch size.
         """
         if not outcomes:
             return []
         query = select(deliveries.c.code_id, deliveries.c.attempts, deliveries.c.state).where(
             deliveries.c.code_id.in_([o.code_id for o in outcomes])
         )
-        if session.get_bind().dialect.name == "postgresql":
+        if self.session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
-        current = {r.code_id: (r.attempts, r.state) for r in session.execute(query)}
+        current = {r.code_id: (r.attempts, r.state) for r in self.session.execute(query)}
         fresh = [o for o in outcomes
                  if current.get(o.code_id, (None, None))[0] == o.attempts
                  and current[o.code_id][1] not in _FINAL]
@@ -146,21 +131,28 @@ class SqlDeliveries:
                 values.update(destination_enc=None, password_enc=None)
             statement = (update(deliveries)
                          .where(deliveries.c.code_id == bindparam("b_code_id")).values(**values))
-            session.execute(statement, [
+            self.session.execute(statement, [
                 {"b_code_id": o.code_id, "b_error": o.error or o.reason, "b_next": o.next_attempt_at,
                  "b_message_id": o.message_id, "b_gateway": o.gateway, "b_prefix": o.prefix}
                 for o in group
             ])
         return fresh
 
-    def by_message_id(self, session: Session, message_id: str) -> tuple[Delivery, str | None] | None:
+    def by_message_id(self, message_id: str) -> tuple[Delivery, str | None] | None:
         """The delivery with this message id, and its destination prefix."""
-        row = session.execute(select(*_COLUMNS, deliveries.c.destination_prefix)
+        row = self.session.execute(select(*_COLUMNS, deliveries.c.destination_prefix)
                               .where(deliveries.c.message_id == message_id)).first()
         return None if row is None else (_delivery(row), row.destination_prefix)
 
-    def set_carrier_status(self, session: Session, code_id: str, status: str, now: datetime) -> None:
-        session.execute(
+    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None:
+        self.session.execute(
             update(deliveries).where(deliveries.c.code_id == code_id)
             .values(carrier_status=status, updated_at=now)
         )
+
+    def erase(self, account_ids: Collection[str]) -> int:
+        if not account_ids:
+            return 0
+        result = self.session.execute(
+            delete(deliveries).where(deliveries.c.account_id.in_(list(account_ids))))
+        return int(getattr(result, "rowcount", 0) or 0)

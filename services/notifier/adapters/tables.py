@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -16,13 +17,10 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
-    inspect,
     or_,
-    text,
 )
-from sqlalchemy.engine import Connection
 
-from services.common.db import Migration
+from services.common.db import MigrationScripts
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 from services.common.retention import Prunable
@@ -75,31 +73,9 @@ workers = Table(
     Column("heartbeat_at", DateTime(timezone=True), nullable=False),
 )
 
-_V2_COLUMNS = {
-    "kind": "VARCHAR(8) NOT NULL DEFAULT 'code'",
-    "status_code_id": "VARCHAR(36)",
-    "gateway": "VARCHAR(8)",
-    "leased_by": "VARCHAR(36)",
-    "destination_prefix": "VARCHAR(8)",
-}
-
-
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-def _v2(conn: Connection) -> None:
-    present = {c["name"] for c in inspect(conn).get_columns("deliveries")}
-    for name, ddl in _V2_COLUMNS.items():
-        if name not in present:
-            conn.execute(text(f"ALTER TABLE deliveries ADD COLUMN {name} {ddl}"))
-    metadata.create_all(conn, tables=[workers], checkfirst=True)
-
-
-MIGRATIONS = [
-    Migration(version=1, name="deliveries, processed_events, outbox", apply=_v1),
-    Migration(version=2, name="notices, gateway pins, worker leases, destination prefix", apply=_v2),
-]
+# the migrations (``services/notifier/migrations``) take a database to these tables
+MIGRATIONS = MigrationScripts(Path(__file__).parents[1] / "migrations")
+MODELS = [metadata]
 
 
 def _aged(column: Any, now: float, keep_s: float) -> ColumnElement[bool]:

@@ -38,11 +38,45 @@ class Delivery:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """What to write after an attempt (or instead of one)."""
+class NewDelivery:
+    """A delivery row as first written: queued, failed on arrival, or leased to this worker."""
 
     code_id: str
-    attempts: int  # the attempt number this outcome is for (guards against a stale writer)
+    request_event_id: str
+    account_id: str
+    channel: str
+    locale: str
+    destination_masked: str
+    destination_enc: str | None = field(repr=False)
+    password_enc: str | None = field(repr=False)
+    expires_at: datetime
+    state: str
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    leased_by: str | None = None
+    last_error: str | None = None
+    created_at: datetime
+    kind: str = "code"
+    status_code_id: str | None = None
+    gateway: str | None = None
+
+    def as_delivery(self, *, gateway_fresh: bool = False) -> Delivery:
+        """The delivery this row describes, as a claim would hand it out."""
+        return Delivery(
+            code_id=self.code_id, request_event_id=self.request_event_id, channel=self.channel,
+            locale=self.locale, destination_masked=self.destination_masked,
+            destination_enc=self.destination_enc, password_enc=self.password_enc,
+            expires_at=self.expires_at, state=self.state, attempts=self.attempts, kind=self.kind,
+            status_code_id=self.status_code_id, gateway=self.gateway, gateway_fresh=gateway_fresh)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryUpdate:
+    """What to write to a delivery row after an attempt (or instead of one): its new state."""
+
+    code_id: str
+    attempts: int  # the attempt number this update is for (guards against a stale writer)
     state: str
     next_attempt_at: datetime | None = None
     message_id: str | None = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
-from services.common.batch import BatchRunner
+from services.common.consumer_loop import BatchRunner
 from services.common.tombstones import TombstoneRunner
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.ports import NotificationGateway

@@ -9,6 +9,7 @@ within the read time-out) is decoded by ``services.common.http_edge``: anything 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.web import Request, Response, View
@@ -21,11 +22,8 @@ from services.common.http_edge import (
     decode_object,
     read_body,
 )
-from services.notifier.service_layer.delivery_reports import (
-    CARRIER_STATUSES,
-    ApplyDeliveryReport,
-    ReportResult,
-)
+from services.notifier.domain.commands import ApplyDeliveryReport
+from services.notifier.service_layer.delivery_reports import CARRIER_STATUSES, ReportResult
 
 PATH = "/api/v1/sms-status"
 MAX_BODY = 4096
@@ -33,8 +31,8 @@ MAX_BODY = 4096
 log = logging.getLogger(__name__)
 
 
-def parse_report(raw: bytes) -> tuple[str, str] | None:
-    """(message_id, status) of a well-formed report, else None."""
+def parse_report(raw: bytes) -> ApplyDeliveryReport | None:
+    """The command of a well-formed report, else None."""
     try:
         data = decode_object(raw)
     except HttpError:
@@ -44,10 +42,11 @@ def parse_report(raw: bytes) -> tuple[str, str] | None:
         return None
     if status not in CARRIER_STATUSES:
         return None
-    return message_id, status
+    return ApplyDeliveryReport(message_id=message_id, status=status)
 
 
-def install_webhook(app: Any, *, apply_report: ApplyDeliveryReport, token: str,
+def install_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], Awaitable[ReportResult]],
+                    token: str,
                     read_timeout_s: float = 10.0, max_body: int = MAX_BODY) -> None:
     """Adds the route; the caller must present ``token`` as a bearer token (every call is
     refused while it is empty)."""
@@ -67,7 +66,7 @@ def install_webhook(app: Any, *, apply_report: ApplyDeliveryReport, token: str,
             report = parse_report(raw)
             if report is None:
                 return self.json({"error": "bad_request"}, status=400)
-            result = await apply_report(message_id=report[0], status=report[1])
+            result = await apply_report(report)
             if result == ReportResult.UNKNOWN:
                 return self.json({"error": "unknown_message_id"}, status=404)
             return self.json({"result": result.value}, status=200)

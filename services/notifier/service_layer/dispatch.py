@@ -1,8 +1,8 @@
-"""The dispatcher: claims due deliveries, sends them concurrently, records each outcome.
+"""The dispatcher: claims due deliveries, sends them concurrently, records each attempt's update.
 
 It runs as a task beside the stream agent in the same worker. Rows are leased (state
 ``sending``) before any gateway call, so another worker or a restart does not send them again
-while the lease holds. Outcomes are recorded in small batches as they arrive, each batch in one
+while the lease holds. Updates are recorded in small batches as they arrive, each batch in one
 transaction with its NotificationStatus records staged in the outbox; a slow destination delays
 only its own row.
 """
@@ -13,19 +13,16 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 
 from services.common.crypto import DecryptError, Keyring
-from services.common.db import Database
-from services.notifier.adapters.repository import SqlDeliveries
-from services.notifier.domain.delivery import Delivery, Outcome
+from services.notifier.domain.delivery import Delivery, DeliveryUpdate
 from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult
+from services.notifier.service_layer.attempt import classify, failed, open_message
 from services.notifier.service_layer.metrics import NotifierMetrics, destination_prefix
-from services.notifier.service_layer.outcomes import classify, failed, open_message
-from services.notifier.service_layer.ports import NotificationGateway
-from services.notifier.service_layer.record_codes import Clock, utc_now
+from services.notifier.service_layer.ports import Clock, NotificationGateway, UnitOfWork, utc_now
 from services.notifier.service_layer.recorder import Recorder
 from services.notifier.service_layer.sms_routes import PRIMARY, Routed, SmsRoutes
 
@@ -34,14 +31,14 @@ log = logging.getLogger(__name__)
 
 class Dispatcher:
     def __init__(
-        self, *, db: Database, repo: SqlDeliveries, keyring: Keyring,
+        self, *, uow: UnitOfWork, keyring: Keyring,
         gateways: Mapping[str, NotificationGateway], metrics: NotifierMetrics, policy: RetryPolicy,
         flush: Callable[[], Awaitable[object]], support_phone: str, claim_limit: int = 500,
         max_in_flight: int = 200, lease_s: float = 60.0, idle_s: float = 0.2,
         shutdown_grace_s: float = 5.0, clock: Clock = utc_now, sms: SmsRoutes | None = None,
         takeover_s: float = 6.0, worker_id: str | None = None,
     ) -> None:
-        self.db, self.repo, self.keyring, self.gateways = db, repo, keyring, gateways
+        self.uow, self.keyring, self.gateways = uow, keyring, gateways
         self.sms = sms if sms is not None else (
             SmsRoutes(gateways={PRIMARY: gateways["sms"]}) if "sms" in gateways else None)
         self.takeover_s = takeover_s
@@ -50,7 +47,7 @@ class Dispatcher:
         self.claim_limit, self.max_in_flight = claim_limit, max_in_flight
         self.lease_s, self.idle_s, self.clock = lease_s, idle_s, clock
         self.shutdown_grace_s = shutdown_grace_s
-        self.recorder = Recorder(db=db, repo=repo, metrics=metrics, flush=flush, clock=clock)
+        self.recorder = Recorder(uow=uow, metrics=metrics, flush=flush, clock=clock)
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: dict[str, asyncio.Task[None]] = {}  # by code id
         self._waiting: dict[str, Delivery] = {}  # claimed, not yet at the gateway
@@ -68,7 +65,7 @@ class Dispatcher:
     async def beat(self) -> None:
         """Tells other workers this one is alive (its leases are not to be taken over)."""
         now = self.clock()
-        await self.db.run(lambda s: self.repo.beat(s, worker_id=self.worker_id, now=now))
+        await self.uow.run(lambda tx: tx.workers.beat(worker_id=self.worker_id, now=now))
 
     async def _beating(self) -> None:
         while True:
@@ -82,7 +79,7 @@ class Dispatcher:
         """Forever: keep up to ``max_in_flight`` sends going (twice that claimed and waiting)."""
         await self.beat()
         before = self.clock() - timedelta(days=1)
-        await self.db.run(lambda s: self.repo.forget_workers(s, before=before))
+        await self.uow.run(lambda tx: tx.workers.forget(before=before))
         recording = asyncio.create_task(self.recorder.run())
         beating = asyncio.create_task(self._beating())
         try:
@@ -113,7 +110,7 @@ class Dispatcher:
             if self._tasks[code_id].done():
                 continue
             self._tasks[code_id].cancel()
-            self.recorder.add(delivery, Outcome(
+            self.recorder.add(delivery, DeliveryUpdate(
                 code_id=code_id, attempts=delivery.attempts, state=DeliveryState.RETRY.value,
                 next_attempt_at=now, error="shutdown",
                 gateway=None if delivery.gateway_fresh else delivery.gateway))
@@ -124,7 +121,7 @@ class Dispatcher:
         try:
             await asyncio.wait_for(self.recorder.record_pending(), timeout=5)
         except Exception as exc:  # statuses left in the outbox go out at the next start
-            log.warning("outcomes not recorded at stop (%s)", type(exc).__name__)
+            log.warning("updates not recorded at stop (%s)", type(exc).__name__)
 
     async def step(self) -> int:
         """One claim: starts sends for due rows; returns how many."""
@@ -137,9 +134,9 @@ class Dispatcher:
         limit = min(self.claim_limit, room)
         stale_before = now - timedelta(seconds=self.takeover_s)
         gateway = self.preferred_gateway()
-        claimed = await self.db.run(lambda s: self.repo.claim_due(
-            s, now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
-            stale_before=stale_before, gateway=gateway))
+        claimed = (await self.uow.run(lambda tx: tx.deliveries.claim_due(
+            now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
+            stale_before=stale_before, gateway=gateway))).result
         self.accept(claimed)
         return len(claimed)
 
@@ -147,7 +144,7 @@ class Dispatcher:
         """How many more leased rows may wait here for a slot (twice the sends in flight)."""
         return max(0, 2 * self.max_in_flight - len(self._tasks))
 
-    def accept(self, leased: Sequence[Delivery]) -> None:
+    def accept(self, leased: list[Delivery]) -> None:
         """Start sends for rows leased to this worker (claimed, or leased when recorded)."""
         for delivery in leased:
             code_id = delivery.code_id
@@ -174,13 +171,13 @@ class Dispatcher:
 
     async def _attempt(self, delivery: Delivery) -> None:
         try:
-            outcome = await self._outcome(delivery)
+            update = await self._send(delivery)
         except Exception as exc:  # a bug, not the gateway: retry later rather than hold the lease
             log.error("send attempt crashed (%s)", type(exc).__name__, extra={"code_id": delivery.code_id})
-            outcome = self._classify(delivery, SendResult.transient("internal_error"), self.clock())
-        self.recorder.add(delivery, outcome)
+            update = self._classify(delivery, SendResult.transient("internal_error"), self.clock())
+        self.recorder.add(delivery, update)
 
-    async def _outcome(self, d: Delivery) -> Outcome:
+    async def _send(self, d: Delivery) -> DeliveryUpdate:
         if d.expires_at <= self.clock():
             return failed(d, FailReason.EXPIRED.value)
         try:
@@ -200,9 +197,9 @@ class Dispatcher:
         return self._classify(d, routed, self.clock(), prefix)
 
     async def _repin(self, d: Delivery, gateway: str) -> bool:
-        return await self.db.run(lambda s: self.repo.repin(
-            s, code_id=d.code_id, attempts=d.attempts, gateway=gateway))
+        return (await self.uow.run(lambda tx: tx.deliveries.repin(
+            code_id=d.code_id, attempts=d.attempts, gateway=gateway))).result
 
     def _classify(self, d: Delivery, routed: Routed | SendResult, now: datetime,
-                  prefix: str | None = None) -> Outcome:
+                  prefix: str | None = None) -> DeliveryUpdate:
         return classify(d, routed, now=now, policy=self.policy, prefix=prefix)

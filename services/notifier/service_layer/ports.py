@@ -1,11 +1,25 @@
-"""Ports of the notifier: one gateway per channel, all answering with a classified ``SendResult``."""
+"""Ports of the notifier's service layer: the gateways, the repositories of one transaction, the
+unit of work that runs and commits it, and the clock. Adapters: ``services.notifier.adapters``;
+in-memory doubles: ``tests.notifier.fakes``."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, Protocol, TypeVar
 
+from services.common.codec import WireRecord
+from services.notifier.domain.delivery import Delivery, DeliveryUpdate, NewDelivery
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import SendResult
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class NotificationGateway(Protocol):
@@ -16,3 +30,93 @@ class NotificationGateway(Protocol):
     async def send(self, message: OutgoingMessage) -> SendResult: ...
 
     async def close(self) -> None: ...
+
+
+class Deliveries(Protocol):
+    """Delivery rows (one per code, or per contact of a notice), in one transaction."""
+
+    def existing(self, code_ids: Collection[str]) -> set[str]:
+        """The ids among ``code_ids`` that already have a row."""
+        ...
+
+    def add(self, rows: Sequence[NewDelivery]) -> None: ...
+
+    def claim_due(
+        self, *, now: datetime, lease_until: datetime, limit: int, worker_id: str = "",
+        stale_before: datetime | None = None, gateway: str | None = None,
+    ) -> list[Delivery]:
+        """Due rows (queued or retry, ``next_attempt_at`` passed), and rows ``sending`` whose lease
+        ran out or whose worker's heartbeat is older than ``stale_before`` (``resumed``), leased
+        to ``worker_id`` with one more attempt; an unpinned SMS row is pinned to ``gateway``."""
+        ...
+
+    def repin(self, *, code_id: str, attempts: int, gateway: str) -> bool:
+        """Moves the pin of attempt ``attempts`` before its call; False if the row moved on."""
+        ...
+
+    def finish(self, updates: Sequence[DeliveryUpdate], now: datetime) -> list[DeliveryUpdate]:
+        """Writes the updates whose row is still at that attempt and not final; returns them
+        (a stale writer changes nothing). A final row loses its sealed fields."""
+        ...
+
+    def by_message_id(self, message_id: str) -> tuple[Delivery, str | None] | None:
+        """The delivery the gateway accepted as ``message_id``, and its destination prefix."""
+        ...
+
+    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None: ...
+
+    def erase(self, account_ids: Collection[str]) -> int:
+        """Deletes the accounts' deliveries; returns how many."""
+        ...
+
+
+class Workers(Protocol):
+    """Heartbeats of the running workers: a lease held by a silent worker may be taken over."""
+
+    def beat(self, *, worker_id: str, now: datetime) -> None: ...
+
+    def forget(self, *, before: datetime) -> None:
+        """Drops workers silent since ``before`` that hold no lease any more."""
+        ...
+
+
+class ProcessedEvents(Protocol):
+    def claim_new(self, event_ids: Sequence[str]) -> set[str]:
+        """Marks the events processed; returns those not seen before (in this transaction)."""
+        ...
+
+
+class Outbox(Protocol):
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        """Adds records for ``topic``, published once the transaction has committed."""
+        ...
+
+
+class Transaction(Protocol):
+    """The repositories of one transaction."""
+
+    @property
+    def deliveries(self) -> Deliveries: ...
+
+    @property
+    def workers(self) -> Workers: ...
+
+    @property
+    def processed(self) -> ProcessedEvents: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+
+@dataclass(frozen=True)
+class Committed(Generic[T]):
+    """A committed unit of work: what ``work`` returned and the records it staged, in order."""
+
+    result: T
+    staged: list[tuple[str, WireRecord]] = field(default_factory=list)
+
+
+class UnitOfWork(Protocol):
+    async def run(self, work: Callable[[Transaction], T]) -> Committed[T]:
+        """Runs ``work`` in ONE transaction (off the event loop); commits if it returns."""
+        ...

@@ -1,4 +1,5 @@
-"""Records send outcomes in small batches: one transaction each, statuses staged in the outbox."""
+"""Records the updates of finished attempts in small batches: one transaction each, with the
+NotificationStatus of every delivery that became final staged in the outbox."""
 
 from __future__ import annotations
 
@@ -7,18 +8,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from schemas.events import DeliveryStatus
 from schemas.topics import NOTIFICATION_STATUS
-from services.common import outbox
 from services.common.codec import WireRecord
-from services.common.db import Database
-from services.notifier.adapters.repository import SqlDeliveries
-from services.notifier.adapters.tables import outbox as outbox_table
-from services.notifier.domain.delivery import Delivery, Outcome
+from services.notifier.domain.delivery import Delivery, DeliveryUpdate
 from services.notifier.domain.model import DeliveryState
 from services.notifier.service_layer.metrics import NotifierMetrics
+from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork
 from services.notifier.service_layer.statuses import status_record
 
 log = logging.getLogger(__name__)
@@ -26,27 +22,26 @@ log = logging.getLogger(__name__)
 
 class Recorder:
     def __init__(
-        self, *, db: Database, repo: SqlDeliveries, metrics: NotifierMetrics,
-        flush: Callable[[], Awaitable[object]], clock: Callable[[], datetime],
-        every_s: float = 0.2,
+        self, *, uow: UnitOfWork, metrics: NotifierMetrics,
+        flush: Callable[[], Awaitable[object]], clock: Clock, every_s: float = 0.2,
     ) -> None:
-        self.db, self.repo, self.metrics, self.flush, self.clock = db, repo, metrics, flush, clock
+        self.uow, self.metrics, self.flush, self.clock = uow, metrics, flush, clock
         self.every_s = every_s
-        self._pending: list[tuple[Delivery, Outcome]] = []
+        self._pending: list[tuple[Delivery, DeliveryUpdate]] = []
         self._ready = asyncio.Event()
 
-    def add(self, delivery: Delivery, outcome: Outcome) -> None:
-        self._pending.append((delivery, outcome))
+    def add(self, delivery: Delivery, update: DeliveryUpdate) -> None:
+        self._pending.append((delivery, update))
         self._ready.set()
 
     async def run(self) -> None:
         while True:
             await self._ready.wait()
-            await asyncio.sleep(self.every_s)  # let a few outcomes gather
+            await asyncio.sleep(self.every_s)  # let a few updates gather
             try:
                 await self.record_pending()
             except Exception as exc:  # kept in memory and retried; leases keep the rows safe
-                log.warning("recording outcomes failed (%s); retrying", type(exc).__name__)
+                log.warning("recording updates failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1.0)
 
     async def record_pending(self) -> None:
@@ -56,46 +51,46 @@ class Recorder:
             return
         now = self.clock()
         try:
-            written = await self.db.run(lambda s: self._write(s, batch, now))
+            written = (await self.uow.run(lambda tx: self._write(tx, batch, now))).result
         except BaseException:
             self._pending[:0] = batch
             self._ready.set()
             raise
-        for delivery, outcome in written:
-            self._count(delivery, outcome)
+        for delivery, update in written:
+            self._count(delivery, update)
         await self.flush()
 
     def _write(
-        self, session: Session, batch: list[tuple[Delivery, Outcome]], now: datetime
-    ) -> list[tuple[Delivery, Outcome]]:
-        by_code = {outcome.code_id: delivery for delivery, outcome in batch}
-        fresh = self.repo.finish(session, [outcome for _, outcome in batch], now)
+        self, tx: Transaction, batch: list[tuple[Delivery, DeliveryUpdate]], now: datetime
+    ) -> list[tuple[Delivery, DeliveryUpdate]]:
+        by_code = {update.code_id: delivery for delivery, update in batch}
+        fresh = tx.deliveries.finish([update for _, update in batch], now)
         if len(fresh) < len(batch):
-            log.warning("stale outcomes ignored", extra={"count": len(batch) - len(fresh)})
-        written = [(by_code[outcome.code_id], outcome) for outcome in fresh]
+            log.warning("stale updates ignored", extra={"count": len(batch) - len(fresh)})
+        written = [(by_code[update.code_id], update) for update in fresh]
         statuses: list[WireRecord] = []
-        for delivery, outcome in written:
-            if outcome.state in (DeliveryState.SENT, DeliveryState.FAILED):
+        for delivery, update in written:
+            if update.state in (DeliveryState.SENT, DeliveryState.FAILED):
                 statuses.append(status_record(
                     code_id=delivery.public_code_id, delivery_id=delivery.code_id,
                     request_event_id=delivery.request_event_id if delivery.kind == "code" else None,
-                    channel=delivery.channel, status=DeliveryStatus(outcome.state),
-                    attempts=outcome.attempts, destination_masked=delivery.destination_masked,
-                    now=now, reason=outcome.reason, message_id=outcome.message_id,
+                    channel=delivery.channel, status=DeliveryStatus(update.state),
+                    attempts=update.attempts, destination_masked=delivery.destination_masked,
+                    now=now, reason=update.reason, message_id=update.message_id,
                     kind=delivery.kind,
-                    gateway=outcome.gateway if outcome.state == DeliveryState.SENT else None,
+                    gateway=update.gateway if update.state == DeliveryState.SENT else None,
                 ))
-        outbox.stage(session, outbox_table, NOTIFICATION_STATUS, statuses)
+        tx.outbox.stage(NOTIFICATION_STATUS, statuses)
         return written
 
-    def _count(self, delivery: Delivery, outcome: Outcome) -> None:
-        if outcome.state == DeliveryState.RETRY:
+    def _count(self, delivery: Delivery, update: DeliveryUpdate) -> None:
+        if update.state == DeliveryState.RETRY:
             self.metrics.retries.labels(delivery.channel).inc()
         else:
-            self.metrics.deliveries.labels(delivery.channel, delivery.kind, outcome.state).inc()
-            if outcome.state == DeliveryState.SENT and delivery.channel == "sms":
-                self.metrics.sms_accepted.labels(outcome.gateway or "primary").inc()
-                self.metrics.sms_sent_by_prefix.labels(outcome.prefix or "other").inc()
-            log.info("delivery %s", outcome.state,
-                     extra={"code_id": delivery.code_id, "attempts": outcome.attempts,
-                            "reason": outcome.reason})
+            self.metrics.deliveries.labels(delivery.channel, delivery.kind, update.state).inc()
+            if update.state == DeliveryState.SENT and delivery.channel == "sms":
+                self.metrics.sms_accepted.labels(update.gateway or "primary").inc()
+                self.metrics.sms_sent_by_prefix.labels(update.prefix or "other").inc()
+            log.info("delivery %s", update.state,
+                     extra={"code_id": delivery.code_id, "attempts": update.attempts,
+                            "reason": update.reason})

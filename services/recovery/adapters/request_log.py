@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from services.common.bulk import insert_rows
+from services.common.set_statements import insert_rows
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
 from services.recovery.domain.model import LoggedRequest
 

@@ -19,9 +19,6 @@ from sqlalchemy import (
     String,
     Table,
 )
-from sqlalchemy.engine import Connection
-
-from services.common.db import Migration
 
 KEEP_PER_LOGIN = 20
 KEEP_S = 30 * 86400.0
@@ -46,9 +43,3 @@ request_log = Table(
     Index("ix_request_log_decided", "decided_at"),
 )
 
-
-def _v18(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-SUPPORT_MIGRATION = Migration(18, "support: request_log", _v18)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -17,16 +18,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    inspect,
     text,
 )
-from sqlalchemy.engine import Connection
 
-from services.common.db import Migration, add_missing_columns
+from services.common.db import MigrationScripts
 from services.common.dedupe import processed_events_table
 from services.common.outbox import outbox_table
 from services.common.retention import Prunable
-from services.recovery.adapters.support_tables import SUPPORT_MIGRATION
+from services.recovery.adapters import support_tables
 
 metadata = MetaData()
 
@@ -106,26 +105,9 @@ counters = Table(
 outbox = outbox_table(metadata)
 
 
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-def _v2(conn: Connection) -> None:
-    counters.create(conn, checkfirst=True)
-    if "locale" not in {c["name"] for c in inspect(conn).get_columns("codes")}:
-        conn.exec_driver_sql("ALTER TABLE codes ADD COLUMN locale VARCHAR(8)")
-
-
-def _v3(conn: Connection) -> None:
-    add_missing_columns(conn, accounts, ["holder_epoch", "contacts_epoch"])
-
-
-MIGRATIONS = [
-    Migration(1, "create recovery tables", _v1),
-    Migration(2, "shared counters; the locale of a code", _v2),
-    Migration(3, "accounts: holder and contacts epochs", _v3),
-    SUPPORT_MIGRATION,
-]
+# the migrations (``services/recovery/migrations``) take a database to these tables
+MIGRATIONS = MigrationScripts(Path(__file__).parents[1] / "migrations")
+MODELS = [metadata, support_tables.metadata]
 
 
 def _older(column: Any, now: float, keep_s: float) -> ColumnElement[bool]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from services.common.batch import BatchRunner
+from services.common.consumer_loop import BatchRunner
 from services.recovery.settings import RecoverySettings
 
 

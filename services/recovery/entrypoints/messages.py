@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.events import AccountChanged, CodeRequested
-from services.common.batch import Completion, Inbound, RawRecord
+from services.common.consumer_loop import Finish, Inbound, RawRecord
 from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
 
 
@@ -36,9 +36,9 @@ def erase_account(record: RawRecord) -> EraseAccount | None:
     return EraseAccount(account_id=record.key.decode("utf-8", "replace")) if record.key else None
 
 
-def on_code_requests(handle: Callable[[Sequence[IssueCode]], Awaitable[Completion]]
-                     ) -> Callable[[list[Inbound[CodeRequested]]], Awaitable[Completion]]:
-    async def run(items: list[Inbound[CodeRequested]]) -> Completion:
+def on_code_requests(handle: Callable[[Sequence[IssueCode]], Awaitable[Finish]]
+                     ) -> Callable[[list[Inbound[CodeRequested]]], Awaitable[Finish]]:
+    async def run(items: list[Inbound[CodeRequested]]) -> Finish:
         return await handle([issue_code(item.event) for item in items])
     return run
 

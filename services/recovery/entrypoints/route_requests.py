@@ -15,8 +15,8 @@ from typing import Protocol
 
 from schemas.events import CodeRequested
 from schemas.topics import REQUESTS_BY_LOGIN
-from services.common.batch import Inbound
 from services.common.codec import WireRecord
+from services.common.consumer_loop import Inbound
 from services.common.crypto import Keyring
 from services.recovery.domain.resolve import route_key
 

@@ -53,7 +53,7 @@ from services.recovery.service_layer.report import report_decisions
 log = logging.getLogger(__name__)
 CHUNK = 50
 MAINTENANCE_EVERY_S = 10.0
-Completion = Callable[[], Awaitable[None]]
+Finish = Callable[[], Awaitable[None]]  # the rest of a batch's work (the consumer loop's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,8 +103,8 @@ class IssueCodes:
         self._maintained_at = float("-inf")  # last pruning of rate events and expiry of codes
         self._logged: set[str] = set()  # logins with request_log rows since the last pruning
 
-    async def __call__(self, commands: Sequence[IssueCode]) -> Completion:
-        """Decides the batch; returns the completion that hashes and writes it."""
+    async def __call__(self, commands: Sequence[IssueCode]) -> Finish:
+        """Decides the batch; returns what finishes it: hash and write."""
         started, now = time.perf_counter(), self.clock.now()
         unique: dict[str, IssueCode] = {}
         for command in commands:

@@ -35,7 +35,7 @@ from services.common.codec import WireRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, is_transient
 from services.common.outbox import Staged
-from services.common.runtime import settle_heap
+from services.common.process import tune_gc_for_workers
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlAccountRepository, SqlUnitOfWork
 from services.registration.domain.commands import LinkContract
@@ -133,7 +133,7 @@ def _start(keyring: Keyring, database_url: str) -> None:
     # 10,000, not the workers' 50,000: on SQLite this process leaves garbage cycles behind, and
     # with 20,000 its RSS grew by 17 MB over a 60,000-link run (flat at 10,000, where the
     # collector takes about 3 % of its CPU)
-    settle_heap(young_threshold=10_000)
+    tune_gc_for_workers(young_threshold=10_000)
 
 
 def _ping() -> bool:

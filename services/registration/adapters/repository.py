@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
 from services.common import outbox as outbox_rows
-from services.common.bulk import insert_rows, one_of
 from services.common.codec import WireRecord
 from services.common.db import Database
 from services.common.dedupe import already_processed, mark_processed
+from services.common.set_statements import insert_rows, one_of
 from services.registration.adapters.tables import (
     accounts,
     erasures,

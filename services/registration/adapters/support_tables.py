@@ -8,10 +8,7 @@ exact with any number of simultaneous checks and workers.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, inspect, text
-from sqlalchemy.engine import Connection
-
-from services.common.db import Migration
+from sqlalchemy import Column, Float, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -22,13 +19,3 @@ identify_attempts = Table(
     Column("attempts", Integer, nullable=False),
 )
 
-
-def _v18(conn: Connection) -> None:
-    columns = {c["name"] for c in inspect(conn).get_columns("accounts")}
-    if "personal_account_enc" not in columns:
-        conn.execute(text("ALTER TABLE accounts ADD COLUMN personal_account_enc TEXT"))
-    metadata.create_all(conn, checkfirst=True)
-
-
-SUPPORT_MIGRATION = Migration(
-    version=18, name="support: accounts.personal_account_enc, identify_attempts", apply=_v18)

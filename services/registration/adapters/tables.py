@@ -1,4 +1,4 @@
-"""Registration's tables and migrations (SQLAlchemy Core; SQLite and PostgreSQL).
+"""Registration's tables (SQLAlchemy Core; SQLite and PostgreSQL).
 
 No phone, email, full name or passport is stored in clear: keyed hashes for lookups, AES-GCM
 tokens (bound to the account id) for the contacts, masked copies for people.
@@ -7,6 +7,7 @@ tokens (bound to the account id) for the contacts, masked copies for people.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -24,13 +25,12 @@ from sqlalchemy import (
     Uuid,
     text,
 )
-from sqlalchemy.engine import Connection
 
-from services.common.db import Migration, add_missing_columns
+from services.common.db import MigrationScripts
 from services.common.dedupe import processed_events_table
-from services.common.outbox import allow_tombstones, outbox_table
+from services.common.outbox import outbox_table
 from services.common.retention import Prunable
-from services.registration.adapters.support_tables import SUPPORT_MIGRATION
+from services.registration.adapters import support_tables
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -110,22 +110,9 @@ processed_events = processed_events_table(metadata)
 outbox = outbox_table(metadata)
 
 
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-def _v2(conn: Connection) -> None:
-    add_missing_columns(
-        conn, accounts, ["holder_hash", "contacts_hash", "holder_epoch", "contacts_epoch"])
-    metadata.create_all(conn, tables=[erasures], checkfirst=True)
-    allow_tombstones(conn)
-
-
-MIGRATIONS = [
-    Migration(version=1, name="accounts, processed_events, outbox", apply=_v1),
-    Migration(version=2, name="holder and contacts epochs, erasures, outbox tombstones", apply=_v2),
-    SUPPORT_MIGRATION,
-]
+# the migrations (``services/registration/migrations``) take a database to these tables
+MIGRATIONS = MigrationScripts(Path(__file__).parents[1] / "migrations")
+MODELS = [metadata, support_tables.metadata]
 
 
 # bookkeeping pruned after RETENTION_DAYS: ids of processed events (the inbound topics keep

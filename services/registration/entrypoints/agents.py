@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
-from services.common.batch import BatchRunner
+from services.common.consumer_loop import BatchRunner
 from services.registration.entrypoints.messages import (
     InboundContractErased,
     InboundContractLinked,

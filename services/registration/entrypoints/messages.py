@@ -17,7 +17,7 @@ from prometheus_client import Counter as PromCounter
 from pydantic import Field
 
 from schemas.events import ContractErased, ContractLinked, ContractTerminated, utc_now
-from services.common.batch import Completion, Inbound
+from services.common.consumer_loop import Finish, Inbound
 from services.registration.domain.commands import EraseContract, LinkContract, TerminateContract
 from services.registration.domain.model import Outcome, Protector
 from services.registration.service_layer.erase_contract import erase_contracts
@@ -64,7 +64,7 @@ def to_erasure(event: ContractErased) -> EraseContract:
     )
 
 
-class Messages:
+class ContractHandlers:
     """The three batch handlers the agents' ``BatchRunner``s call.
 
     An event dated more than ``max_clock_skew_s`` after ``clock()`` is refused
@@ -84,7 +84,7 @@ class Messages:
     def not_after(self) -> datetime:
         return self.clock() + self.max_clock_skew
 
-    async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> Completion:
+    async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> Finish:
         """Hands the batch to the linker and returns the wait for its transaction as the
         completion, so the runner takes the next batch meanwhile. The linker runs transactions
         in the order asked for; the rules are order-safe anyway (``occurred_at`` decides)."""

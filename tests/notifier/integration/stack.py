@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.devgateway import DevGateway
 from schemas.events import CodeIssued
 from schemas.topics import CODE_ISSUED, NOTIFICATION_STATUS
-from services.notifier.devgateway import DevGateway
 from tests.notifier.smtp import SmtpServer
 from tests.notifier.support import wire
 from tests.support.kafka import Consumed, create_topics, new_prefix, produce, read_all

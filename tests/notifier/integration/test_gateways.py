@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from deploy.devgateway import DevGateway
 from services.notifier.adapters.sms_http import HttpSmsGateway, retry_after_seconds
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
-from services.notifier.devgateway import DevGateway
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import Verdict
 from tests.notifier.smtp import SmtpServer

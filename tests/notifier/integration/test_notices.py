@@ -15,7 +15,7 @@ from schemas.topics import NOTIFICATION_STATUS, PASSWORD_CHANGED
 from services.common.codec import encode
 from services.notifier.domain.notices import notice_delivery_id
 from tests.notifier.integration.stack import Stack, start_stack, stop_stack
-from tests.notifier.unit.test_failover import password_changed
+from tests.notifier.integration.test_routing import password_changed
 from tests.support.kafka import produce, read_all
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from deploy.devgateway import DevGateway
 from services.common.settings import ConfigError
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.bootstrap import warn_plaintext
-from services.notifier.devgateway import DevGateway
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import Verdict
 from services.notifier.settings import NotifierSettings

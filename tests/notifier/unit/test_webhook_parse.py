@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from services.notifier.domain.commands import ApplyDeliveryReport
 from services.notifier.entrypoints.webhook import parse_report
 
 
@@ -18,5 +19,4 @@ def test_bad_reports_are_rejected(body: bytes) -> None:
 @pytest.mark.parametrize("status", ["delivered", "undelivered"])
 def test_good_report(status: str) -> None:
     assert parse_report(b'{"message_id": "m-1", "status": "%s", "extra": 1}' % status.encode()) == (
-        "m-1", status,
-    )
+        ApplyDeliveryReport(message_id="m-1", status=status))

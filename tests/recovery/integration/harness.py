@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from schemas.events import AccountChanged, CodeRequested
-from services.common.batch import Inbound, RawRecord
+from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import func, select
 
-from services.common.batch import RawRecord
+from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, code_aad
 from services.common.retention import DAY_S, Pruner
 from services.recovery.adapters.tables import (

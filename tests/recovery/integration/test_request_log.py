@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import insert
 
 from services.common.crypto import Keyring
-from services.recovery.adapters import counters, request_log
+from services.recovery.adapters import request_log
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.adapters.support_tables import request_log as table
+from services.recovery.adapters.tables import login_failures
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer.support_view import ViewLogin
 from tests.recovery.builders import request
@@ -52,7 +54,9 @@ async def test_a_dead_mobile_and_a_lock_out_are_shown(h: Harness) -> None:
     mobile = new_mobile()
     await h.accounts(account_changed(h.keyring, mobile=mobile, mobile_active=False))
     subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, mobile))
-    h.db.run_sync(lambda s: counters.reserve(s, subject, limit=1, lock_s=600, now=h.clock.now()))
+    # a lock of the login everywhere (what reaching LOGIN_GLOBAL_LOCKOUT_FAILURES writes)
+    h.db.run_sync(lambda s: s.execute(insert(login_failures).values(
+        subject=subject, failures=100, locked_until=h.clock.now() + 600)))
     view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile)
     assert view["channels"]["sms"] == {"usable": False, "reason": "mobile_out_of_service"}
     assert view["lockout"]["locked"] and view["lockout"]["locked_until"] == h.clock.now() + 600

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from services.common.batch import Inbound, RawRecord
 from services.common.codec import WireRecord
+from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.recovery.domain.resolve import route_key
 from services.recovery.entrypoints.route_requests import RouteRequests

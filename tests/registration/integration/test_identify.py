@@ -29,7 +29,7 @@ from services.registration.service_layer.identify import (
     normalise_name,
 )
 from services.registration.service_layer.link_contract import link_contracts
-from tests.registration.events import linked
+from tests.registration.events import linked, not_after
 
 PASSPORT = "4510 123456"
 NAME = "Семёнов Пётр Иванович"
@@ -46,7 +46,7 @@ def db(database_url: str) -> Iterator[Database]:
 async def link(db: Database, keyring: Keyring, *events: dict[str, Any]) -> None:
     commands = [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
     await link_contracts(commands, uow=SqlUnitOfWork(db=db),
-                         protector=KeyringProtector(keyring=keyring))
+                         protector=KeyringProtector(keyring=keyring), not_after=not_after())
 
 
 def holder(db: Database, keyring: Keyring, max_attempts: int = 50) -> IdentifyHolder:

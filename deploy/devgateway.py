@@ -10,7 +10,7 @@ s>``, ``400``, ``slow:<s>`` (answer after ``s`` seconds), ``hang:<s>`` (accept a
 after ``s`` seconds); ``override`` applies one step to every call (``503`` for an outage).
 ``delay_s`` delays every answer. ``GET /_control/state`` shows what arrived.
 
-Run alone: ``python -m services.notifier.devgateway --port 6199 --delay-ms 50``.
+Run alone: ``python -m deploy.devgateway --port 6199 --delay-ms 50``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """One attempt's two pure steps: open and render the message, and classify the gateway's answer
-into the outcome to record (state, next attempt, the gateway pin to keep)."""
+into the update to record (state, next attempt, the gateway pin to keep)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from datetime import datetime
 
 from services.common.crypto import Keyring, code_aad
-from services.notifier.domain.delivery import Delivery, Outcome
+from services.notifier.domain.delivery import Delivery, DeliveryUpdate
 from services.notifier.domain.messages import OutgoingMessage, render, render_notice
 from services.notifier.domain.model import DeliveryState, FailReason, RetryPolicy, SendResult, Verdict
 from services.notifier.domain.notices import notice_aad
@@ -29,12 +29,12 @@ def open_message(d: Delivery, *, keyring: Keyring, support_phone: str) -> Outgoi
 
 
 def classify(d: Delivery, routed: Routed | SendResult, *, now: datetime, policy: RetryPolicy,
-             prefix: str | None = None) -> Outcome:
+             prefix: str | None = None) -> DeliveryUpdate:
     if isinstance(routed, SendResult):
         routed = Routed(routed, None, d.gateway)
     result, pin = routed.result, routed.pin
     if result.verdict == Verdict.ACCEPTED:
-        return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.SENT.value,
+        return DeliveryUpdate(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.SENT.value,
                        message_id=result.message_id, gateway=pin, prefix=prefix)
     if result.verdict == Verdict.PERMANENT:
         return failed(d, FailReason.REJECTED.value, result.error, pin)
@@ -44,10 +44,10 @@ def classify(d: Delivery, routed: Routed | SendResult, *, now: datetime, policy:
         return failed(d, FailReason.EXPIRED.value, result.error, pin)
     log.info("send failed, retry scheduled",
              extra={"code_id": d.code_id, "error": result.error, "attempt": d.attempts})
-    return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.RETRY.value,
+    return DeliveryUpdate(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.RETRY.value,
                    next_attempt_at=when, error=result.error, gateway=pin)
 
 
-def failed(d: Delivery, reason: str, error: str | None = None, gateway: str | None = None) -> Outcome:
-    return Outcome(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.FAILED.value,
+def failed(d: Delivery, reason: str, error: str | None = None, gateway: str | None = None) -> DeliveryUpdate:
+    return DeliveryUpdate(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.FAILED.value,
                    reason=reason, error=error, gateway=gateway or d.gateway)

@@ -8,7 +8,7 @@ import gc
 YOUNG_THRESHOLD = 50_000
 
 
-def settle_heap(young_threshold: int = YOUNG_THRESHOLD) -> None:
+def tune_gc_for_workers(young_threshold: int = YOUNG_THRESHOLD) -> None:
     """Called once a worker process has built everything it keeps (modules, app, engine).
 
     A worker allocates many short-lived containers per event (decoded models, records, rows).

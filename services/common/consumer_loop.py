@@ -12,9 +12,9 @@ An agent body is ``await runner.run(stream)``. For each batch taken from the str
 
 Steps 3 and 4 of a batch run while the next batch is taken and handled (at most ``depth``
 batches wait for them); acks stay in offset order. A handler may also split its work: it does
-the part that later batches depend on (deciding) and returns a ``Completion`` for the rest (for
+the part that later batches depend on (deciding) and returns a ``Finish`` for the rest (for
 recovery: argon2 hashing and the write), which then overlaps with later batches too. The
-handler keeps completions' writes in order and lets later batches see what earlier, unwritten
+handler keeps finishes' writes in order and lets later batches see what earlier, unwritten
 ones decided.
 
 If the database is unavailable the work is retried with backoff, never skipped. If the
@@ -67,8 +67,8 @@ class Inbound(Generic[E]):
 
 # The rest of a batch's work, run after later batches were handled; it may be called again
 # after a transient database error, so it keeps what it already computed.
-Completion = Callable[[], Awaitable[None]]
-Handler = Callable[[list[Inbound[E]]], Awaitable[Completion | None]]
+Finish = Callable[[], Awaitable[None]]
+Handler = Callable[[list[Inbound[E]]], Awaitable[Finish | None]]
 # a check of a decoded event beyond its schema; raises ``DecodeError`` to dead-letter it
 Check = Callable[[E], None]
 # what a consumer of a compacted topic does with tombstones (null values), after the batch's events
@@ -115,21 +115,22 @@ class BatchRunner(Generic[E]):
         """The agent body: each batch is acked (in order) once its ``finish`` is done."""
         await self.relay.flush()  # leftovers of a previous run
         batches: AsyncIterator[Sequence[Any]] = take_batches(stream, self.batch_size, self.within_s)
-        tails: deque[asyncio.Task[None]] = deque()
+        finishing: deque[asyncio.Task[None]] = deque()
         try:
             async for events in batches:
                 finish = await self.begin([_raw(event.message) for event in events])
-                previous = tails[-1] if tails else None
-                tails.append(asyncio.ensure_future(self._finish_then_ack(finish, events, stream, previous)))
-                while tails and (len(tails) > self.depth or tails[0].done()):
-                    await tails.popleft()
-            while tails:
-                await tails.popleft()
+                previous = finishing[-1] if finishing else None
+                finishing.append(asyncio.ensure_future(
+                    self._finish_then_ack(finish, events, stream, previous)))
+                while finishing and (len(finishing) > self.depth or finishing[0].done()):
+                    await finishing.popleft()
+            while finishing:
+                await finishing.popleft()
         finally:
-            for tail in tails:
-                tail.cancel()
+            for pending in finishing:
+                pending.cancel()
 
-    async def _finish_then_ack(self, finish: Completion, events: Sequence[Any], stream: Any,
+    async def _finish_then_ack(self, finish: Finish, events: Sequence[Any], stream: Any,
                                previous: asyncio.Task[None] | None) -> None:
         await finish()
         if previous is not None:
@@ -142,7 +143,7 @@ class BatchRunner(Generic[E]):
         finish = await self.begin(records)
         await finish()
 
-    async def begin(self, records: Sequence[RawRecord]) -> Completion:
+    async def begin(self, records: Sequence[RawRecord]) -> Finish:
         """Decode and handle ``records``; returns what remains before they may be acked."""
         started = time.perf_counter()
         good: list[Inbound[E]] = []
@@ -160,14 +161,14 @@ class BatchRunner(Generic[E]):
                 dead.append(self._dead(record, exc.error_class, exc.reason))
                 continue
             good.append(Inbound(event=event, raw=record))
-        completion: Completion | None = None
+        handlers_part: Finish | None = None
         if good:
-            completion, poison = await self._handle(good)
+            handlers_part, poison = await self._handle(good)
             dead.extend(poison)
 
         async def finish() -> None:
-            if completion is not None:
-                dead.extend(await self._complete(completion, good))
+            if handlers_part is not None:
+                dead.extend(await self._complete(handlers_part, good))
             if tombs and self.tombstones is not None:
                 # after the batch's events: a key's tombstone follows its last value
                 handle = self.tombstones
@@ -190,13 +191,13 @@ class BatchRunner(Generic[E]):
 
         return finish
 
-    async def _handle(self, items: list[Inbound[E]]) -> tuple[Completion | None, list[WireRecord]]:
-        """Run the handler; returns its completion and dead letters for poison records."""
+    async def _handle(self, items: list[Inbound[E]]) -> tuple[Finish | None, list[WireRecord]]:
+        """Run the handler; returns its finish and dead letters for poison records."""
         return await self._isolating(lambda: self.handler(items), items)
 
-    async def _complete(self, completion: Completion, items: list[Inbound[E]]) -> list[WireRecord]:
-        """Run a handler's completion; returns dead letters for poison records."""
-        _, dead = await self._isolating(completion, items)
+    async def _complete(self, finish: Finish, items: list[Inbound[E]]) -> list[WireRecord]:
+        """Run a handler's finish; returns dead letters for poison records."""
+        _, dead = await self._isolating(finish, items)
         return dead
 
     async def _isolating(
@@ -218,10 +219,10 @@ class BatchRunner(Generic[E]):
     async def _one_by_one(self, items: list[Inbound[E]]) -> list[WireRecord]:
         dead: list[WireRecord] = []
         for item in items:
-            completion, poison = await self._handle([item])
+            finish, poison = await self._handle([item])
             dead.extend(poison)
-            if completion is not None:
-                dead.extend(await self._complete(completion, [item]))
+            if finish is not None:
+                dead.extend(await self._complete(finish, [item]))
         return dead
 
     def _poison(self, item: Inbound[E], exc: Exception) -> WireRecord:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from sqlalchemy.exc import OperationalError
 
 from schemas.events import CodeRequested
-from services.common.batch import BatchRunner, Completion, Inbound, RawRecord
 from services.common.codec import WireRecord
+from services.common.consumer_loop import BatchRunner, Finish, Inbound, RawRecord
 from services.common.metrics import ServiceMetrics
 
 
@@ -50,7 +50,7 @@ class TwoPhase:
         self.transient_failures = transient_failures
         self.attempts = 0
 
-    async def __call__(self, items: list[Inbound[CodeRequested]]) -> Completion:
+    async def __call__(self, items: list[Inbound[CodeRequested]]) -> Finish:
         logins = [BY_LOGIN[i.event.login] for i in items]
         self.decided += logins
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
@@ -16,12 +17,13 @@ from schemas.events import Channel
 from services.common.retention import DAY_S, Pruner
 from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.tables import deliveries, processed_events, prunable
-from services.notifier.service_layer.erase_deliveries import EraseDeliveries
+from services.notifier.entrypoints.messages import accounts_erased
+from services.notifier.service_layer.erase_deliveries import erase_deliveries
+from tests.notifier.integration.test_handlers import Harness
+from tests.notifier.integration.test_handlers import harness as harness_fixture
 from tests.notifier.support import code_issued
-from tests.notifier.unit.test_service import Harness
-from tests.notifier.unit.test_service import harness as harness_fixture
 
-harness = harness_fixture  # the fixture of test_service, on SQLite and PostgreSQL
+harness = harness_fixture  # the fixture of test_handlers, on SQLite and PostgreSQL
 
 
 def rows(h: Harness, table: object = deliveries) -> list[object]:
@@ -38,7 +40,7 @@ async def test_a_tombstone_deletes_the_account_deliveries_and_values_are_not_dec
     await harness.dispatch()  # one delivered, the others still queued or sent
     assert len(rows(harness)) == 3
     runner = TombstoneRunner(topic="selfcare.account.changed.v1",
-                             handler=EraseDeliveries(db=harness.db))
+                             handler=accounts_erased(partial(erase_deliveries, uow=harness.uow)))
     batch: list[tuple[bytes | None, bytes | None]] = [
         (str(kept).encode(), b"\xff not JSON, never opened"),  # a value: ignored
         (str(erased).encode(), None),

@@ -1,4 +1,4 @@
-"""``settle_heap``: what a worker process does once it has started."""
+"""``tune_gc_for_workers``: what a worker process does once it has started."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.runtime import YOUNG_THRESHOLD, settle_heap
+from services.common.process import YOUNG_THRESHOLD, tune_gc_for_workers
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_the_start_up_heap_is_frozen_and_young_objects_collected_less_often(
 ) -> None:
     before = gc.get_threshold()
     kept = [object() for _ in range(10)]  # alive at start-up, like a worker's app and engine
-    settle_heap(**given)
+    tune_gc_for_workers(**given)
     assert gc.get_freeze_count() > len(kept)
     assert gc.get_threshold() == (young, *before[1:])
     assert young > before[0]
@@ -33,7 +33,7 @@ def test_the_start_up_heap_is_frozen_and_young_objects_collected_less_often(
 
 @pytest.mark.usefixtures("restored_gc")
 def test_garbage_cycles_made_later_are_still_collected_without_being_asked() -> None:
-    settle_heap()
+    tune_gc_for_workers()
     collected = 0
 
     class Node:

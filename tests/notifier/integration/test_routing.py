@@ -1,4 +1,5 @@
-"""Failover, pins, circuit breakers, lease takeover and notices, with fake gateways, on both databases."""
+"""Failover, pins, lease takeover and notices over the SQL adapters, with fake gateways, on both
+databases."""
 
 from __future__ import annotations
 
@@ -6,57 +7,27 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import update
 
 from schemas.events import Channel, Locale, NoticeContact, PasswordChanged
-from services.common.batch import BatchRunner, RawRecord
 from services.common.codec import encode
+from services.common.consumer_loop import BatchRunner, RawRecord
 from services.common.masking import mask_email, mask_phone
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import deliveries, workers
-from services.notifier.domain.circuit import CircuitBreaker, CircuitState
+from services.notifier.domain.circuit import CircuitState
 from services.notifier.domain.model import SendResult
 from services.notifier.domain.notices import notice_aad, notice_delivery_id
-from services.notifier.service_layer.record_notices import RecordNotices
+from services.notifier.entrypoints.messages import passwords_changed
+from services.notifier.service_layer.record_notices import record_notices
 from services.notifier.service_layer.sms_routes import SmsRoutes
+from tests.notifier.integration.test_handlers import Harness, make_harness
 from tests.notifier.support import KEYRING, FakeGateway, code_issued
-from tests.notifier.unit.test_service import Harness, make_harness
 
 PRIMARY_DOWN = SendResult.transient("connection_ClientConnectorError", definite=True)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_circuit_opens_after_consecutive_definite_failures_and_one_probe_decides() -> None:
-    clock = Clock()
-    breaker = CircuitBreaker(failures=5, open_s=30, clock=clock)
-    for _ in range(4):
-        breaker.record_failure()
-    breaker.record_success()  # not consecutive
-    for _ in range(4):
-        breaker.record_failure()
-        breaker.record_inconclusive()  # a time-out neither counts nor resets
-    assert breaker.state == CircuitState.CLOSED
-    breaker.record_failure()
-    assert breaker.state == CircuitState.OPEN and not breaker.acquire()
-    clock.now = 29.9
-    assert not breaker.acquire()
-    clock.now = 30.0
-    assert breaker.acquire() and not breaker.acquire()  # one probe only
-    breaker.record_failure()  # the probe failed: open again
-    assert breaker.state == CircuitState.OPEN and breaker.reopens_in() == 30
-    clock.now = 60.0
-    assert breaker.acquire()
-    breaker.record_success()
-    assert breaker.state == CircuitState.CLOSED and breaker.acquire() and breaker.acquire()
 
 
 @pytest.fixture
@@ -125,8 +96,8 @@ async def test_a_lease_of_a_worker_that_stopped_beating_is_taken_over_at_once(da
         await dead.consume(event)
         await dead.dispatcher.beat()
         now = datetime.now(UTC)
-        await dead.db.run(lambda s: SqlDeliveries().claim_due(
-            s, now=now, lease_until=now + timedelta(seconds=60), limit=10,
+        await dead.db.run(lambda s: SqlDeliveries(s).claim_due(
+            now=now, lease_until=now + timedelta(seconds=60), limit=10,
             worker_id=dead.dispatcher.worker_id, gateway="primary"))
         await alive.dispatcher.beat()
         assert await alive.dispatch() == 0  # the owner is alive: its lease holds
@@ -177,7 +148,7 @@ async def test_a_password_change_sends_every_contact_one_notice(plain: Harness) 
     harness = plain
     runner: BatchRunner[PasswordChanged] = BatchRunner(
         service="notifier", topic="selfcare.password.changed.v1", model=PasswordChanged,
-        handler=RecordNotices(db=harness.db, repo=SqlDeliveries(), metrics=harness.metrics, ttl_s=3600),
+        handler=passwords_changed(partial(record_notices, uow=harness.uow, ttl_s=3600)),
         publisher=harness.runner.publisher, relay=harness.runner.relay,
         metrics=harness.metrics.base, max_record_bytes=65536,
     )

@@ -1,0 +1,58 @@
+"""The edge: wire records become the notifier's commands, and each inbound topic's batch goes
+to the handler named after its command."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from schemas.events import CodeIssued, PasswordChanged
+from services.common.consumer_loop import Inbound
+from services.notifier.domain.commands import (
+    EraseDeliveries,
+    NoticeContact,
+    RecordCode,
+    RecordNotice,
+)
+
+
+def to_record_code(event: CodeIssued) -> RecordCode:
+    return RecordCode(
+        event_id=str(event.event_id), code_id=str(event.code_id),
+        request_event_id=str(event.request_event_id), account_id=str(event.account_id),
+        channel=event.channel.value, locale=event.locale.value,
+        destination_masked=event.destination_masked, destination_enc=event.destination_enc,
+        password_enc=event.password_enc, expires_at=event.expires_at,
+    )
+
+
+def to_record_notice(event: PasswordChanged) -> RecordNotice:
+    return RecordNotice(
+        event_id=str(event.event_id), occurred_at=event.occurred_at, code_id=str(event.code_id),
+        account_id=str(event.account_id), locale=event.locale.value,
+        contacts=tuple(NoticeContact(channel=c.channel.value, destination_masked=c.destination_masked,
+                                     destination_enc=c.destination_enc) for c in event.contacts),
+    )
+
+
+def codes_issued(handle: Callable[[list[RecordCode]], Awaitable[object]]
+                 ) -> Callable[[list[Inbound[CodeIssued]]], Awaitable[None]]:
+    """The ``BatchRunner`` handler of ``selfcare.code.issued.v1``."""
+    async def handler(items: list[Inbound[CodeIssued]]) -> None:
+        await handle([to_record_code(i.event) for i in items])
+    return handler
+
+
+def passwords_changed(handle: Callable[[list[RecordNotice]], Awaitable[object]]
+                      ) -> Callable[[list[Inbound[PasswordChanged]]], Awaitable[None]]:
+    """The ``BatchRunner`` handler of ``selfcare.password.changed.v1``."""
+    async def handler(items: list[Inbound[PasswordChanged]]) -> None:
+        await handle([to_record_notice(i.event) for i in items])
+    return handler
+
+
+def accounts_erased(handle: Callable[[EraseDeliveries], Awaitable[object]]
+                    ) -> Callable[[Sequence[str]], Awaitable[None]]:
+    """The ``TombstoneRunner`` handler: the keys of an account's tombstones are its ids."""
+    async def handler(account_ids: Sequence[str]) -> None:
+        await handle(EraseDeliveries(account_ids=tuple(account_ids)))
+    return handler

@@ -1,0 +1,170 @@
+"""Dispatch decisions on fake ports: send once, retry, expiry, rejection, undecryptable sealed
+fields, failover and pins with circuit breakers, and takeover of a silent worker's lease."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from schemas.events import Channel, Locale
+from services.notifier.domain.circuit import CircuitState
+from services.notifier.domain.delivery import DeliveryUpdate
+from services.notifier.domain.model import SendResult
+from services.notifier.service_layer.sms_routes import SmsRoutes
+from tests.notifier.fakes import FakeUnitOfWork
+from tests.notifier.support import FakeGateway, code_issued
+from tests.notifier.unit.doubles import desk
+
+DOWN = SendResult.transient("connection_ClientConnectorError", definite=True)
+
+
+async def test_each_code_is_sent_once_with_its_text_and_its_status_staged() -> None:
+    d = desk()
+    sms = code_issued(to="+79161234567", password="ABCDEFGH23")
+    mail = code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, locale=Locale.EN)
+    await d.record(sms, mail, sms)
+    assert await d.dispatch() == 2 and await d.dispatch() == 0
+    [sent] = d.sms.sent
+    assert (sent.to, sent.code_id) == ("+79161234567", str(sms.code_id)) and "ABCDEFGH23" in sent.text
+    assert d.email.sent[0].subject == "Your self-care portal password"
+    [status] = d.statuses(sms.code_id)
+    assert (status["status"], status["attempts"], status["message_id"]) == ("sent", 1, "m-1")
+    row = d.row(sms.code_id)
+    assert (row["state"], row["destination_enc"], row["password_enc"]) == ("sent", None, None)
+
+
+async def test_a_transient_failure_waits_for_its_backoff_then_succeeds() -> None:
+    d = desk()
+    event = code_issued(to="+79160000001")
+    d.sms.scripts["+79160000001"] = [SendResult.transient("http_500"), SendResult.accepted("m-x")]
+    await d.record(event)
+    await d.dispatch()
+    assert (d.row(event.code_id)["state"], d.row(event.code_id)["last_error"]) == ("retry", "http_500")
+    assert d.statuses() == [] and await d.dispatch() == 0  # 30 s backoff not over
+    d.make_due()
+    await d.dispatch()
+    [status] = d.statuses(event.code_id)
+    assert (status["status"], status["attempts"], status["message_id"]) == ("sent", 2, "m-x")
+
+
+async def test_rejected_expired_and_undecryptable_codes_fail_with_their_reason() -> None:
+    d = desk()
+    rejected = code_issued(to="+79160000002")
+    d.sms.scripts["+79160000002"] = [SendResult.permanent("http_400")]
+    late = code_issued(to="+79160000003", expires_in_s=-1)
+    broken = code_issued(to="+79160000004", tamper="bitflip")
+    await d.record(rejected, late, broken)
+    await d.dispatch()
+    assert [m.to for m in d.sms.sent] == ["+79160000002"]
+    reasons = {s["code_id"]: (s["reason"], s["attempts"]) for s in d.statuses()}
+    assert reasons == {str(rejected.code_id): ("rejected", 1), str(late.code_id): ("expired", 0),
+                       str(broken.code_id): ("undecryptable", 1)}
+
+
+async def test_retries_stop_at_the_expiry_with_one_last_try_just_before() -> None:
+    d = desk()
+    event = code_issued(to="+79160000005", expires_in_s=5)
+    d.sms.scripts["+79160000005"] = [SendResult.transient("timeout")]
+    await d.record(event)
+    await d.dispatch()
+    assert d.row(event.code_id)["next_attempt_at"] == event.expires_at - timedelta(seconds=1)
+    d.row(event.code_id)["expires_at"] = datetime.now(UTC) + timedelta(seconds=0.5)
+    d.make_due()
+    await d.dispatch()
+    [status] = d.statuses(event.code_id)
+    assert (status["status"], status["reason"], status["attempts"]) == ("failed", "expired", 2)
+
+
+async def test_primary_down_the_fallback_takes_every_code_and_none_twice() -> None:
+    primary, fallback = FakeGateway(), FakeGateway()
+    d = desk(routes=SmsRoutes(gateways={"primary": primary, "fallback": fallback}, failures=5),
+             sms=primary)
+    events = [code_issued(to=f"+7916000{i:04d}") for i in range(12)]
+    primary.scripts.update({f"+7916000{i:04d}": [DOWN] for i in range(12)})
+    await d.record(*events)
+    for _ in range(3):
+        d.make_due()
+        await d.dispatch()
+    accepted = Counter(m.code_id for m in fallback.sent)
+    assert set(accepted) == {str(e.code_id) for e in events} and max(accepted.values()) == 1
+    assert {s["gateway"] for s in d.statuses() if s["status"] == "sent"} == {"fallback"}
+    assert {d.row(e.code_id)["gateway"] for e in events} == {"fallback"}
+
+
+async def test_a_time_out_pins_the_code_to_its_gateway_while_the_circuit_is_open() -> None:
+    primary, fallback = FakeGateway(), FakeGateway()
+    routes = SmsRoutes(gateways={"primary": primary, "fallback": fallback}, failures=5, open_s=30)
+    d = desk(routes=routes, sms=primary)
+    slow = code_issued(to="+79161110000")
+    primary.scripts["+79161110000"] = [SendResult.transient("timeout"), SendResult.accepted("p-1")]
+    await d.record(slow)
+    await d.dispatch()
+    assert d.row(slow.code_id)["gateway"] == "primary"
+    others = [code_issued(to=f"+7916222{i:04d}") for i in range(6)]
+    primary.scripts.update({f"+7916222{i:04d}": [DOWN] for i in range(6)})
+    await d.record(*others)
+    await d.dispatch()
+    assert routes.breakers["primary"].state == CircuitState.OPEN
+    for _ in range(3):
+        d.make_due()
+        await d.dispatch()
+    assert {m.code_id for m in fallback.sent} == {str(e.code_id) for e in others}
+    assert [m.code_id for m in primary.sent].count(str(slow.code_id)) == 1  # no call while open
+    routes.breakers["primary"]._opened_at = -1e9  # the open time is over: a probe goes through
+    d.make_due()
+    await d.dispatch()
+    [status] = [s for s in d.statuses(slow.code_id) if s["status"] == "sent"]
+    assert (status["gateway"], status["message_id"]) == ("primary", "p-1")
+    assert routes.breakers["primary"].state == CircuitState.CLOSED
+
+
+async def test_a_silent_workers_lease_is_taken_over_and_counted_as_a_resend() -> None:
+    shared = FakeUnitOfWork()
+    dead = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=3)
+    alive = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=3)
+    event = code_issued(to="+79163330000")
+    await dead.record(event)
+    await dead.dispatcher.beat()
+    now = datetime.now(UTC)
+    await shared.run(lambda tx: tx.deliveries.claim_due(
+        now=now, lease_until=now + timedelta(seconds=60), limit=10,
+        worker_id=dead.dispatcher.worker_id, gateway="primary"))
+    await alive.dispatcher.beat()
+    assert await alive.dispatch() == 0  # its owner beats: the lease holds
+    shared.store.heartbeats[dead.dispatcher.worker_id] = now - timedelta(seconds=4)
+    assert await alive.dispatch() == 1
+    assert [m.code_id for m in alive.sms.sent] == [str(event.code_id)]
+    assert alive.metrics.resends.labels("sms")._value.get() == 1
+    [status] = alive.statuses(event.code_id)
+    assert (status["status"], status["attempts"], status["gateway"]) == ("sent", 2, "primary")
+
+
+async def test_a_stale_update_changes_nothing() -> None:
+    d = desk()
+    event = code_issued(to="+79160000009")
+    await d.record(event)
+    await d.dispatch()
+    stale = DeliveryUpdate(code_id=str(event.code_id), attempts=1, state="failed", reason="expired")
+    written = (await d.uow.run(lambda tx: tx.deliveries.finish([stale], datetime.now(UTC)))).result
+    assert written == [] and d.row(event.code_id)["state"] == "sent"
+
+
+async def test_outcomes_are_kept_while_the_database_is_away_and_recorded_after() -> None:
+    d = desk()
+    event = code_issued(to="+79160000010")
+    await d.record(event)
+    await d.dispatcher.step()
+    while d.dispatcher._tasks:
+        await d.dispatcher._finished.wait()
+        d.dispatcher._finished.clear()
+    d.uow.fail_next = 1
+    try:
+        await d.dispatcher.recorder.record_pending()
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the database was away")
+    assert d.statuses() == [] and d.row(event.code_id)["state"] == "sending"
+    await d.dispatcher.recorder.record_pending()
+    assert [s["status"] for s in d.statuses(event.code_id)] == ["sent"]
