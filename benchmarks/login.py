@@ -29,7 +29,6 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks.recovery import BENCH_KEYS, accounts
-from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
@@ -41,8 +40,11 @@ from services.recovery.adapters.argon2_threads import (
 )
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS
+from services.recovery.adapters.unit_of_work import SqlUnitOfWork
+from services.recovery.domain.commands import LogIn
 from services.recovery.domain.limits import Policy
-from services.recovery.service_layer.log_in import LogIn, LogInCommand
+from services.recovery.entrypoints.messages import project_account
+from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from services.recovery.settings import Argon2Params
@@ -71,9 +73,9 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
     hasher = ThreadPoolHasher(params=PARAMS, workers=workers)
     try:
         events, mobiles = accounts(keyring, n_accounts)
-        raw = RawRecord(topic="t", partition=0, offset=0, key=None, value=None, headers=[])
-        await ProjectAccounts(db=db, clock=SystemClock(), keyring=keyring)([Inbound(event=e, raw=raw)
-                                                          for e in events])
+        uow = SqlUnitOfWork(db=db)
+        await ProjectAccounts(uow=uow, clock=SystemClock(), keyring=keyring)(
+            [project_account(e) for e in events])
         passwords = [secrets.token_urlsafe(9) for _ in events]
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             hashes = [h for h, _ in pool.map(hash_password, [PARAMS] * len(passwords), passwords)]
@@ -85,7 +87,7 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
 
         await db.run(store)  # type: ignore[arg-type]
         await hasher.warm_up()
-        handler = LogIn(db=db, keyring=keyring, hasher=hasher, clock=SystemClock(),
+        handler = LogInHandler(uow=uow, keyring=keyring, hasher=hasher, clock=SystemClock(),
                         policy=Policy(), metrics=RecoveryMetrics(ServiceMetrics("recovery")))
         gate = asyncio.Semaphore(concurrency)
         failed = 0
@@ -94,7 +96,7 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
             nonlocal failed
             k = i % len(mobiles)
             async with gate:
-                account = await handler(LogInCommand(
+                account = await handler(LogIn(
                     login=mobiles[k], password=passwords[k],
                     client_ip=f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"))
             failed += account is None

@@ -24,15 +24,21 @@ from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
+from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.entrypoints.agents import register_agents
 from services.recovery.entrypoints.http import HttpConfig, register_http
+from services.recovery.entrypoints.messages import (
+    on_account_changes,
+    on_code_requests,
+    on_tombstones,
+)
 from services.recovery.entrypoints.ops_http import register_ops
+from services.recovery.entrypoints.route_requests import RouteRequests
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
-from services.recovery.service_layer.log_in import LogIn
+from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import Clock, SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from services.recovery.service_layer.request_code import RequestCode
-from services.recovery.service_layer.route_requests import RouteRequests
 from services.recovery.service_layer.support_view import ViewLogin
 from services.recovery.settings import RecoverySettings
 
@@ -75,6 +81,7 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     base = ServiceMetrics(settings.service)
     metrics = RecoveryMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)
+    uow = SqlUnitOfWork(db=db)
     a = settings.argon2
     hasher = ThreadPoolHasher(params=(a.time_cost, a.memory_kib, a.parallelism),
                                workers=settings.hash_workers, seconds=metrics.argon2_seconds)
@@ -93,25 +100,27 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
         "max_record_bytes": settings.max_record_bytes, "batch_size": settings.batch_size,
         "within_s": settings.batch_within_s,
     }
-    projection = ProjectAccounts(db=db, clock=clock, keyring=settings.contact_keys)
+    projection = ProjectAccounts(uow=uow, clock=clock, keyring=settings.contact_keys)
     runners: list[BatchRunner[Any]] = [
-        BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged, handler=projection,
-                    tombstones=projection.tombstones, **common),
+        BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged,
+                    handler=on_account_changes(projection),
+                    tombstones=on_tombstones(projection.erase), **common),
         BatchRunner(topic=CODE_REQUESTED, model=CodeRequested,
                     handler=RouteRequests(publisher=publisher, keyring=settings.contact_keys),
                     check=not_in_future(settings.max_clock_skew_s, clock.now), **common),
         BatchRunner(topic=REQUESTS_BY_LOGIN, model=CodeRequested,
-                    handler=IssueCodes(db=db, keyring=settings.contact_keys,
-                                       delivery_keyring=settings.delivery_keys, hasher=hasher,
-                                       clock=clock, config=config, metrics=metrics), **common),
+                    handler=on_code_requests(IssueCodes(
+                        uow=uow, keyring=settings.contact_keys,
+                        delivery_keyring=settings.delivery_keys, hasher=hasher, clock=clock,
+                        config=config, metrics=metrics)), **common),
     ]
     register_agents(app, settings, runners)
     register_http(
         app,
         request_code=RequestCode(publisher=publisher),
-        log_in=LogIn(db=db, keyring=settings.contact_keys, hasher=hasher, clock=clock,
-                     policy=settings.policy, metrics=metrics, flush=relay.flush,
-                     delivery_keyring=settings.delivery_keys),
+        log_in=LogInHandler(uow=uow, keyring=settings.contact_keys, hasher=hasher, clock=clock,
+                            policy=settings.policy, metrics=metrics, flush=relay.flush,
+                            delivery_keyring=settings.delivery_keys),
         config=HttpConfig(api_token=settings.api_token, max_body=settings.max_http_body,
                           read_timeout_s=settings.http_read_timeout_s,
                           trusted_proxies=settings.trusted_proxies,
@@ -119,7 +128,7 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
     register_ops(app, token=settings.ops_api_token,
-                 view_login=ViewLogin(db=db, keyring=settings.contact_keys, clock=clock))
+                 view_login=ViewLogin(uow=uow, keyring=settings.contact_keys, clock=clock))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

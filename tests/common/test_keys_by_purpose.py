@@ -24,7 +24,8 @@ from services.registration.adapters.protection import KeyringProtector
 from services.registration.entrypoints.messages import to_link
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.settings import RegistrationSettings
-from tests.recovery.unit.helpers import POLICY, harness, inbound, request
+from tests.recovery.builders import POLICY, inbound, request
+from tests.recovery.integration.harness import harness
 from tests.registration.events import linked, not_after
 from tests.registration.fakes import FakeUnitOfWork
 from tests.support.workers import TEST_HASH_PEPPER
@@ -90,8 +91,8 @@ async def _sealed_records(tmp_path: Path) -> tuple[AccountChanged, dict[str, Any
     account = AccountChanged.model_validate_json(record.value)
     h = harness(f"sqlite:///{tmp_path / 'recovery.db'}", recovery.contact_keys)
     try:
-        h.issue = IssueCodes(
-            db=h.db, keyring=recovery.contact_keys, delivery_keyring=recovery.delivery_keys,
+        h.issue_codes = IssueCodes(
+            uow=h.uow, keyring=recovery.contact_keys, delivery_keyring=recovery.delivery_keys,
             hasher=h.hasher, clock=h.clock, metrics=RecoveryMetrics(ServiceMetrics("recovery")),
             config=IssueConfig(policy=POLICY, code_ttl_s=600, password_length=10,
                                support_phone="8 800 250-08-90"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.recovery.adapters.repository import void_pending
 from services.recovery.adapters.tables import codes, credentials
 from services.recovery.domain.model import CodeStatus
 
@@ -21,9 +20,9 @@ def newest_pending(session: Session, account_id: str, now: float) -> tuple[str, 
     return None if row is None else (row.code_id, row.hash)
 
 
-def activate_code(session: Session, code_id: str, now: float) -> tuple[str, str] | None:
-    """Make a pending, unexpired code the account's password: (account id, locale of the
-    request). One conditional update: of simultaneous logins with that code, one activates it."""
+def activate_code(session: Session, code_id: str, now: float) -> tuple[str, str, str] | None:
+    """Mark a pending, unexpired code active: (account id, hash, locale of the request). One
+    conditional update: of simultaneous logins with that code, one activates it."""
     row = session.execute(
         update(codes).where(codes.c.code_id == code_id, codes.c.status == CodeStatus.PENDING.value,
                             codes.c.expires_at > now)
@@ -32,9 +31,7 @@ def activate_code(session: Session, code_id: str, now: float) -> tuple[str, str]
     ).first()
     if row is None:
         return None
-    void_pending(session, row.account_id, except_code=code_id)
-    set_password(session, row.account_id, row.hash, now)
-    return str(row.account_id), str(row.locale or "ru")
+    return str(row.account_id), str(row.hash), str(row.locale or "ru")
 
 
 def current_password(session: Session, account_id: str) -> str | None:

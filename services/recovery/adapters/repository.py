@@ -21,7 +21,7 @@ from services.recovery.domain.limits import LimitKind
 from services.recovery.domain.model import Account, CodeStatus
 
 
-def _account(row: Any) -> Account:
+def account_of(row: Any) -> Account:
     return Account(
         account_id=row.account_id, status=AccountStatus(row.status),
         tv_product=TvProduct(row.tv_product),
@@ -44,7 +44,7 @@ def accounts_by_keys(session: Session, keys: Iterable[Mapping[LoginKind, str]]) 
         clauses.append(accounts.c.login_key_personal_account.in_(sorted(numbers)))
     if not clauses:
         return []
-    return [_account(r) for r in session.execute(select(accounts).where(or_(*clauses)))]
+    return [account_of(r) for r in session.execute(select(accounts).where(or_(*clauses)))]
 
 
 def account_versions(session: Session, ids: Sequence[str]) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -10,26 +10,11 @@ from sqlalchemy.orm import Session
 
 from services.common.set_statements import insert_rows
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
-from services.recovery.domain.model import Decision, Issue
+from services.recovery.domain.model import LoggedRequest
 
 
-def record(session: Session, decisions: Sequence[Decision], *, login_key: Callable[[str], str],
-           now: float) -> set[str]:
-    """Adds a row per decision; returns the login keys written."""
-    rows: list[dict[str, Any]] = []
-    for d in decisions:
-        issued = isinstance(d, Issue)
-        rows.append({
-            "login_key": login_key(d.command.login), "request_event_id": d.command.request_event_id,
-            "account_id": d.account.account_id if isinstance(d, Issue) else None,
-            "channel": d.command.channel.value, "outcome": "issued" if issued else "rejected",
-            "reason": None if isinstance(d, Issue) else d.reason.value,
-            "retry_after_s": None if isinstance(d, Issue) else d.retry_after_s,
-            "code_id": d.code_id if isinstance(d, Issue) else None,
-            "requested_at": d.command.requested_at, "decided_at": now,
-        })
-    insert_rows(session, request_log, rows)
-    return {row["login_key"] for row in rows}
+def record(session: Session, entries: Sequence[LoggedRequest]) -> None:
+    insert_rows(session, request_log, [vars(e) for e in entries])
 
 
 def prune(session: Session, login_keys: Iterable[str], now: float) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from schemas.events import AccountStatus, Channel, CodeRejectReason, Locale, TvProduct
+from schemas.events import AccountStatus, Channel, CodeRejectReason, TvProduct
 from services.common.logins import LoginKind
+from services.recovery.domain.commands import IssueCode
 
 
 class CodeStatus(StrEnum):
@@ -40,18 +41,6 @@ class Account:
 
 
 @dataclass(frozen=True, kw_only=True)
-class IssueCode:
-    """Command: decide what to do with one code request."""
-
-    request_event_id: str
-    login: str
-    channel: Channel
-    locale: Locale
-    client_ip: str | None
-    requested_at: float | None = None  # the request's occurred_at (Unix s), for support's view
-
-
-@dataclass(frozen=True, kw_only=True)
 class Issue:
     command: IssueCode
     account: Account
@@ -77,3 +66,38 @@ class Reject:
 
 
 Decision = Issue | Reject
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewCode:
+    """An issued code as stored: its argon2id hash, never the password."""
+
+    code_id: str
+    account_id: str
+    request_event_id: str
+    hash: str
+    status: CodeStatus
+    channel: Channel
+    locale: str
+    expires_at: float
+    created_at: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggedRequest:
+    """One decided code request as support sees it (``request_log``): no contact, no password."""
+
+    login_key: str
+    request_event_id: str
+    account_id: str | None
+    channel: str
+    outcome: str  # "issued" or "rejected"
+    reason: str | None
+    retry_after_s: int | None
+    code_id: str | None
+    requested_at: float | None
+    decided_at: float
+
+
+__all__ = ["Account", "CodeStatus", "Decision", "Guard", "Issue", "IssueCode", "LoggedRequest",
+           "NewCode", "Reject"]

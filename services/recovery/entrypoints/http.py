@@ -31,7 +31,8 @@ from services.common.http_edge import (
     decode_object,
     read_body,
 )
-from services.recovery.service_layer.log_in import LogIn, LogInCommand
+from services.recovery.domain.commands import LogIn
+from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.request_code import RequestCode
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def forwarded_for(request: Any) -> list[str]:
     return list(request.headers.getall("X-Forwarded-For", []))
 
 
-def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogIn,
+def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogInHandler,
                   config: HttpConfig) -> None:
     accepted = accepted_body(config.support_phone)
 
@@ -112,8 +113,8 @@ def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogIn,
                     if not isinstance(value, str) or not value or len(value) > limit:
                         raise HttpError(400, "invalid_request",
                                         f"{name}: a string of 1 to {limit} characters is required")
-                account_id = await log_in(LogInCommand(login=str(login), password=str(password),
-                                                       client_ip=address))
+                account_id = await log_in(LogIn(login=str(login), password=str(password),
+                                                client_ip=address))
                 if account_id is None:
                     return self.json(UNAUTHORIZED, status=401)
                 return self.json({"account_id": account_id}, status=200)

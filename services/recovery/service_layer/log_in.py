@@ -1,4 +1,4 @@
-"""Handler of a login: the current password, or the newest pending code, which then becomes it.
+"""Handler of ``LogIn``: the current password, or the newest pending code, which then becomes it.
 
 1. One transaction: the client address's login window (beyond it: refused with no hashing and
    nothing counted), then a place in the failure counts — per login and client address, then
@@ -8,7 +8,7 @@
    login nor a lock shows in the time of the answer.
 3. Refused if either count gave no place (a lock, or attempts still in flight fill it). A wrong
    guess writes nothing: its place stays taken. A success gives back its places (see
-   ``counters.release``) and, when it activates a pending code, stages ``PasswordChanged`` in
+   ``FailureCounts.release``) and, when it activates a pending code, stages ``PasswordChanged`` in
    the outbox in the same transaction.
 
 Since every attempt is counted before it is verified, simultaneous attempts on any number of
@@ -21,29 +21,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
-
 from schemas.events import AccountStatus
 from schemas.topics import PASSWORD_CHANGED
-from services.common import outbox
 from services.common.crypto import Keyring
-from services.common.db import Database
 from services.common.logins import candidate_keys
-from services.recovery.adapters import counters, credentials, repository
 from services.recovery.adapters.metrics import RecoveryMetrics
-from services.recovery.adapters.tables import outbox as outbox_table
+from services.recovery.domain.commands import LogIn
 from services.recovery.domain.limits import Policy
 from services.recovery.domain.model import Account
 from services.recovery.domain.resolve import resolve, route_key
 from services.recovery.service_layer import outcomes
-from services.recovery.service_layer.ports import Clock, PasswordHasher
-
-
-@dataclass(frozen=True, kw_only=True)
-class LogInCommand:
-    login: str
-    password: str
-    client_ip: str | None = None
+from services.recovery.service_layer.ports import Clock, PasswordHasher, Repositories, UnitOfWork
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,14 +54,14 @@ class _Loaded:
         return self.pair_place is not None and self.login_place is not None
 
 
-class LogIn:
-    def __init__(self, *, db: Database, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
+class LogInHandler:
+    def __init__(self, *, uow: UnitOfWork, keyring: Keyring, hasher: PasswordHasher, clock: Clock,
                  policy: Policy, metrics: RecoveryMetrics,
                  flush: Callable[[], Awaitable[object]] | None = None,
                  delivery_keyring: Keyring | None = None) -> None:
         """``keyring``: the contact keys (keyed hashes, opening contacts); ``delivery_keyring``
         seals the notice's contacts for the notifier (the same keyring when not given)."""
-        self.db = db
+        self.uow = uow
         self.keyring = keyring
         self.delivery_keyring = delivery_keyring or keyring
         self.hasher = hasher
@@ -82,14 +70,14 @@ class LogIn:
         self.metrics = metrics
         self.flush = flush  # publishes what the outbox holds (the relay), after a notice
 
-    async def __call__(self, command: LogInCommand) -> str | None:
+    async def __call__(self, command: LogIn) -> str | None:
         """The account id on success, ``None`` on any failure (the caller answers 401)."""
         now = self.clock.now()
         route = route_key(self.keyring, command.login)
         subjects = _Subjects(
             pair=self.keyring.keyed_hash("lockout", f"{route}|{command.client_ip or '-'}"),
             login=self.keyring.keyed_hash("lockout", route))
-        loaded = await self.db.run(lambda s: self._load(s, command, subjects, now))
+        loaded = await self.uow.run(lambda r: self._load(r, command, subjects, now))
         if loaded.throttled:
             self.metrics.logins.labels("throttled").inc()
             return None
@@ -106,8 +94,8 @@ class LogIn:
         if not (current_ok or pending_ok):
             self.metrics.logins.labels("failure").inc()
             return None
-        account_id, noticed = await self.db.run(
-            lambda s: self._succeed(s, loaded, subjects, current_ok, now))
+        account_id, noticed = await self.uow.run(
+            lambda r: self._succeed(r, loaded, subjects, current_ok, now))
         if noticed:
             self.metrics.notices.inc()
             if self.flush is not None:
@@ -117,35 +105,35 @@ class LogIn:
         self.metrics.logins.labels(outcome).inc()
         return account_id
 
-    def _load(self, session: Session, command: LogInCommand, subjects: _Subjects,
+    def _load(self, repos: Repositories, command: LogIn, subjects: _Subjects,
               now: float) -> _Loaded:
         policy = self.policy
         if command.client_ip is not None:
             address = self.keyring.keyed_hash("limit", "login-ip:" + command.client_ip)
-            if counters.take(session, address, policy.login_ip, now) is not None:
+            if repos.windows.take(address, policy.login_ip, now) is not None:
                 return _Loaded(throttled=True)
-        pair_place = counters.reserve(session, subjects.pair, limit=policy.lockout_failures,
-                                      lock_s=policy.lockout_s, now=now)
+        pair_place = repos.failures.reserve(subjects.pair, limit=policy.lockout_failures,
+                                            lock_s=policy.lockout_s, now=now)
         login_place = None
         if pair_place is not None:  # refusals at one address do not count against the login
-            login_place = counters.reserve(session, subjects.login,
-                                           limit=policy.global_lockout_failures,
-                                           lock_s=policy.lockout_s, now=now)
+            login_place = repos.failures.reserve(subjects.login,
+                                                 limit=policy.global_lockout_failures,
+                                                 lock_s=policy.lockout_s, now=now)
         else:
-            counters.failures(session, subjects.login)  # the same queries either way
+            repos.failures.failures(subjects.login)  # the same queries either way
         candidates = candidate_keys(self.keyring, command.login)
-        account = resolve(candidates, repository.accounts_by_keys(session, [candidates]))
+        account = resolve(candidates, repos.accounts.by_keys([candidates]))
         usable = account is not None and account.status is AccountStatus.ACTIVE
         # an unknown login runs the same lookups (on no account): no difference in time
         account_id = account.account_id if account is not None and usable else ""
-        current = credentials.current_password(session, account_id)
-        pending = credentials.newest_pending(session, account_id, now)
+        current = repos.credentials.current(account_id)
+        pending = repos.codes.newest_pending(account_id, now)
         if not usable:
             return _Loaded(pair_place=pair_place, login_place=login_place)
         return _Loaded(pair_place=pair_place, login_place=login_place, account=account,
                        current=current, pending=pending)
 
-    def _succeed(self, session: Session, loaded: _Loaded, subjects: _Subjects,
+    def _succeed(self, repos: Repositories, loaded: _Loaded, subjects: _Subjects,
                  current_ok: bool, now: float) -> tuple[str | None, bool]:
         """(account id or ``None``, whether a notice was staged)."""
         assert loaded.account is not None
@@ -156,21 +144,23 @@ class LogIn:
             account_id = loaded.account.account_id
         elif loaded.pending is not None:
             code_id, hash_ = loaded.pending
-            activated = credentials.activate_code(session, code_id, now)
+            activated = repos.codes.activate(code_id, now)
             if activated is not None:
-                account_id, locale = activated
+                account_id, code_hash, locale = activated
+                repos.codes.void_pending(account_id, except_code=code_id)
+                repos.credentials.set(account_id, code_hash, now)
                 notice = outcomes.password_changed(loaded.account, code_id=code_id,
                                                    locale=locale, contact_keyring=self.keyring,
                                                    delivery_keyring=self.delivery_keyring)
                 if notice is not None:
-                    outbox.stage(session, outbox_table, PASSWORD_CHANGED, [notice])
+                    repos.outbox.stage(PASSWORD_CHANGED, [notice])
                     noticed = True
-            elif credentials.current_password(session, loaded.account.account_id) == hash_:
+            elif repos.credentials.current(loaded.account.account_id) == hash_:
                 account_id = loaded.account.account_id  # a simultaneous login activated it
         if account_id is None:
             return None, False
-        counters.release(session, subjects.pair, loaded.pair_place,
-                         limit=self.policy.lockout_failures)
-        counters.release(session, subjects.login, loaded.login_place,
-                         limit=self.policy.global_lockout_failures)
+        repos.failures.release(subjects.pair, loaded.pair_place,
+                               limit=self.policy.lockout_failures)
+        repos.failures.release(subjects.login, loaded.login_place,
+                               limit=self.policy.global_lockout_failures)
         return account_id, noticed

@@ -1,5 +1,6 @@
-"""Decisions as wire events: CodeIssued (contacts and password encrypted) or CodeRejected, and
-the PasswordChanged notice (every usable contact sealed for the notifier)."""
+"""Decisions as records: the wire events CodeIssued (contacts and password encrypted) or
+CodeRejected, the PasswordChanged notice (every usable contact sealed for the notifier), the
+stored codes and support's request log."""
 
 from __future__ import annotations
 
@@ -17,7 +18,16 @@ from schemas.events import (
 )
 from services.common.codec import WireRecord, encode
 from services.common.crypto import Keyring, code_aad, contact_aad
-from services.recovery.domain.model import Account, Issue, Reject
+from services.recovery.domain.commands import IssueCode
+from services.recovery.domain.model import (
+    Account,
+    CodeStatus,
+    Decision,
+    Issue,
+    LoggedRequest,
+    NewCode,
+    Reject,
+)
 
 SOURCE = "/selfcare-access/recovery"
 
@@ -78,3 +88,36 @@ def password_changed(account: Account, *, code_id: str, locale: str, contact_key
         locale=Locale(locale) if locale in {x.value for x in Locale} else Locale.RU,
         contacts=tuple(contacts))
     return encode(event, key=account.account_id, source=SOURCE)
+
+
+def reveal(keyring: Keyring, account: Account, command: IssueCode) -> str:
+    """The destination of a code request, opened from the projection (contact keys)."""
+    field = "mobile" if command.channel is Channel.SMS else "email"
+    token = account.mobile_enc if field == "mobile" else account.email_enc
+    return keyring.decrypt(token or "", aad=contact_aad(account.account_id, field))
+
+
+def new_codes(issues: list[Issue], hashes: list[str], *, expires_at: float,
+              now: float) -> list[NewCode]:
+    """The codes to store; of several issued to one account, only the newest stays pending."""
+    newest = {i.account.account_id: i.code_id for i in issues}
+    return [NewCode(
+        code_id=i.code_id, account_id=i.account.account_id,
+        request_event_id=i.command.request_event_id, hash=hash_,
+        status=(CodeStatus.PENDING if newest[i.account.account_id] == i.code_id
+                else CodeStatus.VOIDED),
+        channel=i.command.channel, locale=i.command.locale.value, expires_at=expires_at,
+        created_at=now,
+    ) for i, hash_ in zip(issues, hashes, strict=True)]
+
+
+def logged(decision: Decision, *, login_key: str, now: float) -> LoggedRequest:
+    issued = isinstance(decision, Issue)
+    return LoggedRequest(
+        login_key=login_key, request_event_id=decision.command.request_event_id,
+        account_id=decision.account.account_id if isinstance(decision, Issue) else None,
+        channel=decision.command.channel.value, outcome="issued" if issued else "rejected",
+        reason=None if isinstance(decision, Issue) else decision.reason.value,
+        retry_after_s=None if isinstance(decision, Issue) else decision.retry_after_s,
+        code_id=decision.code_id if isinstance(decision, Issue) else None,
+        requested_at=decision.command.requested_at, decided_at=now)

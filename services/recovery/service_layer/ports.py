@@ -1,10 +1,25 @@
-"""Ports of the service layer: the time source and the slow password hash."""
+"""Ports of the service layer: the repositories of one transaction and the unit of work that
+runs it, the time source, the slow password hash and the publisher.
+
+Every repository is bound to one transaction; ``UnitOfWork.run`` gives a ``Repositories`` to a
+function, commits if it returns and hands what it staged in the outbox to the relay.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from services.common.codec import WireRecord
+from services.common.logins import LoginKind
+from services.recovery.domain.commands import ProjectAccount
+from services.recovery.domain.limits import LimitKind, Window
+from services.recovery.domain.model import Account, LoggedRequest, NewCode
+
+T = TypeVar("T")
+RateEvent = tuple[LimitKind, str, float]  # kind, subject (a keyed hash), Unix time
 
 
 class Clock(Protocol):
@@ -29,4 +44,163 @@ class PasswordHasher(Protocol):
 
     async def dummy_hash(self) -> str:
         """A hash of a random password with the same parameters (unknown logins verify it)."""
+        ...
+
+
+class Sender(Protocol):
+    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
+        """Publish (topic, record) pairs; returns once the broker has them."""
+        ...
+
+
+class Accounts(Protocol):
+    """The accounts projection."""
+
+    def by_keys(self, keys: Iterable[Mapping[LoginKind, str]]) -> list[Account]:
+        """Every account whose login key of either kind is among ``keys``."""
+        ...
+
+    def epochs(self, account_ids: Collection[str]) -> dict[str, tuple[int, int, int]]:
+        """account_id → (version, holder_epoch, contacts_epoch) of the stored ones."""
+        ...
+
+    def insert(self, accounts: Sequence[ProjectAccount], now: float) -> None: ...
+
+    def update(self, account: ProjectAccount, now: float) -> None: ...
+
+    def by_ids(self, account_ids: Collection[str]) -> list[Account]: ...
+
+    def delete(self, account_ids: Collection[str]) -> None: ...
+
+
+class Processed(Protocol):
+    """Ids of the code requests already decided and written."""
+
+    def seen(self, event_ids: Collection[str]) -> set[str]: ...
+
+    def mark(self, event_ids: Collection[str]) -> None:
+        """Fails the transaction if one of them is already marked (another worker wrote it)."""
+        ...
+
+
+class RateEvents(Protocol):
+    """The sliding-window history of code requests."""
+
+    def history(self, kind: LimitKind, subject: str, since: float, newest: int) -> list[float]:
+        """The ``newest`` latest event times of a subject after ``since``, oldest first."""
+        ...
+
+    def add(self, events: Iterable[RateEvent]) -> None: ...
+
+    def prune(self, before: float) -> None: ...
+
+    def delete_subjects(self, subjects: Collection[str]) -> None: ...
+
+
+class Windows(Protocol):
+    """Fixed-window counts shared by every worker, each taken atomically."""
+
+    def take(self, subject: str, window: Window, now: float) -> int | None:
+        """Count one event if the window has room: ``None``; else the seconds until it ends."""
+        ...
+
+    def prune(self, before: float) -> None: ...
+
+    def delete_subjects(self, subjects: Collection[str]) -> None: ...
+
+
+class FailureCounts(Protocol):
+    """The lock-out counts of failed logins (see ``log_in``)."""
+
+    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float) -> int | None:
+        """The next place in the count (1 = first), or ``None``: locked, or every place taken."""
+        ...
+
+    def release(self, subject: str, place: int, *, limit: int) -> None:
+        """A success at ``place``: it and every earlier place are given back."""
+        ...
+
+    def failures(self, subject: str) -> tuple[int, float | None]:
+        """(places taken, locked until)."""
+        ...
+
+    def delete_subjects(self, subjects: Collection[str]) -> None: ...
+
+
+class Codes(Protocol):
+    def add(self, codes: Sequence[NewCode]) -> None:
+        """Store new codes after voiding their accounts' older pending ones."""
+        ...
+
+    def newest_pending(self, account_id: str, now: float) -> tuple[str, str] | None:
+        """(code_id, hash) of the account's newest pending code that has not expired."""
+        ...
+
+    def activate(self, code_id: str, now: float) -> tuple[str, str, str] | None:
+        """A pending, unexpired code becomes active: (account id, hash, locale); ``None`` if it
+        was not pending. Of simultaneous calls with one code, one activates it."""
+        ...
+
+    def void_pending(self, account_id: str, *, except_code: str | None = None) -> None: ...
+
+    def expire(self, now: float) -> None: ...
+
+    def delete_for(self, account_ids: Collection[str]) -> None: ...
+
+
+class Credentials(Protocol):
+    def current(self, account_id: str) -> str | None:
+        """The hash of the account's password, if it has one."""
+        ...
+
+    def set(self, account_id: str, hash_: str, now: float) -> None: ...
+
+    def delete_for(self, account_ids: Collection[str]) -> None: ...
+
+
+class RequestLog(Protocol):
+    """The last code requests of each login, for support."""
+
+    def record(self, entries: Sequence[LoggedRequest]) -> None: ...
+
+    def prune(self, login_keys: Collection[str], now: float) -> None:
+        """Drop old rows, and for ``login_keys`` all but the newest few."""
+        ...
+
+    def last(self, login_key: str) -> list[LoggedRequest]:
+        """Newest first."""
+        ...
+
+    def delete_for(self, account_ids: Collection[str]) -> None: ...
+
+
+class Outbox(Protocol):
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        """Records for ``topic``, published once the transaction has committed."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class Repositories:
+    """Everything one transaction may read or write."""
+
+    accounts: Accounts
+    processed: Processed
+    rate_events: RateEvents
+    windows: Windows
+    failures: FailureCounts
+    codes: Codes
+    credentials: Credentials
+    request_log: RequestLog
+    outbox: Outbox
+
+
+class UnitOfWork(Protocol):
+    async def run(self, work: Callable[[Repositories], T]) -> T:
+        """Run ``work`` in ONE transaction (off the event loop); commit if it returns, and
+        hand the records it staged to the relay."""
+        ...
+
+    def transient(self, exc: BaseException) -> bool:
+        """Is ``exc`` worth retrying the transaction for (the database away or busy)?"""
         ...

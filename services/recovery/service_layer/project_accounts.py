@@ -1,28 +1,107 @@
-"""Handler of AccountChanged batches and tombstones: keep the accounts projection up to date."""
+"""Handlers of ``ProjectAccount`` and ``EraseAccount``: keep the accounts projection up to date.
+
+* The newest version of each account wins; older or equal versions change nothing. A newer
+  version whose ``holder_epoch`` is higher than the stored one revokes the password and voids
+  pending codes (a new holder, or a reopened contract); a higher ``contacts_epoch`` voids
+  pending codes (they went to the old contacts). The epochs are state, so replaying the
+  compacted topic after a rebuild revokes nothing twice: a new row starts at the newest epochs.
+* An erased account loses its row and everything kept for it: credentials, codes, its
+  request-log rows, its rate-limit events and the lock-out of its mobile login. The last two
+  are keyed by keyed hashes of the account id, the destinations and the login: what can be
+  derived from the row goes with it (a personal-account login's lock-out cannot be, nor the
+  lock-outs of a login from each client address: they are keyed hashes and counts, and age
+  out by retention).
+"""
 
 from __future__ import annotations
 
-from schemas.events import AccountChanged
-from services.common.consumer_loop import Inbound, RawRecord
-from services.common.crypto import Keyring
-from services.common.db import Database
-from services.recovery.adapters.projection import apply_changes, erase_accounts
-from services.recovery.service_layer.ports import Clock
+from collections.abc import Sequence
+
+from schemas.events import Channel
+from services.common.crypto import DecryptError, Keyring, contact_aad
+from services.recovery.domain.commands import EraseAccount, ProjectAccount
+from services.recovery.domain.model import Account
+from services.recovery.domain.resolve import route_key
+from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
 
 class ProjectAccounts:
-    def __init__(self, *, db: Database, clock: Clock, keyring: Keyring) -> None:
-        self.db = db
+    def __init__(self, *, uow: UnitOfWork, clock: Clock, keyring: Keyring) -> None:
+        self.uow = uow
         self.clock = clock
         self.keyring = keyring
 
-    async def __call__(self, items: list[Inbound[AccountChanged]]) -> None:
-        events = [item.event for item in items]
+    async def __call__(self, changes: Sequence[ProjectAccount]) -> int:
+        """How many accounts changed."""
         now = self.clock.now()
-        await self.db.run(lambda session: apply_changes(session, events, now))
+        return await self.uow.run(lambda repos: project_accounts(repos, changes, now))
 
-    async def tombstones(self, records: list[RawRecord]) -> None:
-        """Erased accounts (null values on the compacted topic): delete what is kept of them."""
-        ids = [r.key.decode("utf-8", "replace") for r in records if r.key]
-        if ids:
-            await self.db.run(lambda session: erase_accounts(session, ids, self.keyring))
+    async def erase(self, commands: Sequence[EraseAccount]) -> int:
+        """How many of the erased accounts were known."""
+        ids = sorted({c.account_id for c in commands})
+        if not ids:
+            return 0
+        return await self.uow.run(lambda repos: erase_accounts(repos, ids, self.keyring))
+
+
+def project_accounts(repos: Repositories, changes: Sequence[ProjectAccount], now: float) -> int:
+    newest: dict[str, ProjectAccount] = {}
+    for change in changes:
+        if change.account_id not in newest or change.version > newest[change.account_id].version:
+            newest[change.account_id] = change
+    stored = repos.accounts.epochs(newest.keys())
+    fresh = [c for key, c in newest.items() if key not in stored]
+    repos.accounts.insert(fresh, now)
+    applied = len(fresh)
+    for key, change in newest.items():
+        if key not in stored:
+            continue
+        version, holder, contacts = stored[key]
+        if change.version <= version:
+            continue
+        if change.holder_epoch > holder:
+            repos.credentials.delete_for([key])
+            repos.codes.void_pending(key)
+        elif change.contacts_epoch > contacts:
+            repos.codes.void_pending(key)
+        repos.accounts.update(change, now)
+        applied += 1
+    return applied
+
+
+def erase_accounts(repos: Repositories, account_ids: Sequence[str], keyring: Keyring) -> int:
+    known = repos.accounts.by_ids(account_ids)
+    limits: set[str] = set()
+    lockouts: set[str] = set()
+    for account in known:
+        limit_subjects, lockout = _derived_subjects(account, keyring)
+        limits |= limit_subjects
+        lockouts |= lockout
+    repos.rate_events.delete_subjects(limits)
+    repos.windows.delete_subjects(limits)
+    repos.failures.delete_subjects(lockouts)
+    repos.codes.delete_for(account_ids)
+    repos.request_log.delete_for(account_ids)
+    repos.credentials.delete_for(account_ids)
+    repos.accounts.delete(account_ids)
+    return len(known)
+
+
+def _derived_subjects(account: Account, keyring: Keyring) -> tuple[set[str], set[str]]:
+    """(rate-limit subjects, lock-out subjects) that can be derived from the account."""
+    aid = account.account_id
+    limits = {keyring.keyed_hash("limit", "account:" + aid),
+              keyring.keyed_hash("limit", "account-day:" + aid)}
+    lockouts: set[str] = set()
+    for channel, field, token in ((Channel.SMS, "mobile", account.mobile_enc),
+                                  (Channel.EMAIL, "email", account.email_enc)):
+        if not token:
+            continue
+        try:
+            value = keyring.decrypt(token, aad=contact_aad(aid, field))
+        except DecryptError:  # a retired key: nothing derivable, the rows age out
+            continue
+        limits.add(keyring.keyed_hash("limit", f"destination:{channel.value}:{value.lower()}"))
+        if field == "mobile":
+            lockouts.add(keyring.keyed_hash("lockout", route_key(keyring, value)))
+    return limits, lockouts

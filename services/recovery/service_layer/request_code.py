@@ -5,12 +5,12 @@ from __future__ import annotations
 from schemas.events import CodeRequested
 from schemas.topics import CODE_REQUESTED
 from services.common.codec import encode
-from services.common.publish import Publisher
 from services.recovery.service_layer.outcomes import SOURCE
+from services.recovery.service_layer.ports import Sender
 
 
 class RequestCode:
-    def __init__(self, *, publisher: Publisher) -> None:
+    def __init__(self, *, publisher: Sender) -> None:
         self.publisher = publisher
 
     async def __call__(self, event: CodeRequested) -> None:

@@ -8,18 +8,15 @@ ids, outcomes and times.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
-
-from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
 from services.common.crypto import Keyring
-from services.common.db import Database
 from services.common.logins import LOGIN_BY_PRODUCT, candidate_keys
-from services.recovery.adapters import counters, repository, request_log
-from services.recovery.domain.model import Account
+from services.recovery.domain.model import Account, LoggedRequest
 from services.recovery.domain.resolve import resolve, route_key
-from services.recovery.service_layer.ports import Clock
+from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
 NO_EMAIL = "no_email_linked"
 MOBILE_OUT_OF_SERVICE = "mobile_out_of_service"
@@ -36,24 +33,24 @@ def channels(account: Account) -> dict[str, dict[str, Any]]:
 
 
 class ViewLogin:
-    def __init__(self, *, db: Database, keyring: Keyring, clock: Clock) -> None:
-        self.db, self.keyring, self.clock = db, keyring, clock
+    def __init__(self, *, uow: UnitOfWork, keyring: Keyring, clock: Clock) -> None:
+        self.uow, self.keyring, self.clock = uow, keyring, clock
 
     async def __call__(self, typed: str) -> dict[str, Any]:
-        return await self.db.run(lambda s: self._view(s, typed))
+        return await self.uow.run(lambda repos: self._view(repos, typed))
 
-    def _view(self, session: Session, typed: str) -> dict[str, Any]:
+    def _view(self, repos: Repositories, typed: str) -> dict[str, Any]:
         now = self.clock.now()
         candidates = candidate_keys(self.keyring, typed)
-        account = resolve(candidates, repository.accounts_by_keys(session, [candidates])) \
+        account = resolve(candidates, repos.accounts.by_keys([candidates])) \
             if candidates else None
         route = route_key(self.keyring, typed)
         # the per-login count (every address); per-address counts are keyed by the address too
-        failures, locked_until = counters.failures(session, self.keyring.keyed_hash("lockout", route))
+        failures, locked_until = repos.failures.failures(self.keyring.keyed_hash("lockout", route))
         answer: dict[str, Any] = {
             "login_valid": bool(candidates),
             "found": account is not None,
-            "requests": [_request(row) for row in request_log.last_requests(session, route)],
+            "requests": [_request(e) for e in repos.request_log.last(route)],
             "lockout": {"failures": failures,
                         "locked": locked_until is not None and locked_until > now,
                         "locked_until": locked_until if locked_until and locked_until > now else None},
@@ -69,8 +66,7 @@ class ViewLogin:
         return answer
 
 
-def _request(row: Any) -> dict[str, Any]:
-    return {"request_event_id": row.request_event_id, "channel": row.channel,
-            "outcome": row.outcome, "reason": row.reason, "retry_after_s": row.retry_after_s,
-            "code_id": row.code_id, "requested_at": row.requested_at,
-            "decided_at": row.decided_at}
+def _request(entry: LoggedRequest) -> dict[str, Any]:
+    shown = asdict(entry)
+    del shown["login_key"], shown["account_id"]
+    return shown

@@ -9,8 +9,8 @@ from services.common.codec import WireRecord
 from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.recovery.domain.resolve import route_key
-from services.recovery.service_layer.route_requests import RouteRequests
-from tests.recovery.unit.helpers import request
+from services.recovery.entrypoints.route_requests import RouteRequests
+from tests.recovery.builders import request
 
 
 class Sent:

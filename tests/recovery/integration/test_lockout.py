@@ -14,8 +14,9 @@ import pytest
 
 from services.common.crypto import Keyring, code_aad
 from services.recovery.adapters import counters
+from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import FakeHasher, account_changed
-from tests.recovery.unit.helpers import POLICY, Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 POLICY_5 = replace(POLICY, lockout_failures=5, global_lockout_failures=100,
                    login_ip=replace(POLICY.per_ip, max_events=1000, window_s=60))

@@ -1,9 +1,10 @@
-"""Wiring of recovery's handlers over a real database and fakes, for service-layer tests."""
+"""Recovery's handlers over a real database (SQLite or PostgreSQL) with a fake clock and hasher."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,35 +12,20 @@ from sqlalchemy import select
 
 from schemas.events import AccountChanged, CodeRequested
 from services.common.consumer_loop import Inbound, RawRecord
-from services.common.crypto import Keyring, contact_aad
+from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
-from services.recovery.domain.limits import Policy, Window
+from services.recovery.adapters.unit_of_work import SqlUnitOfWork
+from services.recovery.domain.commands import LogIn
+from services.recovery.domain.limits import Policy
+from services.recovery.entrypoints.messages import on_account_changes, on_code_requests, on_tombstones
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
-from services.recovery.service_layer.log_in import LogIn, LogInCommand
+from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
+from tests.recovery.builders import POLICY, inbound
 from tests.recovery.conftest import FakeClock, FakeHasher
-
-POLICY = Policy(login_cooldown=Window(max_events=1, window_s=60),
-                per_destination=Window(max_events=3, window_s=600),
-                per_ip=Window(max_events=4, window_s=300), lockout_failures=3, lockout_s=900)
-
-
-def inbound(event: Any, topic: str = "t") -> Inbound[Any]:
-    raw = RawRecord(topic=topic, partition=0, offset=0, key=None,
-                    value=event.model_dump_json().encode(), headers=[])
-    return Inbound(event=event, raw=raw)
-
-
-def mobile_of(keyring: Keyring, acc: AccountChanged) -> str:
-    return keyring.decrypt(acc.contacts.mobile_enc, aad=contact_aad(str(acc.account_id), "mobile"))
-
-
-def request(login: str, channel: str = "sms", **extra: Any) -> CodeRequested:
-    return CodeRequested.model_validate_json(json.dumps({"login": login, "channel": channel,
-                                                         **extra}))
 
 
 @dataclass
@@ -48,10 +34,21 @@ class Harness:
     keyring: Keyring
     clock: FakeClock
     hasher: FakeHasher
-    project: ProjectAccounts
-    issue: IssueCodes
-    log_in: LogIn
+    uow: SqlUnitOfWork
+    projection: ProjectAccounts
+    issue_codes: IssueCodes
+    log_in: LogInHandler
     metrics: RecoveryMetrics
+
+    async def project(self, items: list[Inbound[AccountChanged]]) -> None:
+        await on_account_changes(self.projection)(items)
+
+    async def tombstones(self, records: list[RawRecord]) -> None:
+        await on_tombstones(self.projection.erase)(records)
+
+    async def issue(self, items: list[Inbound[CodeRequested]]) -> Callable[[], Awaitable[None]]:
+        """Decides the batch as the runner hands it over; returns its completion."""
+        return await on_code_requests(self.issue_codes)(items)
 
     async def accounts(self, *events: AccountChanged) -> None:
         await self.project([inbound(e) for e in events])
@@ -61,7 +58,7 @@ class Harness:
         await complete()
 
     async def login(self, login: str, password: str, ip: str | None = None) -> str | None:
-        return await self.log_in(LogInCommand(login=login, password=password, client_ip=ip))
+        return await self.log_in(LogIn(login=login, password=password, client_ip=ip))
 
     def staged(self) -> list[tuple[str, dict[str, Any]]]:
         rows = self.db.run_sync(lambda s: s.execute(select(outbox).order_by(outbox.c.id)).all())
@@ -81,11 +78,12 @@ def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 36
     metrics = RecoveryMetrics(ServiceMetrics("recovery"))
     config = IssueConfig(policy=policy, code_ttl_s=ttl, password_length=10,
                          support_phone="8 800 250-08-90")
+    uow = SqlUnitOfWork(db=db)
     return Harness(
-        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics,
-        project=ProjectAccounts(db=db, clock=clock, keyring=keyring),
-        issue=IssueCodes(db=db, keyring=keyring, hasher=hasher, clock=clock, config=config,
-                         metrics=metrics),
-        log_in=LogIn(db=db, keyring=keyring, hasher=hasher, clock=clock, policy=policy,
-                     metrics=metrics),
+        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics, uow=uow,
+        projection=ProjectAccounts(uow=uow, clock=clock, keyring=keyring),
+        issue_codes=IssueCodes(uow=uow, keyring=keyring, hasher=hasher, clock=clock,
+                               config=config, metrics=metrics),
+        log_in=LogInHandler(uow=uow, keyring=keyring, hasher=hasher, clock=clock, policy=policy,
+                            metrics=metrics),
     )

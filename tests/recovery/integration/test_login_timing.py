@@ -22,9 +22,11 @@ from services.common.crypto import Keyring
 from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
-from services.recovery.service_layer.log_in import LogIn, LogInCommand
+from services.recovery.domain.commands import LogIn
+from services.recovery.service_layer.log_in import LogInHandler
+from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
-from tests.recovery.unit.helpers import POLICY, Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 Z_MAX = 3.89
 ROUNDS = 300
@@ -90,15 +92,15 @@ async def test_known_unknown_and_locked_logins_take_the_same_time(h: Harness) ->
     hasher = ThreadPoolHasher(params=(2, 19456, 1), workers=2)
     try:
         await hasher.warm_up()
-        real = LogIn(db=h.db, keyring=h.keyring, hasher=hasher, clock=h.clock, policy=h.log_in.policy,
+        real = LogInHandler(uow=h.uow, keyring=h.keyring, hasher=hasher, clock=h.clock, policy=h.log_in.policy,
                      metrics=RecoveryMetrics(ServiceMetrics("recovery")))
-        leaky = LogIn(db=h.db, keyring=h.keyring, hasher=SkipOne(hasher), clock=h.clock,
+        leaky = LogInHandler(uow=h.uow, keyring=h.keyring, hasher=SkipOne(hasher), clock=h.clock,
                       policy=h.log_in.policy, metrics=RecoveryMetrics(ServiceMetrics("recovery")))
         # a known login with a current password and a pending code: both hashes are real
         acc = account_changed(h.keyring)
         await h.accounts(acc)
         known = mobile_of(h.keyring, acc)
-        h.issue.hasher = hasher
+        h.issue_codes.hasher = hasher
         await h.requests(request(known))
         h.clock.advance(61)
         await h.requests(request(known))
@@ -106,7 +108,7 @@ async def test_known_unknown_and_locked_logins_take_the_same_time(h: Harness) ->
         await h.accounts(other)
         await h.requests(request(locked))
         for _ in range(5):
-            assert await real(LogInCommand(login=locked, password="x", client_ip="192.0.2.1")) is None
+            assert await real(LogIn(login=locked, password="x", client_ip="192.0.2.1")) is None
         unknown = "+7 916 000 77 66"
         attempts = {
             "known": (real, known, None),
@@ -136,7 +138,7 @@ async def measure(attempts: dict[str, tuple[LogIn, str, str | None]],
         rng.shuffle(order)
         for kind in order:
             handler, login, ip = attempts[kind]
-            command = LogInCommand(login=login, password=f"wrong-{n}",
+            command = LogIn(login=login, password=f"wrong-{n}",
                                    client_ip=ip or f"10.{n // 250}.{n % 250}.{len(kind)}")
             started = time.perf_counter()
             assert await handler(command) is None

@@ -14,8 +14,9 @@ from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.adapters.tables import login_failures
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer.support_view import ViewLogin
+from tests.recovery.builders import request
 from tests.recovery.conftest import account_changed, new_mobile
-from tests.recovery.unit.helpers import Harness, harness, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Ha
     await h.requests(request("8" + mobile[2:], "sms"))
     h.clock.advance(1)
     await h.requests(request(mobile, "sms"))  # within the cool-down
-    view = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)(
+    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(
         "+7 " + mobile[2:5] + " " + mobile[5:])
     assert view["found"] and view["account"]["mobile_masked"].startswith("+7******")
     assert view["channels"] == {"sms": {"usable": True, "reason": None},
@@ -56,10 +57,10 @@ async def test_a_dead_mobile_and_a_lock_out_are_shown(h: Harness) -> None:
     # a lock of the login everywhere (what reaching LOGIN_GLOBAL_LOCKOUT_FAILURES writes)
     h.db.run_sync(lambda s: s.execute(insert(login_failures).values(
         subject=subject, failures=100, locked_until=h.clock.now() + 600)))
-    view = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)(mobile)
+    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile)
     assert view["channels"]["sms"] == {"usable": False, "reason": "mobile_out_of_service"}
     assert view["lockout"]["locked"] and view["lockout"]["locked_until"] == h.clock.now() + 600
-    unknown = await ViewLogin(db=h.db, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
+    unknown = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
     assert not unknown["found"] and unknown["login_valid"] and "account" not in unknown
 
 

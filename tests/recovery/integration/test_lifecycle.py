@@ -26,8 +26,9 @@ from services.recovery.adapters.tables import (
     rate_events,
 )
 from services.recovery.domain.resolve import route_key
+from tests.recovery.builders import mobile_of, request
 from tests.recovery.conftest import account_changed
-from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture
@@ -101,8 +102,8 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert count(h, counters) > 0
     tomb = RawRecord(topic="t", partition=0, offset=9, key=str(acc.account_id).encode(),
                      value=None, headers=[])
-    await h.project.tombstones([tomb])
-    await h.project.tombstones([tomb])  # idempotent
+    await h.tombstones([tomb])
+    await h.tombstones([tomb])  # idempotent
     aid = str(acc.account_id)
     assert count(h, accounts, accounts.c.account_id == aid) == 0
     assert count(h, credentials, credentials.c.account_id == aid) == 0

@@ -9,8 +9,11 @@ import pytest
 
 from schemas.events import AccountChanged, AccountStatus, TvProduct
 from services.common.crypto import Keyring, code_aad
+from services.recovery.adapters.unit_of_work import SqlProcessed
+from services.recovery.service_layer.pending_writes import unwritten_rate_events
+from tests.recovery.builders import inbound, mobile_of, request
 from tests.recovery.conftest import account_changed, new_mobile
-from tests.recovery.unit.helpers import Harness, harness, inbound, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture
@@ -209,11 +212,10 @@ async def test_limits_of_a_batch_written_meanwhile_are_counted_once(h: Harness) 
     await h.accounts(*accs)
     two = [request(acc_mobile(h, a), "email") for a in accs[:2]]
     complete_two = await h.issue([inbound(e) for e in two])
-    snapshot = list(h.issue._unwritten)  # as a later batch would have taken it
+    snapshot = h.issue_codes.pending.ahead()  # as a later batch would have taken it
+    assert h.db.run_sync(lambda s: unwritten_rate_events(snapshot, SqlProcessed(s).seen)) != []
     await complete_two()
-    from services.recovery.service_layer.issue_codes import _unwritten_events
-
-    assert h.db.run_sync(lambda s: _unwritten_events(s, snapshot)) == []
+    assert h.db.run_sync(lambda s: unwritten_rate_events(snapshot, SqlProcessed(s).seen)) == []
     rest = [request(acc_mobile(h, a), "email") for a in accs[2:]]
     await h.requests(*rest)
     got = outcomes(h)
@@ -229,7 +231,7 @@ async def test_a_write_retried_after_the_database_was_away_keeps_its_place_in_li
     first, second = (request(acc_mobile(h, a)) for a in accs)
     complete_first = await h.issue([inbound(first)])
     complete_second = await h.issue([inbound(second)])
-    write = h.issue._write
+    write = h.issue_codes._write
     failures = [OperationalError("INSERT", {}, ConnectionError("database away"))]
 
     def flaky(*args: object) -> None:
@@ -237,7 +239,7 @@ async def test_a_write_retried_after_the_database_was_away_keeps_its_place_in_li
             raise failures.pop()
         write(*args)  # type: ignore[arg-type]
 
-    h.issue._write = flaky  # type: ignore[method-assign]
+    h.issue_codes._write = flaky  # type: ignore[method-assign]
     with pytest.raises(OperationalError):
         await complete_first()
     second_done = asyncio.ensure_future(complete_second())

@@ -8,8 +8,9 @@ import pytest
 
 from schemas.events import AccountStatus
 from services.common.crypto import Keyring, code_aad
+from tests.recovery.builders import mobile_of, request
 from tests.recovery.conftest import account_changed
-from tests.recovery.unit.helpers import Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 
 @pytest.fixture

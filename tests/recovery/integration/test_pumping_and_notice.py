@@ -13,8 +13,9 @@ from schemas.events import Channel
 from services.common.crypto import Keyring, code_aad
 from services.recovery.domain.limits import Window
 from services.recovery.service_layer.outcomes import notice_aad
+from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
-from tests.recovery.unit.helpers import POLICY, Harness, harness, mobile_of, request
+from tests.recovery.integration.harness import Harness, harness
 
 OPEN = replace(POLICY, login_cooldown=Window(max_events=1, window_s=0),
                per_destination=Window(max_events=100, window_s=600),

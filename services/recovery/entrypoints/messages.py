@@ -1,0 +1,57 @@
+"""The edge of the batch runners: wire records become recovery's commands, and each batch goes
+to its handler."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+
+from schemas.events import AccountChanged, CodeRequested
+from services.common.consumer_loop import Finish, Inbound, RawRecord
+from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
+
+
+def issue_code(event: CodeRequested) -> IssueCode:
+    return IssueCode(
+        request_event_id=str(event.event_id), login=event.login, channel=event.channel,
+        locale=event.locale, client_ip=None if event.client_ip is None else str(event.client_ip),
+        requested_at=event.occurred_at.timestamp(),
+    )
+
+
+def project_account(event: AccountChanged) -> ProjectAccount:
+    return ProjectAccount(
+        account_id=str(event.account_id), contract_number=event.contract_number,
+        version=event.version, status=event.status, tv_product=event.tv_product,
+        login_key_mobile=event.login_keys.mobile,
+        login_key_personal_account=event.login_keys.personal_account,
+        sms_usable=event.channels.sms, email_usable=event.channels.email,
+        mobile_enc=event.contacts.mobile_enc, mobile_masked=event.contacts.mobile_masked,
+        email_enc=event.contacts.email_enc, email_masked=event.contacts.email_masked,
+        holder_epoch=event.holder_epoch, contacts_epoch=event.contacts_epoch,
+    )
+
+
+def erase_account(record: RawRecord) -> EraseAccount | None:
+    """A tombstone on the accounts topic; keyed by the account id (a keyless one names none)."""
+    return EraseAccount(account_id=record.key.decode("utf-8", "replace")) if record.key else None
+
+
+def on_code_requests(handle: Callable[[Sequence[IssueCode]], Awaitable[Finish]]
+                     ) -> Callable[[list[Inbound[CodeRequested]]], Awaitable[Finish]]:
+    async def run(items: list[Inbound[CodeRequested]]) -> Finish:
+        return await handle([issue_code(item.event) for item in items])
+    return run
+
+
+def on_account_changes(handle: Callable[[Sequence[ProjectAccount]], Awaitable[object]]
+                       ) -> Callable[[list[Inbound[AccountChanged]]], Awaitable[None]]:
+    async def run(items: list[Inbound[AccountChanged]]) -> None:
+        await handle([project_account(item.event) for item in items])
+    return run
+
+
+def on_tombstones(handle: Callable[[Sequence[EraseAccount]], Awaitable[object]]
+                  ) -> Callable[[list[RawRecord]], Awaitable[None]]:
+    async def run(records: list[RawRecord]) -> None:
+        await handle([c for c in map(erase_account, records) if c is not None])
+    return run

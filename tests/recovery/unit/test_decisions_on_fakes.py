@@ -1,0 +1,218 @@
+"""Decisions of recovery's handlers over the ``Fake*`` ports: issue, log in, project, erase,
+limits and lock-out, with no database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from schemas.events import AccountStatus
+from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
+from services.recovery.domain.commands import EraseAccount
+from services.recovery.domain.limits import Policy, Window
+from services.recovery.domain.model import CodeStatus
+from services.recovery.domain.resolve import route_key
+from services.recovery.entrypoints.messages import project_account
+from tests.recovery.builders import mobile_of
+from tests.recovery.conftest import account_changed, new_mobile
+from tests.recovery.fakes import FakeConflict, FakeDatabaseAway
+from tests.recovery.unit.fake_service import FakeService
+
+
+@pytest.fixture
+def s() -> FakeService:
+    return FakeService()
+
+
+async def test_a_code_is_issued_hashed_stored_and_published_once(s: FakeService) -> None:
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    command = s.command(mobile_of(s.keyring, acc))
+    await s.issue(command, command)  # the same request twice in one batch
+    [issued] = s.published(CODE_ISSUED)
+    [code] = s.uow.store.codes
+    assert code.hash == "fake$" + s.password(issued) and code.status is CodeStatus.PENDING
+    assert issued["code_id"] == code.code_id and code.account_id == str(acc.account_id)
+    assert command.request_event_id in s.uow.store.processed
+    await s.issue(command)  # redelivered: already processed, nothing more
+    assert len(s.published()) == 1 and s.hasher.hashed == 1
+    [entry] = s.uow.store.request_log
+    assert entry.outcome == "issued" and entry.login_key == route_key(s.keyring, command.login)
+
+
+async def test_unknown_closed_and_unusable_logins_are_rejected_with_their_reason(
+        s: FakeService) -> None:
+    closed = account_changed(s.keyring, status=AccountStatus.CLOSED)
+    dead = account_changed(s.keyring, mobile_active=False)
+    await s.accounts(closed, dead)
+    commands = [s.command(new_mobile()), s.command(mobile_of(s.keyring, closed)),
+                s.command(mobile_of(s.keyring, dead)), s.command(mobile_of(s.keyring, dead),
+                                                                 "email")]
+    await s.issue(*commands)
+    assert [s.outcome(c)["reason"] for c in commands] == [
+        "unknown_login", "account_closed", "channel_unavailable", "channel_unavailable"]
+    assert s.published(CODE_ISSUED) == [] and s.uow.store.codes == []
+
+
+async def test_cool_down_and_a_later_code_voids_the_earlier(s: FakeService) -> None:
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    first, soon, later = s.command(login), s.command(login), s.command(login)
+    await s.issue(first)
+    s.clock.advance(10)
+    await s.issue(soon)
+    assert s.outcome(soon)["reason"] == "rate_limited" and s.outcome(soon)["retry_after_s"] == 50
+    s.clock.advance(51)
+    await s.issue(later)
+    assert [c.status for c in s.uow.store.codes] == [CodeStatus.VOIDED, CodeStatus.PENDING]
+
+
+async def test_a_batch_decided_before_the_previous_is_written_counts_its_limits(
+        s: FakeService) -> None:
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    first, second = s.command(login), s.command(login)
+    complete_first = await s.decide(first)
+    complete_second = await s.decide(second)  # the first is not written yet
+    second_done = asyncio.ensure_future(complete_second())
+    await asyncio.sleep(0.01)
+    assert not second_done.done() and s.published() == []  # writes keep the order
+    await complete_first()
+    await second_done
+    assert [v["request_event_id"] for v in s.published()] == [first.request_event_id,
+                                                               second.request_event_id]
+    assert s.outcome(second)["reason"] == "rate_limited"
+    assert len(s.uow.store.rate_events) == 2  # the first batch's (login, destination) once
+
+
+async def test_a_transient_failure_keeps_the_batch_in_line_and_another_gives_it_up(
+        s: FakeService) -> None:
+    accs = [account_changed(s.keyring) for _ in range(3)]
+    await s.accounts(*accs)
+    first, second, third = (s.command(mobile_of(s.keyring, a)) for a in accs)
+    complete_first = await s.decide(first)
+    s.uow.fail_next.append(FakeDatabaseAway())
+    with pytest.raises(FakeDatabaseAway):
+        await complete_first()
+    assert len(s.issue_codes.pending) == 1  # still counted by later batches
+    await complete_first()  # the runner's retry
+    assert s.hasher.hashed == 1  # not hashed again
+    complete_second = await s.decide(second)
+    s.uow.fail_next.append(FakeConflict())
+    with pytest.raises(FakeConflict):
+        await complete_second()
+    assert len(s.issue_codes.pending) == 0  # given up: redone one by one by the runner
+    await s.issue(third)
+    assert [v["request_event_id"] for v in s.published(CODE_ISSUED)] == [
+        first.request_event_id, third.request_event_id]
+
+
+async def test_limits_per_destination_client_address_and_sms_budget() -> None:
+    s = FakeService(policy=Policy(per_destination=Window(max_events=2, window_s=600),
+                                  per_ip=Window(max_events=3, window_s=300),
+                                  login_cooldown=Window(max_events=0, window_s=0),
+                                  sms_hourly=Window(max_events=3, window_s=3600)))
+    shared = new_mobile()
+    await s.accounts(account_changed(s.keyring, mobile=shared))
+    to_one = [s.command(shared) for _ in range(3)]
+    await s.issue(*to_one)
+    assert [s.outcome(c).get("reason") for c in to_one] == [None, None, "rate_limited"]
+    other = account_changed(s.keyring)
+    await s.accounts(other)
+    from_ip = [s.command(mobile_of(s.keyring, other), client_ip="192.0.2.7") for _ in range(4)]
+    await s.issue(*from_ip)
+    reasons = [s.outcome(c).get("reason") for c in from_ip]
+    assert reasons == [None, "rate_limited", "rate_limited", "rate_limited"]
+    assert len(s.published(CODE_ISSUED)) == 3  # the hourly SMS budget is spent
+    assert s.metrics.sms_budget_exceeded.labels("sms")._value.get() == 2  # the 2nd and 3rd
+    ip = s.keyring.keyed_hash("limit", "ip:192.0.2.7")
+    assert sum(1 for k, subject, _ in s.uow.store.rate_events if subject == ip) == 4
+
+
+async def test_a_current_password_logs_in_and_a_code_becomes_it_with_a_notice(
+        s: FakeService) -> None:
+    acc = account_changed(s.keyring, email="someone@example.ru")
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    await s.issue(s.command(login))
+    password = s.password(s.published(CODE_ISSUED)[0])
+    assert await s.login(login, "wrong") is None
+    assert await s.login(login, password) == str(acc.account_id)
+    assert s.uow.store.credentials[str(acc.account_id)] == "fake$" + password
+    assert [c.status for c in s.uow.store.codes] == [CodeStatus.ACTIVE]
+    [notice] = s.published(PASSWORD_CHANGED)
+    assert {c["channel"] for c in notice["contacts"]} == {"sms", "email"}
+    assert await s.login(login, password) == str(acc.account_id)  # now the current password
+    assert len(s.published(PASSWORD_CHANGED)) == 1
+    assert s.hasher.verified == 6  # two verifications per attempt, whatever happens
+
+
+async def test_lock_out_after_failures_unknown_logins_count_and_a_success_releases(
+        s: FakeService) -> None:
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    s.uow.store.credentials[str(acc.account_id)] = "fake$right"
+    assert await s.login(login, "wrong", "192.0.2.1") is None
+    assert await s.login(login, "right", "192.0.2.1") == str(acc.account_id)
+    pair = s.keyring.keyed_hash("lockout", f"{route_key(s.keyring, login)}|192.0.2.1")
+    assert s.uow.store.failures[pair] == (0, None)  # the success gave back both places
+    for _ in range(s.policy.lockout_failures):
+        assert await s.login(login, "wrong", "192.0.2.1") is None
+    assert await s.login(login, "right", "192.0.2.1") is None  # locked
+    assert await s.login(login, "right", "198.51.100.2") == str(acc.account_id)  # elsewhere
+    s.clock.advance(s.policy.lockout_s)
+    assert await s.login(login, "right", "192.0.2.1") == str(acc.account_id)  # lock expired
+    unknown = new_mobile()
+    for _ in range(s.policy.lockout_failures):
+        assert await s.login(unknown, "x", "192.0.2.1") is None
+    subject = s.keyring.keyed_hash("lockout", f"{route_key(s.keyring, unknown)}|192.0.2.1")
+    assert s.uow.store.failures[subject][1] is not None  # unknown logins lock the same way
+
+
+async def test_a_client_address_over_its_login_window_is_refused_before_hashing() -> None:
+    s = FakeService(policy=Policy(login_ip=Window(max_events=2, window_s=60)))
+    for _ in range(2):
+        assert await s.login(new_mobile(), "x", "192.0.2.9") is None
+    verified = s.hasher.verified
+    assert await s.login(new_mobile(), "x", "192.0.2.9") is None
+    assert s.hasher.verified == verified and s.metrics is not None
+
+
+async def test_the_newest_version_wins_and_epochs_revoke(s: FakeService) -> None:
+    acc = account_changed(s.keyring, version=2)
+    await s.accounts(acc)
+    aid = str(acc.account_id)
+    await s.accounts(acc.model_copy(update={"version": 1, "status": AccountStatus.CLOSED}))
+    assert s.uow.store.accounts[aid].version == 2  # an older version changes nothing
+    login = mobile_of(s.keyring, acc)
+    s.uow.store.credentials[aid] = "fake$old"
+    await s.issue(s.command(login))
+    await s.accounts(acc.model_copy(update={"version": 3, "contacts_epoch": 1}))
+    assert [c.status for c in s.uow.store.codes] == [CodeStatus.VOIDED]  # went to old contacts
+    assert aid in s.uow.store.credentials
+    await s.accounts(acc.model_copy(update={"version": 4, "holder_epoch": 1}))
+    assert aid not in s.uow.store.credentials  # a new holder: the password is revoked
+    assert s.uow.store.accounts[aid] == project_account(
+        acc.model_copy(update={"version": 4, "holder_epoch": 1}))
+
+
+async def test_an_erased_account_leaves_nothing_derivable(s: FakeService) -> None:
+    acc, kept = account_changed(s.keyring), account_changed(s.keyring)
+    await s.accounts(acc, kept)
+    aid = str(acc.account_id)
+    login = mobile_of(s.keyring, acc)
+    await s.issue(s.command(login), s.command(mobile_of(s.keyring, kept)))
+    await s.login(login, "wrong", "192.0.2.1")
+    s.uow.store.credentials[aid] = "fake$x"
+    assert await s.projection.erase([EraseAccount(account_id=aid)]) == 1
+    store = s.uow.store
+    assert aid not in store.accounts and aid not in store.credentials
+    assert [c.account_id for c in store.codes] == [str(kept.account_id)]
+    assert [e.account_id for e in store.request_log] == [str(kept.account_id)]
+    assert len(store.rate_events) == 2  # the kept account's login and destination
+    assert s.keyring.keyed_hash("lockout", route_key(s.keyring, login)) not in store.failures
+    assert await s.projection.erase([EraseAccount(account_id=aid)]) == 0  # idempotent
