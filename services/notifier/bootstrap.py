@@ -149,7 +149,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
     install_consumer(app, settings=settings, runner=runner)
     install_notice_consumer(app, settings=settings, runner=notices)
     install_tombstones(app, settings=settings, runner=TombstoneRunner(
-        topic=ACCOUNT_CHANGED, handler=accounts_erased(partial(erase_deliveries, uow=uow)),
+        topic=ACCOUNT_CHANGED, handler=accounts_erased(partial(erase_deliveries, uow=uow, flush=relay.flush)),
         batch_size=settings.batch_size, within_s=settings.batch_within_s))
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(base_metrics))

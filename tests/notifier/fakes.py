@@ -96,6 +96,10 @@ class FakeDeliveries:
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None:
         self.store.rows[code_id]["carrier_status"] = status
 
+    def status_keys(self, account_ids: Collection[str]) -> set[str]:
+        return {r["status_code_id"] or c for c, r in self.store.rows.items()
+                if r["account_id"] in account_ids}
+
     def erase(self, account_ids: Collection[str]) -> int:
         gone = [c for c, r in self.store.rows.items() if r["account_id"] in account_ids]
         for code_id in gone:

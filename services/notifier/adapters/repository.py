@@ -150,6 +150,14 @@ class SqlDeliveries:
             .values(carrier_status=status, updated_at=now)
         )
 
+    def status_keys(self, account_ids: Collection[str]) -> set[str]:
+        if not account_ids:
+            return set()
+        key = func.coalesce(deliveries.c.status_code_id, deliveries.c.code_id)
+        rows = self.session.execute(
+            select(key).distinct().where(deliveries.c.account_id.in_(list(account_ids))))
+        return {str(k) for (k,) in rows}
+
     def erase(self, account_ids: Collection[str]) -> int:
         if not account_ids:
             return 0

@@ -65,6 +65,10 @@ class Deliveries(Protocol):
 
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None: ...
 
+    def status_keys(self, account_ids: Collection[str]) -> set[str]:
+        """The distinct keys (public code ids) of the statuses of the accounts' deliveries."""
+        ...
+
     def erase(self, account_ids: Collection[str]) -> int:
         """Deletes the accounts' deliveries; returns how many."""
         ...

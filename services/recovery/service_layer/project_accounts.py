@@ -11,6 +11,10 @@
   derived from the row goes with it (a personal-account login's lock-out cannot be, nor the
   lock-outs of a login from each client address: they are keyed hashes and counts, and age
   out by retention).
+* An erased account also gets a tombstone, keyed by its id, on the topics recovery publishes
+  under that key (``code.issued`` and ``password.changed``, compacted as well as deleted):
+  compaction then drops its sealed codes and notices before their retention ends. Only known
+  accounts get them: an erasure redelivered after its row is gone stages nothing again.
 """
 
 from __future__ import annotations
@@ -18,11 +22,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from schemas.events import Channel
+from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
+from services.common.codec import tombstone
 from services.common.crypto import DecryptError, Keyring, contact_aad
 from services.recovery.domain.commands import EraseAccount, ProjectAccount
 from services.recovery.domain.model import Account
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
+
+
+# published topics keyed by the account id: an erasure tombstones the account's key on each
+ERASED_BY_ACCOUNT = (CODE_ISSUED, PASSWORD_CHANGED)
 
 
 class ProjectAccounts:
@@ -84,6 +94,9 @@ def erase_accounts(repos: Repositories, account_ids: Sequence[str], keyring: Key
     repos.request_log.delete_for(account_ids)
     repos.credentials.delete_for(account_ids)
     repos.accounts.delete(account_ids)
+    tombstones = [tombstone(account.account_id) for account in known]
+    for topic in ERASED_BY_ACCOUNT:
+        repos.outbox.stage(topic, tombstones)
     return len(known)
 
 

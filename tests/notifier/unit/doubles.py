@@ -52,7 +52,8 @@ class Desk:
             row["next_attempt_at"] = datetime.now(UTC) - timedelta(seconds=1)
 
     def statuses(self, code_id: object = None) -> list[dict[str, Any]]:
-        out = [json.loads(r.value) for t, r in self.uow.store.outbox if t == NOTIFICATION_STATUS]
+        out = [json.loads(r.value) for t, r in self.uow.store.outbox
+               if t == NOTIFICATION_STATUS and r.value is not None]  # not tombstones
         return [s for s in out if code_id is None or s["code_id"] == str(code_id)]
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.events import Channel, NoticeContact, PasswordChanged
+from schemas.topics import NOTIFICATION_STATUS
 from services.common.masking import mask_email, mask_phone
 from services.notifier.domain.commands import ApplyDeliveryReport, EraseDeliveries
 from services.notifier.domain.delivery import Delivery
@@ -132,10 +133,26 @@ async def test_a_delivery_report_is_recorded_once_and_unknown_ids_are_told() -> 
 async def test_erasure_deletes_only_the_accounts_deliveries_and_is_idempotent() -> None:
     d = desk()
     erased, kept = uuid.uuid4(), uuid.uuid4()
-    await d.record(code_issued(to="+79161234567", account_id=erased),
-                   code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, account_id=erased),
-                   code_issued(to="+79031112233", account_id=kept))
+    sms = code_issued(to="+79161234567", account_id=erased)
+    email = code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, account_id=erased)
+    await d.record(sms, email, code_issued(to="+79031112233", account_id=kept))
+    notice = password_changed({Channel.SMS: "+79161234567", Channel.EMAIL: "ivanov@example.ru"})
+    notice = notice.model_copy(update={"account_id": erased})
+    await record_notices([to_record_notice(notice)], uow=d.uow, ttl_s=60)
+    flushed: list[int] = []
+
+    async def flush() -> None:
+        flushed.append(len(d.uow.store.outbox))
+
     command = EraseDeliveries(account_ids=(str(erased),))
-    assert await erase_deliveries(command, uow=d.uow) == 2
-    assert await erase_deliveries(command, uow=d.uow) == 0
+    before = len(d.uow.store.outbox)
+    assert await erase_deliveries(command, uow=d.uow, flush=flush) == 4
+    # one tombstone per status key: the two codes, and the notice's code id (both contacts)
+    staged = d.uow.store.outbox[before:]
+    assert {(t, r.value) for t, r in staged} == {(NOTIFICATION_STATUS, None)}
+    assert sorted(r.key for _, r in staged) == sorted(
+        str(c).encode() for c in (sms.code_id, email.code_id, notice.code_id))
+    assert flushed == [len(d.uow.store.outbox)]  # published once committed
+    assert await erase_deliveries(command, uow=d.uow, flush=flush) == 0
+    assert len(d.uow.store.outbox) == before + 3 and len(flushed) == 1  # nothing again
     assert [r["account_id"] for r in d.uow.store.rows.values()] == [str(kept)]

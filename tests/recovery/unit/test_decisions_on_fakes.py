@@ -4,6 +4,7 @@ limits and lock-out, with no database."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -208,7 +209,12 @@ async def test_an_erased_account_leaves_nothing_derivable(s: FakeService) -> Non
     await s.issue(s.command(login), s.command(mobile_of(s.keyring, kept)))
     await s.login(login, "wrong", "192.0.2.1")
     s.uow.store.credentials[aid] = "fake$x"
-    assert await s.projection.erase([EraseAccount(account_id=aid)]) == 1
+    before = len(s.uow.published)
+    assert await s.projection.erase([EraseAccount(account_id=aid),
+                                     EraseAccount(account_id=str(uuid.uuid4()))]) == 1
+    # a tombstone for the known account's key on each topic keyed by it, none for the unknown
+    assert [(t, r.key, r.value) for t, r in s.uow.published[before:]] == [
+        (CODE_ISSUED, aid.encode(), None), (PASSWORD_CHANGED, aid.encode(), None)]
     store = s.uow.store
     assert aid not in store.accounts and aid not in store.credentials
     assert [c.account_id for c in store.codes] == [str(kept.account_id)]
@@ -216,3 +222,4 @@ async def test_an_erased_account_leaves_nothing_derivable(s: FakeService) -> Non
     assert len(store.rate_events) == 2  # the kept account's login and destination
     assert s.keyring.keyed_hash("lockout", route_key(s.keyring, login)) not in store.failures
     assert await s.projection.erase([EraseAccount(account_id=aid)]) == 0  # idempotent
+    assert len(s.uow.published) == before + 2  # and nothing staged again
