@@ -30,7 +30,6 @@ from services.recovery.domain.model import Account
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
-
 # published topics keyed by the account id: an erasure tombstones the account's key on each
 ERASED_BY_ACCOUNT = (CODE_ISSUED, PASSWORD_CHANGED)
 
