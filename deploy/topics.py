@@ -65,6 +65,14 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
     return {n: TopicState(n, partitions[n], configs.get(n, {}), replicas[n]) for n in names}
 
 
+def _same(key: str, have: str | None, want: str) -> bool:
+    """Is the broker's value the declared one? ``cleanup.policy`` is a list: its order does not
+    matter (``compact,delete`` is ``delete,compact``)."""
+    if key == "cleanup.policy" and have is not None:
+        return sorted(p.strip() for p in have.split(",")) == sorted(want.split(","))
+    return have == want
+
+
 def admin_client(kafka: KafkaSettings | str, **kwargs: object) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**aiokafka_kwargs(kafka), **kwargs)  # type: ignore[arg-type]
 
@@ -104,7 +112,7 @@ async def apply(
                 await admin.create_partitions({name: NewPartitions(total_count=spec.partitions)})
                 changes.append(f"{name}: partitions {state.partitions} -> {spec.partitions}")
             wanted = desired_configs(spec, state.replication_factor)
-            drift = {k: v for k, v in wanted.items() if state.configs.get(k) != v}
+            drift = {k: v for k, v in wanted.items() if not _same(k, state.configs.get(k), v)}
             if drift:
                 await admin.alter_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)]

@@ -30,7 +30,12 @@ from services.notifier.entrypoints.consumer import (
     install_notice_consumer,
     install_tombstones,
 )
-from services.notifier.entrypoints.messages import accounts_erased, codes_issued, passwords_changed
+from services.notifier.entrypoints.messages import (
+    accounts_erased,
+    codes_issued,
+    erased_upstream,
+    passwords_changed,
+)
 from services.notifier.entrypoints.ops_http import register_ops
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import apply_delivery_report
@@ -134,7 +139,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
     runner: BatchRunner[CodeIssued] = BatchRunner(
         service=settings.service, topic=CODE_ISSUED, model=CodeIssued,
         handler=codes_issued(partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)),
-        publisher=publisher, relay=relay, metrics=base_metrics,
+        tombstones=erased_upstream, publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
     )
@@ -142,7 +147,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         service=settings.service, topic=PASSWORD_CHANGED, model=PasswordChanged,
         handler=passwords_changed(partial(record_notices, uow=uow, ttl_s=settings.code_ttl_s,
                                           direct=dispatcher)),
-        publisher=publisher, relay=relay, metrics=base_metrics,
+        tombstones=erased_upstream, publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
     )

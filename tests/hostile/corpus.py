@@ -4,7 +4,9 @@ A case names the topic, the key and value bytes, and the fate: ``dlq:<dlq_error_
 record goes to ``<topic>.dlq`` unchanged, with that class in its headers) or ``answer:<reason>``
 (a well-formed event the contract answers: ``ContractRejected`` or ``CodeRejected`` with that
 reason, or ``answer:processed`` for a record that is simply processed), or ``erasure`` (a
-tombstone of the compacted account topic: its consumers erase what they keep of that key).
+tombstone of the compacted account topic: its consumers erase what they keep of that key), or
+``ignored`` (a tombstone on a topic an erasure tombstones: accepted, nothing done, no dead
+letter).
 
 Decisions recorded here:
 - full-width (``０-９``) and Arabic-Indic (``٠-٩``) digits are never normalised to ASCII digits
@@ -46,6 +48,10 @@ SECRET_DIGITS = "9167770099"  # a phone number inside bad records
 
 INBOUND_TOPICS = (CONTRACT_LINKED, CONTRACT_TERMINATED, CONTRACT_ERASED, ACCOUNT_CHANGED,
                   CODE_REQUESTED, REQUESTS_BY_LOGIN, CODE_ISSUED, PASSWORD_CHANGED)
+
+# inbound topics that an erasure tombstones (compacted as well as deleted): their consumer (the
+# notifier) takes a tombstone and does nothing with it
+TOMBSTONED_AT_ERASURE = (CODE_ISSUED, PASSWORD_CHANGED)
 
 
 @dataclass(frozen=True)
@@ -119,14 +125,23 @@ def _drop(doc: dict[str, Any], path: str) -> dict[str, Any]:
     return doc
 
 
+def _tombstone_fate(topic: str) -> str:
+    """On the compacted account topic a tombstone is an erasure (DESIGN.md); on the topics that
+    recovery tombstones at an erasure it is accepted and ignored; elsewhere it is no event."""
+    if topic == ACCOUNT_CHANGED:
+        return "erasure"
+    if topic in TOMBSTONED_AT_ERASURE:
+        return "ignored"
+    return "dlq:empty_record"
+
+
 def _generic(topic: str) -> list[tuple[str, bytes | None, str]]:
     """Malformed the same way on any topic: (kind, value, fate)."""
     good = dumps(base(topic))
     inner = good[:-1]
     deep = b"[" * 10_000 + b"]" * 10_000
     return [
-        # on the compacted account topic a tombstone is an erasure (DESIGN.md), elsewhere no event
-        ("tombstone", None, "erasure" if topic == ACCOUNT_CHANGED else "dlq:empty_record"),
+        ("tombstone", None, _tombstone_fate(topic)),
         ("empty-value", b"", "dlq:invalid_json"),
         ("not-json", f"contract {MARKER} +7{SECRET_DIGITS}".encode(), "dlq:invalid_json"),
         ("truncated-json", good[: len(good) // 2], "dlq:invalid_json"),

@@ -29,7 +29,16 @@ from services.registration.entrypoints.messages import (
     InboundContractLinked,
     InboundContractTerminated,
 )
-from tests.hostile.corpus import INBOUND_TOPICS, MARKER, MAX_RECORD_BYTES, SECRET_DIGITS, Case, corpus, kinds
+from tests.hostile.corpus import (
+    INBOUND_TOPICS,
+    MARKER,
+    MAX_RECORD_BYTES,
+    SECRET_DIGITS,
+    TOMBSTONED_AT_ERASURE,
+    Case,
+    corpus,
+    kinds,
+)
 
 MODELS: dict[str, type[Event]] = {
     CONTRACT_LINKED: InboundContractLinked,
@@ -81,12 +90,14 @@ def test_the_corpus_has_at_least_50_kinds_on_every_inbound_topic() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
 async def test_fate_of_each_case_in_the_consumer_loop(case: Case) -> None:
-    sent, handled, erased = Sent(), Handled(), Erased()
+    sent, handled, erased, ignored = Sent(), Handled(), Erased(), Erased()
     runner: BatchRunner[Any] = BatchRunner(
         service="probe", topic=case.topic, model=MODELS[case.topic], handler=handled,
         publisher=sent, relay=Relay(), metrics=ServiceMetrics("probe"),  # type: ignore[arg-type]
         max_record_bytes=MAX_RECORD_BYTES,
-        tombstones=erased if case.topic == ACCOUNT_CHANGED else None,  # as recovery and the notifier
+        # as recovery and the notifier: the account topic's erase, the others' do nothing
+        tombstones=erased if case.topic == ACCOUNT_CHANGED
+        else ignored if case.topic in TOMBSTONED_AT_ERASURE else None,
     )
     record = RawRecord(topic="p." + case.topic, partition=3, offset=42, key=case.record_key,
                        value=case.value, headers=[("ce_id", b"x")])
@@ -95,6 +106,9 @@ async def test_fate_of_each_case_in_the_consumer_loop(case: Case) -> None:
     if kind == "erasure":
         assert sent.records == [] and handled.items == []
         assert erased.keys == [case.record_key]
+    elif kind == "ignored":
+        assert sent.records == [] and handled.items == [] and erased.keys == []  # no dead letter
+        assert ignored.keys == [case.record_key]  # it reached the tombstone handler
     elif kind == "dlq":
         assert handled.items == []
         assert len(sent.records) == 1

@@ -451,7 +451,7 @@ def test_asyncapi_channel_matches_topics_yaml(spec: Any) -> None:
     if spec.replication_factor > 0:
         assert kafka["replicas"] == spec.replication_factor
     assert kafka["topicConfiguration"] == {
-        "cleanup.policy": [spec.cleanup_policy],
+        "cleanup.policy": spec.cleanup_policy.split(","),
         "retention.ms": spec.retention_ms,
         "max.message.bytes": spec.max_message_bytes,
     }

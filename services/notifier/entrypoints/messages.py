@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from schemas.events import CodeIssued, PasswordChanged
-from services.common.consumer_loop import Inbound
+from services.common.consumer_loop import Inbound, RawRecord
 from services.notifier.domain.commands import (
     EraseDeliveries,
     NoticeContact,
@@ -56,3 +56,11 @@ def accounts_erased(handle: Callable[[EraseDeliveries], Awaitable[object]]
     async def handler(account_ids: Sequence[str]) -> None:
         await handle(EraseDeliveries(account_ids=tuple(account_ids)))
     return handler
+
+
+async def erased_upstream(records: list[RawRecord]) -> None:
+    """The ``BatchRunner`` tombstone handler of ``code.issued`` and ``password.changed``: recovery
+    tombstones an erased account's key there so compaction drops its records. The notifier
+    erased that account's deliveries on the account topic's tombstone: nothing more to do, and
+    nothing to dead-letter."""
+    del records
