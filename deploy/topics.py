@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -73,6 +74,15 @@ def _same(key: str, have: str | None, want: str) -> bool:
     return have == want
 
 
+def _raise_for_errors(name: str, responses: Any) -> None:
+    """AlterConfigs answers each resource with an error code instead of raising."""
+    for response in responses if isinstance(responses, list) else [responses]:
+        for result in response.resources:
+            error_code, message = result[0], result[1]
+            if error_code:
+                raise RuntimeError(f"{name}: altering configs failed ({error_code}: {message})")
+
+
 def admin_client(kafka: KafkaSettings | str, **kwargs: object) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**aiokafka_kwargs(kafka), **kwargs)  # type: ignore[arg-type]
 
@@ -114,9 +124,10 @@ async def apply(
             wanted = desired_configs(spec, state.replication_factor)
             drift = {k: v for k, v in wanted.items() if not _same(k, state.configs.get(k), v)}
             if drift:
-                await admin.alter_configs(
+                responses = await admin.alter_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)]
                 )
+                _raise_for_errors(name, responses)
                 changes.append(f"{name}: configs {sorted(drift)}")
     finally:
         await admin.close()

@@ -3,6 +3,8 @@ compacted (``cleanup.policy=delete``) is altered to ``compact,delete``, and repo
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.topics import apply, describe, desired_configs, remove
@@ -25,8 +27,13 @@ async def test_apply_alters_the_cleanup_policy_of_an_existing_topic(kafka_bootst
         altered = [line for line in changes if ": configs " in line]
         assert sorted(altered) == sorted(f"{prefix + name}: configs ['cleanup.policy']"
                                          for name in COMPACTED_TOO)
-        states = await describe(admin, [prefix + name for name in COMPACTED_TOO])
-        assert {s.configs["cleanup.policy"] for s in states.values()} == {"compact,delete"}
+        for _ in range(100):  # the broker applies an altered config a moment later
+            states = await describe(admin, [prefix + name for name in COMPACTED_TOO])
+            policies = {s.configs["cleanup.policy"] for s in states.values()}
+            if policies == {"compact,delete"}:
+                break
+            await asyncio.sleep(0.1)
+        assert policies == {"compact,delete"}
         assert await apply(kafka_bootstrap, prefix=prefix, replication_factor=1) == []
     finally:
         await admin.close()
