@@ -82,6 +82,8 @@ def parse(topic: str, value: bytes | None, prefix: str = "") -> Event | None:
 
 
 def describe_value(topic: str, value: bytes | None, prefix: str = "") -> dict[str, Any]:
+    if value is None:  # an erasure's tombstone (account, code.issued, password.changed, statuses)
+        return {"type": "tombstone"}
     event = parse(topic, value, prefix)
     if event is None:
         return {"unparsed": f"<{len(value or b'')} bytes, not shown>"}
