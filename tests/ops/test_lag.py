@@ -24,7 +24,8 @@ async def _produce(bootstrap: str, topic: str, per_partition: dict[int, int]) ->
     try:
         for partition, count in per_partition.items():
             for i in range(count):
-                await producer.send_and_wait(topic, f"r{i}".encode(), partition=partition)
+                await producer.send_and_wait(topic, f"r{i}".encode(), key=f"k{i}".encode(),
+                                             partition=partition)  # a compacted topic: keyed
     finally:
         await producer.stop()
 

@@ -52,7 +52,9 @@ def prefix(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def send(bootstrap: str, topic: str, *events: object) -> None:
-    records = [(None, encode(e, key=None, source="/test").value) for e in events]  # type: ignore[arg-type]
+    records = [(r.key, r.value) for r in (  # keyed: code.issued and the statuses are compacted
+        encode(e, key=str(getattr(e, "code_id", e.event_id)), source="/test")  # type: ignore[arg-type,attr-defined]
+        for e in events)]
     asyncio.run(produce(bootstrap, topic, records))
 
 

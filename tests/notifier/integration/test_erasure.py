@@ -14,6 +14,7 @@ from prometheus_client import Counter as PromCounter
 from sqlalchemy import select
 
 from schemas.events import Channel
+from schemas.topics import NOTIFICATION_STATUS
 from services.common.retention import DAY_S, Pruner
 from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.tables import deliveries, processed_events, prunable
@@ -34,21 +35,28 @@ async def test_a_tombstone_deletes_the_account_deliveries_and_values_are_not_dec
     harness: Harness,
 ) -> None:
     erased, kept = uuid.uuid4(), uuid.uuid4()
-    await harness.consume(code_issued(to="+79161234567", account_id=erased),
-                          code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, account_id=erased),
-                          code_issued(to="+79031112233", account_id=kept))
+    gone = [code_issued(to="+79161234567", account_id=erased),
+            code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, account_id=erased)]
+    await harness.consume(*gone, code_issued(to="+79031112233", account_id=kept))
     await harness.dispatch()  # one delivered, the others still queued or sent
     assert len(rows(harness)) == 3
     runner = TombstoneRunner(topic="selfcare.account.changed.v1",
-                             handler=accounts_erased(partial(erase_deliveries, uow=harness.uow)))
+                             handler=accounts_erased(partial(erase_deliveries, uow=harness.uow,
+                                                             flush=harness.relay.flush)))
     batch: list[tuple[bytes | None, bytes | None]] = [
         (str(kept).encode(), b"\xff not JSON, never opened"),  # a value: ignored
         (str(erased).encode(), None),
         (str(erased).encode(), None),  # twice in a batch
         (None, None),  # no key: nothing to erase
     ]
+    before = len(harness.publisher.sent)
     assert await runner.process(batch) == [str(erased)]
+    # a tombstone on the status topic for each code id of the erased deliveries, published
+    tombstones = harness.publisher.sent[before:]
+    assert {(t, r.value) for t, r in tombstones} == {(NOTIFICATION_STATUS, None)}
+    assert sorted(r.key or b"" for _, r in tombstones) == sorted(str(c.code_id).encode() for c in gone)
     assert await runner.process(batch) == [str(erased)]  # idempotent
+    assert len(harness.publisher.sent) == before + len(gone)  # no tombstone twice
     left = rows(harness)
     assert [r.account_id for r in left] == [str(kept)]  # type: ignore[attr-defined]
     assert await runner.process([(str(kept).encode(), b"{}")]) == []

@@ -62,7 +62,8 @@ class Harness:
         return started
 
     def statuses(self, code_id: uuid.UUID | None = None) -> list[dict[str, object]]:
-        out = [json.loads(r.value) for t, r in self.publisher.sent if t == "selfcare.notification.status.v1"]
+        out = [json.loads(r.value) for t, r in self.publisher.sent
+               if t == "selfcare.notification.status.v1" and r.value is not None]  # not tombstones
         return [s for s in out if code_id is None or s["code_id"] == str(code_id)]
 
     def row(self, code_id: uuid.UUID) -> dict[str, object]:

@@ -54,10 +54,9 @@ async def test_every_contact_gets_one_notice_and_bad_records_are_dead_lettered(s
     assert {s["status"] for s in statuses} == {"sent"}
     assert {s["gateway"] for s in statuses if s["channel"] == "sms"} == {"primary"}
 
-    dlq = await read_all(stack.bootstrap, stack.prefix + PASSWORD_CHANGED + ".dlq",
-                         until=lambda r: len(r) >= 2, timeout_s=20)
-    assert [r.value for r in dlq][:1] == [b"{not json"] and len(dlq) == 2
-    assert dlq[1].headers["dlq_error_message"] == "record has no value (tombstone)"
+    # the tombstone (what an erasure leaves on this topic) is taken quietly, not dead-lettered
+    dlq = await read_all(stack.bootstrap, stack.prefix + PASSWORD_CHANGED + ".dlq", idle_s=1.0)
+    assert [r.value for r in dlq] == [b"{not json"]
     raw_statuses = b"".join(r.value or b"" for r in await read_all(
         stack.bootstrap, stack.prefix + NOTIFICATION_STATUS, timeout_s=3))
     for secret in ("+79167770001", "79167770002", "petrov@example.ru"):
