@@ -62,7 +62,12 @@ class Harness:
 
     def staged(self) -> list[tuple[str, dict[str, Any]]]:
         rows = self.db.run_sync(lambda s: s.execute(select(outbox).order_by(outbox.c.id)).all())
-        return [(r.topic, json.loads(r.value)) for r in rows]
+        return [(r.topic, json.loads(r.value)) for r in rows if r.value is not None]
+
+    def tombstones_staged(self) -> list[tuple[str, bytes]]:
+        """(topic, key) of the tombstones in the outbox."""
+        rows = self.db.run_sync(lambda s: s.execute(select(outbox).order_by(outbox.c.id)).all())
+        return [(r.topic, bytes(r.key)) for r in rows if r.value is None]
 
     def codes(self) -> list[Any]:
         return list(self.db.run_sync(

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import func, select
 
+from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, code_aad
 from services.common.retention import DAY_S, Pruner
@@ -105,6 +106,8 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     await h.tombstones([tomb])
     await h.tombstones([tomb])  # idempotent
     aid = str(acc.account_id)
+    # the account's key is tombstoned on the topics of its codes and notices, once
+    assert sorted(h.tombstones_staged()) == [(CODE_ISSUED, aid.encode()), (PASSWORD_CHANGED, aid.encode())]
     assert count(h, accounts, accounts.c.account_id == aid) == 0
     assert count(h, credentials, credentials.c.account_id == aid) == 0
     assert count(h, codes, codes.c.account_id == aid) == 0
