@@ -136,10 +136,11 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         max_in_flight=settings.max_in_flight, lease_s=settings.lease_s, sms=sms_routes,
         takeover_s=settings.takeover_s,
     )
+    erase = partial(erase_deliveries, uow=uow, flush=relay.flush)
     runner: BatchRunner[CodeIssued] = BatchRunner(
         service=settings.service, topic=CODE_ISSUED, model=CodeIssued,
         handler=codes_issued(partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)),
-        tombstones=erased_upstream, publisher=publisher, relay=relay, metrics=base_metrics,
+        tombstones=erased_upstream(erase), publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
     )
@@ -147,14 +148,14 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         service=settings.service, topic=PASSWORD_CHANGED, model=PasswordChanged,
         handler=passwords_changed(partial(record_notices, uow=uow, ttl_s=settings.code_ttl_s,
                                           direct=dispatcher)),
-        tombstones=erased_upstream, publisher=publisher, relay=relay, metrics=base_metrics,
+        tombstones=erased_upstream(erase), publisher=publisher, relay=relay, metrics=base_metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
         within_s=settings.batch_within_s,
     )
     install_consumer(app, settings=settings, runner=runner)
     install_notice_consumer(app, settings=settings, runner=notices)
     install_tombstones(app, settings=settings, runner=TombstoneRunner(
-        topic=ACCOUNT_CHANGED, handler=accounts_erased(partial(erase_deliveries, uow=uow, flush=relay.flush)),
+        topic=ACCOUNT_CHANGED, handler=accounts_erased(erase),
         batch_size=settings.batch_size, within_s=settings.batch_within_s))
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(base_metrics))

@@ -58,9 +58,15 @@ def accounts_erased(handle: Callable[[EraseDeliveries], Awaitable[object]]
     return handler
 
 
-async def erased_upstream(records: list[RawRecord]) -> None:
+def erased_upstream(handle: Callable[[EraseDeliveries], Awaitable[object]]
+                    ) -> Callable[[list[RawRecord]], Awaitable[None]]:
     """The ``BatchRunner`` tombstone handler of ``code.issued`` and ``password.changed``: recovery
-    tombstones an erased account's key there so compaction drops its records. The notifier
-    erased that account's deliveries on the account topic's tombstone: nothing more to do, and
-    nothing to dead-letter."""
-    del records
+    tombstones an erased account's key there (so compaction drops its records) after the
+    account's last record on that partition. The notifier reads these topics apart from the
+    account topic, so a code of the account may have been recorded after the account topic's
+    tombstone was handled: erasing the account's deliveries again here removes it. Idempotent."""
+    async def handler(records: list[RawRecord]) -> None:
+        ids = tuple(sorted({r.key.decode("utf-8", "replace") for r in records if r.key}))
+        if ids:
+            await handle(EraseDeliveries(account_ids=ids))
+    return handler
