@@ -107,7 +107,7 @@ async def test_primary_answers_503_the_circuit_opens_and_the_primary_takes_over_
 async def test_a_time_out_keeps_the_code_on_the_primary(stack: Stack) -> None:
     assert stack.fallback is not None
     slow = code_issued(to="+79166000000")
-    stack.gateway.script("+79166000000", ["hang:2", "hang:2", "ok"])  # accepted, answered too late
+    stack.gateway.script("+79166000000", ["hang:3", "hang:3", "ok"])  # accepted, answered too late
     others = [code_issued(to=f"+7916{6100 + i:07d}") for i in range(5)]
     started = time.monotonic()
     await stack.send_codes(slow, *others)

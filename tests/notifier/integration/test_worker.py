@@ -65,7 +65,7 @@ async def test_retries_and_their_end(stack: Stack) -> None:
         phone(2002): ["429:1", "ok"],
         phone(2003): ["500"],  # until the code expires
         phone(2004): ["400"],
-        phone(2005): ["slow:3", "ok"],  # beyond the 1 s time-out, then fine
+        phone(2005): ["slow:4", "ok"],  # beyond the 2 s time-out, then fine
     }
     for to, steps in scripted.items():
         stack.gateway.script(to, steps)
@@ -108,7 +108,7 @@ async def test_retries_and_their_end(stack: Stack) -> None:
 
 async def test_a_failing_destination_does_not_delay_the_others(stack: Stack) -> None:
     account = uuid.uuid4()  # one key: every record on the same partition, the slow one first
-    stack.gateway.script(phone(3000), ["slow:3"])
+    stack.gateway.script(phone(3000), ["slow:4"])
     stuck = code_issued(to=phone(3000), account_id=account, expires_in_s=12)
     others = [code_issued(to=phone(3001 + i), account_id=account) for i in range(20)]
     await stack.send_codes(stuck, *others, secret=[phone(3000), *(phone(3001 + i) for i in range(20))])
