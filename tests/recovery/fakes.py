@@ -145,6 +145,7 @@ class FakeWindows:
 class FakeFailureCounts:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
+        self.touched: list[str] = []
 
     def reserve(self, subject: str, *, limit: int, lock_s: float, now: float) -> int | None:
         if subject not in self.store.failures:
@@ -157,6 +158,9 @@ class FakeFailureCounts:
         place = 1 if expired else taken + 1
         self.store.failures[subject] = (place, now + lock_s if place >= limit else None)
         return place
+
+    def touch(self, subject: str, *, now: float) -> None:
+        self.touched.append(subject)
 
     def release(self, subject: str, place: int, *, limit: int) -> None:
         if subject in self.store.failures:

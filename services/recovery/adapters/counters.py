@@ -9,7 +9,7 @@
   are taken and no lock stands, and the place that reaches ``limit`` sets the lock. Nothing is
   written when a guess turns out wrong (its place stays taken); a success gives back its own
   place and every earlier one, never a later one, so it cannot erase a lock that later failures
-  made.
+  made. ``touch``: the same upsert, taking no place.
 
 Both dialects run the same statement: SQLite ≥ 3.35 and PostgreSQL share the upsert syntax.
 """
@@ -57,24 +57,33 @@ def prune(session: Session, before: float) -> None:
     session.execute(counters.delete().where(counters.c.window_end < before))
 
 
+def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: float,
+           now: float, guarded: bool) -> int | None:
+    """The one upsert behind ``reserve`` (``step`` 1, ``guarded``: only while a place is free)
+    and ``touch`` (``step`` 0, unguarded: the row stays as it is)."""
+    f = login_failures.c
+    expired = and_(f.locked_until.is_not(None), f.locked_until <= now)
+    placed = case((expired, step), else_=f.failures + step)
+    until = now + lock_s
+    stmt = _insert(session, login_failures).values(
+        subject=subject, failures=step, locked_until=until if step >= limit else None)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[f.subject],
+        set_={"failures": placed,
+              "locked_until": case((placed >= limit, literal(until)), (expired, None),
+                                   else_=f.locked_until)},
+        where=or_(expired, and_(f.locked_until.is_(None), f.failures < limit)) if guarded
+        else literal(True),
+    ).returning(f.failures)
+    row = session.execute(stmt).first()
+    return None if row is None else int(row.failures)
+
+
 def reserve(session: Session, subject: str, *, limit: int, lock_s: float,
             now: float) -> int | None:
     """Take the next place in ``subject``'s failure count: its number (1 = first), or ``None``
     when the subject is locked or every place is taken by attempts still being verified."""
-    f = login_failures.c
-    expired = and_(f.locked_until.is_not(None), f.locked_until <= now)
-    placed = case((expired, 1), else_=f.failures + 1)
-    until = now + lock_s
-    stmt = _insert(session, login_failures).values(
-        subject=subject, failures=1, locked_until=until if limit <= 1 else None)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[f.subject],
-        set_={"failures": placed,
-              "locked_until": case((placed >= limit, literal(until)), else_=None)},
-        where=or_(expired, and_(f.locked_until.is_(None), f.failures < limit)),
-    ).returning(f.failures)
-    row = session.execute(stmt).first()
-    return None if row is None else int(row.failures)
+    return _count(session, subject, step=1, limit=limit, lock_s=lock_s, now=now, guarded=True)
 
 
 def release(session: Session, subject: str, place: int, *, limit: int) -> None:
@@ -84,6 +93,12 @@ def release(session: Session, subject: str, place: int, *, limit: int) -> None:
         failures=case((f.failures > place, f.failures - place), else_=0),
         locked_until=case((f.failures - place >= limit, f.locked_until), else_=None),
     ))
+
+
+def touch(session: Session, subject: str, *, now: float) -> None:
+    """The statement ``reserve`` runs, taking no place: a refused attempt runs it on the login
+    in place of its reservation, so a lock does not show in the time of the answer."""
+    _count(session, subject, step=0, limit=2**31 - 1, lock_s=0, now=now, guarded=False)
 
 
 def failures(session: Session, subject: str) -> tuple[int, float | None]:

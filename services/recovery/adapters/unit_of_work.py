@@ -108,6 +108,9 @@ class SqlFailureCounts:
     def release(self, subject: str, place: int, *, limit: int) -> None:
         counters.release(self.session, subject, place, limit=limit)
 
+    def touch(self, subject: str, *, now: float) -> None:
+        counters.touch(self.session, subject, now=now)
+
     def failures(self, subject: str) -> tuple[int, float | None]:
         return counters.failures(self.session, subject)
 

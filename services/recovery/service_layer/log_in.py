@@ -120,7 +120,8 @@ class LogInHandler:
                                                  limit=policy.global_lockout_failures,
                                                  lock_s=policy.lockout_s, now=now)
         else:
-            repos.failures.failures(subjects.login)  # the same queries either way
+            # the same statements either way: a lock must not answer faster
+            repos.failures.touch(subjects.login, now=now)
         candidates = candidate_keys(self.keyring, command.login)
         account = resolve(candidates, repos.accounts.by_keys([candidates]))
         usable = account is not None and account.status is AccountStatus.ACTIVE

@@ -120,6 +120,11 @@ class FailureCounts(Protocol):
         """A success at ``place``: it and every earlier place are given back."""
         ...
 
+    def touch(self, subject: str, *, now: float) -> None:
+        """Runs the reservation's statement on ``subject`` taking no place (a refusal costs as
+        much as an attempt)."""
+        ...
+
     def failures(self, subject: str) -> tuple[int, float | None]:
         """(places taken, locked until)."""
         ...

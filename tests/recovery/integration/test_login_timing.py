@@ -23,6 +23,7 @@ from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
+from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer.log_in import LogInHandler
 from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
@@ -107,29 +108,46 @@ async def test_known_unknown_and_locked_logins_take_the_same_time(h: Harness) ->
         locked = mobile_of(h.keyring, other := account_changed(h.keyring))
         await h.accounts(other)
         await h.requests(request(locked))
-        for _ in range(5):
-            assert await real(LogIn(login=locked, password="x", client_ip="192.0.2.1")) is None
         unknown = "+7 916 000 77 66"
+        # Each round every kind comes from a new address, one that has guessed before: what a
+        # prober can compare is its own earlier attempts with a lock. Known and unknown logins
+        # have one wrong guess from there; the locked login has the five that lock it.
+        policy = h.log_in.policy
+        earlier = {known: 1, unknown: 1, locked: policy.lockout_failures}
+        kinds = {"known": known, "unknown": unknown, "locked": locked}
+        pairs = [(h.keyring.keyed_hash("lockout", f"{route_key(h.keyring, login)}|{address(n, kind)}"),
+                  earlier[login])
+                 for kind, login in kinds.items() for n in range(ROUNDS)]
+        now = h.clock.now()
+        await h.uow.run(lambda r: [r.failures.reserve(pair, limit=policy.lockout_failures,
+                                                      lock_s=policy.lockout_s, now=now)
+                                   for pair, places in pairs for _ in range(places)])
         attempts = {
-            "known": (real, known, None),
-            "unknown": (real, unknown, None),
-            "locked": (real, locked, "192.0.2.1"),
+            "known": (real, known),
+            "unknown": (real, unknown),
+            "locked": (real, locked),
         }
         times = await measure(attempts, ROUNDS)
+        outcomes = real.metrics.logins
+        assert outcomes.labels("locked")._value.get() == ROUNDS  # each locked attempt was refused
+        assert outcomes.labels("failure")._value.get() == 2 * ROUNDS
         zs = {(a, b): mann_whitney_z(times[a], times[b])
               for a, b in (("known", "unknown"), ("known", "locked"), ("unknown", "locked"))}
         medians = {k: sorted(v)[len(v) // 2] * 1000 for k, v in times.items()}
         print("medians ms", medians, "z", zs)
         assert all(abs(z) < Z_MAX for z in zs.values()), (medians, zs)
         # the same measurement sees a lock-out that skips one verification
-        leak = await measure({"known": (real, known, None),
-                              "locked": (leaky, locked, "192.0.2.1")}, 60)
+        leak = await measure({"known": (real, known), "locked": (leaky, locked)}, 60)
         assert abs(mann_whitney_z(leak["known"], leak["locked"])) > Z_MAX
     finally:
         hasher.close()
 
 
-async def measure(attempts: dict[str, tuple[LogIn, str, str | None]],
+def address(n: int, kind: str) -> str:
+    return f"10.{n // 250}.{n % 250}.{len(kind)}"
+
+
+async def measure(attempts: dict[str, tuple[LogInHandler, str]],
                   rounds: int) -> dict[str, list[float]]:
     rng = random.Random(1)
     times: dict[str, list[float]] = {k: [] for k in attempts}
@@ -137,9 +155,8 @@ async def measure(attempts: dict[str, tuple[LogIn, str, str | None]],
         order = list(attempts)
         rng.shuffle(order)
         for kind in order:
-            handler, login, ip = attempts[kind]
-            command = LogIn(login=login, password=f"wrong-{n}",
-                                   client_ip=ip or f"10.{n // 250}.{n % 250}.{len(kind)}")
+            handler, login = attempts[kind]
+            command = LogIn(login=login, password=f"wrong-{n}", client_ip=address(n, kind))
             started = time.perf_counter()
             assert await handler(command) is None
             times[kind].append(time.perf_counter() - started)
