@@ -1,6 +1,6 @@
 """How every Kafka client of ours connects: bootstrap list, TLS and SASL, from ``KAFKA_*``.
 
-One typed object, read once (:meth:`KafkaSettings.from_env`), gives both forms the clients
+One typed pydantic-settings model, read once (:meth:`KafkaSettings.from_env`), gives both forms the clients
 need: keyword arguments for an aiokafka client (:func:`aiokafka_kwargs`) and faust's
 ``broker_credentials`` (:meth:`KafkaSettings.faust_credentials`). The services' faust apps,
 the ops CLI, the account-topic rewind, the topic applier and the demo all build their clients
@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
 
+from pydantic import BeforeValidator, Field, model_validator
+
+from services.common.env_settings import EnvSettings
 from services.common.errors import ConfigError
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -23,42 +25,45 @@ MECHANISMS = ("SCRAM-SHA-512", "PLAIN")
 DEFAULT_BOOTSTRAP = "localhost:9092"
 
 
-@dataclass(frozen=True)
-class KafkaSettings:
+def _upper(raw: object) -> object:
+    return raw.strip().upper() if isinstance(raw, str) else raw
+
+
+def _file(raw: object) -> object:
+    if isinstance(raw, str):
+        return Path(raw.strip()) if raw.strip() else None
+    return raw
+
+
+Upper = Annotated[str, BeforeValidator(_upper)]
+OptionalFile = Annotated[Path | None, BeforeValidator(_file)]
+
+
+class KafkaSettings(EnvSettings):
     """``KAFKA_BOOTSTRAP_SERVERS`` and the ``KAFKA_*`` security settings of DESIGN.md."""
 
-    bootstrap_servers: str = DEFAULT_BOOTSTRAP
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "SCRAM-SHA-512"
-    sasl_username: str = ""
-    sasl_password: str = field(default="", repr=False)
-    ssl_ca_file: Path | None = None
-    ssl_cert_file: Path | None = None
-    ssl_key_file: Path | None = None
+    bootstrap_servers: str = Field(default=DEFAULT_BOOTSTRAP, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    security_protocol: Upper = Field(default="PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL")
+    sasl_mechanism: Upper = Field(default="SCRAM-SHA-512", validation_alias="KAFKA_SASL_MECHANISM")
+    sasl_username: str = Field(default="", validation_alias="KAFKA_SASL_USERNAME")
+    sasl_password: str = Field(default="", validation_alias="KAFKA_SASL_PASSWORD", repr=False)
+    ssl_ca_file: OptionalFile = Field(default=None, validation_alias="KAFKA_SSL_CA_FILE")
+    ssl_cert_file: OptionalFile = Field(default=None, validation_alias="KAFKA_SSL_CERT_FILE")
+    ssl_key_file: OptionalFile = Field(default=None, validation_alias="KAFKA_SSL_KEY_FILE")
 
-    def __post_init__(self) -> None:
-        self.validate()
+    @model_validator(mode="after")
+    def _valid(self) -> Self:
+        self.validate_connection()
+        return self
 
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, *, default_bootstrap: str = DEFAULT_BOOTSTRAP
-    ) -> KafkaSettings:
+    ) -> Self:
         env = os.environ if env is None else env
-
-        def path(name: str) -> Path | None:
-            raw = env.get(name, "").strip()
-            return Path(raw) if raw else None
-
-        return cls(
-            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or default_bootstrap,
-            security_protocol=(env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").strip().upper(),
-            sasl_mechanism=(env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").strip().upper(),
-            sasl_username=env.get("KAFKA_SASL_USERNAME", ""),
-            sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
-            ssl_ca_file=path("KAFKA_SSL_CA_FILE"),
-            ssl_cert_file=path("KAFKA_SSL_CERT_FILE"),
-            ssl_key_file=path("KAFKA_SSL_KEY_FILE"),
-        )
+        if default_bootstrap != DEFAULT_BOOTSTRAP and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            env = {**env, "KAFKA_BOOTSTRAP_SERVERS": default_bootstrap}
+        return super().from_env(env)
 
     @property
     def uses_tls(self) -> bool:
@@ -68,7 +73,7 @@ class KafkaSettings:
     def uses_sasl(self) -> bool:
         return self.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
-    def validate(self) -> None:
+    def validate_connection(self) -> None:
         """Raise :class:`ConfigError` naming the variable at fault."""
         if not [h for h in self.bootstrap_servers.split(",") if h.strip()]:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")

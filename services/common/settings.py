@@ -1,130 +1,147 @@
 """Typed settings from the environment, with the names of DESIGN.md.
 
-Each service composes ``CommonSettings`` with its own fields. Reading happens when
+Each group below is a pydantic-settings model of one adapter's variables, each variable and
+its default written once (see :mod:`services.common.env_settings`). ``CommonSettings`` composes
+the groups every service needs; each service composes it with its own groups and sets its
+per-service names and defaults (``<SERVICE>_WEB_PORT``, ``<SERVICE>_DATABASE_URL``, the batch
+linger) with :func:`web_port`, :func:`database_url` and :func:`batch_linger`. Reading happens when
 ``from_env`` is called, never at import time.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
+
+from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
 
 from services.common.crypto import Keyring, load_local_keys
+from services.common.env_settings import (
+    EnvInt,
+    EnvSettings,
+    PositiveInt,
+    Text,
+    TextPath,
+)
 from services.common.errors import ConfigError as ConfigError
 from services.common.kafka_config import KafkaSettings
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer") from exc
+def web_port(service: str, default: int) -> Any:
+    """``<SERVICE>_WEB_PORT``: the port of the service's health, metrics and HTTP routes."""
+    return Field(default=default, validation_alias=f"{service.upper()}_WEB_PORT")
 
 
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be a positive integer")
+def database_url(service: str) -> Any:
+    """``<SERVICE>_DATABASE_URL``; unset: ``sqlite:///<SELFCARE_VAR_DIR>/<service>.db``."""
+    return Field(default="", validation_alias=f"{service.upper()}_DATABASE_URL")
+
+
+def batch_linger(default_ms: int) -> Any:
+    """``BATCH_WITHIN_MS``: how long a batch waits to fill (short for latency-bound services,
+    longer for bulk ones)."""
+    return Field(default=default_ms, validation_alias="BATCH_WITHIN_MS")
+
+
+def _local(raw: object) -> object:
+    return raw.lower() in {"local", "demo"} if isinstance(raw, str) else raw
+
+
+def _upper(raw: object) -> object:
+    return raw.upper() if isinstance(raw, str) else raw
+
+
+def _token_length(value: str) -> str:
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters")
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be a boolean (true/false)")
+LocalMode = Annotated[bool, BeforeValidator(_local)]
+Secret = Annotated[str, AfterValidator(_token_length)]
 
 
-@dataclass(frozen=True, kw_only=True)
-class CommonSettings:
-    """What every service needs: Kafka, its database, keys, its web port."""
+class RuntimeSettings(EnvSettings):
+    """Where and how the process runs."""
+
+    local_mode: LocalMode = Field(default=False, validation_alias="SELFCARE_ENV")  # local or demo
+    var_dir: TextPath = Field(default=Path("var"), validation_alias="SELFCARE_VAR_DIR")
+    topic_prefix: str = Field(default="", validation_alias="TOPIC_PREFIX")
+    log_level: Annotated[Text, BeforeValidator(_upper)] = Field(default="INFO", validation_alias="LOG_LEVEL")
+
+
+class KafkaClientSettings(EnvSettings):
+    """The ``KAFKA_*`` connection and the consumer group's membership."""
+
+    kafka: KafkaSettings = Field(default_factory=lambda: KafkaSettings())
+    kafka_session_timeout_s: EnvInt = Field(default=30, validation_alias="KAFKA_SESSION_TIMEOUT_S")
+    kafka_group_instance_id: str = Field(default="", validation_alias="KAFKA_GROUP_INSTANCE_ID")
+
+    @property
+    def kafka_broker_url(self) -> str:
+        """faust's form of the bootstrap list: ``kafka://h1:p1;kafka://h2:p2``."""
+        return self.kafka.faust_broker_url
+
+
+class DatabaseSettings(EnvSettings):
+    database_url: str = database_url("common")
+    # bookkeeping rows older than this are pruned
+    retention_days: PositiveInt = Field(default=30, validation_alias="RETENTION_DAYS")
+
+
+class WebSettings(EnvSettings):
+    web_port: EnvInt = web_port("common", 6100)
+    web_host: Text = Field(default="127.0.0.1", validation_alias="WEB_BIND_HOST")
+    # unset outside local mode: the ops routes are not served (404)
+    ops_api_token: Secret = Field(default="", validation_alias="OPS_API_TOKEN", repr=False)
+
+
+class BatchSettings(EnvSettings):
+    max_record_bytes: EnvInt = Field(default=65536, validation_alias="MAX_RECORD_BYTES")
+    batch_size: EnvInt = Field(default=500, validation_alias="BATCH_SIZE")
+    batch_within_ms: EnvInt = batch_linger(5)
+
+    @property
+    def batch_within_s(self) -> float:
+        return self.batch_within_ms / 1000
+
+
+class KeySettings(EnvSettings):
+    """The keys by purpose (DESIGN.md "Keys by purpose"); the keyrings are made from them."""
+
+    contact_keys_config: str = Field(default="", validation_alias="CONTACT_KEYS", repr=False)
+    delivery_keys_config: str = Field(default="", validation_alias="DELIVERY_KEYS", repr=False)
+    secret_keys: str = Field(default="", validation_alias="SECRET_KEYS", repr=False)
+    hash_pepper: str = Field(default="", validation_alias="HASH_PEPPER", repr=False)
+    contact_keyring: InstanceOf[Keyring] | None = Field(default=None, repr=False)
+    delivery_keyring: InstanceOf[Keyring] | None = Field(default=None, repr=False)
+
+
+class CommonSettings(RuntimeSettings, KafkaClientSettings, DatabaseSettings, WebSettings, BatchSettings,
+                     KeySettings):
+    """What every service needs: Kafka, its database, keys, its web port, batching."""
 
     service: ClassVar[str] = "common"
     # the keys this service is given (DESIGN.md "Keys by purpose"): "contact", "delivery"
     key_purposes: ClassVar[frozenset[str]] = frozenset({"contact", "delivery"})
     # whether the service makes keyed hashes (HASH_PEPPER); the notifier makes none
     needs_pepper: ClassVar[bool] = True
-    default_web_port: ClassVar[int] = 6100
-    # how long a batch waits to fill: short for latency-bound services, longer for bulk ones
-    default_batch_within_ms: ClassVar[int] = 5
 
-    kafka_bootstrap_servers: str = "localhost:9092"
-    kafka_security: KafkaSettings | None = None  # None: PLAINTEXT to kafka_bootstrap_servers
-    database_url: str = ""
-    web_port: int = 6100
-    web_host: str = "127.0.0.1"
-    var_dir: Path = Path("var")
-    topic_prefix: str = ""
-    contact_keyring: Keyring | None = field(default=None, repr=False)
-    delivery_keyring: Keyring | None = field(default=None, repr=False)
-    ops_api_token: str = field(default="", repr=False)
-    local_mode: bool = False
-    max_record_bytes: int = 65536
-    batch_size: int = 500
-    batch_within_s: float = 0.02
-    kafka_session_timeout_s: int = 30
-    kafka_group_instance_id: str = ""
-    support_phone: str = "8 800 250-08-90"
-    code_ttl_s: int = 3600
-    log_level: str = "INFO"
-    retention_days: int = 30  # bookkeeping rows older than this are pruned
-    max_clock_skew_s: int = 300  # an inbound occurred_at further in the future is refused
+    support_phone: Text = Field(default="8 800 250-08-90", validation_alias="SUPPORT_PHONE")
+    code_ttl_s: EnvInt = Field(default=3600, validation_alias="CODE_TTL_S")
+    # an inbound occurred_at further in the future is refused
+    max_clock_skew_s: PositiveInt = Field(default=300, validation_alias="MAX_CLOCK_SKEW_S")
 
-    @classmethod
-    def common_from_env(cls, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The common fields read from ``env``; subclasses add theirs and call ``cls(**...)``."""
-        env = os.environ if env is None else env
-        var_dir = Path(env.get("SELFCARE_VAR_DIR", "var"))
-        local_mode = env.get("SELFCARE_ENV", "production").lower() in {"local", "demo"}
-        keyrings = _keyrings_from_env(env, purposes=cls.key_purposes, var_dir=var_dir,
-                                      local_mode=local_mode, needs_pepper=cls.needs_pepper)
-        db_var = f"{cls.service.upper()}_DATABASE_URL"
-        database_url = env.get(db_var) or f"sqlite:///{var_dir / cls.service}.db"
-        return {
-            "kafka_bootstrap_servers": env.get("KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
-            "kafka_security": KafkaSettings.from_env(env),
-            "database_url": database_url,
-            "web_port": _int(env, f"{cls.service.upper()}_WEB_PORT", cls.default_web_port),
-            "web_host": env.get("WEB_BIND_HOST", "127.0.0.1"),
-            "var_dir": var_dir,
-            "topic_prefix": env.get("TOPIC_PREFIX", ""),
-            "contact_keyring": keyrings.get("contact"),
-            "delivery_keyring": keyrings.get("delivery"),
-            "ops_api_token": _ops_token(env, var_dir=var_dir, local_mode=local_mode),
-            "local_mode": local_mode,
-            "max_record_bytes": _int(env, "MAX_RECORD_BYTES", 65536),
-            "batch_size": _int(env, "BATCH_SIZE", 500),
-            "batch_within_s": _int(env, "BATCH_WITHIN_MS", cls.default_batch_within_ms) / 1000,
-            "kafka_session_timeout_s": _int(env, "KAFKA_SESSION_TIMEOUT_S", 30),
-            "kafka_group_instance_id": env.get("KAFKA_GROUP_INSTANCE_ID", ""),
-            "support_phone": env.get("SUPPORT_PHONE", "8 800 250-08-90"),
-            "code_ttl_s": _int(env, "CODE_TTL_S", 3600),
-            "log_level": env.get("LOG_LEVEL", "INFO").upper(),
-            "retention_days": _positive(env, "RETENTION_DAYS", 30),
-            "max_clock_skew_s": _positive(env, "MAX_CLOCK_SKEW_S", 300),
-        }
-
-    @property
-    def kafka(self) -> KafkaSettings:
-        """How this service's Kafka clients connect (``KAFKA_*``)."""
-        if self.kafka_security is not None:
-            return self.kafka_security
-        return KafkaSettings(bootstrap_servers=self.kafka_bootstrap_servers)
-
-    @property
-    def kafka_broker_url(self) -> str:
-        """faust's form of the bootstrap list: ``kafka://h1:p1;kafka://h2:p2``."""
-        return self.kafka.faust_broker_url
+    @model_validator(mode="after")
+    def _derive_common(self) -> Self:
+        if not self.database_url:
+            self._derive(database_url=f"sqlite:///{self.var_dir / self.service}.db")
+        if self.contact_keyring is None and self.delivery_keyring is None:
+            keyrings = _keyrings(self, purposes=self.key_purposes, needs_pepper=self.needs_pepper)
+            self._derive(contact_keyring=keyrings.get("contact"), delivery_keyring=keyrings.get("delivery"))
+        if not self.ops_api_token and self.local_mode:
+            self._derive(ops_api_token=load_local_keys(self.var_dir / "local-keys.json").ops_api_token)
+        return self
 
     @property
     def contact_keys(self) -> Keyring:
@@ -154,47 +171,27 @@ class CommonSettings:
 _PURPOSE_VARS = {"contact": "CONTACT_KEYS", "delivery": "DELIVERY_KEYS"}
 
 
-def _keyrings_from_env(env: Mapping[str, str], *, purposes: frozenset[str], var_dir: Path,
-                       local_mode: bool, needs_pepper: bool) -> dict[str, Keyring]:
+def _keyrings(keys: CommonSettings, *, purposes: frozenset[str], needs_pepper: bool) -> dict[str, Keyring]:
     """A keyring per purpose the service is given: ``CONTACT_KEYS`` / ``DELIVERY_KEYS``, each
     falling back to ``SECRET_KEYS``; in local/demo mode, the generated ``local-keys.json``.
     A service that makes no keyed hash gets no pepper, even when ``HASH_PEPPER`` is set."""
-    pepper: str | None = env.get("HASH_PEPPER", "") if needs_pepper else None
-    chosen = {p: (_PURPOSE_VARS[p], env.get(_PURPOSE_VARS[p], "")) for p in purposes}
-    chosen = {p: (name, keys) if keys else ("SECRET_KEYS", env.get("SECRET_KEYS", ""))
-              for p, (name, keys) in chosen.items()}
-    if (pepper or not needs_pepper) and all(keys for _, keys in chosen.values()):
+    pepper: str | None = keys.hash_pepper if needs_pepper else None
+    given = {"contact": keys.contact_keys_config, "delivery": keys.delivery_keys_config}
+    chosen = {p: (_PURPOSE_VARS[p], given[p]) if given[p] else ("SECRET_KEYS", keys.secret_keys)
+              for p in purposes}
+    if (pepper or not needs_pepper) and all(text for _, text in chosen.values()):
         try:
-            return {p: Keyring.from_config(secret_keys=keys, hash_pepper=pepper, name=name)
-                    for p, (name, keys) in chosen.items()}
+            return {p: Keyring.from_config(secret_keys=text, hash_pepper=pepper, name=name)
+                    for p, (name, text) in chosen.items()}
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-    if local_mode:
-        local = load_local_keys(var_dir / "local-keys.json")
-        given = {p: local.contact if p == "contact" else local.delivery for p in purposes}
-        return given if needs_pepper else {p: k.without_pepper() for p, k in given.items()}
+    if keys.local_mode:
+        local = load_local_keys(keys.var_dir / "local-keys.json")
+        made = {p: local.contact if p == "contact" else local.delivery for p in purposes}
+        return made if needs_pepper else {p: k.without_pepper() for p, k in made.items()}
     needed = " and ".join([f"{_PURPOSE_VARS[p]} (or SECRET_KEYS)" for p in sorted(purposes)]
                           + (["HASH_PEPPER"] if needs_pepper else []))
     raise ConfigError(
         f"{needed} must be set "
         "(or SELFCARE_ENV=local for a local/demo run with generated keys under ./var/)"
     )
-
-
-def _ops_token(env: Mapping[str, str], *, var_dir: Path, local_mode: bool) -> str:
-    """``OPS_API_TOKEN``; in local/demo mode the generated one when unset. Outside local mode
-    an unset token leaves the ops routes unserved (404)."""
-    token = env.get("OPS_API_TOKEN", "")
-    if token and len(token) < 16:
-        raise ConfigError("OPS_API_TOKEN must be at least 16 characters")
-    if not token and local_mode:
-        token = load_local_keys(var_dir / "local-keys.json").ops_api_token
-    return token
-
-
-def bool_setting(env: Mapping[str, str], name: str, default: bool) -> bool:
-    return _bool(env, name, default)
-
-
-def int_setting(env: Mapping[str, str], name: str, default: int) -> int:
-    return _int(env, name, default)

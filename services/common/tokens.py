@@ -12,11 +12,14 @@ import fcntl
 import json
 import os
 import secrets
-from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from services.common.crypto import load_or_create_local_keys
-from services.common.settings import ConfigError
+from services.common.env_settings import EnvFloat, EnvSettings
+from services.common.errors import ConfigError
 
 RECOVERY_API_TOKEN = "RECOVERY_API_TOKEN"  # noqa: S105 - a variable name
 SMS_STATUS_TOKEN = "SMS_STATUS_TOKEN"  # noqa: S105 - a variable name
@@ -49,9 +52,8 @@ def load_or_create_local_tokens(path: Path) -> dict[str, str]:
         return tokens
 
 
-def token_setting(env: Mapping[str, str], name: str, *, local_mode: bool, var_dir: Path) -> str:
-    """The token from ``env``; in local/demo mode the generated one; else ConfigError."""
-    value = env.get(name, "")
+def token_setting(value: str, name: str, *, local_mode: bool, var_dir: Path) -> str:
+    """The token given as ``value``; in local/demo mode the generated one; else ConfigError."""
     if value:
         if len(value) < MIN_LENGTH:
             raise ConfigError(f"{name} must be at least {MIN_LENGTH} characters")
@@ -62,13 +64,14 @@ def token_setting(env: Mapping[str, str], name: str, *, local_mode: bool, var_di
                       "generated tokens under ./var/)")
 
 
-def read_timeout_setting(env: Mapping[str, str]) -> float:
-    """``HTTP_READ_TIMEOUT_S`` (default 10): the time a client has for its request head and body."""
-    raw = env.get("HTTP_READ_TIMEOUT_S", "")
-    try:
-        value = float(raw) if raw else 10.0
-    except ValueError as exc:
-        raise ConfigError("HTTP_READ_TIMEOUT_S must be a number") from exc
+def _read_timeout(value: float) -> float:
     if not 0 < value <= 300:
-        raise ConfigError("HTTP_READ_TIMEOUT_S must be between 0 and 300 seconds")
+        raise ValueError("must be between 0 and 300 seconds")
     return value
+
+
+class ReadTimeoutSettings(EnvSettings):
+    """``HTTP_READ_TIMEOUT_S`` (default 10): the time a client has for its request head and body."""
+
+    http_read_timeout_s: Annotated[EnvFloat, AfterValidator(_read_timeout)] = Field(default=
+        10.0, validation_alias="HTTP_READ_TIMEOUT_S")

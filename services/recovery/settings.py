@@ -3,111 +3,123 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Annotated, ClassVar, Self
+
+from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
+from pydantic_settings import NoDecode
 
 from services.common.client_address import TrustedProxies
-from services.common.settings import CommonSettings, ConfigError, int_setting
-from services.common.tokens import RECOVERY_API_TOKEN, read_timeout_setting, token_setting
+from services.common.env_settings import KEEP_EMPTY, CommaList, EnvInt, EnvSettings, at_least
+from services.common.settings import CommonSettings, ConfigError, database_url, web_port
+from services.common.tokens import RECOVERY_API_TOKEN, ReadTimeoutSettings, token_setting
 from services.recovery.domain.limits import Policy, Window
 
-# Logins per client address: one login costs two argon2id verifications. ``python -m
-# benchmarks.login`` measured 5.2-6.3 logins/s of argon2id capacity on the 2-core development
-# machine (shared, under load). 30 a minute (0.5/s) keeps one address under a tenth of that,
-# and is far above what one person types.
-LOGIN_IP_MAX = 30
-LOGIN_IP_WINDOW_S = 60
+# The limits' defaults are the domain's (``Policy()``). Logins per client address: one login
+# costs two argon2id verifications; see ``Policy.login_ip``.
+DEFAULT = Policy()
 
 
-def _prefixes(raw: str) -> tuple[str, ...]:
+def _e164_prefixes(items: tuple[str, ...]) -> tuple[str, ...]:
     """``SMS_ALLOWED_PREFIXES``: comma-separated E.164 prefixes such as ``+79,+7700``."""
-    items = tuple(p.strip() for p in raw.split(",") if p.strip())
     if not items or any(not (p.startswith("+") and p[1:].isdigit()) for p in items):
-        raise ConfigError("SMS_ALLOWED_PREFIXES must list E.164 prefixes, e.g. +79,+7700")
+        raise ValueError("must list E.164 prefixes, e.g. +79,+7700")
     return items
 
 
-@dataclass(frozen=True, kw_only=True)
-class Argon2Params:
-    """argon2id cost (OWASP: m=19 MiB, t=2, p=1)."""
-
-    time_cost: int = 2
-    memory_kib: int = 19456
-    parallelism: int = 1
+def _trusted(raw: object) -> object:
+    return TrustedProxies.parse(raw) if isinstance(raw, str) else raw
 
 
-@dataclass(frozen=True, kw_only=True)
-class RecoverySettings(CommonSettings):
-    service: ClassVar[str] = "recovery"
-    default_web_port: ClassVar[int] = 6102
+AtLeastOne = Annotated[EnvInt, at_least(1)]
+Prefixes = Annotated[CommaList, KEEP_EMPTY, AfterValidator(_e164_prefixes)]
 
-    policy: Policy = field(default_factory=Policy)
-    password_length: int = 12
-    argon2: Argon2Params = field(default_factory=Argon2Params)
-    hash_workers: int = 2
-    max_http_body: int = 4096
-    api_token: str = field(default="", repr=False)
-    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
-    http_read_timeout_s: float = 10.0
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RecoverySettings:
-        env = os.environ if env is None else env
-        policy = Policy(
-            login_cooldown=Window(max_events=1,
-                                  window_s=int_setting(env, "LIMIT_LOGIN_COOLDOWN_S", 60)),
-            per_destination=Window(
-                max_events=int_setting(env, "LIMIT_DESTINATION_MAX", 5),
-                window_s=int_setting(env, "LIMIT_DESTINATION_WINDOW_S", 600),
-            ),
-            per_ip=Window(
-                max_events=int_setting(env, "LIMIT_IP_MAX", 30),
-                window_s=int_setting(env, "LIMIT_IP_WINDOW_S", 300),
-            ),
-            account_daily=Window(max_events=int_setting(env, "LIMIT_ACCOUNT_DAILY_MAX", 10),
-                                 window_s=86400),
-            sms_hourly=Window(max_events=int_setting(env, "SMS_HOURLY_BUDGET", 10000),
-                              window_s=3600),
-            sms_prefixes=_prefixes(env.get("SMS_ALLOWED_PREFIXES", "+79")),
-            login_ip=Window(max_events=int_setting(env, "LOGIN_IP_MAX", LOGIN_IP_MAX),
-                            window_s=int_setting(env, "LOGIN_IP_WINDOW_S", LOGIN_IP_WINDOW_S)),
-            lockout_failures=int_setting(env, "LOGIN_LOCKOUT_FAILURES", 5),
-            global_lockout_failures=int_setting(env, "LOGIN_GLOBAL_LOCKOUT_FAILURES", 100),
-            lockout_s=int_setting(env, "LOGIN_LOCKOUT_S", 900),
+class LimitSettings(EnvSettings):
+    """The ``LIMIT_*``, ``LOGIN_*`` and SMS-pumping limits, as the domain's :class:`Policy`."""
+
+    limit_login_cooldown_s: EnvInt = Field(default=int(DEFAULT.login_cooldown.window_s),
+                                           validation_alias="LIMIT_LOGIN_COOLDOWN_S")
+    limit_destination_max: EnvInt = Field(default=DEFAULT.per_destination.max_events,
+                                          validation_alias="LIMIT_DESTINATION_MAX")
+    limit_destination_window_s: EnvInt = Field(default=int(DEFAULT.per_destination.window_s),
+                                               validation_alias="LIMIT_DESTINATION_WINDOW_S")
+    limit_ip_max: EnvInt = Field(default=DEFAULT.per_ip.max_events, validation_alias="LIMIT_IP_MAX")
+    limit_ip_window_s: EnvInt = Field(default=int(DEFAULT.per_ip.window_s),
+                                      validation_alias="LIMIT_IP_WINDOW_S")
+    limit_account_daily_max: AtLeastOne = Field(default=DEFAULT.account_daily.max_events,
+                                                validation_alias="LIMIT_ACCOUNT_DAILY_MAX")
+    sms_hourly_budget: AtLeastOne = Field(default=DEFAULT.sms_hourly.max_events,
+                                          validation_alias="SMS_HOURLY_BUDGET")
+    sms_allowed_prefixes: Prefixes = Field(default=DEFAULT.sms_prefixes,
+                                           validation_alias="SMS_ALLOWED_PREFIXES")
+    login_ip_max: EnvInt = Field(default=DEFAULT.login_ip.max_events, validation_alias="LOGIN_IP_MAX")
+    login_ip_window_s: EnvInt = Field(default=int(DEFAULT.login_ip.window_s),
+                                      validation_alias="LOGIN_IP_WINDOW_S")
+    login_lockout_failures: AtLeastOne = Field(default=DEFAULT.lockout_failures,
+                                               validation_alias="LOGIN_LOCKOUT_FAILURES")
+    login_global_lockout_failures: AtLeastOne = Field(default=DEFAULT.global_lockout_failures,
+                                                      validation_alias="LOGIN_GLOBAL_LOCKOUT_FAILURES")
+    login_lockout_s: EnvInt = Field(default=int(DEFAULT.lockout_s), validation_alias="LOGIN_LOCKOUT_S")
+
+    @property
+    def policy(self) -> Policy:
+        return Policy(
+            login_cooldown=Window(max_events=1, window_s=self.limit_login_cooldown_s),
+            per_destination=Window(max_events=self.limit_destination_max,
+                                   window_s=self.limit_destination_window_s),
+            per_ip=Window(max_events=self.limit_ip_max, window_s=self.limit_ip_window_s),
+            account_daily=Window(max_events=self.limit_account_daily_max,
+                                 window_s=DEFAULT.account_daily.window_s),
+            sms_hourly=Window(max_events=self.sms_hourly_budget, window_s=DEFAULT.sms_hourly.window_s),
+            sms_prefixes=self.sms_allowed_prefixes,
+            login_ip=Window(max_events=self.login_ip_max, window_s=self.login_ip_window_s),
+            lockout_failures=self.login_lockout_failures,
+            global_lockout_failures=self.login_global_lockout_failures,
+            lockout_s=self.login_lockout_s,
         )
-        for name, value in (("LOGIN_LOCKOUT_FAILURES", policy.lockout_failures),
-                            ("LOGIN_GLOBAL_LOCKOUT_FAILURES", policy.global_lockout_failures),
-                            ("LIMIT_ACCOUNT_DAILY_MAX", policy.account_daily.max_events),
-                            ("SMS_HOURLY_BUDGET", policy.sms_hourly.max_events)):
-            if value < 1:
-                raise ConfigError(f"{name} must be at least 1")
-        length = int_setting(env, "PASSWORD_LENGTH", 12)
-        if length < 8:
-            raise ConfigError("PASSWORD_LENGTH must be at least 8")
-        workers = int_setting(env, "RECOVERY_HASH_WORKERS", os.cpu_count() or 1)
-        if workers < 1:
-            raise ConfigError("RECOVERY_HASH_WORKERS must be at least 1")
-        argon2 = Argon2Params(
-            time_cost=int_setting(env, "ARGON2_TIME_COST", 2),
-            memory_kib=int_setting(env, "ARGON2_MEMORY_KIB", 19456),
-            parallelism=int_setting(env, "ARGON2_PARALLELISM", 1),
-        )
-        if argon2.time_cost < 2 or argon2.memory_kib < 19456 or argon2.parallelism < 1:
+
+
+class Argon2Params(EnvSettings):
+    """argon2id cost (OWASP: m=19 MiB, t=2, p=1): ``ARGON2_TIME_COST``, ``ARGON2_MEMORY_KIB``,
+    ``ARGON2_PARALLELISM``; below OWASP's minimum is refused."""
+
+    time_cost: EnvInt = Field(default=2, validation_alias="ARGON2_TIME_COST")
+    memory_kib: EnvInt = Field(default=19456, validation_alias="ARGON2_MEMORY_KIB")
+    parallelism: EnvInt = Field(default=1, validation_alias="ARGON2_PARALLELISM")
+
+    @model_validator(mode="after")
+    def _owasp_minimum(self) -> Self:
+        if self.time_cost < 2 or self.memory_kib < 19456 or self.parallelism < 1:
             raise ConfigError("argon2id parameters below OWASP's minimum (t=2, m=19456 KiB, p=1)")
-        common = cls.common_from_env(env)
-        try:
-            trusted = TrustedProxies.parse(env.get("TRUSTED_PROXIES", ""))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        return cls(
-            **common,
-            api_token=token_setting(env, RECOVERY_API_TOKEN, local_mode=common["local_mode"],
-                                    var_dir=common["var_dir"]),
-            trusted_proxies=trusted,
-            http_read_timeout_s=read_timeout_setting(env),
-            policy=policy,
-            password_length=length,
-            argon2=argon2,
-            hash_workers=workers,
-        )
+        return self
+
+
+class PasswordSettings(EnvSettings):
+    """The passwords made (``PASSWORD_LENGTH``) and how they are hashed."""
+
+    password_length: Annotated[EnvInt, at_least(8)] = Field(default=12, validation_alias="PASSWORD_LENGTH")
+    argon2: Argon2Params = Field(default_factory=lambda: Argon2Params())
+    hash_workers: AtLeastOne = Field(default_factory=lambda: os.cpu_count() or 1,
+                                     validation_alias="RECOVERY_HASH_WORKERS")
+
+
+class RecoveryHttpSettings(ReadTimeoutSettings):
+    """The public API: its bearer token, the proxies trusted for ``X-Forwarded-For``."""
+
+    api_token: str = Field(default="", validation_alias=RECOVERY_API_TOKEN, repr=False)
+    trusted_proxies: Annotated[InstanceOf[TrustedProxies], NoDecode, BeforeValidator(_trusted)] = Field(
+        default_factory=lambda: TrustedProxies(), validation_alias="TRUSTED_PROXIES")
+    max_http_body: int = 4096
+
+
+class RecoverySettings(CommonSettings, LimitSettings, PasswordSettings, RecoveryHttpSettings):
+    service: ClassVar[str] = "recovery"
+
+    web_port: EnvInt = web_port("recovery", 6102)
+    database_url: str = database_url("recovery")
+
+    @model_validator(mode="after")
+    def _derive_token(self) -> Self:
+        self._derive(api_token=token_setting(self.api_token, RECOVERY_API_TOKEN,
+                                             local_mode=self.local_mode, var_dir=self.var_dir))
+        return self

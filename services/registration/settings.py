@@ -1,17 +1,25 @@
-"""Registration's settings: the common ones (DESIGN.md names) read from the environment."""
+"""Registration's settings: the common ones (DESIGN.md names) and its own, from the environment."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import ClassVar
 
-from services.common.settings import CommonSettings, bool_setting, int_setting
+from pydantic import Field
+
+from services.common.env_settings import EnvBool, EnvInt, EnvSettings
+from services.common.settings import CommonSettings, batch_linger, database_url, web_port
 
 
-@dataclass(frozen=True, kw_only=True)
-class RegistrationSettings(CommonSettings):
+class IdentifySettings(EnvSettings):
+    """The support desk's identify look-ups: at most ``SUPPORT_IDENTIFY_MAX`` per operator in
+    ``SUPPORT_IDENTIFY_WINDOW_S``."""
+
+    identify_max: EnvInt = Field(default=5, validation_alias="SUPPORT_IDENTIFY_MAX")
+    identify_window_s: EnvInt = Field(default=3600, validation_alias="SUPPORT_IDENTIFY_WINDOW_S")
+
+
+class RegistrationSettings(CommonSettings, IdentifySettings):
     """``REGISTRATION_DATABASE_URL`` (default ``sqlite:///var/registration.db``),
     ``REGISTRATION_WEB_PORT`` (default 6101), ``REGISTRATION_LINK_PROCESS`` (links validated,
     protected and written by a process of their own; default true with two or more cores, else
@@ -19,18 +27,10 @@ class RegistrationSettings(CommonSettings):
 
     service: ClassVar[str] = "registration"
     key_purposes: ClassVar[frozenset[str]] = frozenset({"contact"})
-    default_web_port: ClassVar[int] = 6101
+
+    web_port: EnvInt = web_port("registration", 6101)
+    database_url: str = database_url("registration")
     # bulk loads from the CRM: bigger batches, fewer transactions
-    default_batch_within_ms: ClassVar[int] = 100
-
-    link_process: bool = False
-    identify_max: int = 5
-    identify_window_s: int = 3600
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> RegistrationSettings:
-        env = os.environ if env is None else env
-        link_process = bool_setting(env, "REGISTRATION_LINK_PROCESS", (os.cpu_count() or 1) >= 2)
-        return cls(**cls.common_from_env(env), link_process=link_process,
-                   identify_max=int_setting(env, "SUPPORT_IDENTIFY_MAX", 5),
-                   identify_window_s=int_setting(env, "SUPPORT_IDENTIFY_WINDOW_S", 3600))
+    batch_within_ms: EnvInt = batch_linger(100)
+    link_process: EnvBool = Field(default_factory=lambda: (os.cpu_count() or 1) >= 2,
+                                  validation_alias="REGISTRATION_LINK_PROCESS")

@@ -65,17 +65,17 @@ def test_bad_key_configuration_is_refused(keys: str, pepper: str) -> None:
 
 def test_service_refuses_to_start_without_keys_except_in_local_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError):
-        CommonSettings.common_from_env({"SELFCARE_VAR_DIR": str(tmp_path)})
-    first = CommonSettings.common_from_env({"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"})
-    again = CommonSettings.common_from_env({"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"})
-    assert first["contact_keyring"].keys == again["contact_keyring"].keys  # kept, not regenerated
-    assert first["delivery_keyring"].keys == again["delivery_keyring"].keys
-    assert first["ops_api_token"] == again["ops_api_token"] and len(first["ops_api_token"]) >= 16
+        CommonSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path)})
+    first = CommonSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"})
+    again = CommonSettings.from_env({"SELFCARE_VAR_DIR": str(tmp_path), "SELFCARE_ENV": "local"})
+    assert first.contact_keyring.keys == again.contact_keyring.keys  # kept, not regenerated
+    assert first.delivery_keyring.keys == again.delivery_keyring.keys
+    assert first.ops_api_token == again.ops_api_token and len(first.ops_api_token) >= 16
     # a fresh local set-up has separate keys per purpose, with one pepper
-    assert set(first["contact_keyring"].keys).isdisjoint(first["delivery_keyring"].keys)
-    assert first["contact_keyring"].pepper == first["delivery_keyring"].pepper
+    assert set(first.contact_keyring.keys).isdisjoint(first.delivery_keyring.keys)
+    assert first.contact_keyring.pepper == first.delivery_keyring.pepper
     assert (tmp_path / "local-keys.json").stat().st_mode & 0o077 == 0
-    assert load_or_create_local_keys(tmp_path / "local-keys.json").pepper == first["contact_keyring"].pepper
+    assert load_or_create_local_keys(tmp_path / "local-keys.json").pepper == first.contact_keyring.pepper
 
 
 def test_masks_match_the_design() -> None:

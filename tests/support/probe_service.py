@@ -8,10 +8,9 @@ Start it with ``python -m tests.support.probe_service worker``.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pydantic import Field
 from sqlalchemy import Column, MetaData, String, Table, select
 from sqlalchemy.orm import Session
 
@@ -24,24 +23,22 @@ from services.common.consumer_loop import BatchRunner, Inbound
 from services.common.db import Database
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
-from services.common.settings import CommonSettings
+from services.common.settings import CommonSettings, database_url, web_port
 
 metadata = MetaData()
 seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
 outbox_rows = outbox.outbox_table(metadata)
 
 
-@dataclass(frozen=True, kw_only=True)
 class ProbeSettings(CommonSettings):
     service: ClassVar[str] = "probe"
-    default_web_port: ClassVar[int] = 6199
-    fail_on_contract: str = ""
+    web_port: int = web_port("probe", 6199)
+    database_url: str = database_url("probe")
+    fail_on_contract: str = Field(default="", validation_alias="PROBE_FAIL_ON_CONTRACT")
 
 
 def build() -> Any:
-    env = os.environ
-    settings = ProbeSettings(**ProbeSettings.common_from_env(env),
-                             fail_on_contract=env.get("PROBE_FAIL_ON_CONTRACT", ""))
+    settings = ProbeSettings.from_env()
     db = Database(url=settings.database_url, name="probe")
     metadata.create_all(db.engine)
     metrics = ServiceMetrics("probe")

@@ -1,0 +1,197 @@
+"""Every variable of DESIGN.md is read by its name, and a bad value names its variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.common.errors import ConfigError
+from services.common.settings import CommonSettings
+from services.notifier.settings import NotifierSettings
+from services.recovery.settings import RecoverySettings
+from services.registration.settings import RegistrationSettings
+from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS
+
+TOKENS = {"RECOVERY_API_TOKEN": "r" * 20, "SMS_STATUS_TOKEN": "s" * 20}
+KEYS = {"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER}
+
+# (variable, value that is not the default, how to read it back, expected)
+COMMON: list[tuple[str, str, Any, Any]] = [
+    ("KAFKA_BOOTSTRAP_SERVERS", "a:1,b:2", lambda s: s.kafka_broker_url, "kafka://a:1;kafka://b:2"),
+    ("KAFKA_SESSION_TIMEOUT_S", "45", lambda s: s.kafka_session_timeout_s, 45),
+    ("KAFKA_GROUP_INSTANCE_ID", "pod-0", lambda s: s.kafka_group_instance_id, "pod-0"),
+    ("WEB_BIND_HOST", "0.0.0.0", lambda s: s.web_host, "0.0.0.0"),
+    ("TOPIC_PREFIX", "t1-", lambda s: s.topic("x"), "t1-x"),
+    ("OPS_API_TOKEN", "o" * 16, lambda s: s.ops_api_token, "o" * 16),
+    ("MAX_RECORD_BYTES", "1000", lambda s: s.max_record_bytes, 1000),
+    ("BATCH_SIZE", "7", lambda s: s.batch_size, 7),
+    ("BATCH_WITHIN_MS", "250", lambda s: s.batch_within_s, 0.25),
+    ("SUPPORT_PHONE", "0611", lambda s: s.support_phone, "0611"),
+    ("CODE_TTL_S", "60", lambda s: s.code_ttl_s, 60),
+    ("LOG_LEVEL", "debug", lambda s: s.log_level, "DEBUG"),
+    ("RETENTION_DAYS", "3", lambda s: s.retention_days, 3),
+    ("MAX_CLOCK_SKEW_S", "5", lambda s: s.max_clock_skew_s, 5),
+    ("SELFCARE_ENV", "demo", lambda s: s.local_mode, True),
+]
+KAFKA: list[tuple[str, str, Any, Any]] = [
+    ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext", lambda s: s.kafka.security_protocol, "SASL_PLAINTEXT"),
+    ("KAFKA_SASL_MECHANISM", "plain", lambda s: s.kafka.sasl_mechanism, "PLAIN"),
+    ("KAFKA_SASL_USERNAME", "u", lambda s: s.kafka.sasl_username, "u"),
+    ("KAFKA_SASL_PASSWORD", "p", lambda s: s.kafka.sasl_password, "p"),
+]
+REGISTRATION: list[tuple[str, str, Any, Any]] = [
+    ("REGISTRATION_DATABASE_URL", "sqlite:///x.db", lambda s: s.database_url, "sqlite:///x.db"),
+    ("REGISTRATION_WEB_PORT", "7101", lambda s: s.web_port, 7101),
+    ("REGISTRATION_LINK_PROCESS", "off", lambda s: s.link_process, False),
+    ("SUPPORT_IDENTIFY_MAX", "9", lambda s: s.identify_max, 9),
+    ("SUPPORT_IDENTIFY_WINDOW_S", "99", lambda s: s.identify_window_s, 99),
+]
+RECOVERY: list[tuple[str, str, Any, Any]] = [
+    ("RECOVERY_DATABASE_URL", "sqlite:///y.db", lambda s: s.database_url, "sqlite:///y.db"),
+    ("RECOVERY_WEB_PORT", "7102", lambda s: s.web_port, 7102),
+    ("RECOVERY_API_TOKEN", "a" * 20, lambda s: s.api_token, "a" * 20),
+    ("RECOVERY_HASH_WORKERS", "3", lambda s: s.hash_workers, 3),
+    ("HTTP_READ_TIMEOUT_S", "2.5", lambda s: s.http_read_timeout_s, 2.5),
+    ("TRUSTED_PROXIES", "10.0.0.0/8", lambda s: len(s.trusted_proxies.networks), 1),
+    ("LIMIT_LOGIN_COOLDOWN_S", "7", lambda s: s.policy.login_cooldown.window_s, 7),
+    ("LIMIT_DESTINATION_MAX", "8", lambda s: s.policy.per_destination.max_events, 8),
+    ("LIMIT_DESTINATION_WINDOW_S", "9", lambda s: s.policy.per_destination.window_s, 9),
+    ("LIMIT_IP_MAX", "11", lambda s: s.policy.per_ip.max_events, 11),
+    ("LIMIT_IP_WINDOW_S", "12", lambda s: s.policy.per_ip.window_s, 12),
+    ("LIMIT_ACCOUNT_DAILY_MAX", "13", lambda s: s.policy.account_daily.max_events, 13),
+    ("SMS_HOURLY_BUDGET", "14", lambda s: s.policy.sms_hourly.max_events, 14),
+    ("SMS_ALLOWED_PREFIXES", "+7495, +7499", lambda s: s.policy.sms_prefixes, ("+7495", "+7499")),
+    ("LOGIN_IP_MAX", "15", lambda s: s.policy.login_ip.max_events, 15),
+    ("LOGIN_IP_WINDOW_S", "16", lambda s: s.policy.login_ip.window_s, 16),
+    ("LOGIN_LOCKOUT_FAILURES", "17", lambda s: s.policy.lockout_failures, 17),
+    ("LOGIN_GLOBAL_LOCKOUT_FAILURES", "18", lambda s: s.policy.global_lockout_failures, 18),
+    ("LOGIN_LOCKOUT_S", "19", lambda s: s.policy.lockout_s, 19),
+    ("PASSWORD_LENGTH", "20", lambda s: s.password_length, 20),
+    ("ARGON2_TIME_COST", "3", lambda s: s.argon2.time_cost, 3),
+    ("ARGON2_MEMORY_KIB", "20000", lambda s: s.argon2.memory_kib, 20000),
+    ("ARGON2_PARALLELISM", "2", lambda s: s.argon2.parallelism, 2),
+]
+NOTIFIER: list[tuple[str, str, Any, Any]] = [
+    ("NOTIFIER_DATABASE_URL", "sqlite:///z.db", lambda s: s.database_url, "sqlite:///z.db"),
+    ("NOTIFIER_WEB_PORT", "7103", lambda s: s.web_port, 7103),
+    ("SMS_STATUS_TOKEN", "b" * 20, lambda s: s.status_token, "b" * 20),
+    ("SMS_GATEWAY_URL", "https://gw/sms", lambda s: s.sms_gateway_url, "https://gw/sms"),
+    ("SMS_GATEWAY_TOKEN", "g" * 20, lambda s: s.sms_gateway_token, "g" * 20),
+    ("SMS_GATEWAY_TIMEOUT_S", "2", lambda s: s.sms_gateway_timeout_s, 2.0),
+    ("SMS_FALLBACK_URL", "https://fb/sms", lambda s: s.sms_fallback_url, "https://fb/sms"),
+    ("SMS_FALLBACK_TOKEN", "f" * 20, lambda s: s.sms_fallback_token, "f" * 20),
+    ("SMS_CIRCUIT_FAILURES", "3", lambda s: s.sms_circuit_failures, 3),
+    ("SMS_CIRCUIT_OPEN_S", "4.5", lambda s: s.sms_circuit_open_s, 4.5),
+    ("SMTP_HOST", "mail", lambda s: s.smtp_host, "mail"),
+    ("SMTP_PORT", "587", lambda s: s.smtp_port, 587),
+    ("SMTP_USERNAME", "user", lambda s: s.smtp_username, "user"),
+    ("SMTP_PASSWORD", "pw", lambda s: s.smtp_password, "pw"),
+    ("SMTP_STARTTLS", "yes", lambda s: s.smtp_starttls, True),
+    ("SMTP_TIMEOUT_S", "3", lambda s: s.smtp_timeout_s, 3.0),
+    ("MAIL_FROM", "a@b.c", lambda s: s.mail_from, "a@b.c"),
+    ("NOTIFIER_MAX_IN_FLIGHT", "20", lambda s: s.max_in_flight, 20),
+    ("NOTIFIER_CLAIM_LIMIT", "50", lambda s: s.claim_limit, 50),
+    ("NOTIFIER_LEASE_S", "30", lambda s: s.lease_s, 30.0),
+    ("NOTIFIER_RETRY_INITIAL_S", "2", lambda s: s.retry_initial_s, 2.0),
+    ("NOTIFIER_RETRY_MAX_S", "120", lambda s: s.retry_max_s, 120.0),
+    ("NOTIFIER_TAKEOVER_S", "9", lambda s: s.takeover_s, 9.0),
+    ("HTTP_READ_TIMEOUT_S", "3.5", lambda s: s.http_read_timeout_s, 3.5),
+]
+CASES = ([(RegistrationSettings, *c) for c in COMMON + REGISTRATION]
+         + [(RecoverySettings, *c) for c in COMMON + RECOVERY]
+         + [(NotifierSettings, *c) for c in COMMON + NOTIFIER])
+SASL = {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}
+
+
+def base(tmp_path: Path) -> dict[str, str]:
+    return {**KEYS, **TOKENS, "SELFCARE_VAR_DIR": str(tmp_path)}
+
+
+@pytest.mark.parametrize(("cls", "name", "value", "read", "expected"), CASES,
+                         ids=[f"{c[0].service}-{c[1]}" for c in CASES])
+def test_each_variable_is_read_by_its_name(cls: type[CommonSettings], name: str, value: str, read: Any,
+                                           expected: Any, tmp_path: Path) -> None:
+    default = read(cls.from_env(base(tmp_path)))
+    assert default != expected  # the value chosen differs from the default
+    assert read(cls.from_env({**base(tmp_path), name: value})) == expected
+
+
+@pytest.mark.parametrize(("name", "value", "read", "expected"), KAFKA, ids=[c[0] for c in KAFKA])
+def test_each_kafka_variable_is_read_by_its_name(name: str, value: str, read: Any, expected: Any,
+                                                 tmp_path: Path) -> None:
+    settings = RecoverySettings.from_env({**base(tmp_path), **SASL, name: value})
+    assert read(settings) == expected
+
+
+def test_the_database_default_and_files_follow_the_var_dir(tmp_path: Path) -> None:
+    for cls, port in ((RegistrationSettings, 6101), (RecoverySettings, 6102), (NotifierSettings, 6103)):
+        s = cls.from_env(base(tmp_path))
+        assert s.database_url == f"sqlite:///{tmp_path}/{cls.service}.db" and s.web_port == port
+        assert cls.from_env({**base(tmp_path), f"{cls.service.upper()}_DATABASE_URL": ""}).database_url == (
+            s.database_url)  # empty is unset
+    assert RegistrationSettings.from_env(base(tmp_path)).batch_within_s == 0.1
+    assert RecoverySettings.from_env(base(tmp_path)).batch_within_s == 0.005
+
+
+@pytest.mark.parametrize("cls", [RegistrationSettings, RecoverySettings, NotifierSettings])
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("BATCH_SIZE", "many", "BATCH_SIZE must be an integer"),
+    ("RETENTION_DAYS", "0", "RETENTION_DAYS must be a positive integer"),
+    ("MAX_CLOCK_SKEW_S", "-1", "MAX_CLOCK_SKEW_S must be a positive integer"),
+    ("OPS_API_TOKEN", "short", "OPS_API_TOKEN must be at least 16 characters"),
+    ("KAFKA_SECURITY_PROTOCOL", "TLS", "KAFKA_SECURITY_PROTOCOL must be one of"),
+    ("KAFKA_SESSION_TIMEOUT_S", "1.5", "KAFKA_SESSION_TIMEOUT_S must be an integer"),
+])
+def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
+                                               tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        cls.from_env({**base(tmp_path), name: value})
+
+
+@pytest.mark.parametrize(("cls", "name", "value", "message"), [
+    (RegistrationSettings, "REGISTRATION_WEB_PORT", "http", "REGISTRATION_WEB_PORT must be an integer"),
+    (RegistrationSettings, "REGISTRATION_LINK_PROCESS", "maybe", "REGISTRATION_LINK_PROCESS must be a boolean"),
+    (RegistrationSettings, "SUPPORT_IDENTIFY_MAX", "x", "SUPPORT_IDENTIFY_MAX must be an integer"),
+    (RecoverySettings, "LIMIT_IP_MAX", "lots", "LIMIT_IP_MAX must be an integer"),
+    (RecoverySettings, "LOGIN_LOCKOUT_FAILURES", "0", "LOGIN_LOCKOUT_FAILURES must be at least 1"),
+    (RecoverySettings, "SMS_HOURLY_BUDGET", "0", "SMS_HOURLY_BUDGET must be at least 1"),
+    (RecoverySettings, "RECOVERY_HASH_WORKERS", "0", "RECOVERY_HASH_WORKERS must be at least 1"),
+    (RecoverySettings, "PASSWORD_LENGTH", "6", "PASSWORD_LENGTH must be at least 8"),
+    (RecoverySettings, "SMS_ALLOWED_PREFIXES", "", "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
+    (RecoverySettings, "SMS_ALLOWED_PREFIXES", "79", "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
+    (RecoverySettings, "SMS_ALLOWED_PREFIXES", '["+79"]', "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
+    (RecoverySettings, "ARGON2_MEMORY_KIB", "1024", "argon2id parameters below OWASP's minimum"),
+    (RecoverySettings, "ARGON2_TIME_COST", "two", "ARGON2_TIME_COST must be an integer"),
+    (RecoverySettings, "TRUSTED_PROXIES", "proxy.local", "TRUSTED_PROXIES entry 'proxy.local'"),
+    (RecoverySettings, "HTTP_READ_TIMEOUT_S", "soon", "HTTP_READ_TIMEOUT_S must be a number"),
+    (RecoverySettings, "HTTP_READ_TIMEOUT_S", "301", "HTTP_READ_TIMEOUT_S must be between 0 and 300"),
+    (RecoverySettings, "RECOVERY_API_TOKEN", "short", "RECOVERY_API_TOKEN must be at least 16"),
+    (NotifierSettings, "SMTP_STARTTLS", "sometimes", "SMTP_STARTTLS must be a boolean"),
+    (NotifierSettings, "SMTP_PORT", "smtp", "SMTP_PORT must be an integer"),
+    (NotifierSettings, "SMS_GATEWAY_TIMEOUT_S", "5s", "SMS_GATEWAY_TIMEOUT_S must be a number"),
+    (NotifierSettings, "NOTIFIER_LEASE_S", "4", "NOTIFIER_LEASE_S must exceed the gateway time-outs"),
+    (NotifierSettings, "SMS_CIRCUIT_FAILURES", "0", "SMS_CIRCUIT_FAILURES and SMS_CIRCUIT_OPEN_S must be"),
+    (NotifierSettings, "SMTP_CA_FILE", "/nonexistent.pem", "CA file not found"),
+])
+def test_bad_service_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
+                                                tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cls.from_env({**base(tmp_path), name: value})
+
+
+def test_empty_numbers_and_flags_are_unset_and_lists_stay_comma_separated(tmp_path: Path) -> None:
+    s = RecoverySettings.from_env({**base(tmp_path), "BATCH_SIZE": "", "LIMIT_IP_MAX": "",
+                                   "SMS_ALLOWED_PREFIXES": "+79,+7700"})
+    assert s.batch_size == 500 and s.policy.per_ip.max_events == 30
+    assert s.policy.sms_prefixes == ("+79", "+7700")
+
+
+def test_building_directly_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.kafka_config import KafkaSettings
+
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    assert KafkaSettings(bootstrap_servers="h:1").security_protocol == "PLAINTEXT"
+    with pytest.raises(ConfigError, match="KAFKA_SASL_USERNAME must be set"):
+        KafkaSettings.from_env()  # os.environ
