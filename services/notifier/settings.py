@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from services.common.env_settings import EnvBool, EnvFloat, EnvInt, EnvSettings, Text
 from services.common.settings import CommonSettings, ConfigError, database_url, web_port
 from services.common.tokens import SMS_STATUS_TOKEN, ReadTimeoutSettings, token_setting
+from services.notifier.domain.model import RetryPolicy
 from services.notifier.domain.templates import notice_sms_text
 
 
@@ -44,8 +45,9 @@ class DispatchSettings(EnvSettings):
     max_in_flight: EnvInt = Field(default=200, validation_alias="NOTIFIER_MAX_IN_FLIGHT")
     claim_limit: EnvInt = Field(default=500, validation_alias="NOTIFIER_CLAIM_LIMIT")
     lease_s: EnvFloat = Field(default=60.0, validation_alias="NOTIFIER_LEASE_S")
-    retry_initial_s: EnvFloat = Field(default=1.0, validation_alias="NOTIFIER_RETRY_INITIAL_S")
-    retry_max_s: EnvFloat = Field(default=60.0, validation_alias="NOTIFIER_RETRY_MAX_S")
+    retry_initial_s: EnvFloat = Field(default=RetryPolicy.initial_s,
+                                      validation_alias="NOTIFIER_RETRY_INITIAL_S")
+    retry_max_s: EnvFloat = Field(default=RetryPolicy.max_s, validation_alias="NOTIFIER_RETRY_MAX_S")
     takeover_s: EnvFloat = Field(default=6.0, validation_alias="NOTIFIER_TAKEOVER_S")
 
 
