@@ -138,6 +138,11 @@ class MigrationScripts:
         assert head is not None, f"no revision under {self.location}"
         return head
 
+    def revisions(self) -> list[str]:
+        """Every revision, oldest first (as an upgrade from an empty database applies them)."""
+        walked = ScriptDirectory.from_config(self.config()).walk_revisions()
+        return [script.revision for script in reversed(list(walked))]
+
 
 def add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
     """``ALTER TABLE ... ADD COLUMN`` for those of ``names`` the table lacks (a ``NOT NULL``

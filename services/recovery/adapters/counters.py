@@ -66,12 +66,14 @@ def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: flo
     placed = case((expired, step), else_=f.failures + step)
     until = now + lock_s
     stmt = _insert(session, login_failures).values(
-        subject=subject, failures=step, locked_until=until if step >= limit else None)
+        subject=subject, failures=step, locked_until=until if step >= limit else None,
+        touched_at=now)
     stmt = stmt.on_conflict_do_update(
         index_elements=[f.subject],
         set_={"failures": placed,
               "locked_until": case((placed >= limit, literal(until)), (expired, None),
-                                   else_=f.locked_until)},
+                                   else_=f.locked_until),
+              "touched_at": now},
         where=or_(expired, and_(f.locked_until.is_(None), f.failures < limit)) if guarded
         else literal(True),
     ).returning(f.failures)

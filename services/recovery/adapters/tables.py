@@ -18,6 +18,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    or_,
     text,
 )
 
@@ -91,6 +93,8 @@ login_failures = Table(
     Column("subject", String(64), primary_key=True),
     Column("failures", Integer, nullable=False),  # places taken since the last success
     Column("locked_until", Float, nullable=True),  # set when the count reaches the limit
+    # the last attempt counted or refused (Unix seconds): an idle count ages out by retention
+    Column("touched_at", Float, nullable=True),
 )
 
 # fixed-window counts shared by workers (``adapters.counters.take``)
@@ -122,6 +126,9 @@ prunable = [
              < datetime.fromtimestamp(now - keep, UTC)),
     Prunable(codes, lambda now, keep: _older(codes.c.expires_at, now, keep)),
     Prunable(rate_events, lambda now, keep: _older(rate_events.c.at, now, keep)),
-    Prunable(login_failures, lambda now, keep: _older(login_failures.c.locked_until, now, keep)),
+    Prunable(login_failures, lambda now, keep: and_(
+        or_(login_failures.c.touched_at.is_(None), _older(login_failures.c.touched_at, now, keep)),
+        or_(login_failures.c.locked_until.is_(None),
+            _older(login_failures.c.locked_until, now, keep)))),
     Prunable(counters, lambda now, keep: _older(counters.c.window_end, now, keep)),
 ]

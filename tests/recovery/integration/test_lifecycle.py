@@ -136,14 +136,51 @@ async def test_retention_prunes_bookkeeping_once_the_clock_has_moved_on(h: Harne
     await issue(h, login)
     pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
     pruner = Pruner(db=h.db, tables=prunable, retention_days=30, pruned=pruned, batch=1)
-    before = {t.name: count(h, t) for t in (processed_events, codes, rate_events, counters)}
+    # login_failures: the counts the successful login gave back (0 places), idle since
+    bookkeeping = (processed_events, codes, rate_events, counters, login_failures)
+    before = {t.name: count(h, t) for t in bookkeeping}
     assert await pruner.prune(h.clock.now()) == 0
     assert all(before.values())
     h.clock.advance(31 * DAY_S)
     assert await pruner.prune(h.clock.now()) == sum(before.values())
-    assert {t.name: count(h, t) for t in (processed_events, codes, rate_events, counters)} == \
-        dict.fromkeys(before, 0)
+    assert {t.name: count(h, t) for t in bookkeeping} == dict.fromkeys(before, 0)
     assert {t: pruned.labels(t)._value.get() for t in before} == before
     # the password lives on in credentials; an old request redelivered is a new request whose
     # code is issued afresh (the old one had expired): nothing stale can be used
     assert await h.login(login, password) == str(acc.account_id)
+
+
+async def test_an_idle_failure_count_ages_out_and_a_touched_one_stays(h: Harness) -> None:
+    """Counts of failed logins that never locked have no lock time to age by: they age by the
+    last attempt that touched them (``touched_at``), locked ones once the lock is over too."""
+    acc = account_changed(h.keyring)
+    await h.accounts(acc)
+    login = mobile_of(h.keyring, acc)
+    quiet, locked = "192.0.2.7", "192.0.2.8"
+    for address, guesses in ((quiet, 2), (locked, 5)):  # the harness locks at 3
+        for _ in range(guesses):
+            assert await h.login(login, "wrong-pass", address) is None
+    route = route_key(h.keyring, login)
+    pair = {a: h.keyring.keyed_hash("lockout", f"{route}|{a}") for a in (quiet, locked)}
+    everywhere = h.keyring.keyed_hash("lockout", route)
+    pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
+    pruner = Pruner(db=h.db, tables=[p for p in prunable if p.table is login_failures],
+                    retention_days=30, pruned=pruned, batch=10)
+
+    def counts() -> dict[str, int]:
+        rows = h.db.run_sync(lambda s: s.execute(
+            select(login_failures.c.subject, login_failures.c.failures)).all())
+        return {subject: failures for subject, failures in rows}
+
+    assert set(counts()) == {pair[quiet], pair[locked], everywhere}
+    assert await pruner.prune(h.clock.now()) == 0
+    h.clock.advance(29 * DAY_S)
+    assert await h.login(login, "wrong-pass", quiet) is None  # touches its count and the login's
+    h.clock.advance(2 * DAY_S)
+    assert await pruner.prune(h.clock.now()) == 1  # the locked pair, idle for 31 days
+    left = counts()
+    assert set(left) == {pair[quiet], everywhere} and left[pair[quiet]] == 3
+    h.clock.advance(31 * DAY_S)
+    assert await pruner.prune(h.clock.now()) == 2
+    assert counts() == {}
+    assert pruned.labels("login_failures")._value.get() == 3
