@@ -11,8 +11,9 @@ consumes, publishes and acks, and both cores work.
 One process keeps the transactions in the order they were asked for. The process returns the
 outbox rows it committed, and the worker hands them to its relay (``OutboxRelay.committed``),
 which publishes them from memory like its own; if the worker dies first, the rows are in the
-table and go out at its next start. Commands and results cross as tuples of ``str``/``bool``/``bytes``, which
-pickle far more cheaply than dataclasses with UUIDs, datetimes and enums.
+table and go out at its next start. Commands and results cross as tuples of
+``str``/``bool``/``bytes``, which pickle far more cheaply than dataclasses with UUIDs, datetimes
+and enums.
 """
 
 from __future__ import annotations
