@@ -73,7 +73,7 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
     hasher = ThreadPoolHasher(params=PARAMS, workers=workers)
     try:
         events, mobiles = accounts(keyring, n_accounts)
-        uow = SqlUnitOfWork(db=db)
+        uow = SqlUnitOfWork(db=db, hand_over=lambda rows: None)  # no relay: rows stay in the table
         await ProjectAccounts(uow=uow, clock=SystemClock(), keyring=keyring)(
             [project_account(e) for e in events])
         passwords = [secrets.token_urlsafe(9) for _ in events]

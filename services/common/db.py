@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-STAGED_OUTBOX = "selfcare_staged_outbox"  # ``Session.info`` key set by ``outbox.stage``
 
 
 def make_engine(url: str) -> Engine:
@@ -76,34 +75,41 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
+AfterCommit = Callable[[T], object]
+
+
 class Database:
-    """One engine and one worker thread; ``await db.run(fn)`` runs ``fn(session)`` in a transaction."""
+    """One engine and one worker thread; ``await db.run(fn)`` runs ``fn(session)`` in a transaction.
+
+    ``after_commit(result)``, when given, is called in the database thread right after the
+    transaction committed and before the next one starts, so callbacks run in commit order even
+    for transactions submitted ahead and awaited later; a transaction that fails calls nothing.
+    Units of work hand the outbox rows they staged to the relay this way."""
 
     def __init__(self, *, url: str, name: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"db-{name}")
-        # outbox rows staged by committed transactions (``outbox.stage`` lists them in the
-        # session), in commit order, for the relay to publish without reading them back
-        self.committed_outbox: list[Any] = []
 
-    def run_sync(self, fn: Callable[[Session], T]) -> T:
+    def run_sync(self, fn: Callable[[Session], T],
+                 after_commit: AfterCommit[T] | None = None) -> T:
         with Session(self.engine, expire_on_commit=False) as session:
             with session.begin():
                 result = fn(session)
-            staged = session.info.get(STAGED_OUTBOX)
-            if staged:
-                self.committed_outbox.extend(staged)
+            if after_commit is not None:
+                after_commit(result)
             return result
 
-    async def run(self, fn: Callable[[Session], T]) -> T:
-        return await self.submit(fn)
+    async def run(self, fn: Callable[[Session], T], *,
+                  after_commit: AfterCommit[T] | None = None) -> T:
+        return await self.submit(fn, after_commit=after_commit)
 
-    def submit(self, fn: Callable[[Session], T]) -> asyncio.Future[T]:
+    def submit(self, fn: Callable[[Session], T], *,
+               after_commit: AfterCommit[T] | None = None) -> asyncio.Future[T]:
         """Queue ``fn`` now (transactions run one at a time, in the order submitted); await the
         result later, or not at all."""
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(self._executor, self.run_sync, fn)
+        return loop.run_in_executor(self._executor, self.run_sync, fn, after_commit)
 
     async def ping(self) -> bool:
         def _ping(session: Session) -> bool:

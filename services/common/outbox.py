@@ -1,18 +1,19 @@
 """Transactional outbox: records to publish are written in the same transaction as the work.
 
 A handler adds its outgoing records with ``stage`` inside its transaction; after the commit the
-batch runner publishes them and deletes them. ``stage`` also lists the rows (with their ids) in
-the session, and ``Database`` hands that list to the relay once the transaction has committed,
-so the relay publishes from memory and only deletes. A crash between commit and publish leaves
-the rows in the table, and ``pending`` hands them out again at the next start — at-least-once
-with no lost output, and downstream consumers dedupe by ``event_id``.
+batch runner publishes them and deletes them. ``stage`` returns the rows it inserted (with their
+ids); the unit of work collects them and, once the transaction has committed, hands them to the
+relay (a ``HandOver``, ``OutboxRelay.committed``), so the relay publishes from memory and only
+deletes. A crash between commit and publish leaves the rows in the table, and ``pending`` hands
+them out again at the next start — at-least-once with no lost output, and downstream consumers
+dedupe by ``event_id``.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from services.common.codec import WireRecord
-from services.common.db import STAGED_OUTBOX
 from services.common.set_statements import insert_rows_returning_ids, one_of
 
 
@@ -62,10 +62,16 @@ class Staged:
     record: WireRecord
 
 
-def stage(session: Session, table: Table, topic: str, records: Sequence[WireRecord]) -> None:
-    """Add records for ``topic`` (a public topic name) to the outbox, in the caller's transaction."""
+HandOver = Callable[[Sequence[Staged]], None]
+"""Takes the rows one transaction staged, right after it committed, in commit order."""
+
+
+def stage(session: Session, table: Table, topic: str,
+          records: Sequence[WireRecord]) -> list[Staged]:
+    """Add records for ``topic`` (a public topic name) to the outbox, in the caller's
+    transaction; returns the rows inserted, for the caller to hand over once it has committed."""
     if not records:
-        return
+        return []
     rows: list[dict[str, Any]] = [
         {
             "topic": topic,
@@ -77,9 +83,7 @@ def stage(session: Session, table: Table, topic: str, records: Sequence[WireReco
         for r in records
     ]
     ids = insert_rows_returning_ids(session, table, rows)
-    session.info.setdefault(STAGED_OUTBOX, []).extend(
-        Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)
-    )
+    return [Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)]
 
 
 @functools.lru_cache(maxsize=256)

@@ -40,10 +40,12 @@ class Publisher:
 class OutboxRelay:
     """Publishes what handlers staged in the outbox, then deletes it (see ``outbox``).
 
-    The table itself is read at the first flush (leftovers of an earlier run) and after a failed
-    publish; otherwise the relay publishes the rows ``Database`` collected from committed
-    transactions, so a batch costs one delete and no read. Rows another worker left behind on a
-    shared database go out when that worker starts again."""
+    Units of work hand over the rows each transaction staged with ``committed``, right after its
+    commit and in commit order; the relay keeps them in memory and publishes them from there, so
+    a batch costs one delete and no read. The table itself is read at the first flush (leftovers
+    of an earlier run) and after a failed publish, and the memory queue is dropped then (the table
+    holds all of it). Rows another worker left behind on a shared database go out when that
+    worker starts again."""
 
     def __init__(self, *, db: Database, table: Table, publisher: Publisher) -> None:
         self._db = db
@@ -51,18 +53,25 @@ class OutboxRelay:
         self._publisher = publisher
         self._lock = asyncio.Lock()
         self._read_table = True
+        # rows of committed transactions not yet published, in commit order; appended to by the
+        # database thread (``committed``), taken from the front by ``flush``
+        self._committed: list[outbox.Staged] = []
+
+    def committed(self, rows: Sequence[outbox.Staged]) -> None:
+        """Take the rows a transaction staged, once it has committed (an ``outbox.HandOver``)."""
+        self._committed.extend(rows)
 
     async def flush(self) -> int:
         async with self._lock:
             try:
                 if self._read_table:
-                    self._db.committed_outbox.clear()  # all of it is in the table too
+                    self._committed.clear()  # all of it is in the table too
                     self._read_table = False
                     return await self._drain()
                 sent = 0
-                while self._db.committed_outbox:
-                    staged: list[outbox.Staged] = self._db.committed_outbox[:5000]
-                    del self._db.committed_outbox[:len(staged)]
+                while self._committed:
+                    staged = self._committed[:5000]
+                    del self._committed[:len(staged)]
                     await self._publish(staged, await_delete=False)
                     sent += len(staged)
                 return sent
@@ -78,9 +87,9 @@ class OutboxRelay:
                 break
             await self._publish(staged)
             sent.update(item.id for item in staged)
-        # rows committed while the table was read are listed in memory too: not twice. Only the
-        # first ``seen`` entries are replaced, so one the database thread appends meanwhile stays.
-        committed = self._db.committed_outbox
+        # rows committed while the table was read are handed over too: not twice. Only the first
+        # ``seen`` entries are replaced, so one the database thread appends meanwhile stays.
+        committed = self._committed
         seen = len(committed)
         committed[:seen] = [i for i in committed[:seen] if i.id not in sent]
         return len(sent)

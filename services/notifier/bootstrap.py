@@ -113,7 +113,6 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
     base_metrics = ServiceMetrics(settings.service)
     metrics = NotifierMetrics(base_metrics)
     db = Database(url=settings.database_url, name=settings.service)
-    uow = SqlUnitOfWork(db=db)
 
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}
@@ -121,6 +120,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
     app = make_app(settings=settings, metrics=base_metrics, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    uow = SqlUnitOfWork(db=db, hand_over=relay.committed)
     gateways = (dict(overrides.gateways) if overrides.gateways is not None
                 else build_gateways(settings))
     warn_plaintext(settings)

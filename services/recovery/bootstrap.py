@@ -81,7 +81,6 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     base = ServiceMetrics(settings.service)
     metrics = RecoveryMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)
-    uow = SqlUnitOfWork(db=db)
     a = settings.argon2
     hasher = ThreadPoolHasher(params=(a.time_cost, a.memory_kib, a.parallelism),
                                workers=settings.hash_workers, seconds=metrics.argon2_seconds)
@@ -92,6 +91,7 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     app = make_app(settings=settings, metrics=base, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    uow = SqlUnitOfWork(db=db, hand_over=relay.committed)
     config = IssueConfig(policy=settings.policy, code_ttl_s=settings.code_ttl_s,
                          password_length=settings.password_length,
                          support_phone=settings.support_phone)

@@ -79,11 +79,12 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
     linker = (
-        ProcessLinker(db=db, keyring=settings.contact_keys) if settings.link_process
-        else InProcessLinker(db=db, keyring=settings.contact_keys)
+        ProcessLinker(db=db, keyring=settings.contact_keys, hand_over=relay.committed)
+        if settings.link_process
+        else InProcessLinker(db=db, keyring=settings.contact_keys, hand_over=relay.committed)
     )
     handlers = ContractHandlers(
-        uow=SqlUnitOfWork(db=db),
+        uow=SqlUnitOfWork(db=db, hand_over=relay.committed),
         protector=KeyringProtector(keyring=settings.contact_keys),
         linker=linker,
         outcomes=metrics.counter(
@@ -104,7 +105,7 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, handlers.contracts_terminated)
     erased = runner(CONTRACT_ERASED, InboundContractErased, handlers.contracts_erased)
     register_agents(app, settings=settings, linked=linked, terminated=terminated, erased=erased)
-    register_ops(app, settings=settings, db=db, flush=relay.flush)
+    register_ops(app, settings=settings, db=db, hand_over=relay.committed, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(metrics))
 

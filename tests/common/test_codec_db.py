@@ -73,8 +73,9 @@ async def test_outbox_round_trip(database_url: str) -> None:
             metadata.create_all(conn)
             conn.execute(things.insert().values(id=1))
         record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key="k", source="/t")
-        await db.run(lambda s: outbox.stage(s, table, "topic.a", [record, record]))
+        inserted = await db.run(lambda s: outbox.stage(s, table, "topic.a", [record, record]))
         staged = await db.run(lambda s: outbox.pending(s, table))
+        assert staged == inserted  # ``stage`` returns the rows as the table holds them
         assert [s.topic for s in staged] == ["topic.a", "topic.a"]
         assert staged[0].record == record
         await db.run(lambda s: outbox.delete(s, table, [staged[0].id]))
@@ -96,10 +97,11 @@ async def test_a_failed_transaction_leaves_nothing(database_url: str) -> None:
         outbox.stage(session, table, "x", [record])
         raise RuntimeError("boom")
 
+    handed: list[object] = []
     with pytest.raises(RuntimeError):
-        await db.run(work)
+        await db.run(work, after_commit=handed.append)
     assert await db.run(lambda s: outbox.pending(s, table)) == []
-    assert db.committed_outbox == []  # a rolled-back transaction hands nothing to the relay
+    assert handed == []  # a rolled-back transaction hands nothing to the relay
     db.close()
 
 
@@ -131,20 +133,21 @@ async def test_relay_publishes_committed_rows_from_memory_and_reads_the_table_wh
     def record(n: int) -> WireRecord:
         return WireRecord(key=None, value=f"r{n}".encode(), headers=[("h", b"\xff")])
 
-    def left_behind(session: object) -> None:  # as a crashed run would leave it, unlisted
+    def left_behind(session: object) -> None:  # as a crashed run would leave it, not handed over
         session.execute(table.insert(), [{"topic": "t", "key": None, "value": b"r0", "headers": []}])  # type: ignore[attr-defined]
 
     try:
         await db.run(left_behind)
-        await db.run(lambda s: outbox.stage(s, table, "t", [record(1), record(2)]))
-        assert await relay.flush() == 3  # first flush: the table, the listed rows not twice
+        await db.run(lambda s: outbox.stage(s, table, "t", [record(1), record(2)]),
+                     after_commit=relay.committed)
+        assert await relay.flush() == 3  # first flush: the table, the handed-over rows not twice
         assert [v for _, v in publisher.sent] == [b"r0", b"r1", b"r2"]
-        await db.run(lambda s: outbox.stage(s, table, "t", [record(3)]))
-        await db.run(left_behind)  # unlisted: not read back while publishing succeeds
+        await db.run(lambda s: outbox.stage(s, table, "t", [record(3)]), after_commit=relay.committed)
+        await db.run(left_behind)  # not handed over: not read back while publishing succeeds
         assert await relay.flush() == 1
         assert [v for _, v in publisher.sent][3:] == [b"r3"]
         assert await relay.flush() == 0
-        await db.run(lambda s: outbox.stage(s, table, "t", [record(4)]))
+        await db.run(lambda s: outbox.stage(s, table, "t", [record(4)]), after_commit=relay.committed)
         publisher.fail = 1
         with pytest.raises(ConnectionError):
             await relay.flush()

@@ -55,12 +55,12 @@ def build() -> Any:
             if settings.fail_on_contract and item.event.contract_number == settings.fail_on_contract:
                 raise RuntimeError("poison record")
 
-        def work(session: Session) -> None:
+        def work(session: Session) -> list[outbox.Staged]:
             ids = [str(i.event.event_id) for i in items]
             known = set(session.scalars(select(seen.c.event_id).where(seen.c.event_id.in_(ids))))
             fresh = {str(i.event.event_id): i.event for i in items if str(i.event.event_id) not in known}
             if not fresh:
-                return
+                return []
             session.execute(seen.insert(), [{"event_id": k} for k in fresh])
             records = [
                 encode(
@@ -70,9 +70,9 @@ def build() -> Any:
                 )
                 for e in fresh.values()
             ]
-            outbox.stage(session, outbox_rows, CONTRACT_REJECTED, records)
+            return outbox.stage(session, outbox_rows, CONTRACT_REJECTED, records)
 
-        await db.run(work)
+        await db.run(work, after_commit=relay.committed)
 
     runner = BatchRunner(
         service="probe", topic=CONTRACT_TERMINATED, model=ContractTerminated, handler=handle,

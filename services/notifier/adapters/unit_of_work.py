@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import delete, select, update
@@ -55,16 +56,15 @@ class SqlProcessedEvents:
 
 
 class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.outbox``) and keeps what it staged."""
+    """Stages into the ``outbox`` table (``services.common.outbox``) and keeps the rows it
+    staged, in order, for the unit of work to hand over once the transaction has committed."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.staged: list[tuple[str, WireRecord]] = []
+        self.staged: list[outbox_rows.Staged] = []
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        if records:
-            outbox_rows.stage(self.session, outbox, topic, records)
-            self.staged.extend((topic, r) for r in records)
+        self.staged.extend(outbox_rows.stage(self.session, outbox, topic, records))
 
 
 class SqlTransaction:
@@ -76,13 +76,20 @@ class SqlTransaction:
 
 
 class SqlUnitOfWork:
-    def __init__(self, *, db: Database) -> None:
+    """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
+    relay) in the database thread right after it commits, so in commit order."""
+
+    def __init__(self, *, db: Database, hand_over: outbox_rows.HandOver) -> None:
         self.db = db
+        self.hand_over = hand_over
 
     async def run(self, work: Callable[[Transaction], T]) -> Committed[T]:
-        return await self.db.run(lambda session: _commit(SqlTransaction(session), work))
+        result, staged = await self.db.run(partial(_in_transaction, work),
+                                           after_commit=lambda done: self.hand_over(done[1]))
+        return Committed(result, [(s.topic, s.record) for s in staged])
 
 
-def _commit(tx: SqlTransaction, work: Callable[[Transaction], T]) -> Committed[T]:
-    result = work(tx)
-    return Committed(result, tx.outbox.staged)
+def _in_transaction(work: Callable[[Transaction], T],
+                    session: Session) -> tuple[T, list[outbox_rows.Staged]]:
+    tx = SqlTransaction(session)
+    return work(tx), tx.outbox.staged

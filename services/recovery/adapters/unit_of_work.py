@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select
@@ -175,30 +176,44 @@ class SqlRequestLog:
 
 
 class SqlOutbox:
+    """Stages into the ``outbox`` table (``services.common.outbox``) and keeps the rows it
+    staged, in order, for the unit of work to hand over once the transaction has committed."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.staged: list[outbox_rows.Staged] = []
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        outbox_rows.stage(self.session, outbox, topic, records)
+        self.staged.extend(outbox_rows.stage(self.session, outbox, topic, records))
 
 
-def sql_repositories(session: Session) -> Repositories:
+def sql_repositories(session: Session, staging: SqlOutbox) -> Repositories:
     return Repositories(
         accounts=SqlAccounts(session), processed=SqlProcessed(session),
         rate_events=SqlRateEvents(session), windows=SqlWindows(session),
         failures=SqlFailureCounts(session), codes=SqlCodes(session),
         credentials=SqlCredentials(session), request_log=SqlRequestLog(session),
-        outbox=SqlOutbox(session))
+        outbox=staging)
 
 
 class SqlUnitOfWork:
-    """The records staged by a committed transaction reach the relay through ``Database``."""
+    """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
+    relay) in the database thread right after it commits, so in commit order."""
 
-    def __init__(self, *, db: Database) -> None:
+    def __init__(self, *, db: Database, hand_over: outbox_rows.HandOver) -> None:
         self.db = db
+        self.hand_over = hand_over
 
     async def run(self, work: Callable[[Repositories], T]) -> T:
-        return await self.db.run(lambda session: work(sql_repositories(session)))
+        result, _ = await self.db.run(partial(_in_transaction, work),
+                                      after_commit=lambda done: self.hand_over(done[1]))
+        return result
 
     def transient(self, exc: BaseException) -> bool:
         return is_transient(exc)
+
+
+def _in_transaction(work: Callable[[Repositories], T],
+                    session: Session) -> tuple[T, list[outbox_rows.Staged]]:
+    staging = SqlOutbox(session)
+    return work(sql_repositories(session, staging)), staging.staged

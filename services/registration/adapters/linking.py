@@ -9,10 +9,11 @@ batches in one spawned process with its own connection instead: the worker's pro
 consumes, publishes and acks, and both cores work.
 
 One process keeps the transactions in the order they were asked for. The process returns the
-outbox rows it committed, and the worker's relay publishes them from memory like its own
-(``Database.committed_outbox``); if the worker dies first, the rows are in the table and go out
-at its next start. Commands and results cross as tuples of ``str``/``bool``/``bytes``, which
-pickle far more cheaply than dataclasses with UUIDs, datetimes and enums.
+outbox rows it committed, and the worker hands them to its relay (``OutboxRelay.committed``),
+which publishes them from memory like its own; if the worker dies first, the rows are in the
+table and go out at its next start. Commands and results cross as tuples of
+``str``/``bool``/``bytes``, which pickle far more cheaply than dataclasses with UUIDs, datetimes
+and enums.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -34,10 +36,10 @@ from schemas.events import TvProduct
 from services.common.codec import WireRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, is_transient
-from services.common.outbox import Staged
+from services.common.outbox import HandOver, Staged
 from services.common.process import tune_gc_for_workers
 from services.registration.adapters.protection import KeyringProtector
-from services.registration.adapters.repository import SqlAccountRepository, SqlUnitOfWork
+from services.registration.adapters.repository import SqlUnitOfWork, in_transaction
 from services.registration.domain.commands import LinkContract
 from services.registration.domain.model import Outcome
 from services.registration.service_layer.link_contract import link_batch, link_contracts
@@ -52,8 +54,8 @@ class LinkFailed(Exception):
 class InProcessLinker:
     """Prepared and applied in this process's database thread (tests, one-core machines)."""
 
-    def __init__(self, *, db: Database, keyring: Keyring) -> None:
-        self._uow = SqlUnitOfWork(db=db)
+    def __init__(self, *, db: Database, keyring: Keyring, hand_over: HandOver) -> None:
+        self._uow = SqlUnitOfWork(db=db, hand_over=hand_over)
         self._protector = KeyringProtector(keyring=keyring)
 
     async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
@@ -70,9 +72,10 @@ class InProcessLinker:
 class ProcessLinker:
     """In one spawned process; a process that died is started again once per batch."""
 
-    def __init__(self, *, db: Database, keyring: Keyring) -> None:
-        self._db = db  # the worker's: its relay publishes what the process committed
+    def __init__(self, *, db: Database, keyring: Keyring, hand_over: HandOver) -> None:
+        self._db = db  # the worker's: the process connects to the same database
         self._keyring = keyring
+        self._hand_over = hand_over  # the worker's relay publishes what the process committed
         self._pool: ProcessPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -98,10 +101,10 @@ class ProcessLinker:
     def _accept(self, result: tuple[Any, ...]) -> Counter[Outcome]:
         match result:
             case ("ok", outcomes, staged):
-                self._db.committed_outbox.extend(
+                self._hand_over([
                     Staged(id=i, topic=topic, record=WireRecord(key=key, value=value, headers=headers))
                     for i, topic, key, value, headers in staged
-                )
+                ])
                 return Counter({Outcome(name): n for name, n in outcomes})
             case ("transient", kind):  # BatchRunner retries these with backoff
                 raise OperationalError(None, None, ConnectionError(f"linking process: {kind}"))
@@ -146,15 +149,12 @@ def _link_rows(rows: list[tuple[Any, ...]], not_after: str) -> tuple[Any, ...]:
     db, protector = _db, _protector
     commands = [_command(row) for row in rows]
     limit = datetime.fromisoformat(not_after)
-    try:
-        outcomes = db.run_sync(
-            lambda s: link_batch(SqlAccountRepository(s), commands, protector, limit))
+    try:  # ``run_sync`` returns once the transaction has committed: its rows are in the table
+        outcomes, committed = db.run_sync(partial(
+            in_transaction, lambda repo: link_batch(repo, commands, protector, limit)))
     except Exception as exc:  # pickling a driver's exception may fail: send what it was
-        db.committed_outbox.clear()
         return ("transient" if is_transient(exc) else "failed", type(exc).__name__)
-    staged = [(s.id, s.topic, s.record.key, s.record.value, s.record.headers)
-              for s in db.committed_outbox]
-    db.committed_outbox.clear()
+    staged = [(s.id, s.topic, s.record.key, s.record.value, s.record.headers) for s in committed]
     return ("ok", [(o.value, n) for o, n in outcomes.items()], staged)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, select, update
@@ -33,6 +34,7 @@ class SqlAccountRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
+        self.staged: list[outbox_rows.Staged] = []  # outbox rows of this transaction, in order
 
     def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         return {uuid.UUID(e) for e in already_processed(self.session, processed_events, event_ids)}
@@ -108,17 +110,28 @@ class SqlAccountRepository:
                  "erased_at": m.erased_at, "recorded_at": stamp} for m in markers])
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        outbox_rows.stage(self.session, outbox, topic, records)
+        self.staged.extend(outbox_rows.stage(self.session, outbox, topic, records))
 
 
 class SqlUnitOfWork:
-    """One batch = one ``Database.run`` = one transaction in the database thread."""
+    """One batch = one ``Database.run`` = one transaction in the database thread; the outbox rows
+    it staged are handed over (to the relay) right after it commits."""
 
-    def __init__(self, *, db: Database) -> None:
+    def __init__(self, *, db: Database, hand_over: outbox_rows.HandOver) -> None:
         self.db = db
+        self.hand_over = hand_over
 
     async def run(self, work: Callable[[AccountRepository], T]) -> T:
-        return await self.db.run(lambda session: work(SqlAccountRepository(session)))
+        result, _ = await self.db.run(partial(in_transaction, work),
+                                      after_commit=lambda done: self.hand_over(done[1]))
+        return result
+
+
+def in_transaction(work: Callable[[AccountRepository], T],
+                   session: Session) -> tuple[T, list[outbox_rows.Staged]]:
+    """``work`` on a repository bound to ``session``, and the outbox rows it staged."""
+    repo = SqlAccountRepository(session)
+    return work(repo), repo.staged
 
 
 def _to_row(a: Account, stamp: Any) -> dict[str, Any]:

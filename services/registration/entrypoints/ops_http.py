@@ -15,14 +15,15 @@ import faust
 
 from services.common.db import Database
 from services.common.ops_http import OpsError, register_ops_routes, text_field
+from services.common.outbox import HandOver
 from services.registration.service_layer.identify import IdentifyCommand, IdentifyHolder, Verdict
 from services.registration.service_layer.reseal import ResealAccounts
 from services.registration.settings import RegistrationSettings
 
 
 def register_ops(app: faust.App, *, settings: RegistrationSettings, db: Database,
-                 flush: Callable[[], Awaitable[int]]) -> None:
-    reseal = ResealAccounts(db=db, keyring=settings.contact_keys, flush=flush)
+                 hand_over: HandOver, flush: Callable[[], Awaitable[int]]) -> None:
+    reseal = ResealAccounts(db=db, keyring=settings.contact_keys, hand_over=hand_over, flush=flush)
     identify = IdentifyHolder(db=db, keyring=settings.contact_keys,
                               max_attempts=settings.identify_max,
                               window_s=settings.identify_window_s)

@@ -44,14 +44,18 @@ class ResealReport:
 
 
 class ResealAccounts:
-    def __init__(self, *, db: Database, keyring: Keyring, flush: Any, chunk: int = 200) -> None:
-        self.db, self.keyring, self.flush, self.chunk = db, keyring, flush, chunk
+    def __init__(self, *, db: Database, keyring: Keyring, hand_over: outbox.HandOver, flush: Any,
+                 chunk: int = 200) -> None:
+        self.db, self.keyring, self.chunk = db, keyring, chunk
+        self.hand_over, self.flush = hand_over, flush  # the relay's: rows committed, then sent
 
     async def __call__(self) -> ResealReport:
         after: uuid.UUID | None = None
         total = resealed = unreadable = 0
         while True:
-            seen, changed, bad, last = await self.db.run(partial(self._one_chunk, after=after))
+            seen, changed, bad, last, _ = await self.db.run(
+                partial(self._one_chunk, after=after),
+                after_commit=lambda done: self.hand_over(done[4]))
             total, resealed, unreadable = total + seen, resealed + changed, unreadable + bad
             await self.flush()
             if seen < self.chunk or last is None:
@@ -62,8 +66,8 @@ class ResealAccounts:
         log.info("accounts resealed", extra=report.as_json())
         return report
 
-    def _one_chunk(self, session: Session, *,
-                   after: uuid.UUID | None) -> tuple[int, int, int, uuid.UUID | None]:
+    def _one_chunk(self, session: Session, *, after: uuid.UUID | None
+                   ) -> tuple[int, int, int, uuid.UUID | None, list[outbox.Staged]]:
         found = repo.accounts_after(session, after, self.chunk)
         changed: list[Account] = []
         bad = 0
@@ -80,8 +84,9 @@ class ResealAccounts:
                 account.version += 1
                 changed.append(account)
         repo.save_sealed(session, changed)
-        outbox.stage(session, outbox_table, ACCOUNT_CHANGED, [account_changed(a) for a in changed])
-        return len(found), len(changed), bad, found[-1].account_id if found else None
+        staged = outbox.stage(session, outbox_table, ACCOUNT_CHANGED,
+                              [account_changed(a) for a in changed])
+        return len(found), len(changed), bad, found[-1].account_id if found else None, staged
 
     def _sealed_again(self, account: Account) -> SealedContacts | None:
         """The contacts sealed with the newest key, or None when they already are."""

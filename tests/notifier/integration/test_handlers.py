@@ -94,9 +94,9 @@ def make_harness(database_url: str, *, routes: SmsRoutes | None = None, sms: Fak
     migrate(db.engine, MIGRATIONS)
     base = ServiceMetrics("notifier")
     metrics = NotifierMetrics(base)
-    uow = SqlUnitOfWork(db=db)
     publisher = FakePublisher()
     relay = OutboxRelay(db=db, table=outbox, publisher=publisher)  # type: ignore[arg-type]
+    uow = SqlUnitOfWork(db=db, hand_over=relay.committed)
     sms, email = sms or FakeGateway(), FakeGateway()
     dispatcher = Dispatcher(
         uow=uow, keyring=KEYRING,

@@ -15,6 +15,7 @@ from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
+from services.common.outbox import Staged
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
 from services.recovery.adapters.unit_of_work import SqlUnitOfWork
@@ -39,6 +40,7 @@ class Harness:
     issue_codes: IssueCodes
     log_in: LogInHandler
     metrics: RecoveryMetrics
+    handed: list[Staged]  # the outbox rows of committed transactions, as a relay is handed them
 
     async def project(self, items: list[Inbound[AccountChanged]]) -> None:
         await on_account_changes(self.projection)(items)
@@ -83,9 +85,10 @@ def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 36
     metrics = RecoveryMetrics(ServiceMetrics("recovery"))
     config = IssueConfig(policy=policy, code_ttl_s=ttl, password_length=10,
                          support_phone="8 800 250-08-90")
-    uow = SqlUnitOfWork(db=db)
+    handed: list[Staged] = []
+    uow = SqlUnitOfWork(db=db, hand_over=handed.extend)
     return Harness(
-        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics, uow=uow,
+        db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics, uow=uow, handed=handed,
         projection=ProjectAccounts(uow=uow, clock=clock, keyring=keyring),
         issue_codes=IssueCodes(uow=uow, keyring=keyring, hasher=hasher, clock=clock,
                                config=config, metrics=metrics),

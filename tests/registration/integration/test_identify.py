@@ -45,7 +45,7 @@ def db(database_url: str) -> Iterator[Database]:
 
 async def link(db: Database, keyring: Keyring, *events: dict[str, Any]) -> None:
     commands = [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
-    await link_contracts(commands, uow=SqlUnitOfWork(db=db),
+    await link_contracts(commands, uow=SqlUnitOfWork(db=db, hand_over=lambda rows: None),
                          protector=KeyringProtector(keyring=keyring), not_after=not_after())
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from schemas.events import ContractErased, ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.common.db import Database
+from services.common.outbox import Staged
 from services.common.retention import DAY_S, Pruner
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
@@ -32,7 +33,8 @@ FAR_FUTURE = "9999-12-31T23:59:59Z"
 class Store:
     def __init__(self, db: Database, protector: KeyringProtector) -> None:
         self.db = db
-        self.uow = SqlUnitOfWork(db=db)
+        self.handed: list[Staged] = []  # as the relay is handed them
+        self.uow = SqlUnitOfWork(db=db, hand_over=self.handed.extend)
         self.protector = protector
 
     async def link(self, *events: dict[str, Any]) -> dict[Outcome, int]:

@@ -37,8 +37,14 @@ def commands(*events: dict[str, Any]) -> list[Any]:
 
 
 @pytest.fixture
-async def linker(db: Database, keyring: Keyring) -> AsyncIterator[ProcessLinker]:
-    process = ProcessLinker(db=db, keyring=keyring)
+def handed() -> list[Staged]:
+    """The outbox rows the linker hands over, as the worker's relay is handed them."""
+    return []
+
+
+@pytest.fixture
+async def linker(db: Database, keyring: Keyring, handed: list[Staged]) -> AsyncIterator[ProcessLinker]:
+    process = ProcessLinker(db=db, keyring=keyring, hand_over=handed.extend)
     await process.warm_up()
     yield process
     process.close()
@@ -61,7 +67,10 @@ async def test_the_process_links_what_the_worker_thread_links(
     here = Database(url=f"sqlite:///{tmp_path / 'here.db'}", name="here")
     migrate(here.engine, MIGRATIONS)
     try:
-        assert await InProcessLinker(db=here, keyring=keyring).link(commands(*BATCH), not_after()) == outcomes
+        mine_handed: list[Staged] = []
+        in_process = InProcessLinker(db=here, keyring=keyring, hand_over=mine_handed.extend)
+        assert await in_process.link(commands(*BATCH), not_after()) == outcomes
+        assert [s.topic for s in mine_handed] == [r.topic for r in table_rows(here)[1]]
         theirs, mine = table_rows(db)[0], table_rows(here)[0]
         assert sorted(theirs) == sorted(mine) == ["L-1", "L-2"]
         for number in theirs:
@@ -72,9 +81,9 @@ async def test_the_process_links_what_the_worker_thread_links(
         here.close()
 
 
-async def test_committed_rows_are_handed_to_the_workers_relay(linker: ProcessLinker, db: Database) -> None:
+async def test_committed_rows_are_handed_to_the_workers_relay(
+        linker: ProcessLinker, db: Database, handed: list[Staged]) -> None:
     await linker.link(commands(*BATCH), not_after())
-    handed: list[Staged] = list(db.committed_outbox)
     _, staged = table_rows(db)
     assert [s.id for s in handed] == [r.id for r in staged]  # what the table holds, in order
     assert [(s.topic, s.record.value) for s in handed] == [(r.topic, r.value) for r in staged]
@@ -86,25 +95,27 @@ async def test_committed_rows_are_handed_to_the_workers_relay(linker: ProcessLin
     assert all(dict(s.record.headers)["ce_id"] for s in handed)
 
     # a redelivered batch changes nothing and hands nothing over
-    db.committed_outbox.clear()
+    handed.clear()
     assert dict(await linker.link(commands(*BATCH), not_after())) == {Outcome.DUPLICATE: 5}
-    assert db.committed_outbox == []
+    assert handed == []
 
 
 async def test_a_database_that_is_away_is_a_transient_error(keyring: Keyring, tmp_path: Path) -> None:
     unreachable = Database(url="postgresql+psycopg://selfcare@127.0.0.1:9/none", name="away")
-    linker = ProcessLinker(db=unreachable, keyring=keyring)
+    handed: list[Staged] = []
+    linker = ProcessLinker(db=unreachable, keyring=keyring, hand_over=handed.extend)
     try:
         with pytest.raises(Exception) as caught:
             await linker.link(commands(linked("A-1")), not_after())
         assert is_transient(caught.value)  # BatchRunner retries it with backoff
-        assert unreachable.committed_outbox == []
+        assert handed == []
     finally:
         linker.close()
         unreachable.close()
 
 
-async def test_another_failure_fails_the_batch(linker: ProcessLinker, db: Database) -> None:
+async def test_another_failure_fails_the_batch(
+        linker: ProcessLinker, db: Database, handed: list[Staged]) -> None:
     with db.engine.begin() as conn:  # the outbox is gone: every batch fails the same way
         conn.execute(text("DROP TABLE outbox"))
     with pytest.raises(Exception) as caught:
@@ -115,7 +126,7 @@ async def test_another_failure_fails_the_batch(linker: ProcessLinker, db: Databa
     else:  # SQLite says OperationalError for a missing table as for a locked file: retried
         assert is_transient(caught.value)
     assert table_rows_count(db) == 0  # rolled back
-    assert db.committed_outbox == []
+    assert handed == []  # nothing handed over
 
 
 def table_rows_count(db: Database) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from schemas.events import ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.common.db import Database
+from services.common.outbox import Staged
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import accounts, outbox, processed_events
@@ -27,7 +28,8 @@ from tests.registration.events import linked, not_after, terminated
 class Store:
     def __init__(self, db: Database, protector: KeyringProtector) -> None:
         self.db = db
-        self.uow = SqlUnitOfWork(db=db)
+        self.handed: list[Staged] = []  # as the relay is handed them
+        self.uow = SqlUnitOfWork(db=db, hand_over=self.handed.extend)
         self.protector = protector
 
     async def link(self, *events: dict[str, Any]) -> dict[Outcome, int]:
@@ -46,8 +48,12 @@ class Store:
 
     def published(self, topic: str) -> list[dict[str, Any]]:
         with self.db.engine.connect() as conn:
-            rows = conn.execute(select(outbox).where(outbox.c.topic == topic).order_by(outbox.c.id))
-            return [json.loads(r.value) for r in rows]
+            rows = list(conn.execute(
+                select(outbox).where(outbox.c.topic == topic).order_by(outbox.c.id)))
+        # what the unit of work handed over after its commits is what the table holds, in order
+        assert [(s.id, s.record.value) for s in self.handed if s.topic == topic] == [
+            (r.id, r.value) for r in rows]
+        return [json.loads(r.value) for r in rows]
 
 
 @pytest.fixture

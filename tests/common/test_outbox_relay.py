@@ -1,0 +1,111 @@
+"""The hand-over of committed outbox rows to the relay: ``Database`` calls ``after_commit`` in its
+thread right after each commit, so the relay gets the rows in commit order, whatever order the
+transactions are awaited in; a transaction whose commit fails hands over nothing. A fake
+publisher stands in for the broker; the database is real (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.common import outbox
+from services.common.codec import WireRecord
+from services.common.db import Database
+from services.common.publish import OutboxRelay
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None]] = []
+
+    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
+        self.sent.extend((topic, record.value) for topic, record in items)
+
+
+@dataclass
+class Setup:
+    db: Database
+    relay: OutboxRelay
+    publisher: FakePublisher
+    table: Table
+    children: Table
+
+
+@pytest.fixture
+async def setup(database_url: str) -> AsyncIterator[Setup]:
+    metadata = MetaData()
+    table = outbox.outbox_table(metadata)
+    parents = Table("parents", metadata, Column("id", Integer, primary_key=True))
+    # checked at COMMIT, not at the insert: a transaction whose commit itself fails
+    children = Table("children", metadata, Column("id", Integer, primary_key=True),
+                     Column("parent_id", Integer, ForeignKey(parents.c.id, deferrable=True,
+                                                             initially="DEFERRED")))
+    db = Database(url=database_url, name="relay")
+    metadata.create_all(db.engine)
+    publisher = FakePublisher()
+    relay = OutboxRelay(db=db, table=table, publisher=publisher)  # type: ignore[arg-type]
+    assert await relay.flush() == 0  # the first flush reads the (empty) table; then from memory
+    try:
+        yield Setup(db, relay, publisher, table, children)
+    finally:
+        db.close()
+
+
+def record(n: int) -> WireRecord:
+    return WireRecord(key=str(n).encode(), value=f"r{n}".encode(), headers=[("h", b"\x00")])
+
+
+def staging(table: Table, topic: str, *numbers: int) -> object:
+    def work(session: Session) -> list[outbox.Staged]:
+        return outbox.stage(session, table, topic, [record(n) for n in numbers])
+    return work
+
+
+async def test_rows_are_handed_over_in_commit_order_and_published_in_it(setup: Setup) -> None:
+    db, relay = setup.db, setup.relay
+    # submitted ahead, awaited in the reverse order: the hand-over follows the commits
+    futures = [db.submit(staging(setup.table, topic, *numbers),  # type: ignore[arg-type]
+                         after_commit=relay.committed)
+               for topic, numbers in [("a", (1, 2)), ("b", (3,)), ("a", (4, 5, 6))]]
+    for future in reversed(futures):
+        await future
+    assert await relay.flush() == 6
+    assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2"), ("b", b"r3"), ("a", b"r4"),
+                                    ("a", b"r5"), ("a", b"r6")]
+    # published: deleted (the deletes are queued on the database thread ahead of this read)
+    assert await db.run(lambda s: outbox.pending(s, setup.table)) == []
+    assert await relay.flush() == 0  # nothing twice
+
+
+async def test_a_transaction_whose_commit_fails_hands_over_nothing(setup: Setup) -> None:
+    db, relay = setup.db, setup.relay
+    handed: list[list[outbox.Staged]] = []
+
+    def orphan(session: Session) -> list[outbox.Staged]:
+        rows = outbox.stage(session, setup.table, "a", [record(1)])
+        session.execute(setup.children.insert().values(id=1, parent_id=999))
+        return rows
+
+    def hand_over(rows: list[outbox.Staged]) -> None:
+        handed.append(rows)
+        relay.committed(rows)
+
+    with pytest.raises(IntegrityError):
+        await db.run(orphan, after_commit=hand_over)
+    def failing(session: Session) -> list[outbox.Staged]:
+        outbox.stage(session, setup.table, "a", [record(2)])
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):  # and one that fails before it commits
+        await db.run(failing, after_commit=hand_over)
+    assert handed == []
+    await db.run(staging(setup.table, "a", 3), after_commit=hand_over)  # type: ignore[arg-type]
+    assert [[r.record.value for r in rows] for rows in handed] == [[b"r3"]]
+    assert await relay.flush() == 1
+    assert setup.publisher.sent == [("a", b"r3")]
+    assert await db.run(lambda s: outbox.pending(s, setup.table)) == []
