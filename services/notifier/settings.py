@@ -10,8 +10,8 @@ from pydantic import Field, model_validator
 from services.common.env_settings import EnvBool, EnvFloat, EnvInt, EnvSettings, Text
 from services.common.settings import CommonSettings, ConfigError, database_url, web_port
 from services.common.tokens import SMS_STATUS_TOKEN, ReadTimeoutSettings, token_setting
+from services.notifier.domain.messages import notice_sms_text
 from services.notifier.domain.model import RetryPolicy
-from services.notifier.domain.templates import notice_sms_text
 
 
 class SmsSettings(ReadTimeoutSettings):

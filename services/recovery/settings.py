@@ -8,8 +8,8 @@ from typing import Annotated, ClassVar, Self
 from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
 from pydantic_settings import NoDecode
 
-from services.common.client_address import TrustedProxies
 from services.common.env_settings import KEEP_EMPTY, CommaList, EnvInt, EnvSettings, at_least
+from services.common.http_edge import TrustedProxies
 from services.common.settings import CommonSettings, ConfigError, database_url, web_port
 from services.common.tokens import RECOVERY_API_TOKEN, ReadTimeoutSettings, token_setting
 from services.recovery.domain.limits import Policy, Window

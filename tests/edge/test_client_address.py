@@ -1,4 +1,4 @@
-"""The client-address rule (services.common.client_address): unit and property tests."""
+"""The client-address rule (services.common.http_edge): unit and property tests."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.common.client_address import TrustedProxies, client_address, parse_address
+from services.common.http_edge import TrustedProxies, client_address, parse_address
 
 PROXIES = TrustedProxies.parse("10.0.0.0/8, 192.168.1.5, fd00::/8")
 

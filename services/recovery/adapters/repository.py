@@ -1,16 +1,19 @@
-"""SQL for recovery's tables; every function runs inside the caller's transaction."""
+"""SQL for recovery's tables, support's ``request_log`` included (see ``support_tables``); every
+function runs inside the caller's transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
 from services.common import dedupe
 from services.common.logins import LoginKind
+from services.common.set_statements import insert_rows
+from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
 from services.recovery.adapters.tables import (
     accounts,
     codes,
@@ -18,7 +21,7 @@ from services.recovery.adapters.tables import (
     rate_events,
 )
 from services.recovery.domain.limits import LimitKind
-from services.recovery.domain.model import Account, CodeStatus
+from services.recovery.domain.model import Account, CodeStatus, LoggedRequest
 
 
 def account_of(row: Any) -> Account:
@@ -112,3 +115,25 @@ def expire_codes(session: Session, now: float) -> None:
     session.execute(update(codes).where(codes.c.status == CodeStatus.PENDING.value,
                                         codes.c.expires_at <= now)
                     .values(status=CodeStatus.EXPIRED.value))
+
+
+def log_requests(session: Session, entries: Sequence[LoggedRequest]) -> None:
+    insert_rows(session, request_log, [vars(e) for e in entries])
+
+
+def prune_request_log(session: Session, login_keys: Iterable[str], now: float) -> None:
+    """``request_log``: drops rows older than ``KEEP_S``, and for ``login_keys`` all but the newest few."""
+    session.execute(delete(request_log).where(request_log.c.decided_at < now - KEEP_S))
+    keys = list(login_keys)
+    for start in range(0, len(keys), 500):
+        ranked = select(request_log.c.id, func.row_number().over(
+            partition_by=request_log.c.login_key, order_by=request_log.c.id.desc()).label("n")
+        ).where(request_log.c.login_key.in_(keys[start:start + 500])).subquery()
+        old = select(ranked.c.id).where(ranked.c.n > KEEP_PER_LOGIN)
+        session.execute(delete(request_log).where(request_log.c.id.in_(old)))
+
+
+def last_requests(session: Session, login_key: str, limit: int = KEEP_PER_LOGIN) -> list[Any]:
+    query = (select(request_log).where(request_log.c.login_key == login_key)
+             .order_by(request_log.c.id.desc()).limit(limit))
+    return list(session.execute(query))

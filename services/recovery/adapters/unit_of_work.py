@@ -14,7 +14,7 @@ from services.common import outbox as outbox_rows
 from services.common.codec import WireRecord
 from services.common.db import Database, is_transient
 from services.common.logins import LoginKind
-from services.recovery.adapters import counters, credentials, projection, repository, request_log
+from services.recovery.adapters import counters, credentials, projection, repository
 from services.recovery.adapters.support_tables import request_log as request_log_table
 from services.recovery.adapters.tables import accounts, codes, login_failures, outbox, rate_events
 from services.recovery.adapters.tables import counters as counters_table
@@ -162,14 +162,14 @@ class SqlRequestLog:
         self.session = session
 
     def record(self, entries: Sequence[LoggedRequest]) -> None:
-        request_log.record(self.session, entries)
+        repository.log_requests(self.session, entries)
 
     def prune(self, login_keys: Collection[str], now: float) -> None:
-        request_log.prune(self.session, login_keys, now)
+        repository.prune_request_log(self.session, login_keys, now)
 
     def last(self, login_key: str) -> list[LoggedRequest]:
         return [LoggedRequest(**{f: getattr(row, f) for f in LoggedRequest.__dataclass_fields__})
-                for row in request_log.last_requests(self.session, login_key)]
+                for row in repository.last_requests(self.session, login_key)]
 
     def delete_for(self, account_ids: Collection[str]) -> None:
         _delete_in(self.session, request_log_table.c.account_id, account_ids)

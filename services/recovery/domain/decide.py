@@ -3,11 +3,13 @@
 Checks in order: client IP window (every request counts), a login that is neither kind,
 unknown login, closed account, unusable channel, a mobile outside the SMS prefixes, per-login
 cool-down, per-destination window, codes per account a day, then the hourly SMS budget over all
-accounts (the last two are counted by ``take``, atomically among workers).
+accounts (the last two are counted by ``take``, atomically among workers). An issued code's
+password is one people can type from an SMS: CSPRNG, no look-alike characters.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Callable, Mapping
 
@@ -15,8 +17,17 @@ from schemas.events import AccountStatus, Channel, CodeRejectReason
 from services.common.logins import LoginKind
 from services.recovery.domain.limits import LimitBook, LimitKind, Take
 from services.recovery.domain.model import Account, Decision, Guard, Issue, IssueCode, Reject
-from services.recovery.domain.passwords import generate_password
 from services.recovery.domain.resolve import resolve
+
+# No 0/O/o, 1/l/I/i, nor 5/S, 2/Z, 8/B, u/v pairs that blur on small screens.
+ALPHABET = "abcdefghjkmnpqrstwxyzACDEFGHJKLMNPQRTUVWXY34679"
+MIN_LENGTH = 8
+
+
+def generate_password(length: int = 12) -> str:
+    if length < MIN_LENGTH:
+        raise ValueError(f"a password has at least {MIN_LENGTH} characters")
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 def decide(

@@ -4,7 +4,7 @@ Both calls need ``Authorization: Bearer $RECOVERY_API_TOKEN`` (401 otherwise). B
 objects of at most ``max_body`` bytes, received within the read time-out (413 above, 408 when
 too slow, 415 for another content type, 400 for anything malformed, with a message naming the
 field — never the input or a trace). ``schemas/openapi.yaml`` documents every answer. The client
-address is the socket peer, or what trusted proxies forwarded (``services.common.client_address``);
+address is the socket peer, or what trusted proxies forwarded (``services.common.http_edge``);
 a ``client_ip`` in the body is ignored.
 """
 
@@ -21,12 +21,13 @@ from faust.web import Request, Response, View
 from pydantic import ValidationError
 
 from schemas.events import CodeRequested
-from services.common.client_address import TrustedProxies, client_address
 from services.common.codec import describe
 from services.common.http_edge import (
     ClientGone,
     HttpError,
+    TrustedProxies,
     bearer_ok,
+    client_address,
     closing,
     decode_object,
     read_body,

@@ -34,6 +34,7 @@ from services.recovery.domain.limits import LimitBook, LimitKind, Loader, Policy
 from services.recovery.domain.model import Decision, Issue, Reject
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer import outcomes
+from services.recovery.service_layer.outcomes import report_decisions
 from services.recovery.service_layer.pending_writes import (
     PendingBatch,
     PendingWrites,
@@ -48,7 +49,6 @@ from services.recovery.service_layer.ports import (
     Repositories,
     UnitOfWork,
 )
-from services.recovery.service_layer.report import report_decisions
 
 log = logging.getLogger(__name__)
 CHUNK = 50

@@ -1,10 +1,13 @@
 """Decisions as records: the wire events CodeIssued (contacts and password encrypted) or
 CodeRejected, the PasswordChanged notice (every usable contact sealed for the notifier), the
-stored codes and support's request log."""
+stored codes and support's request log; and what they count: metrics of the decided requests,
+with a warning to ops for each SMS-pumping guard that refused some."""
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from schemas.events import (
@@ -18,11 +21,13 @@ from schemas.events import (
 )
 from services.common.codec import WireRecord, encode
 from services.common.crypto import Keyring, code_aad, contact_aad
+from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import IssueCode
 from services.recovery.domain.model import (
     Account,
     CodeStatus,
     Decision,
+    Guard,
     Issue,
     LoggedRequest,
     NewCode,
@@ -30,6 +35,7 @@ from services.recovery.domain.model import (
 )
 
 SOURCE = "/selfcare-access/recovery"
+log = logging.getLogger(__name__)
 
 
 def issued(issue: Issue, *, keyring: Keyring, expires_at: float) -> WireRecord:
@@ -121,3 +127,22 @@ def logged(decision: Decision, *, login_key: str, now: float) -> LoggedRequest:
         retry_after_s=None if isinstance(decision, Issue) else decision.retry_after_s,
         code_id=decision.code_id if isinstance(decision, Issue) else None,
         requested_at=decision.command.requested_at, decided_at=now)
+
+
+def report_decisions(metrics: RecoveryMetrics, decisions: Sequence[Decision]) -> None:
+    for decision in decisions:
+        if isinstance(decision, Issue):
+            metrics.codes_issued.labels(decision.command.channel.value).inc()
+        else:
+            metrics.codes_rejected.labels(decision.reason.value).inc()
+    guarded = [d for d in decisions if isinstance(d, Reject) and d.guard]
+    counted = {Guard.SMS_PREFIX: metrics.sms_prefix_refused,
+               Guard.ACCOUNT_DAILY: metrics.account_daily_limit,
+               Guard.SMS_BUDGET: metrics.sms_budget_exceeded}
+    for guard in Guard:
+        hits = [r for r in guarded if r.guard is guard]
+        if hits:
+            for hit in hits:
+                counted[guard].labels(hit.command.channel.value).inc()
+            log.warning("code requests refused against SMS pumping", extra={
+                "guard": guard.value, "requests": len(hits)})

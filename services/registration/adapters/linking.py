@@ -90,11 +90,13 @@ class ProcessLinker:
         rows = [_command_row(c) for c in commands]
         limit = not_after.isoformat()
         loop = asyncio.get_running_loop()
+        pool = self._executor()
         try:
-            result = await loop.run_in_executor(self._executor(), _link_rows, rows, limit)
+            result = await loop.run_in_executor(pool, _link_rows, rows, limit)
         except BrokenProcessPool:
-            log.warning("the linking process died; starting it again")
-            self._pool = None
+            if self._pool is pool:  # another call in flight may have started a new one already
+                log.warning("the linking process died; starting it again")
+                self._pool = None
             result = await loop.run_in_executor(self._executor(), _link_rows, rows, limit)
         return self._accept(result)
 

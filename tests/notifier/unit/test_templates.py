@@ -3,14 +3,14 @@ from __future__ import annotations
 import pytest
 
 from services.common.settings import ConfigError
-from services.notifier.domain.messages import render
-from services.notifier.domain.templates import (
+from services.notifier.domain.messages import (
     GSM7_BASIC,
     SMS_ONE_SEGMENT_MAX_PASSWORD,
     UCS2_SEGMENT,
     email_text,
     notice_email_text,
     notice_sms_text,
+    render,
     sms_text,
 )
 from services.notifier.settings import NotifierSettings

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import insert
 
 from services.common.crypto import Keyring
-from services.recovery.adapters import request_log
+from services.recovery.adapters import repository
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.adapters.tables import login_failures
@@ -77,8 +77,8 @@ def test_pruning_keeps_the_newest_rows_per_login_and_drops_old_ones(h: Harness) 
         session.execute(table.insert(), rows)
 
     h.db.run_sync(fill)
-    h.db.run_sync(lambda s: request_log.prune(s, {"busy", "quiet"}, now))
-    left = h.db.run_sync(lambda s: {k: [r.request_event_id for r in request_log.last_requests(s, k, 100)]
+    h.db.run_sync(lambda s: repository.prune_request_log(s, {"busy", "quiet"}, now))
+    left = h.db.run_sync(lambda s: {k: [r.request_event_id for r in repository.last_requests(s, k, 100)]
                                     for k in ("busy", "quiet", "old")})
     assert left["busy"] == [f"busy-{i}" for i in range(29, 29 - KEEP_PER_LOGIN, -1)]
     assert len(left["quiet"]) == 3 and left["old"] == []

@@ -7,9 +7,9 @@ import uuid
 from schemas.events import AccountStatus, TvProduct
 from services.common.crypto import Keyring
 from services.common.logins import LoginKind, candidate_keys
+from services.recovery.domain.decide import ALPHABET, generate_password
 from services.recovery.domain.limits import LimitBook, LimitKind, Policy, Window
 from services.recovery.domain.model import Account
-from services.recovery.domain.passwords import ALPHABET, generate_password
 from services.recovery.domain.resolve import resolve, route_key, route_login
 
 

@@ -4,7 +4,12 @@ failures told apart (database away: retried; anything else: the batch is redone 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import multiprocessing
+import os
+import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -132,3 +137,26 @@ async def test_another_failure_fails_the_batch(
 def table_rows_count(db: Database) -> int:
     with db.engine.connect() as conn:
         return len(list(conn.execute(select(accounts.c.account_id))))
+
+
+async def test_a_linking_process_that_died_is_started_again_once(
+        db: Database, keyring: Keyring, handed: list[Staged]) -> None:
+    linker = ProcessLinker(db=db, keyring=keyring, hand_over=handed.extend)
+    await linker.warm_up()
+    try:
+        pool = linker._executor()
+        (pid,) = list(pool._processes)  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+        # two calls in flight when it died (the runner overlaps batches): both are redone, by
+        # one new process
+        results = await asyncio.gather(
+            linker.link(commands(linked("K-1")), not_after()),
+            linker.link(commands(linked("K-2", account="222222222222", mobile="+7 903 555-66-22")),
+                        not_after()))
+        assert sum(results, Counter()) == Counter({Outcome.CREATED: 2})
+        assert sorted(table_rows(db)[0]) == ["K-1", "K-2"]
+        assert linker._pool is not pool
+        assert [p.pid for p in multiprocessing.active_children()] == list(
+            linker._executor()._processes)  # type: ignore[arg-type]  # no other pool left running
+    finally:
+        linker.close()
