@@ -1,6 +1,8 @@
-"""The consumer loop every service shares: batch, decode, handle, publish, dead-letter, ack.
+"""Batches and the consumer loop every service shares: take, decode, handle, publish,
+dead-letter, ack.
 
-An agent body is ``await runner.run(stream)``. For each batch taken from the stream:
+An agent body is ``await runner.run(stream)``. ``take_batches`` gathers the stream's records into
+batches that cost nothing while the topic is idle. For each batch:
 
 1. each record is decoded; a malformed one is dead-lettered (the topic's ``.dlq``) with the
    reason in headers, and the rest go on;
@@ -27,21 +29,93 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from asyncio import CancelledError
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
+
 from schemas.events import Event
 from services.common.codec import DecodeError, WireRecord, decode
 from services.common.db import is_transient
-from services.common.linger import take_batches
+from services.common.faust_private import enable_passive, remove_processor
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher, dead_letter_record
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Batches from a faust stream that cost nothing while the topic is idle.
+
+    faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds even when no
+    record arrives, so a short ``within`` (good for latency) burns CPU on an idle worker, and a
+    long one (good for idle CPU) delays every record. This waits without a timeout for the first
+    record of a batch, then lingers at most ``within`` for the batch to fill — like a Kafka
+    producer's ``linger.ms``. The next batch is gathered once the consumer's loop body returns
+    for this one. Unlike ``take_events`` (whose code this follows), nothing is acked here: the
+    caller acks each event with ``stream.ack`` once the batch's effects are durable, which may
+    be after later batches were taken (``BatchRunner.run``)."""
+    events: list[Any] = []
+    started = asyncio.Event()  # the batch has its first event
+    full = asyncio.Event()
+    consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    enable_acks: bool = stream.enable_acks
+    channel_it = aiter(stream.channel)
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:  # the batch is being handled: wait for it
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches found current_event is None")
+            events.append(event)
+            started.set()
+            if len(events) >= max_:
+                full.set()
+                consumed.clear()
+                await stream.wait(consumed)  # never more than max_ events in a batch
+        except CancelledError:  # pragma: no cover
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to batch: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    stream.enable_acks = False  # the caller acks, once the batch is durable
+    stream.add_processor(add_to_buffer)
+    enable_passive(stream, channel_it)
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(started)  # idle: no timeout, no wake-ups
+            if stream.should_stop:
+                break
+            await stream.wait_for_stopped(full, timeout=within)
+            if not events:  # pragma: no cover
+                continue
+            consuming = asyncio.get_running_loop().create_future()
+            try:
+                yield list(events)
+            finally:
+                events.clear()
+                full.clear()
+                started.clear()
+                notify(consuming)
+                consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        remove_processor(stream, add_to_buffer)
 
 
 @dataclass(frozen=True)
