@@ -1,6 +1,8 @@
-"""The consumer loop every service shares: batch, decode, handle, publish, dead-letter, ack.
+"""Batches and the consumer loop every service shares: take, decode, handle, write in order,
+publish, dead-letter, ack.
 
-An agent body is ``await runner.run(stream)``. For each batch taken from the stream:
+An agent body is ``await runner.run(stream)``. ``take_batches`` gathers the stream's records into
+batches that cost nothing while the topic is idle. For each batch:
 
 1. each record is decoded; a malformed one is dead-lettered (the topic's ``.dlq``) with the
    reason in headers, and the rest go on;
@@ -12,10 +14,11 @@ An agent body is ``await runner.run(stream)``. For each batch taken from the str
 
 Steps 3 and 4 of a batch run while the next batch is taken and handled (at most ``depth``
 batches wait for them); acks stay in offset order. A handler may also split its work: it does
-the part that later batches depend on (deciding) and returns a ``Finish`` for the rest (for
-recovery: argon2 hashing and the write), which then overlaps with later batches too. The
-handler keeps finishes' writes in order and lets later batches see what earlier, unwritten
-ones decided.
+the part that later batches depend on (deciding) and returns a ``Finish`` for the rest, which
+then overlaps with later batches too. A handler wrapped in ``InOrder`` (recovery: decide, then
+argon2 hashing and the write) has the loop keep its writes in the order of the decisions
+(``PendingWrites``) and is given, when it decides a batch, what the batches decided before it
+and not written yet carry.
 
 If the database is unavailable the work is retried with backoff, never skipped. If the
 handler fails on a batch for another reason, the records are retried one by one so that a single
@@ -27,21 +30,150 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from asyncio import CancelledError
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
+
+from mode.utils.aiter import aiter
+from mode.utils.futures import notify
 
 from schemas.events import Event
 from services.common.codec import DecodeError, WireRecord, decode
 from services.common.db import is_transient
-from services.common.linger import take_batches
+from services.common.faust_private import enable_passive, remove_processor
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher, dead_letter_record
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741  what a batch is made of (the runner's: ``Inbound[E]``)
+P = TypeVar("P")
 log = logging.getLogger(__name__)
+
+
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+    """Batches from a faust stream that cost nothing while the topic is idle.
+
+    faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds even when no
+    record arrives, so a short ``within`` (good for latency) burns CPU on an idle worker, and a
+    long one (good for idle CPU) delays every record. This waits without a timeout for the first
+    record of a batch, then lingers at most ``within`` for the batch to fill — like a Kafka
+    producer's ``linger.ms``. The next batch is gathered once the consumer's loop body returns
+    for this one. Unlike ``take_events`` (whose code this follows), nothing is acked here: the
+    caller acks each event with ``stream.ack`` once the batch's effects are durable, which may
+    be after later batches were taken (``BatchRunner.run``)."""
+    events: list[Any] = []
+    started = asyncio.Event()  # the batch has its first event
+    full = asyncio.Event()
+    consumed = asyncio.Event()
+    consuming: asyncio.Future[None] | None = None
+    enable_acks: bool = stream.enable_acks
+    channel_it = aiter(stream.channel)
+
+    async def add_to_buffer(value: Any) -> Any:
+        nonlocal consuming
+        try:
+            if consuming is not None:  # the batch is being handled: wait for it
+                try:
+                    await consuming
+                finally:
+                    consuming = None
+            event = stream.current_event
+            if event is None:
+                raise RuntimeError("take_batches found current_event is None")
+            events.append(event)
+            started.set()
+            if len(events) >= max_:
+                full.set()
+                consumed.clear()
+                await stream.wait(consumed)  # never more than max_ events in a batch
+        except CancelledError:  # pragma: no cover
+            raise
+        except Exception as exc:
+            stream.log.exception("Error adding to batch: %r", exc)
+            await stream.crash(exc)
+        return value
+
+    stream.enable_acks = False  # the caller acks, once the batch is durable
+    stream.add_processor(add_to_buffer)
+    enable_passive(stream, channel_it)
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(started)  # idle: no timeout, no wake-ups
+            if stream.should_stop:
+                break
+            await stream.wait_for_stopped(full, timeout=within)
+            if not events:  # pragma: no cover
+                continue
+            consuming = asyncio.get_running_loop().create_future()
+            try:
+                yield list(events)
+            finally:
+                events.clear()
+                full.clear()
+                started.clear()
+                notify(consuming)
+                consumed.set()
+    finally:
+        stream.enable_acks = enable_acks
+        remove_processor(stream, add_to_buffer)
+
+
+@dataclass(eq=False)
+class Place(Generic[T]):
+    """One decided batch in line: what it carries, and the batches queued before it."""
+
+    item: T
+    after: list[asyncio.Future[None]]  # settled when those batches are written or given up
+    settled: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class PendingWrites(Generic[T]):
+    """Batches decided but not written yet, oldest first.
+
+    A later batch is decided while earlier ones still wait (for their hashes, say), so until an
+    earlier batch is written a later one must count what it carries (``ahead``). Writes keep the
+    order of the decisions: a batch's turn comes once every batch queued before it is settled,
+    that is written or given up."""
+
+    def __init__(self) -> None:
+        self._queue: list[Place[T]] = []
+
+    def ahead(self) -> list[T]:
+        """What the batches queued now carry, oldest first (a batch being decided counts these);
+        a snapshot: it does not change as batches settle."""
+        return [place.item for place in self._queue]
+
+    def enqueue(self, item: T) -> Place[T]:
+        place = Place(item=item, after=[p.settled for p in self._queue])
+        self._queue.append(place)
+        return place
+
+    async def wait_turn(self, place: Place[T]) -> None:
+        """Returns once every batch queued before ``place`` is written or given up."""
+        if place.after:
+            await asyncio.wait(place.after)
+
+    def settle(self, place: Place[T]) -> bool:
+        """``place`` is written or given up: later batches stop counting it and may write.
+        True if this call settled it (settling twice is harmless)."""
+        if place in self._queue:
+            self._queue.remove(place)
+        if place.settled.done():
+            return False
+        place.settled.set_result(None)
+        return True
+
+    def settle_all(self) -> list[T]:
+        """The loop stops: every batch still queued is given up; returns what they carried."""
+        queued = list(self._queue)
+        return [place.item for place in queued if self.settle(place)]
+
+    def __len__(self) -> int:
+        return len(self._queue)
 
 
 @dataclass(frozen=True)
@@ -69,6 +201,70 @@ class Inbound(Generic[E]):
 # after a transient database error, so it keeps what it already computed.
 Finish = Callable[[], Awaitable[None]]
 Handler = Callable[[list[Inbound[E]]], Awaitable[Finish | None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decided(Generic[P]):
+    """A batch an ``InOrder`` handler has decided: what later batches must count until it is
+    written, and its write."""
+
+    carries: P
+    write: Finish  # after the batches decided before it; again after a transient error
+    abandon: Callable[[], None] = lambda: None  # given up or the loop stops: drop its work
+
+
+# decides a batch, given what the batches decided before it and not written yet carry
+Decide = Callable[[list[I], list[P]], Awaitable[Decided[P]]]
+
+
+class InOrder(Generic[I, P]):
+    """A handler whose batches are decided one after another and written in that order.
+
+    The loop's policy for such a handler: each decided batch is queued (``PendingWrites``) and
+    the next decision is given what the queued ones carry; a batch's write runs once those
+    before it are written or given up. A batch leaves the queue when it is written, given up
+    (a failure other than the database being away: its records are redone one by one, each
+    queued anew), cancelled, or when the loop stops (``stop``). While the database is away the
+    runner calls the write again and the batch keeps its place."""
+
+    def __init__(self, decide: Decide[I, P], *,
+                 transient: Callable[[BaseException], bool] = is_transient) -> None:
+        self.decide = decide
+        self.transient = transient
+        self.pending: PendingWrites[Decided[P]] = PendingWrites()
+
+    def ahead(self) -> list[P]:
+        return [decided.carries for decided in self.pending.ahead()]
+
+    async def __call__(self, items: list[I]) -> Finish:
+        decided = await self.decide(items, self.ahead())
+        place = self.pending.enqueue(decided)
+
+        async def write() -> None:
+            try:
+                await self.pending.wait_turn(place)
+                await decided.write()
+            except Exception as exc:
+                if not self.transient(exc):
+                    self._give_up(place)
+                raise
+            except BaseException:  # cancelled: the worker is stopping
+                self._give_up(place)
+                raise
+            self.pending.settle(place)
+
+        return write
+
+    def stop(self) -> None:
+        """Gives up every batch still queued (the loop stops; its writes were cancelled)."""
+        for decided in self.pending.settle_all():
+            decided.abandon()
+
+    def _give_up(self, place: Place[Decided[P]]) -> None:
+        if self.pending.settle(place):
+            place.item.abandon()
+
+
 # a check of a decoded event beyond its schema; raises ``DecodeError`` to dead-letter it
 Check = Callable[[E], None]
 # what a consumer of a compacted topic does with tombstones (null values), after the batch's events
@@ -129,6 +325,8 @@ class BatchRunner(Generic[E]):
         finally:
             for pending in finishing:
                 pending.cancel()
+            if isinstance(self.handler, InOrder):
+                self.handler.stop()  # also batches whose cancelled write never started
 
     async def _finish_then_ack(self, finish: Finish, events: Sequence[Any], stream: Any,
                                previous: asyncio.Task[None] | None) -> None:

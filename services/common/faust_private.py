@@ -22,7 +22,8 @@ FAUST_VERSION = "0.15.3"
 AIOKAFKA_VERSION = "0.14.0"
 
 
-# faust: streams (used by services.common.linger, which follows ``Stream.take_events``)
+# faust: streams (used by services.common.consumer_loop.take_batches, which follows
+# ``Stream.take_events``)
 
 def enable_passive(stream: Any, channel_iterator: Any) -> None:
     """Let ``stream`` pull from ``channel_iterator`` while it is iterated by processors only

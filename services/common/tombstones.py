@@ -13,8 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from services.common.consumer_loop import take_batches
 from services.common.db import is_transient
-from services.common.linger import take_batches
 
 log = logging.getLogger(__name__)
 

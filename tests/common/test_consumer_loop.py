@@ -1,16 +1,23 @@
-"""BatchRunner with a handler that returns a completion: retries and poison records."""
+"""BatchRunner with a handler that returns a completion: retries and poison records; and with an
+``InOrder`` handler: writes in the order of the decisions while hashing overlaps, on the
+one-by-one path too, and nothing left in line when the loop is cancelled."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 from schemas.events import CodeRequested
+from services.common import consumer_loop
 from services.common.codec import WireRecord
-from services.common.consumer_loop import BatchRunner, Finish, Inbound, RawRecord
+from services.common.consumer_loop import BatchRunner, Decided, Finish, Inbound, InOrder, RawRecord
 from services.common.metrics import ServiceMetrics
 
 
@@ -31,7 +38,8 @@ class Relay:
         return 0
 
 
-LOGINS = {"a": "+79161234501", "b": "+79161234502", "poison": "+79161234599"}
+LOGINS = {"a": "+79161234501", "b": "+79161234502", "c": "+79161234503",
+          "poison": "+79161234599"}
 BY_LOGIN = {v: k for k, v in LOGINS.items()}
 
 
@@ -66,7 +74,7 @@ class TwoPhase:
         return complete
 
 
-def runner(handler: TwoPhase, sent: Sent, relay: Relay) -> BatchRunner[CodeRequested]:
+def runner(handler: Any, sent: Sent, relay: Relay) -> BatchRunner[CodeRequested]:
     return BatchRunner(
         service="t", topic="in", model=CodeRequested, handler=handler,
         publisher=sent, relay=relay, metrics=ServiceMetrics("t"),  # type: ignore[arg-type]
@@ -107,3 +115,108 @@ async def test_a_tombstone_is_dead_lettered_as_a_tombstone_with_its_key() -> Non
     assert dead[b"k-2"].value == b""
     assert dict(dead[b"k-2"].headers)["dlq_error_class"] == b"invalid_json"
     assert handler.written == ["a"]
+
+
+class Pipelined:
+    """Decides a batch at once and 'hashes' it for as long as ``hash_s`` says; the write fails
+    on a poison record. Everything it does goes to ``timeline``."""
+
+    def __init__(self, hash_s: dict[str, float]) -> None:
+        self.hash_s = hash_s
+        self.timeline: list[str] = []
+        self.seen: list[tuple[str, list[str]]] = []  # each decision and what it was given
+        self.abandoned: list[str] = []
+        self.handler: InOrder[Inbound[CodeRequested], str] = InOrder(self.decide)
+
+    def written(self) -> list[str]:
+        return [t.removeprefix("write ") for t in self.timeline if t.startswith("write ")]
+
+    async def decide(self, items: list[Inbound[CodeRequested]], ahead: list[str]
+                     ) -> Decided[str]:
+        name = "+".join(BY_LOGIN[i.event.login] for i in items)
+        self.seen.append((name, list(ahead)))
+        self.timeline.append(f"decide {name}")
+        hashing = asyncio.ensure_future(asyncio.sleep(self.hash_s.get(name, 0.0)))
+        hashing.add_done_callback(
+            lambda f: None if f.cancelled() else self.timeline.append(f"hashed {name}"))
+
+        async def write() -> None:
+            await hashing
+            if "poison" in name:
+                raise ValueError("cannot write")
+            self.timeline.append(f"write {name}")
+
+        def abandon() -> None:
+            hashing.cancel()
+            self.abandoned.append(name)
+
+        return Decided(carries=name, write=write, abandon=abandon)
+
+
+class Stream:
+    def __init__(self) -> None:
+        self.acked: list[int] = []
+
+    async def ack(self, event: Any) -> None:
+        self.acked.append(event.message.offset)
+
+
+def feed(monkeypatch: pytest.MonkeyPatch, batches: list[list[RawRecord]], *,
+         then_wait: bool = False) -> None:
+    """``run`` takes ``batches`` from the stream (then, if asked, waits for more forever)."""
+    async def take(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+        for batch in batches:
+            yield [SimpleNamespace(message=r) for r in batch]
+        if then_wait:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(consumer_loop, "take_batches", take)
+
+
+def stamped(login: str, offset: int) -> RawRecord:
+    r = record(login, offset)
+    return RawRecord(topic=r.topic, partition=r.partition, offset=r.offset, key=r.key,
+                     value=r.value, headers=r.headers, timestamp=None)
+
+
+async def test_writes_run_in_decision_order_while_hashing_overlaps(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, sent, relay, stream = Pipelined({"a": 0.3, "b": 0.1}), Sent(), Relay(), Stream()
+    feed(monkeypatch, [[stamped(k, n)] for n, k in enumerate("abc")])
+    await asyncio.wait_for(runner(fake.handler, sent, relay).run(stream), 5)
+    assert fake.written() == ["a", "b", "c"]
+    t = fake.timeline.index
+    assert t("decide c") < t("hashed c") < t("hashed b") < t("hashed a")  # while a hashes
+    assert t("hashed a") < t("write a") < t("write b") < t("write c")
+    assert fake.seen == [("a", []), ("b", ["a"]), ("c", ["a", "b"])]  # a, b not written yet
+    assert stream.acked == [0, 1, 2] and len(fake.handler.pending) == 0 and sent.records == []
+
+
+async def test_a_batch_given_up_is_redone_one_by_one_behind_the_batches_decided_since(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, sent, relay, stream = Pipelined({"a+poison": 0.1}), Sent(), Relay(), Stream()
+    feed(monkeypatch, [[stamped("a", 0), stamped("poison", 1)], [stamped("b", 2)]])
+    await asyncio.wait_for(runner(fake.handler, sent, relay).run(stream), 5)
+    assert fake.seen == [("a+poison", []), ("b", ["a+poison"]), ("a", ["b"]), ("poison", [])]
+    assert fake.written() == ["b", "a"]  # the order of the decisions, the redo's included
+    assert fake.abandoned == ["a+poison", "poison"] and len(fake.handler.pending) == 0
+    [(topic, dead)] = sent.records
+    assert topic == "in.dlq" and dict(dead.headers)["dlq_original_offset"] == b"1"
+    assert stream.acked == [0, 1, 2]
+
+
+async def test_a_cancelled_loop_leaves_nothing_in_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, sent, relay, stream = Pipelined({"a": 3600}), Sent(), Relay(), Stream()
+    feed(monkeypatch, [[stamped("a", 0)], [stamped("b", 1)]], then_wait=True)
+    loop_runner = runner(fake.handler, sent, relay)
+    running = asyncio.ensure_future(loop_runner.run(stream))
+    await asyncio.sleep(0.05)
+    assert fake.handler.ahead() == ["a", "b"]  # b waits for a, which is still hashing
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await asyncio.sleep(0.01)
+    assert sorted(fake.abandoned) == ["a", "b"] and len(fake.handler.pending) == 0
+    assert stream.acked == [] and fake.written() == []
+    await asyncio.wait_for(loop_runner.process([stamped("c", 2)]), 1)  # a restart is not held up
+    assert fake.written() == ["c"] and fake.seen[-1] == ("c", [])

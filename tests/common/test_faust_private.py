@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from deploy.launch import free_port, produce
 from schemas.topics import CODE_REQUESTED
 from services.common import faust_private
+from services.common.consumer_loop import take_batches
 from services.common.faust_private import (
     IdempotentProducer,
     IdempotentTransport,
@@ -27,7 +28,6 @@ from services.common.faust_private import (
     wait_on_metadata,
 )
 from services.common.kafka_config import aiokafka_kwargs
-from services.common.linger import take_batches
 
 BROKER_URL = "kafka://127.0.0.1:9092"  # the app is never started: nothing connects to it
 

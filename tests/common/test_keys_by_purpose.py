@@ -14,11 +14,8 @@ import pytest
 
 from schemas.events import AccountChanged, ContractLinked
 from services.common.crypto import DecryptError, code_aad, contact_aad, generate_key
-from services.common.metrics import ServiceMetrics
 from services.common.settings import ConfigError
 from services.notifier.settings import NotifierSettings
-from services.recovery.adapters.metrics import RecoveryMetrics
-from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.settings import RecoverySettings
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.entrypoints.messages import to_link
@@ -89,13 +86,9 @@ async def _sealed_records(tmp_path: Path) -> tuple[AccountChanged, dict[str, Any
                          not_after=not_after())
     [(_, record)] = uow.repo.staged
     account = AccountChanged.model_validate_json(record.value)
-    h = harness(f"sqlite:///{tmp_path / 'recovery.db'}", recovery.contact_keys)
+    h = harness(f"sqlite:///{tmp_path / 'recovery.db'}", recovery.contact_keys, POLICY, 600,
+                delivery_keyring=recovery.delivery_keys)
     try:
-        h.issue_codes = IssueCodes(
-            uow=h.uow, keyring=recovery.contact_keys, delivery_keyring=recovery.delivery_keys,
-            hasher=h.hasher, clock=h.clock, metrics=RecoveryMetrics(ServiceMetrics("recovery")),
-            config=IssueConfig(policy=POLICY, code_ttl_s=600, password_length=10,
-                               support_phone="8 800 250-08-90"))
         await h.project([inbound(account)])
         await h.requests(request("+7 916 123-45-67"))
         [(topic, issued)] = h.staged()

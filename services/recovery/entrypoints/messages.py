@@ -4,10 +4,13 @@ to its handler."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from schemas.events import AccountChanged, CodeRequested
-from services.common.consumer_loop import Finish, Inbound, RawRecord
+from services.common.consumer_loop import Decide, Decided, Inbound, InOrder, RawRecord
 from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
+from services.recovery.service_layer.issue_codes import IssueCodes
+from services.recovery.service_layer.unwritten import Unwritten
 
 
 def issue_code(event: CodeRequested) -> IssueCode:
@@ -36,11 +39,23 @@ def erase_account(record: RawRecord) -> EraseAccount | None:
     return EraseAccount(account_id=record.key.decode("utf-8", "replace")) if record.key else None
 
 
-def on_code_requests(handle: Callable[[Sequence[IssueCode]], Awaitable[Finish]]
-                     ) -> Callable[[list[Inbound[CodeRequested]]], Awaitable[Finish]]:
-    async def run(items: list[Inbound[CodeRequested]]) -> Finish:
-        return await handle([issue_code(item.event) for item in items])
+def deciding(issue: IssueCodes) -> Decide[IssueCode, Unwritten]:
+    """Decides a batch of commands, given what the batches ahead carry; the loop writes it."""
+    async def run(commands: list[IssueCode], ahead: list[Unwritten]) -> Decided[Unwritten]:
+        batch = await issue(commands, ahead)
+        return Decided(carries=batch.unwritten, write=partial(issue.write, batch),
+                       abandon=batch.abandon)
     return run
+
+
+def on_code_requests(issue: IssueCodes) -> InOrder[Inbound[CodeRequested], Unwritten]:
+    """The batch handler of re-keyed code requests: decided in order, written in that order."""
+    decide = deciding(issue)
+
+    async def run(items: list[Inbound[CodeRequested]], ahead: list[Unwritten]
+                  ) -> Decided[Unwritten]:
+        return await decide([issue_code(item.event) for item in items], ahead)
+    return InOrder(run)
 
 
 def on_account_changes(handle: Callable[[Sequence[ProjectAccount]], Awaitable[object]]

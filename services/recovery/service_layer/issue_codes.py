@@ -3,13 +3,15 @@ the next batch is decided.
 
 1. decide, chunk by chunk (one read transaction each): duplicates (within the batch, already
    processed, or in an earlier batch not yet written) are dropped, logins resolved against the
-   projection, limits applied — counting what earlier, unwritten batches decided —, passwords
-   generated; each chunk's passwords go to the argon2 thread pool at once;
-2. the handler returns, and the batch runner takes the next batch while the completion waits for
-   every hash of this one;
-3. the completion's write transaction, after the previous batch's (``PendingWrites`` keeps the
-   order of the decisions): processed ids, codes (older pending ones voided), rate events, the
-   request log, and CodeIssued / CodeRejected staged in the outbox.
+   projection, limits applied — counting what earlier, unwritten batches decided (``ahead``,
+   given by the consumer loop) —, passwords generated; each chunk's passwords go to the argon2
+   thread pool at once;
+2. the handler returns the decided batch (what it carries, ``Unwritten``), and the batch runner
+   takes the next batch while this one's hashes are computed;
+3. ``write``, which the consumer loop calls after the previous batches' writes (it keeps the
+   order of the decisions): every hash of the batch, then one transaction: processed ids, codes
+   (older pending ones voided), rate events, the request log, and CodeIssued / CodeRejected
+   staged in the outbox.
 
 Nothing is written before step 3, so a crash before it loses nothing: the batch was not acked and
 is decided again. Decisions never wait for another batch's argon2 work.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -35,12 +37,6 @@ from services.recovery.domain.model import Decision, Issue, Reject
 from services.recovery.domain.resolve import route_key
 from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.outcomes import report_decisions
-from services.recovery.service_layer.pending_writes import (
-    PendingBatch,
-    PendingWrites,
-    in_flight,
-    unwritten_rate_events,
-)
 from services.recovery.service_layer.ports import (
     Clock,
     PasswordHasher,
@@ -49,11 +45,11 @@ from services.recovery.service_layer.ports import (
     Repositories,
     UnitOfWork,
 )
+from services.recovery.service_layer.unwritten import Unwritten, in_flight, unwritten_rate_events
 
 log = logging.getLogger(__name__)
 CHUNK = 50
 MAINTENANCE_EVERY_S = 10.0
-Finish = Callable[[], Awaitable[None]]  # the rest of a batch's work (the consumer loop's)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +64,7 @@ class IssueConfig:
 class DecidedBatch:
     decisions: list[Decision]
     hashing: list[asyncio.Future[list[str]]]  # one per chunk, in the order of its issues
-    place: PendingBatch
+    rate_events: list[RateEvent]  # what the decisions added to the limits
     now: float
     requests: int  # commands in the batch, duplicates included
     started: float  # performance-counter times, for the log
@@ -79,11 +75,23 @@ class DecidedBatch:
     def issues(self) -> list[Issue]:
         return [d for d in self.decisions if isinstance(d, Issue)]
 
+    @property
+    def unwritten(self) -> Unwritten:
+        """What later batches count until this one is written."""
+        return Unwritten(event_ids=frozenset(d.command.request_event_id for d in self.decisions),
+                         rate_events=tuple(self.rate_events))
+
     async def hashes(self) -> list[str]:
-        """Awaited once: a completion called again after a database error does not rehash."""
+        """Awaited once: a write called again after a database error does not rehash."""
         if self._hashes is None:
             self._hashes = [h for group in await asyncio.gather(*self.hashing) for h in group]
         return self._hashes
+
+    def abandon(self) -> None:
+        """The batch is given up (its records will be redone one by one) or the worker stops:
+        its hashes still waiting for the pool are not computed."""
+        for future in self.hashing:
+            future.cancel()
 
 
 class IssueCodes:
@@ -99,24 +107,24 @@ class IssueCodes:
         self.clock = clock
         self.config = config
         self.metrics = metrics
-        self.pending = PendingWrites()
         self._maintained_at = float("-inf")  # last pruning of rate events and expiry of codes
         self._logged: set[str] = set()  # logins with request_log rows since the last pruning
 
-    async def __call__(self, commands: Sequence[IssueCode]) -> Finish:
-        """Decides the batch; returns what finishes it: hash and write."""
+    async def __call__(self, commands: Sequence[IssueCode], ahead: Sequence[Unwritten]
+                       ) -> DecidedBatch:
+        """Decides the batch, counting what ``ahead`` (decided before, not written yet) carries;
+        its hashes are started. ``write`` finishes it."""
         started, now = time.perf_counter(), self.clock.now()
         unique: dict[str, IssueCode] = {}
         for command in commands:
             unique.setdefault(command.request_event_id, command)
         book = LimitBook(policy=self.config.policy, loader=lambda *_: [])
-        decisions, hashing = await self._decide(list(unique.values()), self.pending.ahead(), book, now)
-        place = self.pending.enqueue({d.command.request_event_id for d in decisions}, book.added)
-        batch = DecidedBatch(decisions=decisions, hashing=hashing, place=place, now=now,
-                             requests=len(commands), started=started, decided=time.perf_counter())
-        return partial(self._complete, batch)
+        decisions, hashing = await self._decide(list(unique.values()), list(ahead), book, now)
+        return DecidedBatch(decisions=decisions, hashing=hashing, rate_events=list(book.added),
+                            now=now, requests=len(commands), started=started,
+                            decided=time.perf_counter())
 
-    async def _decide(self, commands: list[IssueCode], ahead: list[PendingBatch],
+    async def _decide(self, commands: list[IssueCode], ahead: list[Unwritten],
                       book: LimitBook, now: float
                       ) -> tuple[list[Decision], list[asyncio.Future[list[str]]]]:
         def first_chunk(repos: Repositories) -> tuple[list[IssueCode], list[Decision]]:
@@ -148,7 +156,7 @@ class IssueCodes:
         return decisions, hashing
 
     def _decide_chunk(self, repos: Repositories, commands: list[IssueCode], book: LimitBook,
-                      now: float, ahead: list[PendingBatch]) -> list[Decision]:
+                      now: float, ahead: list[Unwritten]) -> list[Decision]:
         book.loader = _history(repos.rate_events,
                                unwritten_rate_events(ahead, repos.processed.seen))
         candidates = [candidate_keys(self.keyring, c.login) for c in commands]
@@ -161,41 +169,27 @@ class IssueCodes:
             for command, keys in zip(commands, candidates, strict=True)
         ]
 
-    async def _complete(self, batch: DecidedBatch) -> None:
-        try:
-            hashes = await batch.hashes()
-            hashed = time.perf_counter()
-            await self.pending.wait_turn(batch.place)  # keep the order of the decisions
-            await self.uow.run(lambda repos: self._write(repos, batch, hashes))
-        except Exception as exc:
-            # the database away: the runner calls this again, and the batch stays in line
-            # (later batches still count it and write after it); otherwise it is given up
-            if not self.uow.transient(exc):
-                self._settle(batch)
-            raise
-        except BaseException:  # cancelled: the worker is stopping
-            self._settle(batch)
-            raise
-        self._settle(batch)
+    async def write(self, batch: DecidedBatch) -> None:
+        """Waits for the batch's hashes and writes it. The consumer loop calls this once the
+        batches decided before it are written, and again after a transient database error."""
+        turn = time.perf_counter()
+        hashes = await batch.hashes()
+        hashed = time.perf_counter()
+        await self.uow.run(lambda repos: self._write(repos, batch, hashes))
         log.info("code requests decided", extra={
             "requests": batch.requests, "issued": len(batch.issues),
             "decide_s": round(batch.decided - batch.started, 3),
-            "hash_s": round(hashed - batch.decided, 3),
+            "turn_s": round(turn - batch.decided, 3),  # earlier batches' writes (and hashes)
+            "hash_s": round(hashed - turn, 3),
             "write_s": round(time.perf_counter() - hashed, 3)})
         report_decisions(self.metrics, batch.decisions)
-
-    def _settle(self, batch: DecidedBatch) -> None:
-        """The batch is written or given up (its records will be redone one by one)."""
-        for future in batch.hashing:
-            future.cancel()
-        self.pending.settle(batch.place)
 
     def _write(self, repos: Repositories, batch: DecidedBatch, hashes: list[str]) -> None:
         # processed ids fail this transaction if another worker wrote one of them meanwhile;
         # the runner then redoes the records one by one
         decisions, now = batch.decisions, batch.now
         repos.processed.mark([d.command.request_event_id for d in decisions])
-        repos.rate_events.add(batch.place.rate_events)
+        repos.rate_events.add(batch.rate_events)
         entries = [outcomes.logged(d, login_key=route_key(self.keyring, d.command.login), now=now)
                    for d in decisions]
         repos.request_log.record(entries)

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from schemas.events import AccountChanged, CodeRequested
-from services.common.consumer_loop import Inbound, RawRecord
+from services.common.consumer_loop import Inbound, InOrder, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
@@ -25,6 +25,7 @@ from services.recovery.entrypoints.messages import on_account_changes, on_code_r
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
+from services.recovery.service_layer.unwritten import Unwritten
 from tests.recovery.builders import POLICY, inbound
 from tests.recovery.conftest import FakeClock, FakeHasher
 
@@ -38,6 +39,7 @@ class Harness:
     uow: SqlUnitOfWork
     projection: ProjectAccounts
     issue_codes: IssueCodes
+    in_order: InOrder[Inbound[CodeRequested], Unwritten]  # as the runner writes its batches
     log_in: LogInHandler
     metrics: RecoveryMetrics
     handed: list[Staged]  # the outbox rows of committed transactions, as a relay is handed them
@@ -49,8 +51,9 @@ class Harness:
         await on_tombstones(self.projection.erase)(records)
 
     async def issue(self, items: list[Inbound[CodeRequested]]) -> Callable[[], Awaitable[None]]:
-        """Decides the batch as the runner hands it over; returns its completion."""
-        return await on_code_requests(self.issue_codes)(items)
+        """Decides the batch as the runner hands it over; returns its write, which waits for
+        the batches decided before it."""
+        return await self.in_order(items)
 
     async def accounts(self, *events: AccountChanged) -> None:
         await self.project([inbound(e) for e in events])
@@ -77,8 +80,10 @@ class Harness:
 
 
 def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 3600, *,
-            hasher: FakeHasher | None = None, clock: FakeClock | None = None) -> Harness:
-    """Handlers over ``url``; a second harness on the same URL acts as a second worker."""
+            hasher: FakeHasher | None = None, clock: FakeClock | None = None,
+            delivery_keyring: Keyring | None = None) -> Harness:
+    """Handlers over ``url``; a second harness on the same URL acts as a second worker.
+    ``delivery_keyring`` seals CodeIssued (``keyring`` when not given)."""
     db = Database(url=url, name=f"test-{uuid.uuid4().hex[:6]}")
     migrate(db.engine, MIGRATIONS)
     clock, hasher = clock or FakeClock(), hasher or FakeHasher()
@@ -87,11 +92,12 @@ def harness(url: str, keyring: Keyring, policy: Policy = POLICY, ttl: float = 36
                          support_phone="8 800 250-08-90")
     handed: list[Staged] = []
     uow = SqlUnitOfWork(db=db, hand_over=handed.extend)
+    issue_codes = IssueCodes(uow=uow, keyring=keyring, hasher=hasher, clock=clock, config=config,
+                             metrics=metrics, delivery_keyring=delivery_keyring)
     return Harness(
         db=db, keyring=keyring, clock=clock, hasher=hasher, metrics=metrics, uow=uow, handed=handed,
         projection=ProjectAccounts(uow=uow, clock=clock, keyring=keyring),
-        issue_codes=IssueCodes(uow=uow, keyring=keyring, hasher=hasher, clock=clock,
-                               config=config, metrics=metrics),
+        issue_codes=issue_codes, in_order=on_code_requests(issue_codes),
         log_in=LogInHandler(uow=uow, keyring=keyring, hasher=hasher, clock=clock, policy=policy,
                             metrics=metrics),
     )

@@ -10,7 +10,7 @@ import pytest
 from schemas.events import AccountChanged, AccountStatus, TvProduct
 from services.common.crypto import Keyring, code_aad
 from services.recovery.adapters.unit_of_work import SqlProcessed
-from services.recovery.service_layer.pending_writes import unwritten_rate_events
+from services.recovery.service_layer.unwritten import unwritten_rate_events
 from tests.recovery.builders import inbound, mobile_of, request
 from tests.recovery.conftest import account_changed, new_mobile
 from tests.recovery.integration.harness import Harness, harness
@@ -212,7 +212,7 @@ async def test_limits_of_a_batch_written_meanwhile_are_counted_once(h: Harness) 
     await h.accounts(*accs)
     two = [request(acc_mobile(h, a), "email") for a in accs[:2]]
     complete_two = await h.issue([inbound(e) for e in two])
-    snapshot = h.issue_codes.pending.ahead()  # as a later batch would have taken it
+    snapshot = h.in_order.ahead()  # as a later batch is given it
     assert h.db.run_sync(lambda s: unwritten_rate_events(snapshot, SqlProcessed(s).seen)) != []
     await complete_two()
     assert h.db.run_sync(lambda s: unwritten_rate_events(snapshot, SqlProcessed(s).seen)) == []

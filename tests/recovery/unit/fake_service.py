@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.events import AccountChanged
+from services.common.consumer_loop import InOrder
 from services.common.crypto import Keyring, code_aad
 from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import IssueCode, LogIn
 from services.recovery.domain.limits import Policy
-from services.recovery.entrypoints.messages import issue_code, project_account
+from services.recovery.entrypoints.messages import deciding, issue_code, project_account
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
@@ -40,6 +41,7 @@ class FakeService:
             metrics=self.metrics, config=IssueConfig(policy=self.policy, code_ttl_s=600,
                                                      password_length=10,
                                                      support_phone="8 800 250-08-90"))
+        self.in_order = InOrder(deciding(self.issue_codes), transient=self.uow.transient)
         self.log_in = LogInHandler(uow=self.uow, keyring=self.keyring, hasher=self.hasher,
                                    clock=self.clock, policy=self.policy, metrics=self.metrics)
 
@@ -50,7 +52,7 @@ class FakeService:
         return issue_code(request(login, channel, **extra))
 
     async def decide(self, *commands: IssueCode) -> Callable[[], Awaitable[None]]:
-        return await self.issue_codes(list(commands))
+        return await self.in_order(list(commands))
 
     async def issue(self, *commands: IssueCode) -> None:
         complete = await self.decide(*commands)

@@ -98,14 +98,14 @@ async def test_a_transient_failure_keeps_the_batch_in_line_and_another_gives_it_
     s.uow.fail_next.append(FakeDatabaseAway())
     with pytest.raises(FakeDatabaseAway):
         await complete_first()
-    assert len(s.issue_codes.pending) == 1  # still counted by later batches
+    assert len(s.in_order.pending) == 1  # still counted by later batches
     await complete_first()  # the runner's retry
     assert s.hasher.hashed == 1  # not hashed again
     complete_second = await s.decide(second)
     s.uow.fail_next.append(FakeConflict())
     with pytest.raises(FakeConflict):
         await complete_second()
-    assert len(s.issue_codes.pending) == 0  # given up: redone one by one by the runner
+    assert len(s.in_order.pending) == 0  # given up: redone one by one by the runner
     await s.issue(third)
     assert [v["request_event_id"] for v in s.published(CODE_ISSUED)] == [
         first.request_event_id, third.request_event_id]
