@@ -9,8 +9,7 @@ from functools import partial
 from schemas.events import AccountChanged, CodeRequested
 from services.common.consumer_loop import Decide, Decided, Inbound, InOrder, RawRecord
 from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
-from services.recovery.service_layer.issue_codes import IssueCodes
-from services.recovery.service_layer.unwritten import Unwritten
+from services.recovery.service_layer.issue_codes import IssueCodes, Unwritten
 
 
 def issue_code(event: CodeRequested) -> IssueCode:

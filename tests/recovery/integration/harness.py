@@ -22,10 +22,9 @@ from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.limits import Policy
 from services.recovery.entrypoints.messages import on_account_changes, on_code_requests, on_tombstones
-from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
+from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig, Unwritten
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
-from services.recovery.service_layer.unwritten import Unwritten
 from tests.recovery.builders import POLICY, inbound
 from tests.recovery.conftest import FakeClock, FakeHasher
 
