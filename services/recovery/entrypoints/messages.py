@@ -48,13 +48,14 @@ def deciding(issue: IssueCodes) -> Decide[IssueCode, Unwritten]:
 
 
 def on_code_requests(issue: IssueCodes) -> InOrder[Inbound[CodeRequested], Unwritten]:
-    """The batch handler of re-keyed code requests: decided in order, written in that order."""
+    """The batch handler of re-keyed code requests: decided in order, written in that order; the
+    unit of work tells which failures are transient (the write keeps its place and is retried)."""
     decide = deciding(issue)
 
     async def run(items: list[Inbound[CodeRequested]], ahead: list[Unwritten]
                   ) -> Decided[Unwritten]:
         return await decide([issue_code(item.event) for item in items], ahead)
-    return InOrder(run)
+    return InOrder(run, transient=issue.uow.transient)
 
 
 def on_account_changes(handle: Callable[[Sequence[ProjectAccount]], Awaitable[object]]
