@@ -58,9 +58,9 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
     admin = topic_admin.admin_client(bootstrap)
     await admin.start()
     try:
-        for _ in range(50):  # every broker learns of the new topics within a moment
+        for _ in range(50):  # every broker learns of the new topics and their configs within a moment
             found = await topic_admin.describe(admin, [prefix + CONTRACT_LINKED])
-            if found:
+            if found and "min.insync.replicas" in found[prefix + CONTRACT_LINKED].configs:
                 break
             await asyncio.sleep(0.2)
         state = found[prefix + CONTRACT_LINKED]
