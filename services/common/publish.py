@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from services.common import outbox
 from services.common.codec import WireRecord
 from services.common.db import Database
+from services.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +46,25 @@ class OutboxRelay:
     commit and in commit order; the relay keeps them in memory and publishes them from there, so
     a batch costs one delete and no read. The table itself is read at the first flush (leftovers
     of an earlier run) and after a failed publish, and the memory queue is dropped then (the table
-    holds all of it). Rows another worker left behind on a shared database go out when that
-    worker starts again."""
+    holds all of it).
 
-    def __init__(self, *, db: Database, table: Table, publisher: Publisher) -> None:
+    Several workers may share one database, and a worker killed between a commit and its publish
+    leaves rows no live worker holds in memory. ``sweep`` (every ``OUTBOX_SWEEP_S``, see
+    ``sweep_forever``) finds them: a row that is in the table at two sweeps in a row and is not
+    in this worker's memory has outlived its writer's publish by a whole period, and is published
+    here. If its writer was only slow (a broker away longer than the period), the record goes out
+    twice; readers dedupe by ``event_id``, as they do after any crash."""
+
+    def __init__(self, *, db: Database, table: Table, publisher: Publisher,
+                 swept: Counter | None = None) -> None:
         self._db = db
         self._table = table
         self._publisher = publisher
+        self._swept = swept  # rows published for a writer that did not (a metric)
         self._lock = asyncio.Lock()
         self._read_table = True
+        # the rows in the table at the last sweep that this worker did not hold
+        self._others: set[tuple[int, bytes | None, bytes | None]] = set()
         # rows of committed transactions not yet published, in commit order; appended to by the
         # database thread (``committed``), taken from the front by ``flush``
         self._committed: list[outbox.Staged] = []
@@ -78,6 +90,43 @@ class OutboxRelay:
             except BaseException:
                 self._read_table = True  # what was not deleted is published from the table
                 raise
+
+    async def sweep(self) -> int:
+        """Publish the rows another writer left: in the table at the last sweep and at this one,
+        and never in this worker's memory. Returns how many."""
+        async with self._lock:
+            if self._read_table:
+                return 0  # the next flush reads all of the table
+            # under the lock no flush runs, and the deletes of what flushes published are queued
+            # on the database thread ahead of this read: a row of this worker's own is in memory
+            waiting = await self._db.run(lambda s: outbox.pending(s, self._table))
+            mine = {item.id for item in self._committed}
+            # a row is known by its id and its bytes: SQLite may give a deleted row's id again
+            others = {_fingerprint(item): item for item in waiting if item.id not in mine}
+            staged = [item for fingerprint, item in others.items() if fingerprint in self._others]
+            self._others = set(others) - {_fingerprint(item) for item in staged}
+            if not staged:
+                return 0
+            try:
+                await self._publish(staged)
+            except BaseException:
+                self._read_table = True
+                raise
+            log.info("published %d outbox rows another worker committed and did not publish",
+                     len(staged))
+            if self._swept is not None:
+                self._swept.inc(len(staged))
+            return len(staged)
+
+    async def sweep_forever(self, every_s: float) -> None:
+        """``sweep`` every ``every_s`` seconds; a failed sweep is logged and tried next time."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("outbox sweep failed (%s); trying again in %.0f s",
+                            type(exc).__name__, every_s)
 
     async def _drain(self) -> int:
         sent: set[int] = set()
@@ -110,6 +159,24 @@ class OutboxRelay:
             await deleted
         else:
             deleted.add_done_callback(_log_failed_delete)
+
+
+def start_relay(app: Any, *, db: Database, table: Table, publisher: Publisher,
+                metrics: ServiceMetrics, sweep_every_s: float) -> OutboxRelay:
+    """The service's relay, with its sweep running as one of the app's tasks."""
+    relay = OutboxRelay(db=db, table=table, publisher=publisher, swept=metrics.counter(
+        "outbox_swept_total",
+        "Outbox rows published by a sweep: committed by a worker that did not publish them.", []))
+
+    @app.task  # type: ignore[misc]
+    async def _sweep() -> None:
+        await relay.sweep_forever(sweep_every_s)
+
+    return relay
+
+
+def _fingerprint(item: outbox.Staged) -> tuple[int, bytes | None, bytes | None]:
+    return item.id, item.record.key, item.record.value
 
 
 def _log_failed_delete(deleted: asyncio.Future[None]) -> None:

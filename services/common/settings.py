@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_v
 
 from services.common.crypto import Keyring, load_local_keys
 from services.common.env_settings import (
+    EnvFloat,
     EnvInt,
     EnvSettings,
     PositiveInt,
@@ -100,6 +101,8 @@ class BatchSettings(EnvSettings):
     max_record_bytes: EnvInt = Field(default=65536, validation_alias="MAX_RECORD_BYTES")
     batch_size: EnvInt = Field(default=500, validation_alias="BATCH_SIZE")
     batch_within_ms: EnvInt = batch_linger(5)
+    # how often a worker looks for outbox rows a killed worker committed and did not publish
+    outbox_sweep_s: EnvFloat = Field(default=5.0, gt=0, validation_alias="OUTBOX_SWEEP_S")
 
     @property
     def batch_within_s(self) -> float:

@@ -16,7 +16,7 @@ from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
-from services.common.publish import OutboxRelay, Publisher
+from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.sms_http import HttpSmsGateway
@@ -119,7 +119,8 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
 
     app = make_app(settings=settings, metrics=base_metrics, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
-    relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=base_metrics,
+                        sweep_every_s=settings.outbox_sweep_s)
     uow = SqlUnitOfWork(db=db, hand_over=relay.committed)
     gateways = (dict(overrides.gateways) if overrides.gateways is not None
                 else build_gateways(settings))

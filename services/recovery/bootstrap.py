@@ -17,7 +17,7 @@ from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
-from services.common.publish import OutboxRelay, Publisher
+from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
@@ -90,7 +90,8 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
 
     app = make_app(settings=settings, metrics=base, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
-    relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=base,
+                        sweep_every_s=settings.outbox_sweep_s)
     uow = SqlUnitOfWork(db=db, hand_over=relay.committed)
     config = IssueConfig(policy=settings.policy, code_ttl_s=settings.code_ttl_s,
                          password_length=settings.password_length,

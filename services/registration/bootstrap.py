@@ -15,7 +15,7 @@ from services.common.app import make_app
 from services.common.consumer_loop import BatchRunner, Handler
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
-from services.common.publish import OutboxRelay, Publisher
+from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.registration.adapters.linking import InProcessLinker, ProcessLinker
 from services.registration.adapters.protection import KeyringProtector
@@ -77,7 +77,8 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
     app = make_app(settings=settings, metrics=metrics, ready_checks=ready,
                    producer_linger_s=0.01, producer_batch_bytes=256 * 1024)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
-    relay = OutboxRelay(db=db, table=outbox, publisher=publisher)
+    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=metrics,
+                        sweep_every_s=settings.outbox_sweep_s)
     linker = (
         ProcessLinker(db=db, keyring=settings.contact_keys, hand_over=relay.committed)
         if settings.link_process

@@ -5,6 +5,7 @@ publisher stands in for the broker; the database is real (SQLite and PostgreSQL)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -109,3 +110,84 @@ async def test_a_transaction_whose_commit_fails_hands_over_nothing(setup: Setup)
     assert await relay.flush() == 1
     assert setup.publisher.sent == [("a", b"r3")]
     assert await db.run(lambda s: outbox.pending(s, setup.table)) == []
+
+
+async def test_rows_a_killed_worker_committed_are_published_by_a_live_one_at_its_second_sweep(
+    setup: Setup,
+) -> None:
+    db, live = setup.db, setup.relay
+    # the other worker on the same database commits and dies before its publish: its rows are in
+    # the table, handed over to a relay that never flushes
+    dead = OutboxRelay(db=db, table=setup.table, publisher=FakePublisher())  # type: ignore[arg-type]
+    await db.run(staging(setup.table, "a", 1, 2), after_commit=dead.committed)  # type: ignore[arg-type]
+    # the live worker's own rows, committed and not yet flushed, are not the sweep's
+    await db.run(staging(setup.table, "b", 3), after_commit=live.committed)  # type: ignore[arg-type]
+    assert await live.sweep() == 0  # first sight: the writer may be about to publish
+    assert setup.publisher.sent == []
+    assert await live.sweep() == 2  # still there a period later: published here
+    assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2")]
+    assert await live.flush() == 1  # its own, once
+    assert setup.publisher.sent[-1] == ("b", b"r3")
+    assert await db.run(lambda s: outbox.pending(s, setup.table)) == []
+    assert await live.sweep() == 0 and await live.flush() == 0  # nothing twice
+
+
+async def test_a_row_handed_over_late_is_published_once_by_its_own_worker(setup: Setup) -> None:
+    db, relay = setup.db, setup.relay
+    # committed elsewhere (the registration linking process) and handed over after a sweep saw it
+    rows = await db.run(staging(setup.table, "a", 1))  # type: ignore[arg-type]
+    assert await relay.sweep() == 0
+    relay.committed(rows)  # type: ignore[arg-type]
+    assert await relay.sweep() == 0  # its own now: not the sweep's
+    assert await relay.flush() == 1
+    assert setup.publisher.sent == [("a", b"r1")]
+
+
+async def test_a_row_published_by_its_writer_between_two_sweeps_is_not_swept(setup: Setup) -> None:
+    db, live = setup.db, setup.relay
+    other_publisher = FakePublisher()
+    other = OutboxRelay(db=db, table=setup.table, publisher=other_publisher)  # type: ignore[arg-type]
+    assert await other.flush() == 0
+    await db.run(staging(setup.table, "a", 1), after_commit=other.committed)  # type: ignore[arg-type]
+    assert await live.sweep() == 0
+    assert await other.flush() == 1  # the writer was only slow
+    await db.run(staging(setup.table, "a", 2), after_commit=other.committed)  # type: ignore[arg-type]
+    assert await live.sweep() == 0  # row 2 is new, row 1 gone
+    assert setup.publisher.sent == []
+    assert other_publisher.sent == [("a", b"r1")]
+
+
+async def test_the_sweep_runs_on_its_own_and_survives_a_failed_round(setup: Setup) -> None:
+    db = setup.db
+
+    class FlakyPublisher(FakePublisher):
+        fail = True
+
+        async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
+            if self.fail:
+                self.fail = False
+                raise ConnectionError("broker away")
+            await super().send_all(items)
+
+    publisher = FlakyPublisher()
+    relay = OutboxRelay(db=db, table=setup.table, publisher=publisher)  # type: ignore[arg-type]
+    # a leftover of nobody alive, first seen by a relay that has read the table once
+    publisher.fail = False
+    assert await relay.flush() == 0
+    publisher.fail = True
+    await db.run(staging(setup.table, "a", 1))  # type: ignore[arg-type]
+    task = asyncio.ensure_future(relay.sweep_forever(0.05))
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not publisher.fail:
+                break
+        assert not publisher.fail  # the second sweep's publish failed
+        await asyncio.sleep(0.2)  # a few more rounds: the loop goes on, and leaves the row
+        assert not task.done()
+    finally:
+        task.cancel()
+    # to the next flush, which reads the table
+    assert publisher.sent == []
+    assert await relay.flush() == 1
+    assert publisher.sent == [("a", b"r1")]

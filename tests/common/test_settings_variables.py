@@ -28,6 +28,7 @@ COMMON: list[tuple[str, str, Any, Any]] = [
     ("MAX_RECORD_BYTES", "1000", lambda s: s.max_record_bytes, 1000),
     ("BATCH_SIZE", "7", lambda s: s.batch_size, 7),
     ("BATCH_WITHIN_MS", "250", lambda s: s.batch_within_s, 0.25),
+    ("OUTBOX_SWEEP_S", "0.5", lambda s: s.outbox_sweep_s, 0.5),
     ("SUPPORT_PHONE", "0611", lambda s: s.support_phone, "0611"),
     ("CODE_TTL_S", "60", lambda s: s.code_ttl_s, 60),
     ("LOG_LEVEL", "debug", lambda s: s.log_level, "DEBUG"),

@@ -63,6 +63,8 @@ async def test_two_workers_each_then_a_third_joins_one_stops_one_dies(
     assert not producer.lost
     ledger, drain = await settle(stack, order, timeout_s=300)
     figures = ledger.figures(order) | {"subscribers": n, "drain_s": round(drain, 1), **notes}
+    # outbox rows a killed worker committed and did not publish, published by a live one
+    figures["outbox_swept"] = {s: stack.metric(s, f"{s}_outbox_swept_total") for s in SERVICES}
 
     # the per-login limit held across workers and rebalances
     pair_outcomes = []

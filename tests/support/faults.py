@@ -354,7 +354,7 @@ class Stack:
             except OSError:
                 continue
             for line in body.splitlines():
-                if line.startswith(name + "{") and contains in line:
+                if line.startswith((name + "{", name + " ")) and contains in line:
                     total += float(line.split()[-1])
         return total
 
