@@ -34,7 +34,7 @@ from asyncio import CancelledError
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
@@ -203,6 +203,14 @@ Finish = Callable[[], Awaitable[None]]
 Handler = Callable[[list[Inbound[E]]], Awaitable[Finish | None]]
 
 
+@runtime_checkable
+class Stoppable(Protocol):
+    """A handler that holds work between batches; the runner calls ``stop`` when its loop ends
+    (the worker stops or loses the partitions), after cancelling what was in flight."""
+
+    def stop(self) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class Decided(Generic[P]):
     """A batch an ``InOrder`` handler has decided: what later batches must count until it is
@@ -325,8 +333,8 @@ class BatchRunner(Generic[E]):
         finally:
             for pending in finishing:
                 pending.cancel()
-            if isinstance(self.handler, InOrder):
-                self.handler.stop()  # also batches whose cancelled write never started
+            if isinstance(self.handler, Stoppable):
+                self.handler.stop()  # e.g. ``InOrder``: batches whose cancelled write never started
 
     async def _finish_then_ack(self, finish: Finish, events: Sequence[Any], stream: Any,
                                previous: asyncio.Task[None] | None) -> None:

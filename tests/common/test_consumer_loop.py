@@ -5,6 +5,7 @@ one-by-one path too, and nothing left in line when the loop is cancelled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -220,3 +221,31 @@ async def test_a_cancelled_loop_leaves_nothing_in_line(monkeypatch: pytest.Monke
     assert stream.acked == [] and fake.written() == []
     await asyncio.wait_for(loop_runner.process([stamped("c", 2)]), 1)  # a restart is not held up
     assert fake.written() == ["c"] and fake.seen[-1] == ("c", [])
+
+
+async def test_any_handler_with_a_stop_hook_is_stopped_when_the_loop_ends(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Holding:
+        """Not an ``InOrder``: a handler of its own that holds work between batches."""
+
+        def __init__(self) -> None:
+            self.events: list[str] = []
+
+        async def __call__(self, items: list[Inbound[CodeRequested]]) -> None:
+            self.events.append(f"handled {items[0].raw.offset}")
+
+        def stop(self) -> None:
+            self.events.append("stopped")
+
+    sent, relay = Sent(), Relay()
+    for then_wait in (False, True):  # the stream ends; the loop is cancelled
+        holding, stream = Holding(), Stream()
+        feed(monkeypatch, [[stamped("a", 0)], [stamped("b", 1)]], then_wait=then_wait)
+        running = asyncio.ensure_future(runner(holding, sent, relay).run(stream))
+        await asyncio.sleep(0.05)
+        if then_wait:
+            assert holding.events == ["handled 0", "handled 1"]  # not stopped while it runs
+            running.cancel()
+        with pytest.raises(asyncio.CancelledError) if then_wait else contextlib.nullcontext():
+            await running
+        assert holding.events == ["handled 0", "handled 1", "stopped"]
