@@ -42,7 +42,7 @@ from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS
 from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
-from services.recovery.domain.limits import Policy
+from services.recovery.domain.model import Policy
 from services.recovery.entrypoints.messages import project_account
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import SystemClock

@@ -28,12 +28,12 @@ from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.entrypoints.agents import register_agents
 from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.entrypoints.messages import (
+    RouteRequests,
     on_account_changes,
     on_code_requests,
     on_tombstones,
 )
 from services.recovery.entrypoints.ops_http import register_ops
-from services.recovery.entrypoints.route_requests import RouteRequests
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import Clock, SystemClock

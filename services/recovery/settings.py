@@ -12,7 +12,7 @@ from services.common.env_settings import KEEP_EMPTY, CommaList, EnvInt, EnvSetti
 from services.common.http_edge import TrustedProxies
 from services.common.settings import CommonSettings, ConfigError, database_url, web_port
 from services.common.tokens import RECOVERY_API_TOKEN, ReadTimeoutSettings, token_setting
-from services.recovery.domain.limits import Policy, Window
+from services.recovery.domain.model import Policy, Window
 
 # The limits' defaults are the domain's (``Policy()``). Logins per client address: one login
 # costs two argon2id verifications; see ``Policy.login_ip``.

@@ -8,7 +8,7 @@ from typing import Any
 from schemas.events import AccountChanged, CodeRequested
 from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring, contact_aad
-from services.recovery.domain.limits import Policy, Window
+from services.recovery.domain.model import Policy, Window
 
 POLICY = Policy(login_cooldown=Window(max_events=1, window_s=60),
                 per_destination=Window(max_events=3, window_s=600),

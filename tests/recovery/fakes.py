@@ -13,8 +13,7 @@ from services.common.codec import WireRecord
 from services.common.logins import LoginKind
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.domain.commands import ProjectAccount
-from services.recovery.domain.limits import LimitKind, Window
-from services.recovery.domain.model import Account, CodeStatus, LoggedRequest, NewCode
+from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest, NewCode, Window
 from services.recovery.service_layer.ports import RateEvent, Repositories
 
 T = TypeVar("T")

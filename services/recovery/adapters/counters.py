@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.recovery.adapters.tables import counters, login_failures
-from services.recovery.domain.limits import Window
+from services.recovery.domain.model import Window
 
 
 def _insert(session: Session, table: Any) -> Any:

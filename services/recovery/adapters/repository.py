@@ -20,8 +20,7 @@ from services.recovery.adapters.tables import (
     processed_events,
     rate_events,
 )
-from services.recovery.domain.limits import LimitKind
-from services.recovery.domain.model import Account, CodeStatus, LoggedRequest
+from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest
 
 
 def account_of(row: Any) -> Account:

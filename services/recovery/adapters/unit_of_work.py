@@ -20,8 +20,7 @@ from services.recovery.adapters.tables import accounts, codes, login_failures, o
 from services.recovery.adapters.tables import counters as counters_table
 from services.recovery.adapters.tables import credentials as credentials_table
 from services.recovery.domain.commands import ProjectAccount
-from services.recovery.domain.limits import LimitKind, Window
-from services.recovery.domain.model import Account, LoggedRequest, NewCode
+from services.recovery.domain.model import Account, LimitKind, LoggedRequest, NewCode, Window
 from services.recovery.service_layer.ports import RateEvent, Repositories
 
 T = TypeVar("T")

@@ -31,10 +31,17 @@ from services.common.crypto import Keyring
 from services.common.logins import candidate_keys
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import IssueCode
-from services.recovery.domain.decide import decide
-from services.recovery.domain.limits import LimitBook, LimitKind, Loader, Policy
-from services.recovery.domain.model import Decision, Issue, Reject
-from services.recovery.domain.resolve import route_key
+from services.recovery.domain.model import (
+    Decision,
+    Issue,
+    LimitBook,
+    LimitKind,
+    Loader,
+    Policy,
+    Reject,
+    decide,
+    route_key,
+)
 from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.outcomes import report_decisions
 from services.recovery.service_layer.ports import (

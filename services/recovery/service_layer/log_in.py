@@ -27,9 +27,7 @@ from services.common.crypto import Keyring
 from services.common.logins import candidate_keys
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
-from services.recovery.domain.limits import Policy
-from services.recovery.domain.model import Account
-from services.recovery.domain.resolve import resolve, route_key
+from services.recovery.domain.model import Account, Policy, resolve, route_key
 from services.recovery.service_layer import outcomes
 from services.recovery.service_layer.ports import Clock, PasswordHasher, Repositories, UnitOfWork
 

@@ -15,8 +15,7 @@ from typing import Protocol, TypeVar
 from services.common.codec import WireRecord
 from services.common.logins import LoginKind
 from services.recovery.domain.commands import ProjectAccount
-from services.recovery.domain.limits import LimitKind, Window
-from services.recovery.domain.model import Account, LoggedRequest, NewCode
+from services.recovery.domain.model import Account, LimitKind, LoggedRequest, NewCode, Window
 
 T = TypeVar("T")
 RateEvent = tuple[LimitKind, str, float]  # kind, subject (a keyed hash), Unix time

@@ -26,8 +26,7 @@ from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.common.codec import tombstone
 from services.common.crypto import DecryptError, Keyring, contact_aad
 from services.recovery.domain.commands import EraseAccount, ProjectAccount
-from services.recovery.domain.model import Account
-from services.recovery.domain.resolve import route_key
+from services.recovery.domain.model import Account, route_key
 from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
 # published topics keyed by the account id: an erasure tombstones the account's key on each

@@ -14,8 +14,7 @@ from typing import Any
 from schemas.events import AccountStatus
 from services.common.crypto import Keyring
 from services.common.logins import LOGIN_BY_PRODUCT, candidate_keys
-from services.recovery.domain.model import Account, LoggedRequest
-from services.recovery.domain.resolve import resolve, route_key
+from services.recovery.domain.model import Account, LoggedRequest, resolve, route_key
 from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
 NO_EMAIL = "no_email_linked"

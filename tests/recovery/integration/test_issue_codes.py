@@ -153,7 +153,7 @@ async def test_projection_keeps_the_newest_version(h: Harness) -> None:
 
 async def test_without_cooldown_the_later_code_of_a_batch_voids_the_earlier(
         database_url: str, keyring: Keyring) -> None:
-    from services.recovery.domain.limits import Policy, Window
+    from services.recovery.domain.model import Policy, Window
 
     h = harness(database_url, keyring, policy=Policy(login_cooldown=Window(max_events=1,
                                                                            window_s=0)))

@@ -26,7 +26,7 @@ from services.recovery.adapters.tables import (
     prunable,
     rate_events,
 )
-from services.recovery.domain.resolve import route_key
+from services.recovery.domain.model import route_key
 from tests.recovery.builders import mobile_of, request
 from tests.recovery.conftest import account_changed
 from tests.recovery.integration.harness import Harness, harness

@@ -23,7 +23,7 @@ from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
-from services.recovery.domain.resolve import route_key
+from services.recovery.domain.model import route_key
 from services.recovery.service_layer.log_in import LogInHandler
 from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from services.common.db import Database, migrate
 from services.recovery.adapters import repository
 from services.recovery.adapters.tables import MIGRATIONS
-from services.recovery.domain.limits import LimitBook, LimitKind, Policy, Window
+from services.recovery.domain.model import LimitBook, LimitKind, Policy, Window
 
 
 async def test_only_the_newest_events_inside_the_window_are_loaded(database_url: str) -> None:

@@ -12,7 +12,7 @@ from services.recovery.adapters import repository
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.adapters.tables import login_failures
-from services.recovery.domain.resolve import route_key
+from services.recovery.domain.model import route_key
 from services.recovery.service_layer.support_view import ViewLogin
 from tests.recovery.builders import request
 from tests.recovery.conftest import account_changed, new_mobile

@@ -14,7 +14,7 @@ from services.common.crypto import Keyring, code_aad
 from services.common.metrics import ServiceMetrics
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import IssueCode, LogIn
-from services.recovery.domain.limits import Policy
+from services.recovery.domain.model import Policy
 from services.recovery.entrypoints.messages import deciding, issue_code, project_account
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler

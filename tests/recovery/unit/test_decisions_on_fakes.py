@@ -11,9 +11,7 @@ import pytest
 from schemas.events import AccountStatus
 from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.recovery.domain.commands import EraseAccount
-from services.recovery.domain.limits import Policy, Window
-from services.recovery.domain.model import CodeStatus
-from services.recovery.domain.resolve import route_key
+from services.recovery.domain.model import CodeStatus, Policy, Window, route_key
 from services.recovery.entrypoints.messages import project_account
 from tests.recovery.builders import mobile_of
 from tests.recovery.conftest import account_changed, new_mobile

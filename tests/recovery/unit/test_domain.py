@@ -7,10 +7,18 @@ import uuid
 from schemas.events import AccountStatus, TvProduct
 from services.common.crypto import Keyring
 from services.common.logins import LoginKind, candidate_keys
-from services.recovery.domain.decide import ALPHABET, generate_password
-from services.recovery.domain.limits import LimitBook, LimitKind, Policy, Window
-from services.recovery.domain.model import Account
-from services.recovery.domain.resolve import resolve, route_key, route_login
+from services.recovery.domain.model import (
+    ALPHABET,
+    Account,
+    LimitBook,
+    LimitKind,
+    Policy,
+    Window,
+    generate_password,
+    resolve,
+    route_key,
+    route_login,
+)
 
 
 def test_password_alphabet_has_no_look_alikes_and_length_holds() -> None:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from services.common.codec import WireRecord
 from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
-from services.recovery.domain.resolve import route_key
-from services.recovery.entrypoints.route_requests import RouteRequests
+from services.recovery.domain.model import route_key
+from services.recovery.entrypoints.messages import RouteRequests
 from tests.recovery.builders import request
 
 
