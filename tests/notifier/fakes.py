@@ -48,7 +48,7 @@ class FakeDeliveries:
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int, worker_id: str = "",
                   stale_before: datetime | None = None, gateway: str | None = None) -> list[Delivery]:
         dead = {w for w, beat in self.store.heartbeats.items()
-                if stale_before is not None and beat < stale_before}
+                if stale_before is not None and beat < stale_before and w != worker_id}
 
         def due(r: dict[str, Any]) -> bool:
             if r["state"] in (DeliveryState.QUEUED.value, DeliveryState.RETRY.value):

@@ -61,10 +61,13 @@ class SqlDeliveries:
     ) -> list[Delivery]:
         """Due rows, and rows whose lease expired or whose worker stopped beating (it died
         mid-send), marked ``sending`` and leased to ``worker_id``. An SMS row not yet pinned to a
-        gateway is pinned to ``gateway`` in the same update, before any call."""
+        gateway is pinned to ``gateway`` in the same update, before any call. A worker is never
+        dead to itself: its own heartbeat may be late (the database was away) while it still
+        holds the row's send or its unrecorded answer."""
         lost = deliveries.c.lease_until <= now
         if stale_before is not None:
-            dead = select(workers.c.worker_id).where(workers.c.heartbeat_at < stale_before)
+            dead = select(workers.c.worker_id).where(workers.c.heartbeat_at < stale_before,
+                                                     workers.c.worker_id != worker_id)
             lost = or_(lost, deliveries.c.leased_by.in_(dead.scalar_subquery()))
         due = or_(
             and_(deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 from services.common.crypto import DecryptError, Keyring, code_aad
 from services.notifier.domain.delivery import Delivery, DeliveryUpdate
@@ -34,6 +35,7 @@ from services.notifier.service_layer.recorder import Recorder
 from services.notifier.service_layer.sms_routes import PRIMARY, Routed, SmsRoutes
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Dispatcher:
@@ -60,6 +62,9 @@ class Dispatcher:
         self._waiting: dict[str, Delivery] = {}  # claimed, not yet at the gateway
         self._wake = asyncio.Event()
         self._finished = asyncio.Event()  # a send task ended
+        # when this worker last failed to reach the database: the others could not beat then
+        # either, so none of them is taken for dead until ``takeover_s`` after it
+        self._database_failed_at: datetime | None = None
 
     def wake(self) -> None:
         """New rows were recorded: claim now rather than at the next poll."""
@@ -72,7 +77,16 @@ class Dispatcher:
     async def beat(self) -> None:
         """Tells other workers this one is alive (its leases are not to be taken over)."""
         now = self.clock()
-        await self.uow.run(lambda tx: tx.workers.beat(worker_id=self.worker_id, now=now))
+        await self._reaching_database(self.uow.run(
+            lambda tx: tx.workers.beat(worker_id=self.worker_id, now=now)))
+
+    async def _reaching_database(self, call: Awaitable[T]) -> T:
+        """``call``; a failure is remembered (see ``_database_failed_at``) and raised."""
+        try:
+            return await call
+        except Exception:
+            self._database_failed_at = self.clock()
+            raise
 
     async def _beating(self) -> None:
         while True:
@@ -139,11 +153,14 @@ class Dispatcher:
         now = self.clock()
         lease_until = now + timedelta(seconds=self.lease_s)
         limit = min(self.claim_limit, room)
-        stale_before = now - timedelta(seconds=self.takeover_s)
+        takeover_from = now - timedelta(seconds=self.takeover_s)
+        # the database was away lately: a silent worker may be alive
+        away_lately = self._database_failed_at is not None and self._database_failed_at > takeover_from
+        stale_before = None if away_lately else takeover_from
         gateway = self.preferred_gateway()
-        claimed = (await self.uow.run(lambda tx: tx.deliveries.claim_due(
+        claimed = (await self._reaching_database(self.uow.run(lambda tx: tx.deliveries.claim_due(
             now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
-            stale_before=stale_before, gateway=gateway))).result
+            stale_before=stale_before, gateway=gateway)))).result
         self.accept(claimed)
         return len(claimed)
 

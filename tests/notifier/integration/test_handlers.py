@@ -22,9 +22,9 @@ from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
-from services.notifier.adapters.unit_of_work import SqlUnitOfWork
+from services.notifier.adapters.unit_of_work import SqlUnitOfWork, SqlWorkers
 from services.notifier.domain.commands import ApplyDeliveryReport
-from services.notifier.domain.delivery import DeliveryUpdate, as_utc
+from services.notifier.domain.delivery import Delivery, DeliveryUpdate, as_utc
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import RetryPolicy, SendResult
 from services.notifier.entrypoints.messages import codes_issued, to_record_code
@@ -249,6 +249,27 @@ async def test_expired_lease_is_claimed_again_and_the_stale_outcome_is_ignored(h
     stale = DeliveryUpdate(code_id=str(event.code_id), attempts=1, state="failed", reason="expired")
     written = await harness.db.run(lambda s: SqlDeliveries(s).finish([stale], datetime.now(UTC)))
     assert written == [] and harness.row(event.code_id)["state"] == "sent"
+
+
+async def test_a_late_heartbeat_makes_a_worker_dead_to_the_others_not_to_itself(
+        harness: Harness) -> None:
+    event = code_issued(to="+79160000011")
+    await harness.consume(event)
+    now = datetime.now(UTC)
+    late = now - timedelta(seconds=30)
+    await harness.db.run(lambda s: SqlWorkers(s).beat(worker_id="w-1", now=late))
+    [leased] = await harness.db.run(lambda s: SqlDeliveries(s).claim_due(
+        now=now, lease_until=now + timedelta(seconds=60), limit=10, worker_id="w-1"))
+    stale_before = now - timedelta(seconds=6)
+
+    def claim(worker_id: str) -> list[Delivery]:
+        return harness.db.run_sync(lambda s: SqlDeliveries(s).claim_due(
+            now=now, lease_until=now + timedelta(seconds=60), limit=10, worker_id=worker_id,
+            stale_before=stale_before))
+
+    assert claim("w-1") == []  # its own send: in flight, or its answer not yet recorded
+    [taken] = claim("w-2")
+    assert (taken.code_id, taken.resumed, taken.attempts) == (leased.code_id, True, 2)
 
 
 async def test_delivery_reports_become_statuses(harness: Harness) -> None:

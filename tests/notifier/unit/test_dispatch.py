@@ -3,9 +3,12 @@ fields, failover and pins with circuit breakers, and takeover of a silent worker
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from schemas.events import Channel, Locale
 from services.notifier.domain.circuit import CircuitState
@@ -168,3 +171,41 @@ async def test_outcomes_are_kept_while_the_database_is_away_and_recorded_after()
     assert d.statuses() == [] and d.row(event.code_id)["state"] == "sending"
     await d.dispatcher.recorder.record_pending()
     assert [s["status"] for s in d.statuses(event.code_id)] == ["sent"]
+
+
+async def test_a_worker_whose_own_heartbeat_is_late_does_not_take_its_own_sends_over() -> None:
+    d = desk(takeover_s=3)
+    event = code_issued(to="+79163330001")
+    await d.record(event)
+    now = datetime.now(UTC)
+    # its send is in flight (or its answer not yet recorded) while the database was away, so
+    # its heartbeat is late: the row is still its own, not a dead worker's
+    await d.uow.run(lambda tx: tx.deliveries.claim_due(
+        now=now, lease_until=now + timedelta(seconds=60), limit=10,
+        worker_id=d.dispatcher.worker_id, gateway="primary"))
+    d.uow.store.heartbeats[d.dispatcher.worker_id] = now - timedelta(seconds=10)
+    assert await d.dispatch() == 0
+    assert d.sms.sent == [] and d.metrics.resends.labels("sms")._value.get() == 0
+
+
+async def test_no_worker_is_taken_for_dead_right_after_the_database_was_away() -> None:
+    shared = FakeUnitOfWork()
+    silent = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=0.3)
+    alive = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=0.3)
+    event = code_issued(to="+79163330002")
+    await silent.record(event)
+    now = datetime.now(UTC)
+    await shared.run(lambda tx: tx.deliveries.claim_due(
+        now=now, lease_until=now + timedelta(seconds=60), limit=10,
+        worker_id=silent.dispatcher.worker_id, gateway="primary"))
+    shared.store.heartbeats[silent.dispatcher.worker_id] = now - timedelta(seconds=1)
+    shared.fail_next = 1  # the database is away for the alive worker too
+    with pytest.raises(ConnectionError):
+        await alive.dispatcher.step()
+    # back: the silent worker could not beat either, so it is not dead yet
+    assert await alive.dispatch() == 0
+    await asyncio.sleep(0.35)  # a whole takeover_s since, and it still has not beaten
+    shared.store.heartbeats[silent.dispatcher.worker_id] = datetime.now(UTC) - timedelta(seconds=1)
+    assert await alive.dispatch() == 1
+    assert [m.code_id for m in alive.sms.sent] == [str(event.code_id)]
+    assert alive.metrics.resends.labels("sms")._value.get() == 1
