@@ -47,6 +47,10 @@ class ServiceSpec:
     secrets: tuple[str, ...]  # keys of the secret selfcare-<name>
     optional_secrets: tuple[str, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)  # ConfigMap selfcare-<name>
+    # what the readiness probe asks: a service that takes HTTP from outside (the portal's API,
+    # the gateway's delivery reports) is ready to serve it without partitions ("/readyz/http");
+    # "/readyz" also waits for partitions, which a standby worker or a rebalance lacks
+    ready_path: str = "/readyz"
 
     @property
     def group(self) -> str:
@@ -65,7 +69,7 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
         settings={"MAX_CLOCK_SKEW_S": "300", "REGISTRATION_LINK_PROCESS": "true"},
     ),
     ServiceSpec(
-        name="recovery", port=6102, replicas=2,
+        name="recovery", port=6102, replicas=2, ready_path="/readyz/http",
         resources=Resources("1", "384Mi", "2", "768Mi"),
         secrets=("RECOVERY_DATABASE_URL", "CONTACT_KEYS", "DELIVERY_KEYS", "HASH_PEPPER",
                  "RECOVERY_API_TOKEN"),
@@ -82,7 +86,7 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
         },
     ),
     ServiceSpec(
-        name="notifier", port=6103, replicas=2,
+        name="notifier", port=6103, replicas=2, ready_path="/readyz/http",
         resources=Resources("1", "256Mi", "1", "512Mi"),
         secrets=("NOTIFIER_DATABASE_URL", "DELIVERY_KEYS", "HASH_PEPPER", "SMS_GATEWAY_TOKEN",
                  "SMS_STATUS_TOKEN"),

@@ -55,7 +55,7 @@ def deployment(svc: ServiceSpec) -> Manifest:
         "resources": svc.resources.render(),
         "startupProbe": _probe("/livez", 2, 60),
         "livenessProbe": _probe("/livez", 10, 3),
-        "readinessProbe": _probe("/readyz", 5, 2),
+        "readinessProbe": _probe(svc.ready_path, 5, 2),
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,

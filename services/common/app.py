@@ -82,6 +82,15 @@ def make_app(
         ok = all(checks.values())
         return self.json({"ready": ok, "checks": checks}, status=200 if ok else 503)
 
+    @app.page("/readyz/http")
+    async def readyz_http(self: View, request: Request) -> Response:
+        """Whether the worker can serve its HTTP routes (the portal's API, delivery reports): its
+        database answers. A standby worker without partitions, or one in a rebalance, can; the
+        load balancer in front of recovery and the notifier follows this, not ``/readyz``."""
+        checks = await ready_checks() if ready_checks is not None else {}
+        ok = all(checks.values())
+        return self.json({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
     @app.page("/metrics")
     async def prometheus(self: View, request: Request) -> Response:
         return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")

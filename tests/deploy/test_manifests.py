@@ -208,7 +208,10 @@ def test_deployments_replicas_probes_and_secrets(where: str) -> None:
         (c,) = pod["containers"]
         assert c["command"] == ["python", "-m", f"services.{svc.name}", "worker"]
         assert c["ports"] == [{"name": "web", "containerPort": svc.port, "protocol": "TCP"}]
-        assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # the services that take HTTP from outside stay behind the load balancer without
+        # partitions (a standby worker, a rebalance); registration's readiness waits for them
+        assert c["readinessProbe"]["httpGet"]["path"] == (
+            "/readyz" if svc.name == "registration" else "/readyz/http")
         assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
         assert c["securityContext"]["runAsNonRoot"] and not c["securityContext"]["allowPrivilegeEscalation"]
         assert set(c["resources"]["requests"]) == {"cpu", "memory"}

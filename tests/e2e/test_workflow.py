@@ -239,6 +239,9 @@ def test_health_and_metrics_of_every_service(stack: LocalStack) -> None:
         with urllib.request.urlopen(base + "/readyz", timeout=5) as r:
             body = json.loads(r.read())
             assert r.status == 200 and body["ready"] is True and body["checks"]["kafka_assigned"]
+        with urllib.request.urlopen(base + "/readyz/http", timeout=5) as r:
+            body = json.loads(r.read())
+            assert r.status == 200 and body == {"ready": True, "checks": {"database": True}}
         with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
             text = r.read().decode()
         for name in names:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +37,14 @@ SERVICES = ("registration", "recovery", "notifier")
 PAIRS = 20  # logins that ask twice within a second: one code, one rate_limited
 
 
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 async def test_two_workers_each_then_a_third_joins_one_stops_one_dies(
     make_stack: Callable[..., Stack], tmp_path: Path
 ) -> None:
@@ -54,6 +64,11 @@ async def test_two_workers_each_then_a_third_joins_one_stops_one_dies(
         # standby, not ready): it is alive and takes over when the others go
         await asyncio.gather(*(asyncio.to_thread(stack.add_worker, s, "/livez") for s in SERVICES))
         notes["third_alive_s"] = round(time.monotonic() - t0, 1)
+        # a third worker may get no partition (a standby: /readyz 503) but serves HTTP at once
+        thirds = [stack.workers[s][-1] for s in SERVICES]
+        notes["third_readyz"] = [await asyncio.to_thread(status, w.base_url + "/readyz") for w in thirds]
+        notes["third_readyz_http"] = [await asyncio.to_thread(status, w.base_url + "/readyz/http")
+                                      for w in thirds]
         await asyncio.gather(*(asyncio.to_thread(stack.terminate, stack.worker(s, 0)) for s in SERVICES))
         for s in SERVICES:
             stack.kill(stack.worker(s, 1))
@@ -100,6 +115,7 @@ async def test_two_workers_each_then_a_third_joins_one_stops_one_dies(
     figures["logins"] = logins
     record(tmp_path, "several-workers", figures)
 
+    assert notes["third_readyz_http"] == [200, 200, 200], notes
     assert len(live) == 2
     assert wrong == [401] * 5 and answers == [401] * len(live), figures
     assert figures["pairs_one_issued_one_rate_limited"] == PAIRS, pair_outcomes
