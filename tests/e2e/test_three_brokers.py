@@ -58,9 +58,12 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
     admin = topic_admin.admin_client(bootstrap)
     await admin.start()
     try:
-        for _ in range(50):  # every broker learns of the new topics and their configs within a moment
+        # every broker learns of the new topics, their partitions and configs within a moment
+        # (a describe that comes first may see the configs but no partition yet)
+        for _ in range(100):
             found = await topic_admin.describe(admin, [prefix + CONTRACT_LINKED])
-            if found and "min.insync.replicas" in found[prefix + CONTRACT_LINKED].configs:
+            described = found.get(prefix + CONTRACT_LINKED)
+            if described and described.partitions and "min.insync.replicas" in described.configs:
                 break
             await asyncio.sleep(0.2)
         state = found[prefix + CONTRACT_LINKED]
