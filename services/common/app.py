@@ -74,22 +74,22 @@ def make_app(
     async def livez(self: View, request: Request) -> Response:
         return self.json({"status": "alive", "service": settings.service})
 
-    @app.page("/readyz")
-    async def readyz(self: View, request: Request) -> Response:
-        checks: dict[str, bool] = {"kafka_assigned": _assigned(app)}
+    async def answer(view: View, checks: dict[str, bool]) -> Response:
         if ready_checks is not None:
             checks.update(await ready_checks())
         ok = all(checks.values())
-        return self.json({"ready": ok, "checks": checks}, status=200 if ok else 503)
+        return view.json({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        return await answer(self, {"kafka_assigned": _assigned(app)})
 
     @app.page("/readyz/http")
     async def readyz_http(self: View, request: Request) -> Response:
         """Whether the worker can serve its HTTP routes (the portal's API, delivery reports): its
         database answers. A standby worker without partitions, or one in a rebalance, can; the
         load balancer in front of recovery and the notifier follows this, not ``/readyz``."""
-        checks = await ready_checks() if ready_checks is not None else {}
-        ok = all(checks.values())
-        return self.json({"ready": ok, "checks": checks}, status=200 if ok else 503)
+        return await answer(self, {})
 
     @app.page("/metrics")
     async def prometheus(self: View, request: Request) -> Response:
