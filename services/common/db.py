@@ -56,12 +56,12 @@ def make_engine(url: str) -> Engine:
     def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
         # psycopg prepares a statement run five times, and PostgreSQL may then keep a generic
         # plan made while the tables were still empty: a sequential scan for ``= ANY(array)``
-        # lookups (``services.common.set_statements``), which got slower with every batch. A custom plan
+        # lookups (``services.common.store``), which got slower with every batch. A custom plan
         # per execution keeps the index scans.
         with dbapi_conn.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_custom_plan")
         dbapi_conn.commit()
-        # Python lists (the arrays of ``services.common.set_statements``) in binary: the text form escapes
+        # Python lists (the arrays of ``services.common.store``) in binary: the text form escapes
         # every element with a regular expression, in Python
         dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 

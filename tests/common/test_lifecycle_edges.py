@@ -15,7 +15,7 @@ from services.common.codec import header, not_in_future
 from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
 from services.common.db import add_missing_columns
 from services.common.metrics import ServiceMetrics
-from services.common.outbox import allow_tombstones, outbox_table
+from services.common.store import allow_tombstones, outbox_table
 from tests.common.test_consumer_loop import Relay, Sent
 
 

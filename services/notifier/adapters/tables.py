@@ -21,9 +21,8 @@ from sqlalchemy import (
 )
 
 from services.common.db import MigrationScripts
-from services.common.dedupe import processed_events_table
-from services.common.outbox import outbox_table
 from services.common.retention import Prunable
+from services.common.store import outbox_table, processed_events_table
 
 metadata = MetaData()
 

@@ -11,10 +11,10 @@ from typing import TypeVar
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from services.common import outbox as outbox_rows
+from services.common import store
 from services.common.codec import WireRecord
 from services.common.db import Database
-from services.common.dedupe import already_processed, mark_processed
+from services.common.store import already_processed, mark_processed
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import DeliveryState
@@ -56,15 +56,15 @@ class SqlProcessedEvents:
 
 
 class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.outbox``) and keeps the rows it
+    """Stages into the ``outbox`` table (``services.common.store``) and keeps the rows it
     staged, in order, for the unit of work to hand over once the transaction has committed."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.staged: list[outbox_rows.Staged] = []
+        self.staged: list[store.Staged] = []
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(outbox_rows.stage(self.session, outbox, topic, records))
+        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
 
 
 class SqlTransaction:
@@ -79,7 +79,7 @@ class SqlUnitOfWork:
     """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
     relay) in the database thread right after it commits, so in commit order."""
 
-    def __init__(self, *, db: Database, hand_over: outbox_rows.HandOver) -> None:
+    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
         self.db = db
         self.hand_over = hand_over
 
@@ -90,6 +90,6 @@ class SqlUnitOfWork:
 
 
 def _in_transaction(work: Callable[[Transaction], T],
-                    session: Session) -> tuple[T, list[outbox_rows.Staged]]:
+                    session: Session) -> tuple[T, list[store.Staged]]:
     tx = SqlTransaction(session)
     return work(tx), tx.outbox.staged

@@ -10,9 +10,9 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
-from services.common import dedupe
+from services.common import store
 from services.common.logins import LoginKind
-from services.common.set_statements import insert_rows
+from services.common.store import insert_rows
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
 from services.recovery.adapters.tables import (
     accounts,
@@ -61,11 +61,11 @@ def count_accounts(session: Session) -> int:
 
 
 def already_processed(session: Session, event_ids: Sequence[str]) -> set[str]:
-    return dedupe.already_processed(session, processed_events, event_ids)
+    return store.already_processed(session, processed_events, event_ids)
 
 
 def mark_processed(session: Session, event_ids: Sequence[str]) -> None:
-    dedupe.mark_processed(session, processed_events, event_ids)
+    store.mark_processed(session, processed_events, event_ids)
 
 
 def rate_history(session: Session, kind: LimitKind, subject: str, since: float,

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from services.common import outbox as outbox_rows
+from services.common import store
 from services.common.codec import WireRecord
 from services.common.db import Database, is_transient
 from services.common.logins import LoginKind
@@ -175,15 +175,15 @@ class SqlRequestLog:
 
 
 class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.outbox``) and keeps the rows it
+    """Stages into the ``outbox`` table (``services.common.store``) and keeps the rows it
     staged, in order, for the unit of work to hand over once the transaction has committed."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.staged: list[outbox_rows.Staged] = []
+        self.staged: list[store.Staged] = []
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(outbox_rows.stage(self.session, outbox, topic, records))
+        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
 
 
 def sql_repositories(session: Session, staging: SqlOutbox) -> Repositories:
@@ -199,7 +199,7 @@ class SqlUnitOfWork:
     """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
     relay) in the database thread right after it commits, so in commit order."""
 
-    def __init__(self, *, db: Database, hand_over: outbox_rows.HandOver) -> None:
+    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
         self.db = db
         self.hand_over = hand_over
 
@@ -213,6 +213,6 @@ class SqlUnitOfWork:
 
 
 def _in_transaction(work: Callable[[Repositories], T],
-                    session: Session) -> tuple[T, list[outbox_rows.Staged]]:
+                    session: Session) -> tuple[T, list[store.Staged]]:
     staging = SqlOutbox(session)
     return work(sql_repositories(session, staging)), staging.staged

@@ -12,11 +12,10 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
-from services.common import outbox as outbox_rows
+from services.common import store
 from services.common.codec import WireRecord
 from services.common.db import Database
-from services.common.dedupe import already_processed, mark_processed
-from services.common.set_statements import insert_rows, one_of
+from services.common.store import already_processed, insert_rows, mark_processed, one_of
 from services.registration.adapters.tables import (
     accounts,
     erasures,
@@ -34,7 +33,7 @@ class SqlAccountRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
-        self.staged: list[outbox_rows.Staged] = []  # outbox rows of this transaction, in order
+        self.staged: list[store.Staged] = []  # outbox rows of this transaction, in order
 
     def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         return {uuid.UUID(e) for e in already_processed(self.session, processed_events, event_ids)}
@@ -110,14 +109,14 @@ class SqlAccountRepository:
                  "erased_at": m.erased_at, "recorded_at": stamp} for m in markers])
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(outbox_rows.stage(self.session, outbox, topic, records))
+        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
 
 
 class SqlUnitOfWork:
     """One batch = one ``Database.run`` = one transaction in the database thread; the outbox rows
     it staged are handed over (to the relay) right after it commits."""
 
-    def __init__(self, *, db: Database, hand_over: outbox_rows.HandOver) -> None:
+    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
         self.db = db
         self.hand_over = hand_over
 
@@ -128,7 +127,7 @@ class SqlUnitOfWork:
 
 
 def in_transaction(work: Callable[[AccountRepository], T],
-                   session: Session) -> tuple[T, list[outbox_rows.Staged]]:
+                   session: Session) -> tuple[T, list[store.Staged]]:
     """``work`` on a repository bound to ``session``, and the outbox rows it staged."""
     repo = SqlAccountRepository(session)
     return work(repo), repo.staged

@@ -15,7 +15,7 @@ import faust
 
 from services.common.db import Database
 from services.common.ops_http import OpsError, register_ops_routes, text_field
-from services.common.outbox import HandOver
+from services.common.store import HandOver
 from services.registration.service_layer.identify import IdentifyCommand, IdentifyHolder, Verdict
 from services.registration.service_layer.reseal import ResealAccounts
 from services.registration.settings import RegistrationSettings

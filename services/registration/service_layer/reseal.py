@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from schemas.topics import ACCOUNT_CHANGED
-from services.common import outbox
+from services.common import store
 from services.common.crypto import DecryptError, Keyring, contact_aad
 from services.common.db import Database
 from services.registration.adapters import support_repository as repo
@@ -44,7 +44,7 @@ class ResealReport:
 
 
 class ResealAccounts:
-    def __init__(self, *, db: Database, keyring: Keyring, hand_over: outbox.HandOver, flush: Any,
+    def __init__(self, *, db: Database, keyring: Keyring, hand_over: store.HandOver, flush: Any,
                  chunk: int = 200) -> None:
         self.db, self.keyring, self.chunk = db, keyring, chunk
         self.hand_over, self.flush = hand_over, flush  # the relay's: rows committed, then sent
@@ -67,7 +67,7 @@ class ResealAccounts:
         return report
 
     def _one_chunk(self, session: Session, *, after: uuid.UUID | None
-                   ) -> tuple[int, int, int, uuid.UUID | None, list[outbox.Staged]]:
+                   ) -> tuple[int, int, int, uuid.UUID | None, list[store.Staged]]:
         found = repo.accounts_after(session, after, self.chunk)
         changed: list[Account] = []
         bad = 0
@@ -84,7 +84,7 @@ class ResealAccounts:
                 account.version += 1
                 changed.append(account)
         repo.save_sealed(session, changed)
-        staged = outbox.stage(session, outbox_table, ACCOUNT_CHANGED,
+        staged = store.stage_outbox(session, outbox_table, ACCOUNT_CHANGED,
                               [account_changed(a) for a in changed])
         return len(found), len(changed), bad, found[-1].account_id if found else None, staged
 

@@ -15,7 +15,7 @@ from services.common.consumer_loop import Inbound, InOrder, RawRecord
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
-from services.common.outbox import Staged
+from services.common.store import Staged
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
 from services.recovery.adapters.unit_of_work import SqlUnitOfWork

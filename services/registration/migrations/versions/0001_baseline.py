@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from services.common.db import complete_schema
-from services.common.outbox import allow_tombstones
+from services.common.store import allow_tombstones
 
 revision = "0001"
 down_revision = None
