@@ -21,12 +21,12 @@ from services.registration.adapters.linking import InProcessLinker, ProcessLinke
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS, outbox, prunable
-from services.registration.entrypoints.agents import register_agents
-from services.registration.entrypoints.messages import (
+from services.registration.entrypoints.agents import (
     ContractHandlers,
     InboundContractErased,
     InboundContractLinked,
     InboundContractTerminated,
+    register_agents,
 )
 from services.registration.entrypoints.ops_http import register_ops
 from services.registration.settings import RegistrationSettings

@@ -18,7 +18,7 @@ from services.common.settings import ConfigError
 from services.notifier.settings import NotifierSettings
 from services.recovery.settings import RecoverySettings
 from services.registration.adapters.protection import KeyringProtector
-from services.registration.entrypoints.messages import to_link
+from services.registration.entrypoints.agents import to_link
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.settings import RegistrationSettings
 from tests.recovery.builders import POLICY, inbound, request

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from schemas.events import EVENT_TYPES, Event
 from services.common.codec import DecodeError, decode, encode
 from services.common.logins import InvalidLogin, normalise_mobile, normalise_personal_account
-from services.registration.entrypoints.messages import InboundContractLinked, InboundContractTerminated
+from services.registration.entrypoints.agents import InboundContractLinked, InboundContractTerminated
 
 DECODED: list[type[Event]] = [*EVENT_TYPES.values(), InboundContractLinked, InboundContractTerminated]
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

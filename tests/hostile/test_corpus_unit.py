@@ -24,7 +24,7 @@ from schemas.topics import (
 from services.common.codec import WireRecord
 from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
 from services.common.metrics import ServiceMetrics
-from services.registration.entrypoints.messages import (
+from services.registration.entrypoints.agents import (
     InboundContractErased,
     InboundContractLinked,
     InboundContractTerminated,

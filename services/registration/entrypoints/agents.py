@@ -1,20 +1,123 @@
-"""The faust agents: one per inbound topic (linked, terminated, erased), each body a single
-``BatchRunner.run``."""
+"""The edge of registration: wire events in, commands out, handlers called, outcomes counted;
+and the faust agents, one per inbound topic (linked, terminated, erased), each body a single
+``BatchRunner.run``.
+
+The inbound models are the public ones with one stricter field: a contract number must look
+like one (letters, digits, ``-``, ``/``, ``.``), so a blank or control-character contract
+number is a malformed record (DLQ), not an account.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 import faust
+from prometheus_client import Counter as PromCounter
+from pydantic import Field
 
+from schemas.events import ContractErased, ContractLinked, ContractTerminated, utc_now
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
-from services.common.consumer_loop import BatchRunner
-from services.registration.entrypoints.messages import (
-    InboundContractErased,
-    InboundContractLinked,
-    InboundContractTerminated,
-)
+from services.common.consumer_loop import BatchRunner, Finish, Inbound
+from services.registration.domain.commands import EraseContract, LinkContract, TerminateContract
+from services.registration.domain.model import Outcome, Protector
+from services.registration.service_layer.erase_contract import erase_contracts
+from services.registration.service_layer.ports import Linker, UnitOfWork
+from services.registration.service_layer.terminate_contract import terminate_contracts
 from services.registration.settings import RegistrationSettings
+
+ContractNumber = Annotated[
+    str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z][0-9A-Za-z/._-]*$")
+]
+
+
+class InboundContractLinked(ContractLinked):
+    contract_number: ContractNumber
+
+
+class InboundContractTerminated(ContractTerminated):
+    contract_number: ContractNumber
+
+
+class InboundContractErased(ContractErased):
+    contract_number: ContractNumber
+
+
+def to_link(event: ContractLinked) -> LinkContract:
+    s = event.subscriber
+    return LinkContract(
+        event_id=event.event_id, occurred_at=event.occurred_at,
+        contract_number=event.contract_number, personal_account=event.personal_account,
+        tv_product=event.tv_product, full_name=s.full_name, mobile=s.mobile, email=s.email,
+        passport_series=s.passport.series, passport_number=s.passport.number,
+        mobile_active=event.mobile_active,
+    )
+
+
+def to_termination(event: ContractTerminated) -> TerminateContract:
+    return TerminateContract(
+        event_id=event.event_id, occurred_at=event.occurred_at, contract_number=event.contract_number
+    )
+
+
+def to_erasure(event: ContractErased) -> EraseContract:
+    return EraseContract(
+        event_id=event.event_id, occurred_at=event.occurred_at, contract_number=event.contract_number
+    )
+
+
+class ContractHandlers:
+    """The three batch handlers the agents' ``BatchRunner``s call.
+
+    An event dated more than ``max_clock_skew_s`` after ``clock()`` is refused
+    (``invalid_event_time``): it would win against every later real event of its contract."""
+
+    def __init__(
+        self, *, uow: UnitOfWork, protector: Protector, linker: Linker, outcomes: PromCounter,
+        max_clock_skew_s: float = 300, clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.uow = uow
+        self.protector = protector
+        self.linker = linker
+        self.outcomes = outcomes
+        self.max_clock_skew = timedelta(seconds=max_clock_skew_s)
+        self.clock = clock
+
+    def not_after(self) -> datetime:
+        return self.clock() + self.max_clock_skew
+
+    async def contracts_linked(self, items: list[Inbound[InboundContractLinked]]) -> Finish:
+        """Hands the batch to the linker and returns the wait for its transaction as the
+        completion, so the runner takes the next batch meanwhile. The linker runs transactions
+        in the order asked for; the rules are order-safe anyway (``occurred_at`` decides)."""
+        commands = [to_link(i.event) for i in items]
+        not_after = self.not_after()
+        started = [asyncio.ensure_future(self.linker.link(commands, not_after))]
+
+        async def transaction() -> None:
+            # a retry (the database was away) asks the linker again
+            running = started.pop() if started else asyncio.ensure_future(
+                self.linker.link(commands, not_after))
+            self._count("link", await running)
+
+        return transaction
+
+    async def contracts_terminated(self, items: list[Inbound[InboundContractTerminated]]) -> None:
+        commands = [to_termination(item.event) for item in items]
+        self._count("terminate", await terminate_contracts(
+            commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
+
+    async def contracts_erased(self, items: list[Inbound[InboundContractErased]]) -> None:
+        commands = [to_erasure(item.event) for item in items]
+        self._count("erase", await erase_contracts(
+            commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
+
+    def _count(self, command: str, outcomes: Counter[Outcome]) -> None:
+        for outcome, n in outcomes.items():
+            self.outcomes.labels(command, outcome.value).inc(n)
 
 
 def register_agents(

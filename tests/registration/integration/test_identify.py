@@ -21,7 +21,7 @@ from services.common.db import Database, migrate
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS
-from services.registration.entrypoints.messages import to_link
+from services.registration.entrypoints.agents import to_link
 from services.registration.service_layer.identify import (
     IdentifyCommand,
     IdentifyHolder,

@@ -21,7 +21,7 @@ from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import accounts, erasures, outbox, processed_events, prunable
 from services.registration.domain.model import Outcome
-from services.registration.entrypoints.messages import to_erasure, to_link, to_termination
+from services.registration.entrypoints.agents import to_erasure, to_link, to_termination
 from services.registration.service_layer.erase_contract import erase_contracts
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts

@@ -25,7 +25,7 @@ from services.common.store import Staged
 from services.registration.adapters.linking import InProcessLinker, LinkFailed, ProcessLinker
 from services.registration.adapters.tables import MIGRATIONS, accounts, outbox
 from services.registration.domain.model import Outcome
-from services.registration.entrypoints.messages import to_link
+from services.registration.entrypoints.agents import to_link
 from tests.registration.events import linked, not_after
 
 BATCH = [

@@ -19,7 +19,7 @@ from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import accounts, outbox, processed_events
 from services.registration.domain.model import Outcome
-from services.registration.entrypoints.messages import to_link, to_termination
+from services.registration.entrypoints.agents import to_link, to_termination
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts
 from tests.registration.events import linked, not_after, terminated

@@ -13,7 +13,7 @@ from schemas.events import AccountChanged, AccountStatus, ContractLinked
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.domain.model import Account
 from services.registration.domain.validation import normalise_link
-from services.registration.entrypoints.messages import to_link
+from services.registration.entrypoints.agents import to_link
 from services.registration.service_layer.outbound import account_changed
 from tests.registration.events import linked
 

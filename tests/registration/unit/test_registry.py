@@ -11,7 +11,7 @@ from services.common.crypto import Keyring, contact_aad
 from services.common.logins import LoginKind, login_key
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.domain.model import Outcome
-from services.registration.entrypoints.messages import to_link, to_termination
+from services.registration.entrypoints.agents import to_link, to_termination
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts
 from tests.registration.events import linked, not_after, terminated

@@ -11,7 +11,7 @@ from email_validator import EmailNotValidError, validate_email
 from schemas.events import ContractLinked, ContractRejectReason
 from services.common.logins import LoginKind
 from services.registration.domain.validation import LinkRejected, normalise_email, normalise_link
-from services.registration.entrypoints.messages import InboundContractLinked, to_link
+from services.registration.entrypoints.agents import InboundContractLinked, to_link
 from tests.registration.events import linked
 
 
