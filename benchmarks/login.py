@@ -43,7 +43,7 @@ from services.recovery.adapters.tables import MIGRATIONS
 from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Policy
-from services.recovery.entrypoints.messages import project_account
+from services.recovery.entrypoints.agents import project_account
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts

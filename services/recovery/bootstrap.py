@@ -25,14 +25,14 @@ from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
 from services.recovery.adapters.unit_of_work import SqlUnitOfWork
-from services.recovery.entrypoints.agents import register_agents
-from services.recovery.entrypoints.http import HttpConfig, register_http
-from services.recovery.entrypoints.messages import (
+from services.recovery.entrypoints.agents import (
     RouteRequests,
     on_account_changes,
     on_code_requests,
     on_tombstones,
+    register_agents,
 )
+from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.entrypoints.ops_http import register_ops
 from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
