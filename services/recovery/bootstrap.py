@@ -34,11 +34,10 @@ from services.recovery.entrypoints.agents import (
 )
 from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.entrypoints.ops_http import register_ops
-from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
+from services.recovery.service_layer.codes import IssueCodes, IssueConfig, RequestCode
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import Clock, SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
-from services.recovery.service_layer.request_code import RequestCode
 from services.recovery.service_layer.support_view import ViewLogin
 from services.recovery.settings import RecoverySettings
 

@@ -23,7 +23,7 @@ from services.common.consumer_loop import BatchRunner, Decide, Decided, Inbound,
 from services.common.crypto import Keyring
 from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
 from services.recovery.domain.model import route_key
-from services.recovery.service_layer.issue_codes import IssueCodes, Unwritten
+from services.recovery.service_layer.codes import IssueCodes, Unwritten
 from services.recovery.settings import RecoverySettings
 
 # --- Agents ----------------------------------------------------------------------------------

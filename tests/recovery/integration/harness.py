@@ -22,7 +22,7 @@ from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Policy
 from services.recovery.entrypoints.agents import on_account_changes, on_code_requests, on_tombstones
-from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig, Unwritten
+from services.recovery.service_layer.codes import IssueCodes, IssueConfig, Unwritten
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from tests.recovery.builders import POLICY, inbound
