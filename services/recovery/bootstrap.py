@@ -22,9 +22,9 @@ from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
-from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.entrypoints.agents import (
     RouteRequests,
     on_account_changes,
