@@ -32,18 +32,18 @@ from benchmarks.recovery import BENCH_KEYS, accounts
 from services.common.crypto import Keyring
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
-from services.recovery.adapters import credentials
+from services.recovery.adapters import repository
 from services.recovery.adapters.argon2_threads import (
     ThreadPoolHasher,
     hash_password,
     verify_password,
 )
 from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS
-from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Policy
-from services.recovery.entrypoints.messages import project_account
+from services.recovery.entrypoints.agents import project_account
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
@@ -82,8 +82,8 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
 
         def store(session: object) -> None:
             for event, hash_ in zip(events, hashes, strict=True):
-                credentials.set_password(session, str(event.account_id), hash_,  # type: ignore[arg-type]
-                                         time.time())
+                repository.set_password(session, str(event.account_id), hash_,  # type: ignore[arg-type]
+                                        time.time())
 
         await db.run(store)  # type: ignore[arg-type]
         await hasher.warm_up()

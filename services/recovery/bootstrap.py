@@ -22,23 +22,22 @@ from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository
 from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
-from services.recovery.adapters.unit_of_work import SqlUnitOfWork
-from services.recovery.entrypoints.agents import register_agents
-from services.recovery.entrypoints.http import HttpConfig, register_http
-from services.recovery.entrypoints.messages import (
+from services.recovery.entrypoints.agents import (
     RouteRequests,
     on_account_changes,
     on_code_requests,
     on_tombstones,
+    register_agents,
 )
+from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.entrypoints.ops_http import register_ops
-from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig
+from services.recovery.service_layer.codes import IssueCodes, IssueConfig, RequestCode
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.ports import Clock, SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
-from services.recovery.service_layer.request_code import RequestCode
 from services.recovery.service_layer.support_view import ViewLogin
 from services.recovery.settings import RecoverySettings
 

@@ -1,26 +1,251 @@
-"""SQL for recovery's tables, support's ``request_log`` included (see ``support_tables``); every
-function runs inside the caller's transaction."""
+"""Recovery's unit of work and its ``Sql*`` repositories over SQLAlchemy Core, in one module.
+
+- **Unit of work** (``SqlUnitOfWork``): one ``Database.run`` = one transaction in the database
+  thread; the outbox rows it staged are handed over (to the relay) right after it commits.
+- **Repositories** (``Sql*``): the service layer's ports, each over the SQL functions below.
+- **SQL**, every function inside the caller's transaction: the decision's queries (accounts by
+  login key, processed events, rate events, codes), support's ``request_log`` (see
+  ``support_tables``), the counters every worker shares, logins, and the accounts projection.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
 from services.common import store
+from services.common.codec import WireRecord
+from services.common.db import Database, is_transient
 from services.common.logins import LoginKind
 from services.common.store import insert_rows
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
 from services.recovery.adapters.tables import (
     accounts,
     codes,
+    counters,
+    credentials,
+    login_failures,
+    outbox,
     processed_events,
     rate_events,
 )
-from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest
+from services.recovery.domain.commands import ProjectAccount
+from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest, NewCode, Window
+from services.recovery.service_layer.ports import RateEvent, Repositories
+
+T = TypeVar("T")
+
+
+# --- Unit of work ----------------------------------------------------------------------------
+# A function of the service layer runs over the ``Sql*`` repositories of one session, in one
+# transaction; what it staged in the outbox goes to the relay once the transaction has committed.
+
+
+class SqlUnitOfWork:
+    """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
+    relay) in the database thread right after it commits, so in commit order."""
+
+    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
+        self.db = db
+        self.hand_over = hand_over
+
+    async def run(self, work: Callable[[Repositories], T]) -> T:
+        result, _ = await self.db.run(partial(_in_transaction, work),
+                                      after_commit=lambda done: self.hand_over(done[1]))
+        return result
+
+    def transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+
+def _in_transaction(work: Callable[[Repositories], T],
+                    session: Session) -> tuple[T, list[store.Staged]]:
+    staging = SqlOutbox(session)
+    return work(sql_repositories(session, staging)), staging.staged
+
+
+def sql_repositories(session: Session, staging: SqlOutbox) -> Repositories:
+    return Repositories(
+        accounts=SqlAccounts(session), processed=SqlProcessed(session),
+        rate_events=SqlRateEvents(session), windows=SqlWindows(session),
+        failures=SqlFailureCounts(session), codes=SqlCodes(session),
+        credentials=SqlCredentials(session), request_log=SqlRequestLog(session),
+        outbox=staging)
+
+
+# --- Repositories ----------------------------------------------------------------------------
+# The ``Sql*`` adapters of the service layer's ports, each over the SQL functions below.
+
+
+def _delete_in(session: Session, column: Any, values: Collection[str]) -> None:
+    if values:
+        session.execute(delete(column.table).where(column.in_(sorted(values))))
+
+
+class SqlAccounts:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def by_keys(self, keys: Iterable[Mapping[LoginKind, str]]) -> list[Account]:
+        return accounts_by_keys(self.session, keys)
+
+    def epochs(self, account_ids: Collection[str]) -> dict[str, tuple[int, int, int]]:
+        return epochs(self.session, account_ids)
+
+    def insert(self, accounts: Sequence[ProjectAccount], now: float) -> None:
+        insert_accounts(self.session, accounts, now)
+
+    def update(self, account: ProjectAccount, now: float) -> None:
+        update_account(self.session, account, now)
+
+    def by_ids(self, account_ids: Collection[str]) -> list[Account]:
+        rows = self.session.execute(
+            select(accounts).where(accounts.c.account_id.in_(sorted(account_ids))))
+        return [account_of(r) for r in rows]
+
+    def delete(self, account_ids: Collection[str]) -> None:
+        delete_accounts(self.session, account_ids)
+
+
+class SqlProcessed:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def seen(self, event_ids: Collection[str]) -> set[str]:
+        return already_processed(self.session, list(event_ids)) if event_ids else set()
+
+    def mark(self, event_ids: Collection[str]) -> None:
+        mark_processed(self.session, list(event_ids))
+
+
+class SqlRateEvents:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def history(self, kind: LimitKind, subject: str, since: float, newest: int) -> list[float]:
+        return rate_history(self.session, kind, subject, since, newest)
+
+    def add(self, events: Iterable[RateEvent]) -> None:
+        add_rate_events(self.session, events)
+
+    def prune(self, before: float) -> None:
+        prune_rate_events(self.session, before)
+
+    def delete_subjects(self, subjects: Collection[str]) -> None:
+        _delete_in(self.session, rate_events.c.subject, subjects)
+
+
+class SqlWindows:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def take(self, subject: str, window: Window, now: float) -> int | None:
+        return take(self.session, subject, window, now)
+
+    def prune(self, before: float) -> None:
+        prune(self.session, before)
+
+    def delete_subjects(self, subjects: Collection[str]) -> None:
+        _delete_in(self.session, counters.c.subject, subjects)
+
+
+class SqlFailureCounts:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float) -> int | None:
+        return reserve(self.session, subject, limit=limit, lock_s=lock_s, now=now)
+
+    def release(self, subject: str, place: int, *, limit: int) -> None:
+        release(self.session, subject, place, limit=limit)
+
+    def touch(self, subject: str, *, now: float) -> None:
+        touch(self.session, subject, now=now)
+
+    def failures(self, subject: str) -> tuple[int, float | None]:
+        return failures(self.session, subject)
+
+    def delete_subjects(self, subjects: Collection[str]) -> None:
+        _delete_in(self.session, login_failures.c.subject, subjects)
+
+
+class SqlCodes:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, codes: Sequence[NewCode]) -> None:
+        add_codes(self.session, [
+            {**vars(c), "status": c.status.value, "channel": c.channel.value} for c in codes])
+
+    def newest_pending(self, account_id: str, now: float) -> tuple[str, str] | None:
+        return newest_pending(self.session, account_id, now)
+
+    def activate(self, code_id: str, now: float) -> tuple[str, str, str] | None:
+        return activate_code(self.session, code_id, now)
+
+    def void_pending(self, account_id: str, *, except_code: str | None = None) -> None:
+        void_pending(self.session, account_id, except_code=except_code)
+
+    def expire(self, now: float) -> None:
+        expire_codes(self.session, now)
+
+    def delete_for(self, account_ids: Collection[str]) -> None:
+        _delete_in(self.session, codes.c.account_id, account_ids)
+
+
+class SqlCredentials:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def current(self, account_id: str) -> str | None:
+        return current_password(self.session, account_id)
+
+    def set(self, account_id: str, hash_: str, now: float) -> None:
+        set_password(self.session, account_id, hash_, now)
+
+    def delete_for(self, account_ids: Collection[str]) -> None:
+        _delete_in(self.session, credentials.c.account_id, account_ids)
+
+
+class SqlRequestLog:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def record(self, entries: Sequence[LoggedRequest]) -> None:
+        log_requests(self.session, entries)
+
+    def prune(self, login_keys: Collection[str], now: float) -> None:
+        prune_request_log(self.session, login_keys, now)
+
+    def last(self, login_key: str) -> list[LoggedRequest]:
+        return [LoggedRequest(**{f: getattr(row, f) for f in LoggedRequest.__dataclass_fields__})
+                for row in last_requests(self.session, login_key)]
+
+    def delete_for(self, account_ids: Collection[str]) -> None:
+        _delete_in(self.session, request_log.c.account_id, account_ids)
+
+
+class SqlOutbox:
+    """Stages into the ``outbox`` table (``services.common.store``) and keeps the rows it
+    staged, in order, for the unit of work to hand over once the transaction has committed."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.staged: list[store.Staged] = []
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
+
+
+# --- SQL of the decision ---------------------------------------------------------------------
+# Accounts by login key, processed events, rate events and codes.
 
 
 def account_of(row: Any) -> Account:
@@ -116,6 +341,10 @@ def expire_codes(session: Session, now: float) -> None:
                     .values(status=CodeStatus.EXPIRED.value))
 
 
+# --- Support's request log -------------------------------------------------------------------
+# ``request_log`` (see ``support_tables``): written with the decisions, read by support's view.
+
+
 def log_requests(session: Session, entries: Sequence[LoggedRequest]) -> None:
     insert_rows(session, request_log, [vars(e) for e in entries])
 
@@ -136,3 +365,193 @@ def last_requests(session: Session, login_key: str, limit: int = KEEP_PER_LOGIN)
     query = (select(request_log).where(request_log.c.login_key == login_key)
              .order_by(request_log.c.id.desc()).limit(limit))
     return list(session.execute(query))
+
+
+# --- Shared counters -------------------------------------------------------------------------
+# Counters that every worker shares, each changed by one atomic statement.
+#
+# * ``take``: fixed-window event counts (logins per client address, codes per account a day, the
+#   hourly SMS budget). One ``INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING``: a row comes
+#   back only when the event fits, so simultaneous callers, on one worker or on several sharing
+#   PostgreSQL, can never take more than the window allows.
+# * ``reserve`` / ``release``: the lock-out counts of failed logins (see ``log_in``). An attempt
+#   reserves its place before any hashing; it is allowed only while fewer than ``limit`` places
+#   are taken and no lock stands, and the place that reaches ``limit`` sets the lock. Nothing is
+#   written when a guess turns out wrong (its place stays taken); a success gives back its own
+#   place and every earlier one, never a later one, so it cannot erase a lock that later failures
+#   made. ``touch``: the same upsert, taking no place.
+#
+# Both dialects run the same statement: SQLite ≥ 3.35 and PostgreSQL share the upsert syntax.
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+
+
+def take(session: Session, subject: str, window: Window, now: float) -> int | None:
+    """Count one event of ``subject`` if its window has room: ``None``; otherwise the seconds
+    until the window ends."""
+    if window.max_events <= 0 or window.window_s <= 0:
+        return None
+    c = counters.c
+    expired = c.window_end <= now
+    stmt = _insert(session, counters).values(subject=subject, count=1,
+                                              window_end=now + window.window_s)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[c.subject],
+        set_={"count": case((expired, 1), else_=c.count + 1),
+              "window_end": case((expired, now + window.window_s), else_=c.window_end)},
+        where=or_(expired, c.count < window.max_events),
+    ).returning(c.count)
+    if session.execute(stmt).first() is not None:
+        return None
+    ends = session.execute(select(c.window_end).where(c.subject == subject)).scalar_one()
+    return max(1, math.ceil(ends - now))
+
+
+def prune(session: Session, before: float) -> None:
+    session.execute(counters.delete().where(counters.c.window_end < before))
+
+
+def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: float,
+           now: float, guarded: bool) -> int | None:
+    """The one upsert behind ``reserve`` (``step`` 1, ``guarded``: only while a place is free)
+    and ``touch`` (``step`` 0, unguarded: the row stays as it is)."""
+    f = login_failures.c
+    expired = and_(f.locked_until.is_not(None), f.locked_until <= now)
+    placed = case((expired, step), else_=f.failures + step)
+    until = now + lock_s
+    stmt = _insert(session, login_failures).values(
+        subject=subject, failures=step, locked_until=until if step >= limit else None,
+        touched_at=now)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[f.subject],
+        set_={"failures": placed,
+              "locked_until": case((placed >= limit, literal(until)), (expired, None),
+                                   else_=f.locked_until),
+              "touched_at": now},
+        where=or_(expired, and_(f.locked_until.is_(None), f.failures < limit)) if guarded
+        else literal(True),
+    ).returning(f.failures)
+    row = session.execute(stmt).first()
+    return None if row is None else int(row.failures)
+
+
+def reserve(session: Session, subject: str, *, limit: int, lock_s: float,
+            now: float) -> int | None:
+    """Take the next place in ``subject``'s failure count: its number (1 = first), or ``None``
+    when the subject is locked or every place is taken by attempts still being verified."""
+    return _count(session, subject, step=1, limit=limit, lock_s=lock_s, now=now, guarded=True)
+
+
+def release(session: Session, subject: str, place: int, *, limit: int) -> None:
+    """A success at ``place``: it and every earlier place are given back; later ones stay."""
+    f = login_failures.c
+    session.execute(update(login_failures).where(f.subject == subject).values(
+        failures=case((f.failures > place, f.failures - place), else_=0),
+        locked_until=case((f.failures - place >= limit, f.locked_until), else_=None),
+    ))
+
+
+def touch(session: Session, subject: str, *, now: float) -> None:
+    """The statement ``reserve`` runs, taking no place: a refused attempt runs it on the login
+    in place of its reservation, so a lock does not show in the time of the answer."""
+    _count(session, subject, step=0, limit=2**31 - 1, lock_s=0, now=now, guarded=False)
+
+
+def failures(session: Session, subject: str) -> tuple[int, float | None]:
+    row = session.execute(select(login_failures).where(login_failures.c.subject == subject)).first()
+    return (0, None) if row is None else (row.failures, row.locked_until)
+
+
+# --- Logins ----------------------------------------------------------------------------------
+# SQL of logins: current passwords, pending codes, activation (failure counts: the shared counters
+# above).
+
+
+def newest_pending(session: Session, account_id: str, now: float) -> tuple[str, str] | None:
+    """(code_id, hash) of the account's newest pending code that has not expired."""
+    row = session.execute(
+        select(codes.c.code_id, codes.c.hash)
+        .where(codes.c.account_id == account_id, codes.c.status == CodeStatus.PENDING.value,
+               codes.c.expires_at > now)
+        .order_by(codes.c.created_at.desc()).limit(1)
+    ).first()
+    return None if row is None else (row.code_id, row.hash)
+
+
+def activate_code(session: Session, code_id: str, now: float) -> tuple[str, str, str] | None:
+    """Mark a pending, unexpired code active: (account id, hash, locale of the request). One
+    conditional update: of simultaneous logins with that code, one activates it."""
+    row = session.execute(
+        update(codes).where(codes.c.code_id == code_id, codes.c.status == CodeStatus.PENDING.value,
+                            codes.c.expires_at > now)
+        .values(status=CodeStatus.ACTIVE.value)
+        .returning(codes.c.account_id, codes.c.hash, codes.c.locale)
+    ).first()
+    if row is None:
+        return None
+    return str(row.account_id), str(row.hash), str(row.locale or "ru")
+
+
+def current_password(session: Session, account_id: str) -> str | None:
+    row = session.execute(select(credentials.c.password_hash)
+                          .where(credentials.c.account_id == account_id)).first()
+    return None if row is None else row.password_hash
+
+
+def set_password(session: Session, account_id: str, hash_: str, now: float) -> None:
+    updated = session.execute(update(credentials).where(credentials.c.account_id == account_id)
+                              .values(password_hash=hash_, updated_at=now))
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        session.execute(credentials.insert().values(account_id=account_id, password_hash=hash_,
+                                                    updated_at=now))
+
+
+# --- The accounts projection -----------------------------------------------------------------
+# SQL of the accounts projection (the decisions are in ``service_layer.project_accounts``).
+
+
+def _row(change: ProjectAccount, now: float) -> dict[str, Any]:
+    return {
+        "contract_number": change.contract_number,
+        "status": change.status.value,
+        "tv_product": change.tv_product.value,
+        "login_key_mobile": change.login_key_mobile,
+        "login_key_personal_account": change.login_key_personal_account,
+        "sms_usable": change.sms_usable,
+        "email_usable": change.email_usable,
+        "mobile_enc": change.mobile_enc,
+        "mobile_masked": change.mobile_masked,
+        "email_enc": change.email_enc,
+        "email_masked": change.email_masked,
+        "version": change.version,
+        "updated_at": now,
+        "holder_epoch": change.holder_epoch,
+        "contacts_epoch": change.contacts_epoch,
+    }
+
+
+def epochs(session: Session, account_ids: Collection[str]) -> dict[str, tuple[int, int, int]]:
+    if not account_ids:
+        return {}
+    c = accounts.c
+    rows = session.execute(select(c.account_id, c.version, c.holder_epoch, c.contacts_epoch)
+                           .where(c.account_id.in_(sorted(account_ids))))
+    return {r.account_id: (r.version, r.holder_epoch, r.contacts_epoch) for r in rows}
+
+
+def insert_accounts(session: Session, changes: Sequence[ProjectAccount], now: float) -> None:
+    if changes:
+        session.execute(accounts.insert(),
+                        [{"account_id": c.account_id, **_row(c, now)} for c in changes])
+
+
+def update_account(session: Session, change: ProjectAccount, now: float) -> None:
+    session.execute(update(accounts).where(accounts.c.account_id == change.account_id)
+                    .values(**_row(change, now)))
+
+
+def delete_accounts(session: Session, account_ids: Collection[str]) -> None:
+    session.execute(delete(accounts).where(accounts.c.account_id.in_(sorted(account_ids))))

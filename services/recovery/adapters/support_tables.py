@@ -1,6 +1,6 @@
 """Recovery's index for support: the last code requests of each login, with their outcome.
 
-Written in the same transaction as the decisions (``issue_codes``), keyed by the login's route
+Written in the same transaction as the decisions (``IssueCodes``), keyed by the login's route
 key (a keyed hash: the same for every typed form of one login), so ``selfcare-ops login`` reads
 a few rows instead of scanning topics. No contact, no typed login, no client address: ids, the
 outcome, its reason and the time. Kept bounded: at most ``KEEP_PER_LOGIN`` rows per login and

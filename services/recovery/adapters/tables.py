@@ -96,7 +96,7 @@ login_failures = Table(
     Column("touched_at", Float, nullable=True),
 )
 
-# fixed-window counts shared by workers (``adapters.counters.take``)
+# fixed-window counts shared by workers (``adapters.repository.take``)
 counters = Table(
     "counters", metadata,
     Column("subject", String(80), primary_key=True),

@@ -1,5 +1,5 @@
 """Recovery's commands: what the handlers are asked to do, built at the edge from wire records
-and HTTP bodies (``entrypoints.messages``)."""
+and HTTP bodies (``entrypoints.agents``)."""
 
 from __future__ import annotations
 

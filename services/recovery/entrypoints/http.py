@@ -33,8 +33,8 @@ from services.common.http_edge import (
     read_body,
 )
 from services.recovery.domain.commands import LogIn
+from services.recovery.service_layer.codes import RequestCode
 from services.recovery.service_layer.log_in import LogInHandler
-from services.recovery.service_layer.request_code import RequestCode
 
 log = logging.getLogger(__name__)
 

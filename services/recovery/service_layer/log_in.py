@@ -28,7 +28,7 @@ from services.common.logins import candidate_keys
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Account, Policy, resolve, route_key
-from services.recovery.service_layer import outcomes
+from services.recovery.service_layer.codes import password_changed
 from services.recovery.service_layer.ports import Clock, PasswordHasher, Repositories, UnitOfWork
 
 
@@ -148,9 +148,9 @@ class LogInHandler:
                 account_id, code_hash, locale = activated
                 repos.codes.void_pending(account_id, except_code=code_id)
                 repos.credentials.set(account_id, code_hash, now)
-                notice = outcomes.password_changed(loaded.account, code_id=code_id,
-                                                   locale=locale, contact_keyring=self.keyring,
-                                                   delivery_keyring=self.delivery_keyring)
+                notice = password_changed(loaded.account, code_id=code_id,
+                                          locale=locale, contact_keyring=self.keyring,
+                                          delivery_keyring=self.delivery_keyring)
                 if notice is not None:
                     repos.outbox.stage(PASSWORD_CHANGED, [notice])
                     noticed = True

@@ -17,12 +17,12 @@ from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.store import Staged
 from services.recovery.adapters.metrics import RecoveryMetrics
+from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
-from services.recovery.adapters.unit_of_work import SqlUnitOfWork
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Policy
-from services.recovery.entrypoints.messages import on_account_changes, on_code_requests, on_tombstones
-from services.recovery.service_layer.issue_codes import IssueCodes, IssueConfig, Unwritten
+from services.recovery.entrypoints.agents import on_account_changes, on_code_requests, on_tombstones
+from services.recovery.service_layer.codes import IssueCodes, IssueConfig, Unwritten
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from tests.recovery.builders import POLICY, inbound

@@ -9,8 +9,8 @@ import pytest
 
 from schemas.events import AccountChanged, AccountStatus, TvProduct
 from services.common.crypto import Keyring, code_aad
-from services.recovery.adapters.unit_of_work import SqlProcessed
-from services.recovery.service_layer.issue_codes import unwritten_rate_events
+from services.recovery.adapters.repository import SqlProcessed
+from services.recovery.service_layer.codes import unwritten_rate_events
 from tests.recovery.builders import inbound, mobile_of, request
 from tests.recovery.conftest import account_changed, new_mobile
 from tests.recovery.integration.harness import Harness, harness

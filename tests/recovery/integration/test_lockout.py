@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from services.common.crypto import Keyring, code_aad
-from services.recovery.adapters import counters
+from services.recovery.adapters import repository
 from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import FakeHasher, account_changed
 from tests.recovery.integration.harness import Harness, harness
@@ -179,7 +179,7 @@ async def test_counter_take_is_exact_with_two_connections(database_url: str,
     try:
         window = replace(POLICY.per_ip, max_events=25, window_s=60)
         results = await asyncio.gather(*[
-            (a if i % 2 else b).db.run(lambda s: counters.take(s, "subject", window, 1000.0))
+            (a if i % 2 else b).db.run(lambda s: repository.take(s, "subject", window, 1000.0))
             for i in range(60)])
         assert sum(r is None for r in results) == 25
         assert all(r == 60 for r in results if r is not None)

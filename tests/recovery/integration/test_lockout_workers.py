@@ -17,7 +17,7 @@ import pytest
 
 from schemas.events import Channel
 from schemas.topics import PASSWORD_CHANGED
-from services.recovery.service_layer.outcomes import notice_aad
+from services.recovery.service_layer.codes import notice_aad
 from tests.recovery.conftest import account_changed, make_keyring, new_mobile
 from tests.recovery.integration.support import (
     feed_accounts,

@@ -12,7 +12,7 @@ import pytest
 from schemas.events import Channel
 from services.common.crypto import Keyring, code_aad
 from services.recovery.domain.model import Window
-from services.recovery.service_layer.outcomes import notice_aad
+from services.recovery.service_layer.codes import notice_aad
 from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
 from tests.recovery.integration.harness import Harness, harness

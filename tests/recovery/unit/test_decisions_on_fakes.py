@@ -12,7 +12,7 @@ from schemas.events import AccountStatus
 from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.recovery.domain.commands import EraseAccount
 from services.recovery.domain.model import CodeStatus, Policy, Window, route_key
-from services.recovery.entrypoints.messages import project_account
+from services.recovery.entrypoints.agents import project_account
 from tests.recovery.builders import mobile_of
 from tests.recovery.conftest import account_changed, new_mobile
 from tests.recovery.fakes import FakeConflict, FakeDatabaseAway

@@ -18,7 +18,7 @@ FORBIDDEN = ("sqlalchemy", "faust", "aiokafka", "psycopg", "mode")
 
 
 def test_importing_the_service_layer_loads_no_database_or_kafka_library() -> None:
-    assert "services.recovery.service_layer.issue_codes" in MODULES
+    assert "services.recovery.service_layer.codes" in MODULES
     script = (f"import sys, json\nfor m in {MODULES!r}: __import__(m)\n"
               "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))")
     loaded = set(json.loads(subprocess.run([sys.executable, "-c", script], check=True,
@@ -36,7 +36,7 @@ def test_the_service_layer_imports_no_adapter_but_the_metrics() -> None:
                 imported.setdefault(path.stem, set()).update({node.module, *names})
             elif isinstance(node, ast.Import):
                 imported.setdefault(path.stem, set()).update(a.name for a in node.names)
-    assert "services.recovery.service_layer.ports" in imported["issue_codes"]
+    assert "services.recovery.service_layer.ports" in imported["codes"]
     for module, names in imported.items():
         adapters = {n for n in names if n.startswith("services.recovery.adapters")
                     and not n.startswith("services.recovery.adapters.metrics")}

@@ -9,7 +9,7 @@ from services.common.codec import WireRecord
 from services.common.consumer_loop import Inbound, RawRecord
 from services.common.crypto import Keyring
 from services.recovery.domain.model import route_key
-from services.recovery.entrypoints.messages import RouteRequests
+from services.recovery.entrypoints.agents import RouteRequests
 from tests.recovery.builders import request
 
 

@@ -4,7 +4,7 @@ their rate events (once, even if a batch is written meanwhile)."""
 from __future__ import annotations
 
 from services.recovery.domain.model import LimitKind
-from services.recovery.service_layer.issue_codes import Unwritten, in_flight, unwritten_rate_events
+from services.recovery.service_layer.codes import Unwritten, in_flight, unwritten_rate_events
 
 EVENT = (LimitKind.LOGIN, "subject", 1000.0)
 
