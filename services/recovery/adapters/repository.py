@@ -274,13 +274,6 @@ def accounts_by_keys(session: Session, keys: Iterable[Mapping[LoginKind, str]]) 
     return [account_of(r) for r in session.execute(select(accounts).where(or_(*clauses)))]
 
 
-def account_versions(session: Session, ids: Sequence[str]) -> dict[str, int]:
-    rows = session.execute(
-        select(accounts.c.account_id, accounts.c.version).where(accounts.c.account_id.in_(ids))
-    )
-    return {r.account_id: r.version for r in rows}
-
-
 def count_accounts(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(accounts)).scalar_one())
 

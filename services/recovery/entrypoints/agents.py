@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 
@@ -24,6 +24,7 @@ from services.common.crypto import Keyring
 from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
 from services.recovery.domain.model import route_key
 from services.recovery.service_layer.codes import IssueCodes, Unwritten
+from services.recovery.service_layer.ports import Sender
 from services.recovery.settings import RecoverySettings
 
 # --- Agents ----------------------------------------------------------------------------------
@@ -116,10 +117,6 @@ def on_tombstones(handle: Callable[[Sequence[EraseAccount]], Awaitable[object]]
 # stored: the records are published directly and the batch is acked once the broker has them.
 # Forwarding is deterministic, so a batch redone after a crash publishes the same records again,
 # and the deciding stage drops the copies by ``event_id``.
-
-
-class Sender(Protocol):
-    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None: ...
 
 
 def _text_headers(headers: object) -> list[tuple[str, bytes]]:
