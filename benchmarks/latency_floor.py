@@ -21,9 +21,9 @@ from typing import Any
 
 from schemas.topics import CODE_ISSUED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
+from services.common.crypto import ThreadPoolHasher
 from services.common.metrics import ServiceMetrics
 from services.common.process import tune_gc_for_workers
-from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.settings import RecoverySettings
 
 RESULTS = "floor.txt"

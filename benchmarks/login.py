@@ -29,15 +29,15 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks.recovery import BENCH_KEYS, accounts
-from services.common.crypto import Keyring
-from services.common.db import Database, migrate
-from services.common.metrics import ServiceMetrics
-from services.recovery.adapters import repository
-from services.recovery.adapters.argon2_threads import (
+from services.common.crypto import (
+    Keyring,
     ThreadPoolHasher,
     hash_password,
     verify_password,
 )
+from services.common.db import Database, migrate
+from services.common.metrics import ServiceMetrics
+from services.recovery.adapters import repository
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS

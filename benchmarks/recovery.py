@@ -38,11 +38,10 @@ from deploy import topics as topic_admin
 from schemas.events import AccountChanged, Channels, CodeRequested, Contacts, LoginKeys
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED
 from services.common.codec import encode
-from services.common.crypto import Keyring, contact_aad
+from services.common.crypto import Keyring, contact_aad, hash_password
 from services.common.faust_private import refresh_metadata
 from services.common.logins import LoginKind, login_key
 from services.common.masking import mask_phone
-from services.recovery.adapters.argon2_threads import hash_password
 from services.recovery.settings import Argon2Params
 
 ROOT = Path(__file__).resolve().parents[1]

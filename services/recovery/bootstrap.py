@@ -14,13 +14,13 @@ from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
 from services.common.codec import not_in_future
 from services.common.consumer_loop import BatchRunner
+from services.common.crypto import ThreadPoolHasher
 from services.common.db import Database, migrate
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository
-from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.rewind import rewind_topic

@@ -18,9 +18,8 @@ from dataclasses import replace
 
 import pytest
 
-from services.common.crypto import Keyring
+from services.common.crypto import Keyring, ThreadPoolHasher
 from services.common.metrics import ServiceMetrics
-from services.recovery.adapters.argon2_threads import ThreadPoolHasher
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import route_key
