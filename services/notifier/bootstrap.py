@@ -24,16 +24,14 @@ from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox, prunable
 from services.notifier.adapters.unit_of_work import SqlUnitOfWork
 from services.notifier.domain.model import RetryPolicy
-from services.notifier.entrypoints.consumer import (
+from services.notifier.entrypoints.agents import (
+    accounts_erased,
+    codes_issued,
+    erased_upstream,
     install_consumer,
     install_dispatcher,
     install_notice_consumer,
     install_tombstones,
-)
-from services.notifier.entrypoints.messages import (
-    accounts_erased,
-    codes_issued,
-    erased_upstream,
     passwords_changed,
 )
 from services.notifier.entrypoints.ops_http import register_ops

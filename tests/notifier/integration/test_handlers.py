@@ -27,7 +27,7 @@ from services.notifier.domain.commands import ApplyDeliveryReport
 from services.notifier.domain.delivery import Delivery, DeliveryUpdate, as_utc
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import RetryPolicy, SendResult
-from services.notifier.entrypoints.messages import codes_issued, to_record_code
+from services.notifier.entrypoints.agents import codes_issued, to_record_code
 from services.notifier.service_layer.delivery_reports import ReportResult, apply_delivery_report
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.metrics import NotifierMetrics
