@@ -37,13 +37,12 @@ from services.notifier.entrypoints.agents import (
 from services.notifier.entrypoints.ops_http import register_ops
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import apply_delivery_report
-from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.dispatch import FALLBACK, PRIMARY, Dispatcher, SmsRoutes
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import record_codes
 from services.notifier.service_layer.record_notices import record_notices
-from services.notifier.service_layer.sms_routes import FALLBACK, PRIMARY, SmsRoutes
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)

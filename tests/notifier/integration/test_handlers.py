@@ -29,10 +29,9 @@ from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import RetryPolicy, SendResult
 from services.notifier.entrypoints.agents import codes_issued, to_record_code
 from services.notifier.service_layer.delivery_reports import ReportResult, apply_delivery_report
-from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.dispatch import Dispatcher, SmsRoutes
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.record_codes import record_codes
-from services.notifier.service_layer.sms_routes import SmsRoutes
 from tests.notifier.support import KEYRING, FakeGateway, FakePublisher, code_issued, raw
 
 

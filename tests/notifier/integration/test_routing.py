@@ -22,8 +22,8 @@ from services.notifier.domain.circuit import CircuitState
 from services.notifier.domain.model import SendResult
 from services.notifier.domain.notices import notice_aad, notice_delivery_id
 from services.notifier.entrypoints.agents import passwords_changed
+from services.notifier.service_layer.dispatch import SmsRoutes
 from services.notifier.service_layer.record_notices import record_notices
-from services.notifier.service_layer.sms_routes import SmsRoutes
 from tests.notifier.integration.test_handlers import Harness, make_harness
 from tests.notifier.support import KEYRING, FakeGateway, code_issued
 
