@@ -19,10 +19,10 @@ from services.common.metrics import ServiceMetrics
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.common.tombstones import TombstoneRunner
+from services.notifier.adapters.repository import SqlUnitOfWork
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox, prunable
-from services.notifier.adapters.unit_of_work import SqlUnitOfWork
 from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.agents import (
     accounts_erased,

@@ -20,9 +20,8 @@ from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay
-from services.notifier.adapters.repository import SqlDeliveries
+from services.notifier.adapters.repository import SqlDeliveries, SqlUnitOfWork, SqlWorkers
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
-from services.notifier.adapters.unit_of_work import SqlUnitOfWork, SqlWorkers
 from services.notifier.domain.commands import ApplyDeliveryReport
 from services.notifier.domain.delivery import Delivery, DeliveryUpdate, as_utc
 from services.notifier.domain.messages import OutgoingMessage
