@@ -23,8 +23,7 @@ from services.common.codec import WireRecord
 from services.common.db import Database
 from services.common.store import already_processed, mark_processed
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate, NewDelivery, as_utc
-from services.notifier.domain.model import DeliveryState
+from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
 from services.notifier.service_layer.ports import Committed, Transaction
 
 T = TypeVar("T")

@@ -22,11 +22,13 @@ from typing import TypeVar
 
 from schemas.events import Gateway
 from services.common.crypto import DecryptError, Keyring, code_aad
-from services.notifier.domain.circuit import CircuitBreaker, CircuitState
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate
 from services.notifier.domain.messages import OutgoingMessage, render, render_notice
 from services.notifier.domain.model import (
+    CircuitBreaker,
+    CircuitState,
+    Delivery,
     DeliveryState,
+    DeliveryUpdate,
     FailReason,
     RetryPolicy,
     SendResult,

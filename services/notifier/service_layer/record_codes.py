@@ -21,8 +21,7 @@ from typing import Protocol
 from schemas.events import DeliveryStatus
 from schemas.topics import NOTIFICATION_STATUS
 from services.notifier.domain.commands import RecordCode
-from services.notifier.domain.delivery import Delivery, NewDelivery
-from services.notifier.domain.model import DeliveryState, FailReason
+from services.notifier.domain.model import Delivery, DeliveryState, FailReason, NewDelivery
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork, utc_now
 from services.notifier.service_layer.statuses import status_record

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from services.notifier.domain.commands import RecordNotice
-from services.notifier.domain.delivery import NewDelivery
-from services.notifier.domain.model import DeliveryState
+from services.notifier.domain.model import DeliveryState, NewDelivery
 from services.notifier.domain.notices import notice_delivery_id
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork, utc_now
 from services.notifier.service_layer.record_codes import DirectSend, Placed, Placement

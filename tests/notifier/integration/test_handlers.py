@@ -23,9 +23,8 @@ from services.common.publish import OutboxRelay
 from services.notifier.adapters.repository import SqlDeliveries, SqlUnitOfWork, SqlWorkers
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
 from services.notifier.domain.commands import ApplyDeliveryReport
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate, as_utc
 from services.notifier.domain.messages import OutgoingMessage
-from services.notifier.domain.model import RetryPolicy, SendResult
+from services.notifier.domain.model import Delivery, DeliveryUpdate, RetryPolicy, SendResult, as_utc
 from services.notifier.entrypoints.agents import codes_issued, to_record_code
 from services.notifier.service_layer.delivery_reports import ReportResult, apply_delivery_report
 from services.notifier.service_layer.dispatch import Dispatcher, SmsRoutes
