@@ -19,33 +19,30 @@ from services.common.metrics import ServiceMetrics
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.common.tombstones import TombstoneRunner
+from services.notifier.adapters.repository import SqlUnitOfWork
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox, prunable
-from services.notifier.adapters.unit_of_work import SqlUnitOfWork
 from services.notifier.domain.model import RetryPolicy
-from services.notifier.entrypoints.consumer import (
+from services.notifier.entrypoints.agents import (
+    accounts_erased,
+    codes_issued,
+    erased_upstream,
     install_consumer,
     install_dispatcher,
     install_notice_consumer,
     install_tombstones,
-)
-from services.notifier.entrypoints.messages import (
-    accounts_erased,
-    codes_issued,
-    erased_upstream,
     passwords_changed,
 )
 from services.notifier.entrypoints.ops_http import register_ops
 from services.notifier.entrypoints.webhook import install_webhook
 from services.notifier.service_layer.delivery_reports import apply_delivery_report
-from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.dispatch import FALLBACK, PRIMARY, Dispatcher, SmsRoutes
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import NotificationGateway
 from services.notifier.service_layer.record_codes import record_codes
 from services.notifier.service_layer.record_notices import record_notices
-from services.notifier.service_layer.sms_routes import FALLBACK, PRIMARY, SmsRoutes
 from services.notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from services.common.codec import WireRecord
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate, NewDelivery
-from services.notifier.domain.model import DeliveryState
+from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery
 from services.notifier.service_layer.ports import Committed, Transaction
 
 T = TypeVar("T")

@@ -1,5 +1,5 @@
 """Commands: what the notifier is asked to do, in its own terms (built at the edge from the wire
-records by ``entrypoints.messages`` and ``entrypoints.webhook``)."""
+records by ``entrypoints.agents`` and ``entrypoints.webhook``)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,24 @@
-"""Deliveries: their states, what a gateway answered, and when to try again."""
+"""The notifier's domain: deliveries and their states, what a gateway answered, when to try again,
+and a circuit breaker per SMS gateway. No database, no gateway calls.
+
+- **Deliveries**: states and failure reasons; a delivery as the service layer sees it (no ORM
+  objects leave the repository), a row as first written, what to write after an attempt.
+- **A gateway's answer**: ``SendResult``, classified (accepted / transient, definite or not /
+  permanent).
+- **Retries**: ``RetryPolicy``, backoff with jitter until the code expires.
+- **Circuit breaker**: per SMS gateway, opened by consecutive definite failures, closed by a probe.
+"""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+
+# --- Deliveries ------------------------------------------------------------------------------
 
 
 class DeliveryState(StrEnum):
@@ -16,17 +29,100 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
 
 
-class Verdict(StrEnum):
-    ACCEPTED = "accepted"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-
-
 class FailReason(StrEnum):
     EXPIRED = "expired"
     UNDECRYPTABLE = "undecryptable"
     REJECTED = "rejected"
     RETRIES_EXHAUSTED = "retries_exhausted"  # no longer given: retries last until expiry
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored in UTC); PostgreSQL returns aware ones."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Delivery:
+    code_id: str
+    request_event_id: str
+    channel: str
+    locale: str
+    destination_masked: str
+    destination_enc: str | None = field(repr=False)
+    password_enc: str | None = field(repr=False)
+    expires_at: datetime
+    state: str
+    attempts: int
+    message_id: str | None = None
+    carrier_status: str | None = None
+    kind: str = "code"  # code / notice
+    status_code_id: str | None = None  # a notice: the code id its NotificationStatus carries
+    gateway: str | None = None  # SMS: the gateway this attempt is pinned to
+    gateway_fresh: bool = False  # the pin was chosen by this attempt (no earlier call could hold it)
+    resumed: bool = False  # taken over from a worker that died while sending it
+
+    @property
+    def public_code_id(self) -> str:
+        """The ``code_id`` of its NotificationStatus."""
+        return self.status_code_id or self.code_id
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewDelivery:
+    """A delivery row as first written: queued, failed on arrival, or leased to this worker."""
+
+    code_id: str
+    request_event_id: str
+    account_id: str
+    channel: str
+    locale: str
+    destination_masked: str
+    destination_enc: str | None = field(repr=False)
+    password_enc: str | None = field(repr=False)
+    expires_at: datetime
+    state: str
+    attempts: int = 0
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    leased_by: str | None = None
+    last_error: str | None = None
+    created_at: datetime
+    kind: str = "code"
+    status_code_id: str | None = None
+    gateway: str | None = None
+
+    def as_delivery(self, *, gateway_fresh: bool = False) -> Delivery:
+        """The delivery this row describes, as a claim would hand it out."""
+        return Delivery(
+            code_id=self.code_id, request_event_id=self.request_event_id, channel=self.channel,
+            locale=self.locale, destination_masked=self.destination_masked,
+            destination_enc=self.destination_enc, password_enc=self.password_enc,
+            expires_at=self.expires_at, state=self.state, attempts=self.attempts, kind=self.kind,
+            status_code_id=self.status_code_id, gateway=self.gateway, gateway_fresh=gateway_fresh)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryUpdate:
+    """What to write to a delivery row after an attempt (or instead of one): its new state."""
+
+    code_id: str
+    attempts: int  # the attempt number this update is for (guards against a stale writer)
+    state: str
+    next_attempt_at: datetime | None = None
+    message_id: str | None = None
+    error: str | None = None
+    reason: str | None = None  # for a failed delivery, the public reason
+    gateway: str | None = None  # the pin to keep (None: free to go to either gateway next time)
+    prefix: str | None = None  # an accepted SMS: the destination's prefix
+
+
+# --- A gateway's answer ----------------------------------------------------------------------
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)
@@ -58,6 +154,9 @@ class SendResult:
         return cls(Verdict.PERMANENT, error=error)
 
 
+# --- Retries ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
     """Exponential backoff with jitter, capped; retried until the code expires, however many
@@ -84,3 +183,94 @@ class RetryPolicy:
 
 
 LAST_TRY_BEFORE_EXPIRY_S = 1.0
+
+
+# --- Circuit breaker -------------------------------------------------------------------------
+# A circuit breaker per SMS gateway (DESIGN.md "SMS gateways: failover").
+#
+# After ``failures`` consecutive definite failures (connection refused, 5xx, 429) the circuit
+# opens for ``open_s`` seconds: no call goes to that gateway. Then one probe is let through; its
+# answer decides whether the circuit closes (accepted) or opens again (anything else). A time-out
+# neither counts as a failure nor closes the circuit: it says nothing about the gateway's state.
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"  # the open time is over; one probe decides
+
+
+class CircuitBreaker:
+    def __init__(
+        self, *, failures: int = 5, open_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[CircuitState], None] | None = None,
+    ) -> None:
+        self.failures, self.open_s, self.clock = failures, open_s, clock
+        self.on_change = on_change
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> CircuitState:
+        if self._opened_at is None:
+            return CircuitState.CLOSED
+        if self.clock() - self._opened_at < self.open_s:
+            return CircuitState.OPEN
+        return CircuitState.HALF_OPEN
+
+    def available(self) -> bool:
+        """Would a call be let through now (without taking the probe)?"""
+        state = self.state
+        return state == CircuitState.CLOSED or (state == CircuitState.HALF_OPEN and not self._probing)
+
+    def acquire(self) -> bool:
+        """Take permission for one call: always when closed, once (the probe) when half-open."""
+        state = self.state
+        if state == CircuitState.CLOSED:
+            return True
+        if state == CircuitState.HALF_OPEN and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def release(self) -> None:
+        """Give back a permission that was not used for a call."""
+        self._probing = False
+
+    def reopens_in(self) -> float:
+        """Seconds until the circuit lets a probe through (0 when it would now)."""
+        if self._opened_at is None:
+            return 0.0
+        return max(0.0, self._opened_at + self.open_s - self.clock())
+
+    def record_success(self) -> None:
+        was_open = self._opened_at is not None
+        self._consecutive, self._opened_at, self._probing = 0, None, False
+        if was_open:
+            self._changed(CircuitState.CLOSED)
+
+    def record_failure(self) -> None:
+        """A definite failure."""
+        if self._probing or self.state == CircuitState.HALF_OPEN:
+            self._open()
+            return
+        if self._opened_at is not None:  # a call that started before the circuit opened
+            return
+        self._consecutive += 1
+        if self._consecutive >= self.failures:
+            self._open()
+
+    def record_inconclusive(self) -> None:
+        """A time-out: the gateway may have taken the call. A probe that times out reopens."""
+        if self._probing:
+            self._open()
+
+    def _open(self) -> None:
+        self._opened_at, self._probing, self._consecutive = self.clock(), False, 0
+        self._changed(CircuitState.OPEN)
+
+    def _changed(self, state: CircuitState) -> None:
+        if self.on_change is not None:
+            self.on_change(state)

@@ -10,7 +10,7 @@ from enum import StrEnum
 from schemas.events import DeliveryStatus
 from schemas.topics import NOTIFICATION_STATUS
 from services.notifier.domain.commands import ApplyDeliveryReport
-from services.notifier.domain.delivery import Delivery
+from services.notifier.domain.model import Delivery
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork, utc_now
 from services.notifier.service_layer.statuses import status_record

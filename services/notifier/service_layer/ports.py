@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 from typing import Generic, Protocol, TypeVar
 
 from services.common.codec import WireRecord
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate, NewDelivery
 from services.notifier.domain.messages import OutgoingMessage
-from services.notifier.domain.model import SendResult
+from services.notifier.domain.model import Delivery, DeliveryUpdate, NewDelivery, SendResult
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]

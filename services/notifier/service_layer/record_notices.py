@@ -1,12 +1,13 @@
 """Handler of ``RecordNotice``: one notice delivery per linked contact of a password change.
 
 A notice travels like a code: a delivery row (``kind`` ``notice``) added in the batch's
-transaction with the event's dedupe row, leased or queued (``placement``), sent by the dispatcher
-with the same retries, failover and leases. Its id, and so its SMS ``client_ref`` and email
-Message-ID, is derived from ``(code_id, channel)``: a re-published ``PasswordChanged`` adds
-nothing. The sealed destination is kept as received and opened only when sent (associated data
-``notice:<event_id>:<channel>``, whose event id is kept in ``request_event_id``). A notice is
-worth sending for ``ttl_s`` after the password change (then ``failed`` / ``expired``, like a code).
+transaction with the event's dedupe row, leased or queued (``Placement``, in ``record_codes``),
+sent by the dispatcher with the same retries, failover and leases. Its id, and so its SMS
+``client_ref`` and email Message-ID, is derived from ``(code_id, channel)``: a re-published
+``PasswordChanged`` adds nothing. The sealed destination is kept as received and opened only
+when sent (associated data ``notice:<event_id>:<channel>``, whose event id is kept in
+``request_event_id``). A notice is worth sending for ``ttl_s`` after the password change (then
+``failed`` / ``expired``, like a code).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from services.notifier.domain.commands import RecordNotice
-from services.notifier.domain.delivery import NewDelivery
-from services.notifier.domain.model import DeliveryState
+from services.notifier.domain.model import DeliveryState, NewDelivery
 from services.notifier.domain.notices import notice_delivery_id
-from services.notifier.service_layer.placement import DirectSend, Placed, Placement
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork, utc_now
+from services.notifier.service_layer.record_codes import DirectSend, Placed, Placement
 
 
 async def record_notices(

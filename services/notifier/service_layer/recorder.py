@@ -11,8 +11,7 @@ from datetime import datetime
 from schemas.events import DeliveryStatus
 from schemas.topics import NOTIFICATION_STATUS
 from services.common.codec import WireRecord
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate
-from services.notifier.domain.model import DeliveryState
+from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork
 from services.notifier.service_layer.statuses import status_record

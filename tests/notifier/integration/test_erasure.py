@@ -18,7 +18,7 @@ from schemas.topics import NOTIFICATION_STATUS
 from services.common.retention import DAY_S, Pruner
 from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.tables import deliveries, processed_events, prunable
-from services.notifier.entrypoints.messages import accounts_erased
+from services.notifier.entrypoints.agents import accounts_erased
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from tests.notifier.integration.test_handlers import Harness
 from tests.notifier.integration.test_handlers import harness as harness_fixture

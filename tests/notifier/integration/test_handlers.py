@@ -20,19 +20,16 @@ from services.common.consumer_loop import BatchRunner
 from services.common.db import Database, migrate
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay
-from services.notifier.adapters.repository import SqlDeliveries
+from services.notifier.adapters.repository import SqlDeliveries, SqlUnitOfWork, SqlWorkers
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
-from services.notifier.adapters.unit_of_work import SqlUnitOfWork, SqlWorkers
 from services.notifier.domain.commands import ApplyDeliveryReport
-from services.notifier.domain.delivery import Delivery, DeliveryUpdate, as_utc
 from services.notifier.domain.messages import OutgoingMessage
-from services.notifier.domain.model import RetryPolicy, SendResult
-from services.notifier.entrypoints.messages import codes_issued, to_record_code
+from services.notifier.domain.model import Delivery, DeliveryUpdate, RetryPolicy, SendResult, as_utc
+from services.notifier.entrypoints.agents import codes_issued, to_record_code
 from services.notifier.service_layer.delivery_reports import ReportResult, apply_delivery_report
-from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.dispatch import Dispatcher, SmsRoutes
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.record_codes import record_codes
-from services.notifier.service_layer.sms_routes import SmsRoutes
 from tests.notifier.support import KEYRING, FakeGateway, FakePublisher, code_issued, raw
 
 

@@ -18,12 +18,11 @@ from services.common.consumer_loop import BatchRunner, RawRecord
 from services.common.masking import mask_email, mask_phone
 from services.notifier.adapters.repository import SqlDeliveries
 from services.notifier.adapters.tables import deliveries, workers
-from services.notifier.domain.circuit import CircuitState
-from services.notifier.domain.model import SendResult
+from services.notifier.domain.model import CircuitState, SendResult
 from services.notifier.domain.notices import notice_aad, notice_delivery_id
-from services.notifier.entrypoints.messages import passwords_changed
+from services.notifier.entrypoints.agents import passwords_changed
+from services.notifier.service_layer.dispatch import SmsRoutes
 from services.notifier.service_layer.record_notices import record_notices
-from services.notifier.service_layer.sms_routes import SmsRoutes
 from tests.notifier.integration.test_handlers import Harness, make_harness
 from tests.notifier.support import KEYRING, FakeGateway, code_issued
 

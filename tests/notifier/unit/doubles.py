@@ -11,11 +11,10 @@ from schemas.events import CodeIssued
 from schemas.topics import NOTIFICATION_STATUS
 from services.common.metrics import ServiceMetrics
 from services.notifier.domain.model import RetryPolicy
-from services.notifier.entrypoints.messages import to_record_code
-from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.entrypoints.agents import to_record_code
+from services.notifier.service_layer.dispatch import Dispatcher, SmsRoutes
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.record_codes import record_codes
-from services.notifier.service_layer.sms_routes import SmsRoutes
 from tests.notifier.fakes import FakeUnitOfWork
 from tests.notifier.support import KEYRING, FakeGateway
 

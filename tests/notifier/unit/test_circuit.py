@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.notifier.domain.circuit import CircuitBreaker, CircuitState
+from services.notifier.domain.model import CircuitBreaker, CircuitState
 
 
 class Clock:

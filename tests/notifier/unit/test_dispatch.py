@@ -11,10 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.events import Channel, Locale
-from services.notifier.domain.circuit import CircuitState
-from services.notifier.domain.delivery import DeliveryUpdate
-from services.notifier.domain.model import SendResult
-from services.notifier.service_layer.sms_routes import SmsRoutes
+from services.notifier.domain.model import CircuitState, DeliveryUpdate, SendResult
+from services.notifier.service_layer.dispatch import SmsRoutes
 from tests.notifier.fakes import FakeUnitOfWork
 from tests.notifier.support import FakeGateway, code_issued
 from tests.notifier.unit.doubles import desk

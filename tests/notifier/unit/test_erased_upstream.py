@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from services.common.consumer_loop import RawRecord
 from services.notifier.domain.commands import EraseDeliveries
-from services.notifier.entrypoints.messages import erased_upstream
+from services.notifier.entrypoints.agents import erased_upstream
 
 
 def tombstone(key: bytes | None) -> RawRecord:

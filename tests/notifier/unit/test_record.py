@@ -12,9 +12,9 @@ from schemas.events import Channel, NoticeContact, PasswordChanged
 from schemas.topics import NOTIFICATION_STATUS
 from services.common.masking import mask_email, mask_phone
 from services.notifier.domain.commands import ApplyDeliveryReport, EraseDeliveries
-from services.notifier.domain.delivery import Delivery
+from services.notifier.domain.model import Delivery
 from services.notifier.domain.notices import notice_aad, notice_delivery_id
-from services.notifier.entrypoints.messages import to_record_code, to_record_notice
+from services.notifier.entrypoints.agents import to_record_code, to_record_notice
 from services.notifier.service_layer.delivery_reports import ReportResult, apply_delivery_report
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from services.notifier.service_layer.record_codes import record_codes

@@ -1,18 +1,75 @@
-"""The edge: wire records become the notifier's commands, and each inbound topic's batch goes
-to the handler named after its command."""
+"""The faust agents and the dispatcher task, and the edge where wire records become the notifier's
+commands. No business logic here.
+
+- **Agents**: CodeIssued, PasswordChanged and the account tombstones, each body a single
+  ``runner.run``; the dispatcher task starts the gateways, runs the dispatcher, closes them.
+- **The edge**: wire records become the notifier's commands, and each inbound topic's batch goes to
+  the handler named after its command.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
-from services.common.consumer_loop import Inbound, RawRecord
+from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
+from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
+from services.common.tombstones import TombstoneRunner
 from services.notifier.domain.commands import (
     EraseDeliveries,
     NoticeContact,
     RecordCode,
     RecordNotice,
 )
+from services.notifier.service_layer.dispatch import Dispatcher
+from services.notifier.service_layer.ports import NotificationGateway
+from services.notifier.settings import NotifierSettings
+
+# --- Agents and the dispatcher task ----------------------------------------------------------
+
+
+def install_consumer(app: Any, *, settings: NotifierSettings, runner: BatchRunner[CodeIssued]) -> None:
+    topic = app.topic(settings.topic(CODE_ISSUED), key_type=bytes, value_type=bytes, internal=False)
+
+    @app.agent(topic, name="notifier.code_issued")
+    async def code_issued(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_notice_consumer(
+    app: Any, *, settings: NotifierSettings, runner: BatchRunner[PasswordChanged]
+) -> None:
+    topic = app.topic(settings.topic(PASSWORD_CHANGED), key_type=bytes, value_type=bytes, internal=False)
+
+    @app.agent(topic, name="notifier.password_changed")
+    async def password_changed(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_tombstones(app: Any, *, settings: NotifierSettings, runner: TombstoneRunner) -> None:
+    """Erasures: tombstones of ``selfcare.account.changed.v1``; other values are not decoded."""
+    topic = app.topic(settings.topic(ACCOUNT_CHANGED), key_type=bytes, value_type=bytes,
+                      internal=False)
+
+    @app.agent(topic, name="notifier.account_tombstones")
+    async def account_tombstones(stream: Any) -> None:
+        await runner.run(stream)
+
+
+def install_dispatcher(app: Any, *, dispatcher: Dispatcher, gateways: Sequence[NotificationGateway]) -> None:
+    @app.task
+    async def dispatch() -> None:
+        for gateway in gateways:
+            await gateway.start()
+        try:
+            await dispatcher.run()
+        finally:
+            for gateway in gateways:
+                await gateway.close()
+
+
+# --- The edge: wire records → commands, batches → handlers -----------------------------------
 
 
 def to_record_code(event: CodeIssued) -> RecordCode:
