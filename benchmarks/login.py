@@ -35,8 +35,9 @@ from services.common.crypto import (
     hash_password,
     verify_password,
 )
-from services.common.db import Database, migrate
+from services.common.db import Database
 from services.common.metrics import ServiceMetrics
+from services.common.migrations import migrate
 from services.recovery.adapters import repository
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork

@@ -1,33 +1,61 @@
-"""SQLAlchemy engines, one transaction at a time off the event loop, and Alembic migrations.
+"""The database every service works in: SQLAlchemy engines, one transaction at a time off the
+event loop, and the tables every service keeps beside its own.
 
 Services use the synchronous ORM in one dedicated thread per database: a batch of events is
 one call, one transaction, so the event loop never blocks on I/O and SQLite never sees two
 writers from one process. ``postgresql+psycopg://`` and ``sqlite:///`` URLs both work.
+
+- **Set-based statements**: one statement per batch, cheap for the worker's CPU (``one_of``,
+  ``insert_rows``, ``insert_rows_returning_ids``; the services' repositories use them too).
+- **Processed events**: the "seen this event" record every consumer keeps, in the same
+  transaction as its work (``already_processed``, ``mark_processed``).
+- **The transactional outbox**: records to publish, written in the same transaction as the work
+  (``stage_outbox``; ``pending_outbox`` and ``delete_outbox`` for the relay).
+
+Schema migrations are in ``services.common.migrations``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
+import json
 import logging
-import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.operations import Operations
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from psycopg.types.array import ListBinaryDumper
-from sqlalchemy import Engine, MetaData, Table, create_engine, inspect, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ColumnElement,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    any_,
+    bindparam,
+    create_engine,
+    select,
+    text,
+)
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+
+from services.common.codec import WireRecord
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -56,12 +84,12 @@ def make_engine(url: str) -> Engine:
     def _postgres_session(dbapi_conn: Any, _record: Any) -> None:
         # psycopg prepares a statement run five times, and PostgreSQL may then keep a generic
         # plan made while the tables were still empty: a sequential scan for ``= ANY(array)``
-        # lookups (``services.common.store``), which got slower with every batch. A custom plan
+        # lookups (the set-based statements below), which got slower with every batch. A custom plan
         # per execution keeps the index scans.
         with dbapi_conn.cursor() as cursor:
             cursor.execute("SET plan_cache_mode = force_custom_plan")
         dbapi_conn.commit()
-        # Python lists (the arrays of ``services.common.store``) in binary: the text form escapes
+        # Python lists (the arrays of the set-based statements below) in binary: the text form escapes
         # every element with a regular expression, in Python
         dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)
 
@@ -126,133 +154,215 @@ class Database:
         self.engine.dispose()
 
 
-@dataclass(frozen=True)
-class MigrationScripts:
-    """A service's Alembic migration environment (``services/<name>/migrations``: ``env.py`` and
-    ``versions/``). The revisions, not the tables modules, say how a database reaches the schema."""
+# --- Set-based statements ------------------------------------------------------------------
+# A batch of 500 events is a handful of statements. With plain SQLAlchemy on PostgreSQL, an
+# ``IN (...)`` list or a multi-row ``INSERT ... VALUES`` is a new statement text of thousands of
+# placeholders each time, which psycopg parses in Python (no statement cache at that size). On
+# PostgreSQL these helpers send one array per column instead: ``= ANY(%(ids)s)`` and
+# ``INSERT ... SELECT * FROM unnest(...)``, the same short text every time, with the values
+# adapted by psycopg's C code. On SQLite (where the statements are cheap and bound parameters are
+# limited) they fall back to chunked ``IN`` lists and ``executemany``.
+#
+# The PostgreSQL path hands values to the driver as they are: the tables that use it hold
+# strings, bytes, numbers, booleans, UUIDs, aware datetimes and JSON (dumped here).
 
-    location: Path
-
-    def config(self, connection: Connection | None = None) -> Config:
-        config = Config()
-        config.set_main_option("script_location", str(self.location))
-        config.attributes["connection"] = connection
-        return config
-
-    def head(self) -> str:
-        head = ScriptDirectory.from_config(self.config()).get_current_head()
-        assert head is not None, f"no revision under {self.location}"
-        return head
-
-    def revisions(self) -> list[str]:
-        """Every revision, oldest first (as an upgrade from an empty database applies them)."""
-        walked = ScriptDirectory.from_config(self.config()).walk_revisions()
-        return [script.revision for script in reversed(list(walked))]
+_CHUNK = 500  # keeps SQLite's IN lists under its bound-parameter limit
 
 
-def add_missing_columns(conn: Connection, table: Table, names: Sequence[str]) -> None:
-    """``ALTER TABLE ... ADD COLUMN`` for those of ``names`` the table lacks (a ``NOT NULL``
-    column needs a ``server_default`` for the rows already there)."""
-    present = {c["name"] for c in inspect(conn).get_columns(table.name)}
-    for name in names:
-        if name in present:
-            continue
-        column = table.c[name]
-        ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} {column.type.compile(conn.dialect)}"
-        if column.server_default is not None:
-            default = column.server_default.arg  # type: ignore[attr-defined]
-            ddl += f" DEFAULT {getattr(default, 'text', default)}"
-        if not column.nullable:
-            ddl += " NOT NULL"
-        conn.execute(text(ddl))
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
 
 
-def complete_schema(op: Operations, snapshot: MetaData) -> None:
-    """Bring a database to ``snapshot`` by adding only: the tables it lacks (with their indexes)
-    and the columns its tables lack. A database made by the migration lists that came before
-    Alembic holds a subset of the schema of that time, so this takes any of them (or an empty
-    one) to it; the list's own ``schema_migrations`` table is dropped."""
-    conn = op.get_bind()
-    snapshot.create_all(conn, checkfirst=True)
-    for table in snapshot.sorted_tables:
-        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present:  # a NOT NULL one has a server default for old rows
-                op.add_column(table.name, column._copy())
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
-    if inspect(conn).has_table("schema_migrations"):
-        conn.execute(text("DROP TABLE schema_migrations"))
+def one_of(session: Session, column: Column[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
+    """Conditions ``column`` is one of ``values``, to run one query each: a single
+    ``= ANY(array)`` on PostgreSQL, chunked ``IN`` lists elsewhere; none for no values."""
+    if not values:
+        return
+    if is_postgres(session):
+        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+        return
+    for start in range(0, len(values), _CHUNK):
+        yield column.in_(values[start:start + _CHUNK])
 
 
-def current_revision(engine: Engine) -> str | None:
-    """The Alembic revision a database is at (None: never migrated by Alembic)."""
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in one statement."""
+    if not rows:
+        return
+    if not is_postgres(session):
+        session.execute(table.insert(), list(rows))
+        return
+    sql, params = _unnest_insert(session, table, rows)
+    session.connection().exec_driver_sql(sql, params)
 
 
-MIGRATION_LOCK_KEY = 0x5E1FCA4E  # pg_advisory_lock key: one migrator per database at a time
-
-
-def migrate(engine: Engine, scripts: MigrationScripts, *, to: str = "head") -> list[str]:
-    """Upgrade the database to ``to`` (the newest revision by default); returns the revisions
-    applied, oldest first (empty when it was there already).
-
-    On PostgreSQL the whole run holds an advisory lock, so that several workers starting together
-    on one database do not race to create the same tables."""
-    with _ALEMBIC:
-        return _migrate_locked(engine, scripts, to)
-
-
-# Alembic's ``context`` and ``op`` are module-wide proxies: one upgrade at a time per process
-_ALEMBIC = threading.Lock()
-
-
-def _migrate_locked(engine: Engine, scripts: MigrationScripts, to: str) -> list[str]:
-    if engine.dialect.name != "postgresql":
-        return _upgrade(engine, scripts, to)
-    with engine.connect() as lock:
-        lock.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-        try:
-            return _upgrade(engine, scripts, to)
-        finally:
-            lock.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            lock.commit()
-
-
-def _upgrade(engine: Engine, scripts: MigrationScripts, to: str) -> list[str]:
-    before = current_revision(engine)
-    with engine.begin() as conn:
-        command.upgrade(scripts.config(conn), to)
-    after = current_revision(engine)
-    if after == before:
+def insert_rows_returning_ids(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], id_column: str = "id"
+) -> list[int]:
+    """Insert ``rows`` and return the generated ``id_column`` values, in the order of ``rows``."""
+    if not rows:
         return []
-    directory = ScriptDirectory.from_config(scripts.config())
-    applied = [s.revision for s in directory.iterate_revisions(after, before or "base")
-               if s.revision != before]
-    for revision in reversed(applied):
-        log.info("migration applied", extra={"revision": revision})
-    return list(reversed(applied))
+    if not is_postgres(session):
+        column = table.c[id_column]
+        return list(session.scalars(
+            table.insert().returning(column, sort_by_parameter_order=True), list(rows)
+        ))
+    # ids taken from the sequence first, so their order is the rows' order by construction
+    ids = [row[0] for row in session.connection().exec_driver_sql(
+        "SELECT nextval(pg_get_serial_sequence(%(table)s, %(column)s)) "
+        "FROM generate_series(1, %(n)s)",
+        {"table": table.name, "column": id_column, "n": len(rows)},
+    )]
+    sql, params = _unnest_insert(
+        session, table, [{id_column: i, **row} for i, row in zip(ids, rows, strict=True)]
+    )
+    session.connection().exec_driver_sql(sql, params)
+    return ids
 
 
-def run_migrations(target_metadata: MetaData | Sequence[MetaData]) -> None:
-    """The body of every service's ``migrations/env.py``: online migrations on the connection
-    :func:`migrate` hands over (SQLite's ``ALTER`` limits handled by batch mode)."""
-    from alembic import context
+def _unnest_insert(
+    session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    params: dict[str, Any] = {}
+    arrays: list[str] = []
+    for i, name in enumerate(names):
+        column = table.c[name]
+        values = [row[name] for row in rows]
+        if isinstance(column.type, JSON):
+            values = [None if v is None else json.dumps(v) for v in values]
+        params[f"c{i}"] = values
+        arrays.append(f"%(c{i})b::{column.type.compile(dialect=dialect)}[]")
+    quote = dialect.identifier_preparer
+    columns = ", ".join(quote.quote(n) for n in names)
+    # names and types come from the Table's metadata, values travel as parameters
+    sql = f"INSERT INTO {quote.format_table(table)} ({columns}) SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
+    return sql, params
 
-    connection = context.config.attributes.get("connection")
-    if connection is None:
-        raise RuntimeError("migrations run through services.common.db.migrate "
-                           "(python -m services.<name> migrate)")
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True, compare_type=True)
-    with context.begin_transaction():
-        context.run_migrations()
+
+# --- Processed events ------------------------------------------------------------------------
+# Each service's metadata gets a ``processed_events`` table from ``processed_events_table``;
+# ``already_processed`` and ``mark_processed`` read and write it. Event ids are stored as text.
+
+EventId = str | uuid.UUID
 
 
-def compare_with_models(engine: Engine, target_metadata: MetaData | Sequence[MetaData]) -> list[Any]:
-    """Alembic autogenerate's differences between a database and the models (empty: they agree)."""
-    with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                         "target_metadata": target_metadata})
-        return list(compare_metadata(context, target_metadata))  # type: ignore[arg-type]
+def processed_events_table(metadata: MetaData) -> Table:
+    return Table(
+        "processed_events",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def already_processed(session: Session, table: Table, event_ids: Iterable[EventId]) -> set[str]:
+    """The ids among ``event_ids`` recorded before (as text)."""
+    ids = list(dict.fromkeys(str(e) for e in event_ids))
+    found: set[str] = set()
+    for condition in one_of(session, table.c.event_id, ids):
+        found.update(session.scalars(select(table.c.event_id).where(condition)))
+    return found
+
+
+def mark_processed(session: Session, table: Table, event_ids: Iterable[EventId]) -> None:
+    ids = list(dict.fromkeys(str(e) for e in event_ids))
+    stamp = datetime.now(UTC)
+    insert_rows(session, table, [{"event_id": e, "processed_at": stamp} for e in ids])
+
+
+# --- The transactional outbox ----------------------------------------------------------------
+# A handler adds its outgoing records with ``stage_outbox`` inside its transaction. It returns the
+# rows it inserted (with their ids); the unit of work collects them and, once the transaction has
+# committed, hands them to the relay (a ``HandOver``, ``OutboxRelay.committed``), so the relay
+# publishes from memory and only deletes. A crash between commit and publish leaves the rows in
+# the table, and ``pending_outbox`` hands them out again at the next start — at-least-once with
+# no lost output, and downstream consumers dedupe by ``event_id``.
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+               autoincrement=True),
+        Column("topic", String(200), nullable=False),
+        Column("key", LargeBinary, nullable=True),
+        Column("value", LargeBinary, nullable=True),  # null: a tombstone
+        Column("headers", JSON, nullable=False),
+    )
+
+
+def allow_tombstones(conn: Connection) -> None:
+    """Migration step: make ``outbox.value`` nullable in an outbox created before tombstones (a
+    no-op where it already is). SQLite cannot alter a column: the table is rebuilt."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE outbox ALTER COLUMN value DROP NOT NULL"))
+        return
+    info = conn.execute(text("PRAGMA table_info(outbox)")).all()
+    if not any(row[1] == "value" and row[3] for row in info):
+        return
+    (ddl,) = conn.execute(
+        text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")).one()
+    conn.execute(text("ALTER TABLE outbox RENAME TO outbox_before_tombstones"))
+    conn.execute(text(ddl.replace("value BLOB NOT NULL", "value BLOB")))
+    conn.execute(text("INSERT INTO outbox SELECT * FROM outbox_before_tombstones"))
+    conn.execute(text("DROP TABLE outbox_before_tombstones"))
+
+
+@dataclass(frozen=True)
+class Staged:
+    id: int
+    topic: str
+    record: WireRecord
+
+
+HandOver = Callable[[Sequence[Staged]], None]
+"""Takes the rows one transaction staged, right after it committed, in commit order."""
+
+
+def stage_outbox(session: Session, table: Table, topic: str,
+          records: Sequence[WireRecord]) -> list[Staged]:
+    """Add records for ``topic`` (a public topic name) to the outbox, in the caller's
+    transaction; returns the rows inserted, for the caller to hand over once it has committed."""
+    if not records:
+        return []
+    rows: list[dict[str, Any]] = [
+        {
+            "topic": topic,
+            "key": r.key,
+            "value": r.value,
+            # values are bytes: kept as base64 so any header survives the JSON column
+            "headers": [[k, _b64(v)] for k, v in r.headers],
+        }
+        for r in records
+    ]
+    ids = insert_rows_returning_ids(session, table, rows)
+    return [Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)]
+
+
+@functools.lru_cache(maxsize=256)
+def _b64(value: bytes) -> str:
+    """Most header values repeat (type, source, content type): each is encoded once."""
+    return base64.b64encode(value).decode("ascii")
+
+
+def pending_outbox(session: Session, table: Table, limit: int = 5000) -> list[Staged]:
+    rows = session.execute(table.select().order_by(table.c.id).limit(limit)).all()
+    return [
+        Staged(
+            id=row.id,
+            topic=row.topic,
+            record=WireRecord(
+                key=row.key,
+                value=row.value,
+                headers=[(k, base64.b64decode(v)) for k, v in row.headers],
+            ),
+        )
+        for row in rows
+    ]
+
+
+def delete_outbox(session: Session, table: Table, ids: Sequence[int]) -> None:
+    for condition in one_of(session, table.c.id, list(ids)):
+        session.execute(table.delete().where(condition))

@@ -12,9 +12,8 @@ from prometheus_client import Counter
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-from services.common import store
 from services.common.codec import WireRecord
-from services.common.db import Database
+from services.common.db import Database, Staged, delete_outbox, pending_outbox
 from services.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -67,10 +66,10 @@ class OutboxRelay:
         self._others: set[tuple[int, bytes | None, bytes | None]] = set()
         # rows of committed transactions not yet published, in commit order; appended to by the
         # database thread (``committed``), taken from the front by ``flush``
-        self._committed: list[store.Staged] = []
+        self._committed: list[Staged] = []
 
-    def committed(self, rows: Sequence[store.Staged]) -> None:
-        """Take the rows a transaction staged, once it has committed (an ``store.HandOver``)."""
+    def committed(self, rows: Sequence[Staged]) -> None:
+        """Take the rows a transaction staged, once it has committed (an ``HandOver``)."""
         self._committed.extend(rows)
 
     async def flush(self) -> int:
@@ -99,7 +98,7 @@ class OutboxRelay:
                 return 0  # the next flush reads all of the table
             # under the lock no flush runs, and the deletes of what flushes published are queued
             # on the database thread ahead of this read: a row of this worker's own is in memory
-            waiting = await self._db.run(lambda s: store.pending_outbox(s, self._table))
+            waiting = await self._db.run(lambda s: pending_outbox(s, self._table))
             mine = {item.id for item in self._committed}
             # a row is known by its id and its bytes: SQLite may give a deleted row's id again
             others = {_fingerprint(item): item for item in waiting if item.id not in mine}
@@ -131,7 +130,7 @@ class OutboxRelay:
     async def _drain(self) -> int:
         sent: set[int] = set()
         while True:
-            staged = await self._db.run(lambda s: store.pending_outbox(s, self._table))
+            staged = await self._db.run(lambda s: pending_outbox(s, self._table))
             if not staged:
                 break
             await self._publish(staged)
@@ -143,7 +142,7 @@ class OutboxRelay:
         committed[:seen] = [i for i in committed[:seen] if i.id not in sent]
         return len(sent)
 
-    async def _publish(self, staged: list[store.Staged], *, await_delete: bool = True) -> None:
+    async def _publish(self, staged: list[Staged], *, await_delete: bool = True) -> None:
         """Send ``staged`` and delete their rows. Unless ``await_delete``, the delete is queued
         and not waited for: the records are on the broker, and a row whose delete is lost goes
         out once more at the next table read (readers dedupe). Reads of the table are queued
@@ -152,7 +151,7 @@ class OutboxRelay:
         ids = [item.id for item in staged]
 
         def _delete(session: Session) -> None:
-            store.delete_outbox(session, self._table, ids)
+            delete_outbox(session, self._table, ids)
 
         deleted = self._db.submit(_delete)
         if await_delete:
@@ -175,7 +174,7 @@ def start_relay(app: Any, *, db: Database, table: Table, publisher: Publisher,
     return relay
 
 
-def _fingerprint(item: store.Staged) -> tuple[int, bytes | None, bytes | None]:
+def _fingerprint(item: Staged) -> tuple[int, bytes | None, bytes | None]:
     return item.id, item.record.key, item.record.value
 
 

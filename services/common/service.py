@@ -14,8 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from services.common.db import MigrationScripts, make_engine, migrate
+from services.common.db import make_engine
 from services.common.errors import ConfigError
+from services.common.migrations import MigrationScripts, migrate
 from services.common.process import tune_gc_for_workers
 from services.common.settings import CommonSettings
 

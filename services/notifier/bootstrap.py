@@ -13,9 +13,10 @@ from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
 from services.common.consumer_loop import BatchRunner
-from services.common.db import Database, migrate
+from services.common.db import Database
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
+from services.common.migrations import migrate
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.common.tombstones import TombstoneRunner

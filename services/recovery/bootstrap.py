@@ -15,9 +15,10 @@ from services.common.app import make_app
 from services.common.codec import not_in_future
 from services.common.consumer_loop import BatchRunner
 from services.common.crypto import ThreadPoolHasher
-from services.common.db import Database, migrate
+from services.common.db import Database
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
+from services.common.migrations import migrate
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository

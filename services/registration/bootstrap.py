@@ -13,8 +13,9 @@ from schemas.events import Event
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
 from services.common.consumer_loop import BatchRunner, Handler
-from services.common.db import Database, migrate
+from services.common.db import Database
 from services.common.metrics import ServiceMetrics
+from services.common.migrations import migrate
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.registration.adapters.linking import InProcessLinker, ProcessLinker

@@ -7,9 +7,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from schemas.events import CodeRequested, ContractLinked
-from services.common import store
 from services.common.codec import DecodeError, WireRecord, decode, encode, header
-from services.common.db import Database
+from services.common.db import Database, delete_outbox, outbox_table, pending_outbox, stage_outbox
 
 DESIGN_REQUEST = {
     "event_id": "0f5c3c0a-0b8e-4c5f-8a55-5b0c1b1d7a21", "occurred_at": "2026-11-24T09:31:00Z",
@@ -66,20 +65,20 @@ def test_decode_reports_field_paths() -> None:
 async def test_outbox_round_trip(database_url: str) -> None:
     metadata = MetaData()
     things = Table("things", metadata, Column("id", Integer, primary_key=True))
-    table = store.outbox_table(metadata)
+    table = outbox_table(metadata)
     db = Database(url=database_url, name="t")
     try:
         with db.engine.begin() as conn:
             metadata.create_all(conn)
             conn.execute(things.insert().values(id=1))
         record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key="k", source="/t")
-        inserted = await db.run(lambda s: store.stage_outbox(s, table, "topic.a", [record, record]))
-        staged = await db.run(lambda s: store.pending_outbox(s, table))
+        inserted = await db.run(lambda s: stage_outbox(s, table, "topic.a", [record, record]))
+        staged = await db.run(lambda s: pending_outbox(s, table))
         assert staged == inserted  # ``stage`` returns the rows as the table holds them
         assert [s.topic for s in staged] == ["topic.a", "topic.a"]
         assert staged[0].record == record
-        await db.run(lambda s: store.delete_outbox(s, table, [staged[0].id]))
-        assert len(await db.run(lambda s: store.pending_outbox(s, table))) == 1
+        await db.run(lambda s: delete_outbox(s, table, [staged[0].id]))
+        assert len(await db.run(lambda s: pending_outbox(s, table))) == 1
         assert await db.run(lambda s: s.scalar(select(func.count()).select_from(things))) == 1
         assert await db.ping()
     finally:
@@ -88,19 +87,19 @@ async def test_outbox_round_trip(database_url: str) -> None:
 
 async def test_a_failed_transaction_leaves_nothing(database_url: str) -> None:
     metadata = MetaData()
-    table = store.outbox_table(metadata)
+    table = outbox_table(metadata)
     db = Database(url=database_url, name="t")
     metadata.create_all(db.engine)
     record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key=None, source="/t")
 
     def work(session):  # type: ignore[no-untyped-def]
-        store.stage_outbox(session, table, "x", [record])
+        stage_outbox(session, table, "x", [record])
         raise RuntimeError("boom")
 
     handed: list[object] = []
     with pytest.raises(RuntimeError):
         await db.run(work, after_commit=handed.append)
-    assert await db.run(lambda s: store.pending_outbox(s, table)) == []
+    assert await db.run(lambda s: pending_outbox(s, table)) == []
     assert handed == []  # a rolled-back transaction hands nothing to the relay
     db.close()
 
@@ -124,7 +123,7 @@ async def test_relay_publishes_committed_rows_from_memory_and_reads_the_table_wh
     from services.common.publish import OutboxRelay
 
     metadata = MetaData()
-    table = store.outbox_table(metadata)
+    table = outbox_table(metadata)
     db = Database(url=database_url, name="t")
     metadata.create_all(db.engine)
     publisher = FlakyPublisher()
@@ -138,21 +137,21 @@ async def test_relay_publishes_committed_rows_from_memory_and_reads_the_table_wh
 
     try:
         await db.run(left_behind)
-        await db.run(lambda s: store.stage_outbox(s, table, "t", [record(1), record(2)]),
+        await db.run(lambda s: stage_outbox(s, table, "t", [record(1), record(2)]),
                      after_commit=relay.committed)
         assert await relay.flush() == 3  # first flush: the table, the handed-over rows not twice
         assert [v for _, v in publisher.sent] == [b"r0", b"r1", b"r2"]
-        await db.run(lambda s: store.stage_outbox(s, table, "t", [record(3)]), after_commit=relay.committed)
+        await db.run(lambda s: stage_outbox(s, table, "t", [record(3)]), after_commit=relay.committed)
         await db.run(left_behind)  # not handed over: not read back while publishing succeeds
         assert await relay.flush() == 1
         assert [v for _, v in publisher.sent][3:] == [b"r3"]
         assert await relay.flush() == 0
-        await db.run(lambda s: store.stage_outbox(s, table, "t", [record(4)]), after_commit=relay.committed)
+        await db.run(lambda s: stage_outbox(s, table, "t", [record(4)]), after_commit=relay.committed)
         publisher.fail = 1
         with pytest.raises(ConnectionError):
             await relay.flush()
         assert await relay.flush() == 2  # after a failure: the table again, r0 and r4
         assert sorted(v for _, v in publisher.sent[4:]) == [b"r0", b"r4"]
-        assert await db.run(lambda s: store.pending_outbox(s, table)) == []
+        assert await db.run(lambda s: pending_outbox(s, table)) == []
     finally:
         db.close()

@@ -13,9 +13,9 @@ from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, cr
 from schemas.events import CodeRequested
 from services.common.codec import header, not_in_future
 from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
-from services.common.db import add_missing_columns
+from services.common.db import allow_tombstones, outbox_table
 from services.common.metrics import ServiceMetrics
-from services.common.store import allow_tombstones, outbox_table
+from services.common.migrations import add_missing_columns
 from tests.common.test_consumer_loop import Relay, Sent
 
 

@@ -12,7 +12,8 @@ from types import ModuleType
 import pytest
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, inspect, select, text
 
-from services.common.db import compare_with_models, current_revision, make_engine, migrate
+from services.common.db import make_engine
+from services.common.migrations import compare_with_models, current_revision, migrate
 
 SERVICES = ["registration", "recovery", "notifier"]
 

@@ -14,9 +14,8 @@ from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.common import store
 from services.common.codec import WireRecord
-from services.common.db import Database
+from services.common.db import Database, Staged, outbox_table, pending_outbox, stage_outbox
 from services.common.publish import OutboxRelay
 
 
@@ -40,7 +39,7 @@ class Setup:
 @pytest.fixture
 async def setup(database_url: str) -> AsyncIterator[Setup]:
     metadata = MetaData()
-    table = store.outbox_table(metadata)
+    table = outbox_table(metadata)
     parents = Table("parents", metadata, Column("id", Integer, primary_key=True))
     # checked at COMMIT, not at the insert: a transaction whose commit itself fails
     children = Table("children", metadata, Column("id", Integer, primary_key=True),
@@ -62,8 +61,8 @@ def record(n: int) -> WireRecord:
 
 
 def staging(table: Table, topic: str, *numbers: int) -> object:
-    def work(session: Session) -> list[store.Staged]:
-        return store.stage_outbox(session, table, topic, [record(n) for n in numbers])
+    def work(session: Session) -> list[Staged]:
+        return stage_outbox(session, table, topic, [record(n) for n in numbers])
     return work
 
 
@@ -79,27 +78,27 @@ async def test_rows_are_handed_over_in_commit_order_and_published_in_it(setup: S
     assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2"), ("b", b"r3"), ("a", b"r4"),
                                     ("a", b"r5"), ("a", b"r6")]
     # published: deleted (the deletes are queued on the database thread ahead of this read)
-    assert await db.run(lambda s: store.pending_outbox(s, setup.table)) == []
+    assert await db.run(lambda s: pending_outbox(s, setup.table)) == []
     assert await relay.flush() == 0  # nothing twice
 
 
 async def test_a_transaction_whose_commit_fails_hands_over_nothing(setup: Setup) -> None:
     db, relay = setup.db, setup.relay
-    handed: list[list[store.Staged]] = []
+    handed: list[list[Staged]] = []
 
-    def orphan(session: Session) -> list[store.Staged]:
-        rows = store.stage_outbox(session, setup.table, "a", [record(1)])
+    def orphan(session: Session) -> list[Staged]:
+        rows = stage_outbox(session, setup.table, "a", [record(1)])
         session.execute(setup.children.insert().values(id=1, parent_id=999))
         return rows
 
-    def hand_over(rows: list[store.Staged]) -> None:
+    def hand_over(rows: list[Staged]) -> None:
         handed.append(rows)
         relay.committed(rows)
 
     with pytest.raises(IntegrityError):
         await db.run(orphan, after_commit=hand_over)
-    def failing(session: Session) -> list[store.Staged]:
-        store.stage_outbox(session, setup.table, "a", [record(2)])
+    def failing(session: Session) -> list[Staged]:
+        stage_outbox(session, setup.table, "a", [record(2)])
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):  # and one that fails before it commits
@@ -109,7 +108,7 @@ async def test_a_transaction_whose_commit_fails_hands_over_nothing(setup: Setup)
     assert [[r.record.value for r in rows] for rows in handed] == [[b"r3"]]
     assert await relay.flush() == 1
     assert setup.publisher.sent == [("a", b"r3")]
-    assert await db.run(lambda s: store.pending_outbox(s, setup.table)) == []
+    assert await db.run(lambda s: pending_outbox(s, setup.table)) == []
 
 
 async def test_rows_a_killed_worker_committed_are_published_by_a_live_one_at_its_second_sweep(
@@ -128,7 +127,7 @@ async def test_rows_a_killed_worker_committed_are_published_by_a_live_one_at_its
     assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2")]
     assert await live.flush() == 1  # its own, once
     assert setup.publisher.sent[-1] == ("b", b"r3")
-    assert await db.run(lambda s: store.pending_outbox(s, setup.table)) == []
+    assert await db.run(lambda s: pending_outbox(s, setup.table)) == []
     assert await live.sweep() == 0 and await live.flush() == 0  # nothing twice
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.db import current_revision, make_engine
+from services.common.db import make_engine
+from services.common.migrations import current_revision
 from tests.support.workers import ROOT
 
 SERVICES = ["registration", "recovery", "notifier"]

@@ -16,18 +16,17 @@ from sqlalchemy.orm import Session
 
 from schemas.events import ContractRejected, ContractRejectReason, ContractTerminated
 from schemas.topics import CONTRACT_REJECTED, CONTRACT_TERMINATED
-from services.common import store
 from services.common.app import make_app
 from services.common.codec import encode
 from services.common.consumer_loop import BatchRunner, Inbound
-from services.common.db import Database
+from services.common.db import Database, Staged, outbox_table, stage_outbox
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
 from services.common.settings import CommonSettings, database_url, web_port
 
 metadata = MetaData()
 seen = Table("seen", metadata, Column("event_id", String(36), primary_key=True))
-outbox_rows = store.outbox_table(metadata)
+outbox_rows = outbox_table(metadata)
 
 
 class ProbeSettings(CommonSettings):
@@ -55,7 +54,7 @@ def build() -> Any:
             if settings.fail_on_contract and item.event.contract_number == settings.fail_on_contract:
                 raise RuntimeError("poison record")
 
-        def work(session: Session) -> list[store.Staged]:
+        def work(session: Session) -> list[Staged]:
             ids = [str(i.event.event_id) for i in items]
             known = set(session.scalars(select(seen.c.event_id).where(seen.c.event_id.in_(ids))))
             fresh = {str(i.event.event_id): i.event for i in items if str(i.event.event_id) not in known}
@@ -70,7 +69,7 @@ def build() -> Any:
                 )
                 for e in fresh.values()
             ]
-            return store.stage_outbox(session, outbox_rows, CONTRACT_REJECTED, records)
+            return stage_outbox(session, outbox_rows, CONTRACT_REJECTED, records)
 
         await db.run(work, after_commit=relay.committed)
 

@@ -18,10 +18,8 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.common import store
 from services.common.codec import WireRecord
-from services.common.db import Database
-from services.common.store import already_processed, mark_processed
+from services.common.db import Database, HandOver, Staged, already_processed, mark_processed, stage_outbox
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
 from services.notifier.service_layer.ports import Committed, Transaction
@@ -220,15 +218,15 @@ class SqlProcessedEvents:
 
 
 class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.store``) and keeps the rows it
+    """Stages into the ``outbox`` table (``services.common.db``) and keeps the rows it
     staged, in order, for the unit of work to hand over once the transaction has committed."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.staged: list[store.Staged] = []
+        self.staged: list[Staged] = []
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
+        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
 
 
 class SqlTransaction:
@@ -243,7 +241,7 @@ class SqlUnitOfWork:
     """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
     relay) in the database thread right after it commits, so in commit order."""
 
-    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
+    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
         self.db = db
         self.hand_over = hand_over
 
@@ -254,6 +252,6 @@ class SqlUnitOfWork:
 
 
 def _in_transaction(work: Callable[[Transaction], T],
-                    session: Session) -> tuple[T, list[store.Staged]]:
+                    session: Session) -> tuple[T, list[Staged]]:
     tx = SqlTransaction(session)
     return work(tx), tx.outbox.staged

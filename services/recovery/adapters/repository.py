@@ -20,11 +20,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
-from services.common import store
 from services.common.codec import WireRecord
-from services.common.db import Database, is_transient
+from services.common.db import (
+    Database,
+    HandOver,
+    Staged,
+    already_processed,
+    insert_rows,
+    is_transient,
+    mark_processed,
+    stage_outbox,
+)
 from services.common.logins import LoginKind
-from services.common.store import insert_rows
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
 from services.recovery.adapters.tables import (
     accounts,
@@ -52,7 +59,7 @@ class SqlUnitOfWork:
     """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
     relay) in the database thread right after it commits, so in commit order."""
 
-    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
+    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
         self.db = db
         self.hand_over = hand_over
 
@@ -66,7 +73,7 @@ class SqlUnitOfWork:
 
 
 def _in_transaction(work: Callable[[Repositories], T],
-                    session: Session) -> tuple[T, list[store.Staged]]:
+                    session: Session) -> tuple[T, list[Staged]]:
     staging = SqlOutbox(session)
     return work(sql_repositories(session, staging)), staging.staged
 
@@ -119,10 +126,10 @@ class SqlProcessed:
         self.session = session
 
     def seen(self, event_ids: Collection[str]) -> set[str]:
-        return already_processed(self.session, list(event_ids)) if event_ids else set()
+        return already_processed(self.session, processed_events, event_ids) if event_ids else set()
 
     def mark(self, event_ids: Collection[str]) -> None:
-        mark_processed(self.session, list(event_ids))
+        mark_processed(self.session, processed_events, event_ids)
 
 
 class SqlRateEvents:
@@ -233,15 +240,15 @@ class SqlRequestLog:
 
 
 class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.store``) and keeps the rows it
+    """Stages into the ``outbox`` table (``services.common.db``) and keeps the rows it
     staged, in order, for the unit of work to hand over once the transaction has committed."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.staged: list[store.Staged] = []
+        self.staged: list[Staged] = []
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
+        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
 
 
 # --- SQL of the decision ---------------------------------------------------------------------
@@ -276,14 +283,6 @@ def accounts_by_keys(session: Session, keys: Iterable[Mapping[LoginKind, str]]) 
 
 def count_accounts(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(accounts)).scalar_one())
-
-
-def already_processed(session: Session, event_ids: Sequence[str]) -> set[str]:
-    return store.already_processed(session, processed_events, event_ids)
-
-
-def mark_processed(session: Session, event_ids: Sequence[str]) -> None:
-    store.mark_processed(session, processed_events, event_ids)
 
 
 def rate_history(session: Session, kind: LimitKind, subject: str, since: float,

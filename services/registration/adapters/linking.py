@@ -35,9 +35,8 @@ from sqlalchemy.exc import OperationalError
 from schemas.events import TvProduct
 from services.common.codec import WireRecord
 from services.common.crypto import Keyring
-from services.common.db import Database, is_transient
+from services.common.db import Database, HandOver, Staged, is_transient
 from services.common.process import tune_gc_for_workers
-from services.common.store import HandOver, Staged
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork, in_transaction
 from services.registration.domain.commands import LinkContract

@@ -12,10 +12,17 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
-from services.common import store
 from services.common.codec import WireRecord
-from services.common.db import Database
-from services.common.store import already_processed, insert_rows, mark_processed, one_of
+from services.common.db import (
+    Database,
+    HandOver,
+    Staged,
+    already_processed,
+    insert_rows,
+    mark_processed,
+    one_of,
+    stage_outbox,
+)
 from services.registration.adapters.tables import (
     accounts,
     erasures,
@@ -33,7 +40,7 @@ class SqlAccountRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
-        self.staged: list[store.Staged] = []  # outbox rows of this transaction, in order
+        self.staged: list[Staged] = []  # outbox rows of this transaction, in order
 
     def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         return {uuid.UUID(e) for e in already_processed(self.session, processed_events, event_ids)}
@@ -109,14 +116,14 @@ class SqlAccountRepository:
                  "erased_at": m.erased_at, "recorded_at": stamp} for m in markers])
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(store.stage_outbox(self.session, outbox, topic, records))
+        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
 
 
 class SqlUnitOfWork:
     """One batch = one ``Database.run`` = one transaction in the database thread; the outbox rows
     it staged are handed over (to the relay) right after it commits."""
 
-    def __init__(self, *, db: Database, hand_over: store.HandOver) -> None:
+    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
         self.db = db
         self.hand_over = hand_over
 
@@ -127,7 +134,7 @@ class SqlUnitOfWork:
 
 
 def in_transaction(work: Callable[[AccountRepository], T],
-                   session: Session) -> tuple[T, list[store.Staged]]:
+                   session: Session) -> tuple[T, list[Staged]]:
     """``work`` on a repository bound to ``session``, and the outbox rows it staged."""
     repo = SqlAccountRepository(session)
     return work(repo), repo.staged

@@ -26,9 +26,9 @@ from sqlalchemy import (
     text,
 )
 
-from services.common.db import MigrationScripts
+from services.common.db import outbox_table, processed_events_table
+from services.common.migrations import MigrationScripts
 from services.common.retention import Prunable
-from services.common.store import outbox_table, processed_events_table
 from services.registration.adapters import support_tables
 
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import faust
 
-from services.common.db import Database
+from services.common.db import Database, HandOver
 from services.common.ops_http import OpsError, register_ops_routes, text_field
-from services.common.store import HandOver
 from services.registration.service_layer.identify import IdentifyCommand, IdentifyHolder, Verdict
 from services.registration.service_layer.reseal import ResealAccounts
 from services.registration.settings import RegistrationSettings

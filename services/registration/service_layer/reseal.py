@@ -19,9 +19,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from schemas.topics import ACCOUNT_CHANGED
-from services.common import store
 from services.common.crypto import DecryptError, Keyring, contact_aad
-from services.common.db import Database
+from services.common.db import Database, HandOver, Staged, stage_outbox
 from services.registration.adapters import support_repository as repo
 from services.registration.adapters.tables import outbox as outbox_table
 from services.registration.domain.model import Account, SealedContacts
@@ -44,7 +43,7 @@ class ResealReport:
 
 
 class ResealAccounts:
-    def __init__(self, *, db: Database, keyring: Keyring, hand_over: store.HandOver, flush: Any,
+    def __init__(self, *, db: Database, keyring: Keyring, hand_over: HandOver, flush: Any,
                  chunk: int = 200) -> None:
         self.db, self.keyring, self.chunk = db, keyring, chunk
         self.hand_over, self.flush = hand_over, flush  # the relay's: rows committed, then sent
@@ -67,7 +66,7 @@ class ResealAccounts:
         return report
 
     def _one_chunk(self, session: Session, *, after: uuid.UUID | None
-                   ) -> tuple[int, int, int, uuid.UUID | None, list[store.Staged]]:
+                   ) -> tuple[int, int, int, uuid.UUID | None, list[Staged]]:
         found = repo.accounts_after(session, after, self.chunk)
         changed: list[Account] = []
         bad = 0
@@ -84,7 +83,7 @@ class ResealAccounts:
                 account.version += 1
                 changed.append(account)
         repo.save_sealed(session, changed)
-        staged = store.stage_outbox(session, outbox_table, ACCOUNT_CHANGED,
+        staged = stage_outbox(session, outbox_table, ACCOUNT_CHANGED,
                               [account_changed(a) for a in changed])
         return len(found), len(changed), bad, found[-1].account_id if found else None, staged
 

@@ -17,8 +17,9 @@ from sqlalchemy import select, update
 
 from schemas.events import Channel, CodeIssued, Locale
 from services.common.consumer_loop import BatchRunner
-from services.common.db import Database, migrate
+from services.common.db import Database
 from services.common.metrics import ServiceMetrics
+from services.common.migrations import migrate
 from services.common.publish import OutboxRelay
 from services.notifier.adapters.repository import SqlDeliveries, SqlUnitOfWork, SqlWorkers
 from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
@@ -340,7 +341,7 @@ def test_workers_starting_together_migrate_once(database_url: str) -> None:
 
     from sqlalchemy import create_engine
 
-    from services.common.db import migrate
+    from services.common.migrations import migrate
     from services.notifier.adapters.tables import MIGRATIONS
 
     def run_migrations(engine: object) -> list[str]:

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from schemas.events import AccountChanged, CodeRequested
 from services.common.consumer_loop import Inbound, InOrder, RawRecord
 from services.common.crypto import Keyring
-from services.common.db import Database, migrate
+from services.common.db import Database, Staged
 from services.common.metrics import ServiceMetrics
-from services.common.store import Staged
+from services.common.migrations import migrate
 from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox

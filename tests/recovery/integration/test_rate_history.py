@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.common.db import Database, migrate
+from services.common.db import Database
+from services.common.migrations import migrate
 from services.recovery.adapters import repository
 from services.recovery.adapters.tables import MIGRATIONS
 from services.recovery.domain.model import LimitBook, LimitKind, Policy, Window

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.common.db import Database, migrate
+from services.common.db import Database
+from services.common.migrations import migrate
 from services.registration.adapters.tables import MIGRATIONS
 
 

@@ -17,7 +17,8 @@ import pytest
 
 from schemas.events import ContractLinked
 from services.common.crypto import Keyring
-from services.common.db import Database, migrate
+from services.common.db import Database
+from services.common.migrations import migrate
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS

@@ -14,9 +14,8 @@ from sqlalchemy import func, select
 
 from schemas.events import ContractErased, ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
-from services.common.db import Database
+from services.common.db import Database, Staged
 from services.common.retention import DAY_S, Pruner
-from services.common.store import Staged
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import accounts, erasures, outbox, processed_events, prunable

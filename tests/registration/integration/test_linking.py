@@ -20,8 +20,8 @@ from sqlalchemy import select, text
 from schemas.events import AccountChanged, ContractLinked, ContractRejected
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.common.crypto import Keyring
-from services.common.db import Database, is_transient, migrate
-from services.common.store import Staged
+from services.common.db import Database, Staged, is_transient
+from services.common.migrations import migrate
 from services.registration.adapters.linking import InProcessLinker, LinkFailed, ProcessLinker
 from services.registration.adapters.tables import MIGRATIONS, accounts, outbox
 from services.registration.domain.model import Outcome

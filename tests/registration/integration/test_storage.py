@@ -13,8 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from schemas.events import ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
-from services.common.db import Database
-from services.common.store import Staged
+from services.common.db import Database, Staged
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.tables import accounts, outbox, processed_events

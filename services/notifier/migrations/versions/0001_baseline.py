@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from services.common.db import complete_schema
-from services.common.store import allow_tombstones
+from services.common.db import allow_tombstones
+from services.common.migrations import complete_schema
 
 revision = "0001"
 down_revision = None
