@@ -53,10 +53,14 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
     if not names:
         return {}
     described = await admin.describe_topics(names)
+    if any(not t["partitions"] for t in described):
+        # a topic created a moment ago (by another applier) is listed before its partitions
+        # are: without them its replication factor is unknown, and reading it as 1 would set
+        # min.insync.replicas to 1 on a topic with 3 replicas
+        await _wait_for_leaders(admin, names)
+        described = await admin.describe_topics(names)
     partitions = {t["topic"]: len(t["partitions"]) for t in described}
-    replicas = {
-        t["topic"]: min((len(p["replicas"]) for p in t["partitions"]), default=1) for t in described
-    }
+    replicas = {t["topic"]: min(len(p["replicas"]) for p in t["partitions"]) for t in described}
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
     configs: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):

@@ -4,6 +4,8 @@ compacted (``cleanup.policy=delete``) is altered to ``compact,delete``, and repo
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -38,3 +40,34 @@ async def test_apply_alters_the_cleanup_policy_of_an_existing_topic(kafka_bootst
     finally:
         await admin.close()
         await remove(kafka_bootstrap, prefix=prefix)
+
+
+class _JustCreatedElsewhere:
+    """An admin client answering as a broker does right after another applier created a topic
+    with 3 replicas: the topic is listed, its first description has no partition yet."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.descriptions = 0
+
+    async def list_topics(self) -> list[str]:
+        return [self.name]
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        self.descriptions += 1
+        partitions = [] if self.descriptions == 1 else [
+            {"partition": i, "leader": 1 + i % 3, "replicas": [1, 2, 3]} for i in range(4)]
+        return [{"topic": n, "error_code": 0, "partitions": partitions} for n in names]
+
+    async def describe_configs(self, resources: list[Any]) -> list[Any]:
+        entries = [("min.insync.replicas", "2")]
+        return [SimpleNamespace(resources=[(0, None, 2, r.name, entries) for r in resources])]
+
+
+async def test_a_topic_described_before_its_partitions_are_is_waited_for_not_read_as_one_replica() -> None:
+    admin = _JustCreatedElsewhere("p.topic")
+    states = await describe(admin, ["p.topic"])  # type: ignore[arg-type]
+    assert admin.descriptions >= 2
+    state = states["p.topic"]
+    assert (state.partitions, state.replication_factor) == (4, 3)
+    assert desired_configs(topic_specs()[0], state.replication_factor)["min.insync.replicas"] == "2"
