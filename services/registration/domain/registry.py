@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
 from schemas.events import ContractRejectReason
 from services.registration.domain.commands import EraseContract, TerminateContract
 from services.registration.domain.model import Account, Erasure, Outcome, ProtectedLink, Protector
+
+Ending = TypeVar("Ending", TerminateContract, EraseContract)
+
+
+def fresh_commands(ordered: Sequence[Ending], seen: Collection[uuid.UUID]) -> dict[uuid.UUID, Ending]:
+    """The commands not processed before (``seen``), each event once, in the order given."""
+    fresh: dict[uuid.UUID, Ending] = {}
+    for command in ordered:
+        if command.event_id not in seen:
+            fresh.setdefault(command.event_id, command)
+    return fresh
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +85,20 @@ class Registry:
         self.holders[account.login_key] = number
         self._dirty[number] = account
         return self._count(outcome)
+
+    def end_each(self, fresh: Iterable[Ending], *, duplicates: int, not_after: datetime,
+                 end: Callable[[Ending], Outcome]) -> None:
+        """Counts the batch's ``duplicates``, refuses a command dated after ``not_after``
+        (``invalid_event_time``) and ends the others' contracts with ``end`` (``terminate`` or
+        ``erase``), in order."""
+        for _ in range(duplicates):
+            self.duplicate()
+        for command in fresh:
+            if command.occurred_at > not_after:
+                self.reject(command.contract_number, command.event_id,
+                            ContractRejectReason.INVALID_EVENT_TIME)
+            else:
+                end(command)
 
     def terminate(self, command: TerminateContract) -> Outcome:
         number = command.contract_number

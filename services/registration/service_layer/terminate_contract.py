@@ -7,16 +7,14 @@ than the account's newest event changes nothing (the newer link wins). One dated
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from schemas.events import ContractRejectReason
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.registration.domain.commands import TerminateContract
 from services.registration.domain.model import Outcome, Protector
-from services.registration.domain.registry import Registry
+from services.registration.domain.registry import Registry, fresh_commands
 from services.registration.service_layer.outbound import account_changed, contract_rejected
 from services.registration.service_layer.ports import AccountRepository, UnitOfWork
 
@@ -28,24 +26,14 @@ async def terminate_contracts(
     ordered = sorted(commands, key=lambda c: c.occurred_at)
 
     def work(repo: AccountRepository) -> Counter[Outcome]:
-        seen = repo.seen({c.event_id for c in ordered})
-        fresh: dict[uuid.UUID, TerminateContract] = {}
-        for command in ordered:
-            if command.event_id not in seen:
-                fresh.setdefault(command.event_id, command)
+        fresh = fresh_commands(ordered, repo.seen({c.event_id for c in ordered}))
         registry = Registry(
             accounts=repo.by_contracts({c.contract_number for c in fresh.values()}),
             holders={},
             protector=protector,
         )
-        for _ in range(len(ordered) - len(fresh)):
-            registry.duplicate()
-        for command in fresh.values():
-            if command.occurred_at > not_after:
-                registry.reject(command.contract_number, command.event_id,
-                                ContractRejectReason.INVALID_EVENT_TIME)
-            else:
-                registry.terminate(command)
+        registry.end_each(fresh.values(), duplicates=len(ordered) - len(fresh),
+                          not_after=not_after, end=registry.terminate)
         repo.save(registry.to_save())
         repo.mark_processed(fresh.keys())
         repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])

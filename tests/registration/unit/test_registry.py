@@ -5,16 +5,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from schemas.events import AccountChanged, ContractLinked, ContractRejected, ContractTerminated
+from schemas.events import (
+    AccountChanged,
+    ContractErased,
+    ContractLinked,
+    ContractRejected,
+    ContractTerminated,
+)
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.common.crypto import Keyring, contact_aad
 from services.common.logins import LoginKind, login_key
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.domain.model import Outcome
-from services.registration.entrypoints.agents import to_link, to_termination
+from services.registration.entrypoints.agents import to_erasure, to_link, to_termination
+from services.registration.service_layer.erase_contract import erase_contracts
 from services.registration.service_layer.link_contract import link_contracts
 from services.registration.service_layer.terminate_contract import terminate_contracts
-from tests.registration.events import linked, not_after, terminated
+from tests.registration.events import erased, linked, not_after, terminated
 from tests.registration.fakes import FakeUnitOfWork
 
 
@@ -75,3 +82,27 @@ async def test_a_redone_batch_publishes_the_same_event_ids(protector: KeyringPro
         assert topic == CONTRACT_REJECTED
         ids.append(json.loads(record.value)["event_id"])
     assert ids[0] == ids[1] and ids[0] != stop["event_id"]
+
+
+async def test_termination_and_erasure_count_repeats_refuse_the_future_and_apply_the_rest_once(
+    protector: KeyringProtector,
+) -> None:
+    uow = FakeUnitOfWork()
+    await link_contracts(links(linked("T-1"), linked("E-1", mobile="+7 903 111-22-33",
+                                                       account="222222222222")),
+                         uow=uow, protector=protector, not_after=not_after())
+    again = terminated("T-1")
+    ahead = {**terminated("T-1", minutes=90), "occurred_at": "2099-01-01T00:00:00Z"}
+    batch = [to_termination(ContractTerminated.model_validate_json(json.dumps(e)))
+             for e in (again, again, ahead)]
+    assert await terminate_contracts(batch, uow=uow, protector=protector, not_after=not_after()) == {
+        Outcome.CLOSED: 1, Outcome.DUPLICATE: 1, Outcome.REJECTED: 1}
+    assert await terminate_contracts(batch[:1], uow=uow, protector=protector,
+                                     not_after=not_after()) == {Outcome.DUPLICATE: 1}
+    gone = erased("E-1")
+    erasures = [to_erasure(ContractErased.model_validate_json(json.dumps(e))) for e in (gone, gone)]
+    assert await erase_contracts(erasures, uow=uow, protector=protector, not_after=not_after()) == {
+        Outcome.ERASED: 1, Outcome.DUPLICATE: 1}
+    reasons = [ContractRejected.model_validate_json(r.value).reason for t, r in uow.repo.staged
+               if t == CONTRACT_REJECTED]
+    assert reasons == ["invalid_event_time"]
