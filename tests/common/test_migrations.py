@@ -31,7 +31,8 @@ FIRST_STEP_LACKED: dict[str, tuple[set[str], dict[str, set[str]]]] = {
 }
 LIST_VERSIONS = {"registration": [1, 2, 18], "recovery": [1, 2, 3, 18], "notifier": [1, 2]}
 # columns that later Alembic revisions added: no home-made list ever made them
-AFTER_THE_LISTS: dict[str, dict[str, set[str]]] = {"recovery": {"login_failures": {"touched_at"}}}
+AFTER_THE_LISTS: dict[str, dict[str, set[str]]] = {"recovery": {"login_failures": {"touched_at"}},
+                                                  "notifier": {"deliveries": {"skipped"}}}
 
 
 def tables_of(service: str) -> ModuleType:

@@ -42,7 +42,7 @@ class FakeDeliveries:
             assert r.code_id not in self.store.rows, "one delivery per id"
             self.store.rows[r.code_id] = {
                 **{f.name: getattr(r, f.name) for f in fields(NewDelivery)},
-                "message_id": None, "carrier_status": None, "destination_prefix": None}
+                "skipped": 0, "message_id": None, "carrier_status": None, "destination_prefix": None}
 
     def claim_due(self, *, now: datetime, lease_until: datetime, limit: int, worker_id: str = "",
                   stale_before: datetime | None = None, gateway: str | None = None) -> list[Delivery]:
@@ -77,7 +77,8 @@ class FakeDeliveries:
                  and self.store.rows[u.code_id]["state"] not in _FINAL]
         for u in fresh:
             r = self.store.rows[u.code_id]
-            r.update(state=u.state, lease_until=None, last_error=u.error or u.reason, gateway=u.gateway)
+            r.update(state=u.state, lease_until=None, last_error=u.error or u.reason, gateway=u.gateway,
+                     skipped=r["skipped"] + (0 if u.called else 1))
             if u.state == DeliveryState.RETRY.value:
                 r["next_attempt_at"] = u.next_attempt_at
             if u.state == DeliveryState.SENT.value:

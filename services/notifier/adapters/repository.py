@@ -32,7 +32,7 @@ _FINAL = (DeliveryState.SENT.value, DeliveryState.FAILED.value)
 # what a Delivery needs (fewer timestamps to parse on SQLite, the hot path of every claim)
 _COLUMNS = [deliveries.c[name] for name in (
     "code_id", "request_event_id", "channel", "locale", "destination_masked", "destination_enc",
-    "password_enc", "expires_at", "state", "attempts", "message_id", "carrier_status", "kind",
+    "password_enc", "expires_at", "state", "attempts", "skipped", "message_id", "carrier_status", "kind",
     "status_code_id", "gateway",
 )]
 _SMS = "sms"
@@ -45,6 +45,7 @@ def _delivery(row: Any, **changes: Any) -> Delivery:
         locale=row.locale, destination_masked=row.destination_masked,
         destination_enc=row.destination_enc, password_enc=row.password_enc,
         expires_at=as_utc(row.expires_at), state=row.state, attempts=row.attempts,
+        skipped=row.skipped,
         message_id=row.message_id, carrier_status=row.carrier_status, kind=row.kind,
         status_code_id=row.status_code_id, gateway=row.gateway,
     )
@@ -137,7 +138,8 @@ class SqlDeliveries:
         for state in {o.state for o in fresh}:
             group = [o for o in fresh if o.state == state]
             values: dict[str, Any] = {"state": state, "updated_at": now, "lease_until": None,
-                                      "last_error": bindparam("b_error"), "gateway": bindparam("b_gateway")}
+                                      "last_error": bindparam("b_error"), "gateway": bindparam("b_gateway"),
+                                      "skipped": deliveries.c.skipped + bindparam("b_skipped")}
             if state == DeliveryState.RETRY.value:
                 values["next_attempt_at"] = bindparam("b_next")
             if state == DeliveryState.SENT.value:
@@ -149,7 +151,8 @@ class SqlDeliveries:
                          .where(deliveries.c.code_id == bindparam("b_code_id")).values(**values))
             self.session.execute(statement, [
                 {"b_code_id": o.code_id, "b_error": o.error or o.reason, "b_next": o.next_attempt_at,
-                 "b_message_id": o.message_id, "b_gateway": o.gateway, "b_prefix": o.prefix}
+                 "b_message_id": o.message_id, "b_gateway": o.gateway, "b_prefix": o.prefix,
+                 "b_skipped": 0 if o.called else 1}
                 for o in group
             ])
         return fresh

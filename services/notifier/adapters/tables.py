@@ -44,6 +44,8 @@ deliveries = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
+    # attempts that ended before any gateway call: NotificationStatus.attempts = attempts - skipped
+    Column("skipped", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False),
     Column("lease_until", DateTime(timezone=True), nullable=True),
     Column("message_id", String(64), nullable=True),

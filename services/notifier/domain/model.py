@@ -52,7 +52,8 @@ class Delivery:
     password_enc: str | None = field(repr=False)
     expires_at: datetime
     state: str
-    attempts: int
+    attempts: int  # claims of the row so far, this one included
+    skipped: int = 0  # attempts that ended before any gateway call (circuit open, lease lost, ...)
     message_id: str | None = None
     carrier_status: str | None = None
     kind: str = "code"  # code / notice
@@ -65,6 +66,11 @@ class Delivery:
     def public_code_id(self) -> str:
         """The ``code_id`` of its NotificationStatus."""
         return self.status_code_id or self.code_id
+
+    @property
+    def calls(self) -> int:
+        """Gateway calls made for it so far: its NotificationStatus ``attempts``."""
+        return self.attempts - self.skipped
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +120,11 @@ class DeliveryUpdate:
     reason: str | None = None  # for a failed delivery, the public reason
     gateway: str | None = None  # the pin to keep (None: free to go to either gateway next time)
     prefix: str | None = None  # an accepted SMS: the destination's prefix
+    called: bool = True  # False: the attempt ended before any gateway call (not counted as one)
+
+    def calls(self, delivery: Delivery) -> int:
+        """Gateway calls made for ``delivery`` once this update is written."""
+        return delivery.calls - (0 if self.called else 1)
 
 
 # --- A gateway's answer ----------------------------------------------------------------------

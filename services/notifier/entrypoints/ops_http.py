@@ -1,7 +1,8 @@
 """The notifier's ops route (``OPS_API_TOKEN``): ``POST /ops/v1/deliveries``
 ``{"code_ids": [...]}`` (at most 50) → the delivery of each code the notifier knows: its status
 (``queued`` / ``sending`` / ``retry`` / ``sent`` / ``delivered`` / ``undelivered`` / ``failed``),
-attempts, last error and times. Masked destination only."""
+attempts (gateway calls, the one in flight included; attempts skipped before a call do not count),
+last error and times. Masked destination only."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _read(session: Session, code_ids: list[str]) -> dict[str, Any]:
     return {r.code_id: {
         "status": delivery_status(r.state, r.carrier_status), "state": r.state,
         "carrier_status": r.carrier_status, "channel": r.channel,
-        "destination_masked": r.destination_masked, "attempts": r.attempts,
+        "destination_masked": r.destination_masked, "attempts": r.attempts - r.skipped,
         "last_error": r.last_error, "received_at": _unix(r.created_at),
         "updated_at": _unix(r.updated_at)} for r in rows}
 

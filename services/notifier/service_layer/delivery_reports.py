@@ -53,7 +53,7 @@ def _apply(tx: Transaction, command: ApplyDeliveryReport, now: datetime
         code_id=delivery.public_code_id, delivery_id=delivery.code_id,
         request_event_id=delivery.request_event_id if delivery.kind == "code" else None,
         channel=delivery.channel, status=DeliveryStatus(command.status),
-        attempts=delivery.attempts, destination_masked=delivery.destination_masked,
+        attempts=delivery.calls, destination_masked=delivery.destination_masked,
         now=now, message_id=command.message_id, kind=delivery.kind,
         gateway=delivery.gateway,
     )])

@@ -138,7 +138,7 @@ class Dispatcher:
             self._tasks[code_id].cancel()
             self.recorder.add(delivery, DeliveryUpdate(
                 code_id=code_id, attempts=delivery.attempts, state=DeliveryState.RETRY.value,
-                next_attempt_at=now, error="shutdown",
+                next_attempt_at=now, error="shutdown", called=False,
                 gateway=None if delivery.gateway_fresh else delivery.gateway))
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=self.shutdown_grace_s)
@@ -208,19 +208,19 @@ class Dispatcher:
 
     async def _send(self, d: Delivery) -> DeliveryUpdate:
         if d.expires_at <= self.clock():
-            return failed(d, FailReason.EXPIRED.value)
+            return failed(d, FailReason.EXPIRED.value, called=False)
         try:
             message = open_message(d, keyring=self.keyring, support_phone=self.support_phone)
         except DecryptError:
             log.warning("encrypted fields do not decrypt", extra={"code_id": d.code_id})
-            return failed(d, FailReason.UNDECRYPTABLE.value)
+            return failed(d, FailReason.UNDECRYPTABLE.value, called=False)
         async with self._slots:
             self._waiting.pop(d.code_id, None)
             started = time.perf_counter()
             if d.channel == "sms" and self.sms is not None:
                 routed = await self.sms.send(d, message, self._repin)
             else:
-                routed = Routed(await self.gateways[d.channel].send(message), None, None)
+                routed = Routed(await self.gateways[d.channel].send(message), d.channel, None)
             self.metrics.gateway_seconds.labels(d.channel).observe(time.perf_counter() - started)
         prefix = destination_prefix(message.to) if d.channel == "sms" else None
         return self._classify(d, routed, self.clock(), prefix)
@@ -250,9 +250,9 @@ def open_message(d: Delivery, *, keyring: Keyring, support_phone: str) -> Outgoi
 
 def classify(d: Delivery, routed: Routed | SendResult, *, now: datetime, policy: RetryPolicy,
              prefix: str | None = None) -> DeliveryUpdate:
-    if isinstance(routed, SendResult):
-        routed = Routed(routed, None, d.gateway)
-    result, pin = routed.result, routed.pin
+    if isinstance(routed, SendResult):  # an answer, or a crash of the attempt: counted as a call
+        routed = Routed(routed, d.channel, d.gateway)
+    result, pin, called = routed.result, routed.pin, routed.gateway is not None
     if result.verdict == Verdict.ACCEPTED:
         return DeliveryUpdate(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.SENT.value,
                        message_id=result.message_id, gateway=pin, prefix=prefix)
@@ -261,16 +261,17 @@ def classify(d: Delivery, routed: Routed | SendResult, *, now: datetime, policy:
     when = policy.next_attempt(attempts=d.attempts, now=now, expires_at=d.expires_at,
                                retry_after_s=result.retry_after_s)
     if when is None:
-        return failed(d, FailReason.EXPIRED.value, result.error, pin)
+        return failed(d, FailReason.EXPIRED.value, result.error, pin, called=called)
     log.info("send failed, retry scheduled",
              extra={"code_id": d.code_id, "error": result.error, "attempt": d.attempts})
     return DeliveryUpdate(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.RETRY.value,
-                   next_attempt_at=when, error=result.error, gateway=pin)
+                   next_attempt_at=when, error=result.error, gateway=pin, called=called)
 
 
-def failed(d: Delivery, reason: str, error: str | None = None, gateway: str | None = None) -> DeliveryUpdate:
+def failed(d: Delivery, reason: str, error: str | None = None, gateway: str | None = None, *,
+           called: bool = True) -> DeliveryUpdate:
     return DeliveryUpdate(code_id=d.code_id, attempts=d.attempts, state=DeliveryState.FAILED.value,
-                   reason=reason, error=error, gateway=gateway or d.gateway)
+                   reason=reason, error=error, gateway=gateway or d.gateway, called=called)
 
 
 # --- SMS routes: which gateway (pins, failover) ----------------------------------------------
@@ -290,7 +291,7 @@ Repin = Callable[[Delivery, str], Awaitable[bool]]
 @dataclass(frozen=True)
 class Routed:
     result: SendResult
-    gateway: str | None  # where the call went (None: no call)
+    gateway: str | None  # where the call went (the channel for email; None: no call was made)
     pin: str | None  # the pin to keep after this attempt
 
 

@@ -74,7 +74,7 @@ class Recorder:
                     code_id=delivery.public_code_id, delivery_id=delivery.code_id,
                     request_event_id=delivery.request_event_id if delivery.kind == "code" else None,
                     channel=delivery.channel, status=DeliveryStatus(update.state),
-                    attempts=update.attempts, destination_masked=delivery.destination_masked,
+                    attempts=update.calls(delivery), destination_masked=delivery.destination_masked,
                     now=now, reason=update.reason, message_id=update.message_id,
                     kind=delivery.kind,
                     gateway=update.gateway if update.state == DeliveryState.SENT else None,

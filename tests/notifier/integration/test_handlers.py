@@ -211,6 +211,7 @@ async def test_undecryptable_payload_fails_without_a_send(harness: Harness, tamp
     assert harness.sms.sent == []
     [status] = harness.statuses(event.code_id)
     assert status["status"] == "failed" and status["reason"] == "undecryptable"
+    assert status["attempts"] == 0  # gateway calls: none
 
 
 async def test_code_expired_on_arrival_is_not_sent(harness: Harness) -> None:
@@ -220,6 +221,30 @@ async def test_code_expired_on_arrival_is_not_sent(harness: Harness) -> None:
     assert harness.sms.sent == []
     [status] = harness.statuses(event.code_id)
     assert status["status"] == "failed" and status["reason"] == "expired" and status["attempts"] == 0
+
+
+async def test_turns_skipped_while_the_circuit_is_open_are_stored_and_not_reported_as_calls(
+        database_url: str) -> None:
+    routes = SmsRoutes(gateways={"primary": FakeGateway()}, failures=1, open_s=30)
+    h = make_harness(database_url, routes=routes, sms=routes.gateways["primary"])  # type: ignore[arg-type]
+    try:
+        event = code_issued(to="+79160000017")
+        h.sms.scripts["+79160000017"] = [
+            SendResult.transient("connection_refused", definite=True), SendResult.accepted("m-17")]
+        await h.consume(event)
+        await h.dispatch()
+        for _ in range(2):  # the circuit is open: claimed, no call
+            h.make_due(event.code_id)
+            await h.dispatch()
+        routes.breakers["primary"]._opened_at = -1e9  # the open time is over
+        h.make_due(event.code_id)
+        await h.dispatch()
+        assert [m.code_id for m in h.sms.sent] == [str(event.code_id)] * 2
+        [status] = [s for s in h.statuses(event.code_id) if s["status"] == "sent"]
+        assert status["attempts"] == 2
+        assert (h.row(event.code_id)["attempts"], h.row(event.code_id)["skipped"]) == (4, 2)
+    finally:
+        h.db.close()
 
 
 async def test_malformed_record_goes_to_the_dlq_and_the_rest_is_processed(harness: Harness) -> None:

@@ -60,7 +60,7 @@ async def test_rejected_expired_and_undecryptable_codes_fail_with_their_reason()
     assert [m.to for m in d.sms.sent] == ["+79160000002"]
     reasons = {s["code_id"]: (s["reason"], s["attempts"]) for s in d.statuses()}
     assert reasons == {str(rejected.code_id): ("rejected", 1), str(late.code_id): ("expired", 0),
-                       str(broken.code_id): ("undecryptable", 1)}
+                       str(broken.code_id): ("undecryptable", 0)}  # attempts: gateway calls
 
 
 async def test_retries_stop_at_the_expiry_with_one_last_try_just_before() -> None:
@@ -118,6 +118,30 @@ async def test_a_time_out_pins_the_code_to_its_gateway_while_the_circuit_is_open
     [status] = [s for s in d.statuses(slow.code_id) if s["status"] == "sent"]
     assert (status["gateway"], status["message_id"]) == ("primary", "p-1")
     assert routes.breakers["primary"].state == CircuitState.CLOSED
+
+
+async def test_attempts_skipped_while_the_circuit_is_open_are_not_counted_as_calls() -> None:
+    """Support reads NotificationStatus.attempts as the gateway calls made: a code pinned to a
+    gateway whose circuit is open waits without a call, and those turns are not counted."""
+    primary = FakeGateway()
+    routes = SmsRoutes(gateways={"primary": primary}, failures=1, open_s=30)
+    d = desk(routes=routes, sms=primary)
+    event = code_issued(to="+79164440000")
+    primary.scripts["+79164440000"] = [DOWN, SendResult.accepted("p-9")]
+    await d.record(event)
+    await d.dispatch()
+    assert routes.breakers["primary"].state == CircuitState.OPEN
+    for _ in range(3):  # claimed three times while open: no call
+        d.make_due()
+        await d.dispatch()
+    assert [m.code_id for m in primary.sent] == [str(event.code_id)]
+    routes.breakers["primary"]._opened_at = -1e9  # the open time is over: a probe goes through
+    d.make_due()
+    await d.dispatch()
+    calls = [m.code_id for m in primary.sent].count(str(event.code_id))
+    [status] = [s for s in d.statuses(event.code_id) if s["status"] == "sent"]
+    assert (calls, status["attempts"]) == (2, 2)
+    assert (d.row(event.code_id)["attempts"], d.row(event.code_id)["skipped"]) == (5, 3)
 
 
 async def test_a_silent_workers_lease_is_taken_over_and_counted_as_a_resend() -> None:
