@@ -30,6 +30,7 @@ from tests.recovery.integration.harness import Harness, harness
 
 Z_MAX = 3.89
 ROUNDS = 300
+LEAK_ROUNDS = 200
 
 
 def mann_whitney_z(a: Sequence[float], b: Sequence[float]) -> float:
@@ -135,9 +136,14 @@ async def test_known_unknown_and_locked_logins_take_the_same_time(h: Harness) ->
         medians = {k: sorted(v)[len(v) // 2] * 1000 for k, v in times.items()}
         print("medians ms", medians, "z", zs)
         assert all(abs(z) < Z_MAX for z in zs.values()), (medians, zs)
-        # the same measurement sees a lock-out that skips one verification
-        leak = await measure({"known": (real, known), "locked": (leaky, locked)}, 60)
-        assert abs(mann_whitney_z(leak["known"], leak["locked"])) > Z_MAX
+        # the same measurement sees a lock-out that skips one verification. The two verifications
+        # of a login run side by side in the hasher's threads, so skipping one saves only a
+        # millisecond or two of about 30: 60 rounds once gave |z| = 3.88 on a loaded machine,
+        # under the threshold; 200 rounds gave 9.9 and 10.8 on a quiet one
+        leak = await measure({"known": (real, known), "locked": (leaky, locked)}, LEAK_ROUNDS)
+        leak_z = mann_whitney_z(leak["known"], leak["locked"])
+        print("control: one verification skipped, z", leak_z)
+        assert abs(leak_z) > Z_MAX
     finally:
         hasher.close()
 
