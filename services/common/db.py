@@ -341,6 +341,19 @@ def stage_outbox(session: Session, table: Table, topic: str,
     return [Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)]
 
 
+class SqlOutbox:
+    """The outbox port of one transaction: stages into ``table`` and keeps the rows it staged, in
+    order, for the unit of work to hand over once the transaction has committed."""
+
+    def __init__(self, session: Session, table: Table) -> None:
+        self.session = session
+        self.table = table
+        self.staged: list[Staged] = []
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        self.staged.extend(stage_outbox(self.session, self.table, topic, records))
+
+
 @functools.lru_cache(maxsize=256)
 def _b64(value: bytes) -> str:
     """Most header values repeat (type, source, content type): each is encoded once."""

@@ -4,7 +4,7 @@
   ``Database.run`` by ``SqlUnitOfWork``).
 - **The unit of work**: one unit of work = one ``Database.run`` = one transaction in the database
   thread, with the repositories of ``service_layer.ports`` (``SqlDeliveries``, ``SqlWorkers``,
-  ``SqlProcessedEvents``, ``SqlOutbox``) bound to its session.
+  ``SqlProcessedEvents``, the shared ``SqlOutbox``) bound to its session.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.common.codec import WireRecord
-from services.common.db import Database, HandOver, Staged, already_processed, mark_processed, stage_outbox
+from services.common.db import Database, HandOver, SqlOutbox, Staged, already_processed, mark_processed
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
 from services.notifier.service_layer.ports import Committed, Transaction
@@ -220,24 +219,12 @@ class SqlProcessedEvents:
         return set(fresh)
 
 
-class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.db``) and keeps the rows it
-    staged, in order, for the unit of work to hand over once the transaction has committed."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.staged: list[Staged] = []
-
-    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
-
-
 class SqlTransaction:
     def __init__(self, session: Session) -> None:
         self.deliveries = SqlDeliveries(session)
         self.workers = SqlWorkers(session)
         self.processed = SqlProcessedEvents(session)
-        self.outbox = SqlOutbox(session)
+        self.outbox = SqlOutbox(session, outbox)
 
 
 class SqlUnitOfWork:

@@ -20,16 +20,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
-from services.common.codec import WireRecord
 from services.common.db import (
     Database,
     HandOver,
+    SqlOutbox,
     Staged,
     already_processed,
     insert_rows,
     is_transient,
     mark_processed,
-    stage_outbox,
 )
 from services.common.logins import LoginKind
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
@@ -74,7 +73,7 @@ class SqlUnitOfWork:
 
 def _in_transaction(work: Callable[[Repositories], T],
                     session: Session) -> tuple[T, list[Staged]]:
-    staging = SqlOutbox(session)
+    staging = SqlOutbox(session, outbox)
     return work(sql_repositories(session, staging)), staging.staged
 
 
@@ -237,18 +236,6 @@ class SqlRequestLog:
 
     def delete_for(self, account_ids: Collection[str]) -> None:
         _delete_in(self.session, request_log.c.account_id, account_ids)
-
-
-class SqlOutbox:
-    """Stages into the ``outbox`` table (``services.common.db``) and keeps the rows it
-    staged, in order, for the unit of work to hand over once the transaction has committed."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.staged: list[Staged] = []
-
-    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
 
 
 # --- SQL of the decision ---------------------------------------------------------------------
