@@ -53,11 +53,15 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
     if not names:
         return {}
     described = await admin.describe_topics(names)
-    if any(not t["partitions"] for t in described):
-        # a topic created a moment ago (by another applier) is listed before its partitions
-        # are: without them its replication factor is unknown, and reading it as 1 would set
-        # min.insync.replicas to 1 on a topic with 3 replicas
-        await _wait_for_leaders(admin, names)
+    # a topic created a moment ago (by another applier) is listed before its partitions are, and
+    # each describe may ask another broker: without partitions its replication factor is unknown,
+    # and reading it as 1 would set min.insync.replicas to 1 on a topic with 3 replicas
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while any(not t["partitions"] for t in described):
+        if loop.time() > deadline:
+            raise TimeoutError(f"topics without partitions after 30 s: {names}")
+        await asyncio.sleep(0.1)
         described = await admin.describe_topics(names)
     partitions = {t["topic"]: len(t["partitions"]) for t in described}
     replicas = {t["topic"]: min(len(p["replicas"]) for p in t["partitions"]) for t in described}

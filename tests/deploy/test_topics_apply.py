@@ -43,8 +43,9 @@ async def test_apply_alters_the_cleanup_policy_of_an_existing_topic(kafka_bootst
 
 
 class _JustCreatedElsewhere:
-    """An admin client answering as a broker does right after another applier created a topic
-    with 3 replicas: the topic is listed, its first description has no partition yet."""
+    """An admin client answering as brokers do right after another applier created a topic with
+    3 replicas: the topic is listed, and every other description (from a broker that has not
+    learnt of the partitions yet) has no partition."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -55,7 +56,7 @@ class _JustCreatedElsewhere:
 
     async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
         self.descriptions += 1
-        partitions = [] if self.descriptions == 1 else [
+        partitions = [] if self.descriptions % 2 else [
             {"partition": i, "leader": 1 + i % 3, "replicas": [1, 2, 3]} for i in range(4)]
         return [{"topic": n, "error_code": 0, "partitions": partitions} for n in names]
 
