@@ -23,7 +23,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from psycopg.types.array import ListBinaryDumper
+from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -192,8 +193,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     if not is_postgres(session):
         session.execute(table.insert(), list(rows))
         return
-    sql, params = _unnest_insert(session, table, rows)
-    session.connection().exec_driver_sql(sql, params)
+    _insert_columns(session, table, {name: [row[name] for row in rows] for name in rows[0]})
 
 
 def insert_rows_returning_ids(
@@ -207,38 +207,44 @@ def insert_rows_returning_ids(
         return list(session.scalars(
             table.insert().returning(column, sort_by_parameter_order=True), list(rows)
         ))
+    return insert_columns_returning_ids(
+        session, table, {name: [row[name] for row in rows] for name in rows[0]}, id_column)
+
+
+def insert_columns_returning_ids(
+    session: Session, table: Table, columns: Mapping[str, list[Any]], id_column: str = "id",
+    *, json_text: Collection[str] = (),
+) -> list[int]:
+    """PostgreSQL only: ``insert_rows_returning_ids`` with the rows given as one list per column
+    (all of the same length), which a caller building many rows fills without a dict each; the
+    JSON columns named in ``json_text`` hold JSON text already."""
+    n = len(next(iter(columns.values())))
     # ids taken from the sequence first, so their order is the rows' order by construction
     ids = [row[0] for row in session.connection().exec_driver_sql(
         "SELECT nextval(pg_get_serial_sequence(%(table)s, %(column)s)) "
         "FROM generate_series(1, %(n)s)",
-        {"table": table.name, "column": id_column, "n": len(rows)},
+        {"table": table.name, "column": id_column, "n": n},
     )]
-    sql, params = _unnest_insert(
-        session, table, [{id_column: i, **row} for i, row in zip(ids, rows, strict=True)]
-    )
-    session.connection().exec_driver_sql(sql, params)
+    _insert_columns(session, table, {id_column: ids, **columns}, json_text)
     return ids
 
 
-def _unnest_insert(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]]
-) -> tuple[str, dict[str, Any]]:
+def _insert_columns(session: Session, table: Table, columns: Mapping[str, list[Any]],
+                    json_text: Collection[str] = ()) -> None:
     dialect = session.get_bind().dialect
-    names = list(rows[0])
     params: dict[str, Any] = {}
     arrays: list[str] = []
-    for i, name in enumerate(names):
+    for i, (name, values) in enumerate(columns.items()):
         column = table.c[name]
-        values = [row[name] for row in rows]
-        if isinstance(column.type, JSON):
+        if isinstance(column.type, JSON) and name not in json_text:
             values = [None if v is None else json.dumps(v) for v in values]
         params[f"c{i}"] = values
         arrays.append(f"%(c{i})b::{column.type.compile(dialect=dialect)}[]")
     quote = dialect.identifier_preparer
-    columns = ", ".join(quote.quote(n) for n in names)
+    names = ", ".join(quote.quote(n) for n in columns)
     # names and types come from the Table's metadata, values travel as parameters
-    sql = f"INSERT INTO {quote.format_table(table)} ({columns}) SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
-    return sql, params
+    sql = f"INSERT INTO {quote.format_table(table)} ({names}) SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
+    session.connection().exec_driver_sql(sql, params)
 
 
 # --- Processed events ------------------------------------------------------------------------
@@ -327,17 +333,20 @@ def stage_outbox(session: Session, table: Table, topic: str,
     transaction; returns the rows inserted, for the caller to hand over once it has committed."""
     if not records:
         return []
-    rows: list[dict[str, Any]] = [
-        {
-            "topic": topic,
-            "key": r.key,
-            "value": r.value,
-            # values are bytes: kept as base64 so any header survives the JSON column
-            "headers": [[k, _b64(v)] for k, v in r.headers],
-        }
-        for r in records
-    ]
-    ids = insert_rows_returning_ids(session, table, rows)
+    # header values are bytes: kept as base64 so any header survives the JSON column
+    headers = [[[k, _b64(v)] for k, v in r.headers] for r in records]
+    if is_postgres(session):  # one list per column, the headers as JSON text (bulk loads)
+        ids = insert_columns_returning_ids(session, table, {
+            "topic": [topic] * len(records),
+            "key": [r.key for r in records],
+            "value": [r.value for r in records],
+            "headers": [to_json(h).decode() for h in headers],
+        }, json_text={"headers"})
+    else:
+        ids = insert_rows_returning_ids(session, table, [
+            {"topic": topic, "key": r.key, "value": r.value, "headers": h}
+            for r, h in zip(records, headers, strict=True)
+        ])
     return [Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)]
 
 

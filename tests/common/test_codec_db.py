@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from schemas.events import CodeRequested, ContractLinked
-from services.common.codec import DecodeError, WireRecord, decode, encode, header
+from services.common.codec import DecodeError, WireRecord, decode, encode, header, tombstone
 from services.common.db import Database, delete_outbox, outbox_table, pending_outbox, stage_outbox
 
 DESIGN_REQUEST = {
@@ -72,13 +72,16 @@ async def test_outbox_round_trip(database_url: str) -> None:
             metadata.create_all(conn)
             conn.execute(things.insert().values(id=1))
         record = encode(CodeRequested.model_validate_json(json.dumps(DESIGN_REQUEST)), key="k", source="/t")
-        inserted = await db.run(lambda s: stage_outbox(s, table, "topic.a", [record, record]))
+        odd = WireRecord(key=None, value=b"\x00\xff", headers=[("x-bin", b"\x00\xff\"\\"), ("x", b"")])
+        records = [record, record, tombstone("k2"), odd]
+        inserted = await db.run(lambda s: stage_outbox(s, table, "topic.a", records))
         staged = await db.run(lambda s: pending_outbox(s, table))
         assert staged == inserted  # ``stage`` returns the rows as the table holds them
-        assert [s.topic for s in staged] == ["topic.a", "topic.a"]
-        assert staged[0].record == record
+        assert [s.topic for s in staged] == ["topic.a"] * 4
+        assert [s.record for s in staged] == records  # tombstones and any header bytes survive
+        assert staged[0].id < staged[1].id < staged[2].id < staged[3].id
         await db.run(lambda s: delete_outbox(s, table, [staged[0].id]))
-        assert len(await db.run(lambda s: pending_outbox(s, table))) == 1
+        assert len(await db.run(lambda s: pending_outbox(s, table))) == 3
         assert await db.run(lambda s: s.scalar(select(func.count()).select_from(things))) == 1
         assert await db.ping()
     finally:
