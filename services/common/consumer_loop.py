@@ -201,6 +201,18 @@ class Inbound(Generic[E]):
 # after a transient database error, so it keeps what it already computed.
 Finish = Callable[[], Awaitable[None]]
 Handler = Callable[[list[Inbound[E]]], Awaitable[Finish | None]]
+C = TypeVar("C")
+
+
+def each_as(to_command: Callable[[E], C],
+            handle: Callable[[list[C]], Awaitable[object]]) -> Callable[[list[Inbound[E]]], Awaitable[None]]:
+    """A handler that turns each event of the batch into its command and hands the commands to
+    ``handle`` (a service-layer function) in one call: the edge of most agents."""
+
+    async def handler(items: list[Inbound[E]]) -> None:
+        await handle([to_command(item.event) for item in items])
+
+    return handler
 
 
 @runtime_checkable

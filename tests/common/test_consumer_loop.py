@@ -18,7 +18,15 @@ from sqlalchemy.exc import OperationalError
 from schemas.events import CodeRequested
 from services.common import consumer_loop
 from services.common.codec import WireRecord
-from services.common.consumer_loop import BatchRunner, Decided, Finish, Inbound, InOrder, RawRecord
+from services.common.consumer_loop import (
+    BatchRunner,
+    Decided,
+    Finish,
+    Inbound,
+    InOrder,
+    RawRecord,
+    each_as,
+)
 from services.common.metrics import ServiceMetrics
 
 
@@ -249,3 +257,16 @@ async def test_any_handler_with_a_stop_hook_is_stopped_when_the_loop_ends(
         with pytest.raises(asyncio.CancelledError) if then_wait else contextlib.nullcontext():
             await running
         assert holding.events == ["handled 0", "handled 1", "stopped"]
+
+
+async def test_each_as_hands_one_command_per_event_to_the_service_layer_in_one_call() -> None:
+    calls: list[list[str]] = []
+
+    async def handle(commands: list[str]) -> None:
+        calls.append(commands)
+
+    sent, relay = Sent(), Relay()
+    await runner(each_as(lambda e: BY_LOGIN[e.login], handle), sent, relay).process(
+        [record("b", 0), record("a", 1), record("not json", 2), record("c", 3)])
+    assert calls == [["b", "a", "c"]]  # in offset order; the malformed record went to the DLQ
+    assert [topic for topic, _ in sent.records] == ["in.dlq"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
-from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
+from services.common.consumer_loop import BatchRunner, Inbound, RawRecord, each_as
 from services.common.tombstones import TombstoneRunner
 from services.notifier.domain.commands import (
     EraseDeliveries,
@@ -94,17 +94,13 @@ def to_record_notice(event: PasswordChanged) -> RecordNotice:
 def codes_issued(handle: Callable[[list[RecordCode]], Awaitable[object]]
                  ) -> Callable[[list[Inbound[CodeIssued]]], Awaitable[None]]:
     """The ``BatchRunner`` handler of ``selfcare.code.issued.v1``."""
-    async def handler(items: list[Inbound[CodeIssued]]) -> None:
-        await handle([to_record_code(i.event) for i in items])
-    return handler
+    return each_as(to_record_code, handle)
 
 
 def passwords_changed(handle: Callable[[list[RecordNotice]], Awaitable[object]]
                       ) -> Callable[[list[Inbound[PasswordChanged]]], Awaitable[None]]:
     """The ``BatchRunner`` handler of ``selfcare.password.changed.v1``."""
-    async def handler(items: list[Inbound[PasswordChanged]]) -> None:
-        await handle([to_record_notice(i.event) for i in items])
-    return handler
+    return each_as(to_record_notice, handle)
 
 
 def accounts_erased(handle: Callable[[EraseDeliveries], Awaitable[object]]

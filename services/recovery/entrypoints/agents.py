@@ -19,7 +19,15 @@ import faust
 from schemas.events import AccountChanged, CodeRequested
 from schemas.topics import REQUESTS_BY_LOGIN
 from services.common.codec import WireRecord
-from services.common.consumer_loop import BatchRunner, Decide, Decided, Inbound, InOrder, RawRecord
+from services.common.consumer_loop import (
+    BatchRunner,
+    Decide,
+    Decided,
+    Inbound,
+    InOrder,
+    RawRecord,
+    each_as,
+)
 from services.common.crypto import Keyring
 from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAccount
 from services.recovery.domain.model import route_key
@@ -98,9 +106,7 @@ def on_code_requests(issue: IssueCodes) -> InOrder[Inbound[CodeRequested], Unwri
 
 def on_account_changes(handle: Callable[[Sequence[ProjectAccount]], Awaitable[object]]
                        ) -> Callable[[list[Inbound[AccountChanged]]], Awaitable[None]]:
-    async def run(items: list[Inbound[AccountChanged]]) -> None:
-        await handle([project_account(item.event) for item in items])
-    return run
+    return each_as(project_account, handle)
 
 
 def on_tombstones(handle: Callable[[Sequence[EraseAccount]], Awaitable[object]]
