@@ -327,6 +327,20 @@ HandOver = Callable[[Sequence[Staged]], None]
 """Takes the rows one transaction staged, right after it committed, in commit order."""
 
 
+class StagingUnitOfWork:
+    """The base of a service's ``SqlUnitOfWork``: ``_commit(fn)`` runs ``fn(session)``, which
+    returns its result and the outbox rows it staged, in one transaction, and hands the rows over
+    (to the relay) in the database thread right after the commit, so in commit order."""
+
+    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
+        self.db = db
+        self.hand_over = hand_over
+
+    async def _commit(self, fn: Callable[[Session], tuple[T, list[Staged]]]
+                      ) -> tuple[T, list[Staged]]:
+        return await self.db.run(fn, after_commit=lambda done: self.hand_over(done[1]))
+
+
 def stage_outbox(session: Session, table: Table, topic: str,
           records: Sequence[WireRecord]) -> list[Staged]:
     """Add records for ``topic`` (a public topic name) to the outbox, in the caller's

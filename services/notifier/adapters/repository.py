@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.common.db import Database, HandOver, SqlOutbox, Staged, already_processed, mark_processed
+from services.common.db import (
+    SqlOutbox,
+    Staged,
+    StagingUnitOfWork,
+    already_processed,
+    mark_processed,
+)
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
 from services.notifier.service_layer.ports import Committed, Transaction
@@ -227,17 +233,11 @@ class SqlTransaction:
         self.outbox = SqlOutbox(session, outbox)
 
 
-class SqlUnitOfWork:
-    """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
-    relay) in the database thread right after it commits, so in commit order."""
-
-    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
-        self.db = db
-        self.hand_over = hand_over
+class SqlUnitOfWork(StagingUnitOfWork):
+    """One ``Database.run`` = one transaction; returns what it committed with the records it staged."""
 
     async def run(self, work: Callable[[Transaction], T]) -> Committed[T]:
-        result, staged = await self.db.run(partial(_in_transaction, work),
-                                           after_commit=lambda done: self.hand_over(done[1]))
+        result, staged = await self._commit(partial(_in_transaction, work))
         return Committed(result, [(s.topic, s.record) for s in staged])
 
 

@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
 from services.common.db import (
-    Database,
-    HandOver,
     SqlOutbox,
     Staged,
+    StagingUnitOfWork,
     already_processed,
     insert_rows,
     is_transient,
@@ -54,17 +53,11 @@ T = TypeVar("T")
 # transaction; what it staged in the outbox goes to the relay once the transaction has committed.
 
 
-class SqlUnitOfWork:
-    """One ``Database.run`` = one transaction; the outbox rows it staged are handed over (to the
-    relay) in the database thread right after it commits, so in commit order."""
-
-    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
-        self.db = db
-        self.hand_over = hand_over
+class SqlUnitOfWork(StagingUnitOfWork):
+    """One ``Database.run`` = one transaction over every repository."""
 
     async def run(self, work: Callable[[Repositories], T]) -> T:
-        result, _ = await self.db.run(partial(_in_transaction, work),
-                                      after_commit=lambda done: self.hand_over(done[1]))
+        result, _ = await self._commit(partial(_in_transaction, work))
         return result
 
     def transient(self, exc: BaseException) -> bool:

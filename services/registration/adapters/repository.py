@@ -14,9 +14,8 @@ from sqlalchemy.orm import Session
 from schemas.events import AccountStatus, TvProduct
 from services.common.codec import WireRecord
 from services.common.db import (
-    Database,
-    HandOver,
     Staged,
+    StagingUnitOfWork,
     already_processed,
     insert_rows,
     mark_processed,
@@ -119,17 +118,11 @@ class SqlAccountRepository:
         self.staged.extend(stage_outbox(self.session, outbox, topic, records))
 
 
-class SqlUnitOfWork:
-    """One batch = one ``Database.run`` = one transaction in the database thread; the outbox rows
-    it staged are handed over (to the relay) right after it commits."""
-
-    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
-        self.db = db
-        self.hand_over = hand_over
+class SqlUnitOfWork(StagingUnitOfWork):
+    """One batch = one ``Database.run`` = one transaction in the database thread."""
 
     async def run(self, work: Callable[[AccountRepository], T]) -> T:
-        result, _ = await self.db.run(partial(in_transaction, work),
-                                      after_commit=lambda done: self.hand_over(done[1]))
+        result, _ = await self._commit(partial(in_transaction, work))
         return result
 
 
