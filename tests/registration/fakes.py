@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from services.common.codec import WireRecord
 from services.registration.domain.model import Account, Erasure
-from services.registration.service_layer.ports import AccountRepository
+from services.registration.service_layer.ports import AccountRepository, SupportRepository
 
 T = TypeVar("T")
 
@@ -62,4 +62,58 @@ class FakeUnitOfWork:
         attempt = copy.deepcopy(self.repo)
         result = work(attempt)
         self.repo = attempt
+        return result
+
+
+class FakeSupportRepository:
+    """Support's operations over the accounts of a ``FakeAccountRepository``."""
+
+    def __init__(self, accounts: FakeAccountRepository, attempts: dict[tuple[str, float], int]) -> None:
+        self.accounts = accounts
+        self.attempts = attempts  # (subject, window start) → checks counted
+
+    def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
+        ordered = sorted(self.accounts.accounts.values(), key=lambda a: a.account_id)
+        return [copy.deepcopy(a) for a in ordered if after is None or a.account_id > after][:limit]
+
+    def save_sealed(self, accounts: Sequence[Account]) -> None:
+        for account in accounts:
+            held = self.accounts.accounts[account.contract_number]
+            held.contacts, held.version = copy.deepcopy(account.contacts), account.version
+
+    def active_by_contract(self, contract_number: str) -> list[Account]:
+        account = self.accounts.accounts.get(contract_number)
+        return [copy.deepcopy(account)] if account is not None and account.active else []
+
+    def active_by_mobile_key(self, mobile_key: str) -> list[Account]:
+        return sorted((copy.deepcopy(a) for a in self.accounts.accounts.values()
+                       if a.active and a.mobile_key == mobile_key), key=lambda a: a.account_id)
+
+    def count_attempt(self, subject: str, window_start: float, limit: int) -> int | None:
+        count = self.attempts.get((subject, window_start), 0)
+        if count >= limit:
+            return None
+        self.attempts[(subject, window_start)] = count + 1
+        return count + 1
+
+    def prune_attempts(self, before: float) -> None:
+        for key in [k for k in self.attempts if k[1] < before]:
+            del self.attempts[key]
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        self.accounts.stage(topic, records)
+
+
+class FakeSupportUnitOfWork:
+    """Over the same state as ``accounts`` (a ``FakeUnitOfWork``): what support's operations
+    change, the handlers see, and the other way round."""
+
+    def __init__(self, accounts: FakeUnitOfWork) -> None:
+        self.accounts = accounts
+        self.attempts: dict[tuple[str, float], int] = {}
+
+    async def run(self, work: Callable[[SupportRepository], T]) -> T:
+        state = copy.deepcopy((self.accounts.repo, self.attempts))
+        result = work(FakeSupportRepository(*state))
+        self.accounts.repo, self.attempts = state
         return result

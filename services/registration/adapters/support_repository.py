@@ -1,9 +1,12 @@
-"""Reads and writes of support's operations: reseal chunks, identity lookups, attempt counts."""
+"""``SqlSupportRepository``: the reads and writes of support's operations (reseal chunks, identity
+lookups, attempt counts) over SQLAlchemy Core, and its unit of work."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -11,10 +14,56 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
+from services.common.codec import WireRecord
+from services.common.db import Staged, StagingUnitOfWork, stage_outbox
 from services.registration.adapters.repository import _to_account, _to_row
 from services.registration.adapters.support_tables import identify_attempts
-from services.registration.adapters.tables import accounts, now
+from services.registration.adapters.tables import accounts, now, outbox
 from services.registration.domain.model import Account
+from services.registration.service_layer.ports import SupportRepository
+
+T = TypeVar("T")
+
+
+class SqlSupportRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.staged: list[Staged] = []  # outbox rows of this transaction, in order
+
+    def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
+        return accounts_after(self.session, after, limit)
+
+    def save_sealed(self, items: Sequence[Account]) -> None:
+        save_sealed(self.session, items)
+
+    def active_by_contract(self, contract_number: str) -> list[Account]:
+        return by_contract(self.session, contract_number)
+
+    def active_by_mobile_key(self, mobile_key: str) -> list[Account]:
+        return by_mobile_key(self.session, mobile_key)
+
+    def count_attempt(self, subject: str, window_start: float, limit: int) -> int | None:
+        return count_attempt(self.session, subject, window_start, limit)
+
+    def prune_attempts(self, before: float) -> None:
+        prune_attempts(self.session, before)
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
+
+
+class SqlSupportUnitOfWork(StagingUnitOfWork):
+    """One ``run`` = one transaction; what it staged goes to the relay right after the commit."""
+
+    async def run(self, work: Callable[[SupportRepository], T]) -> T:
+        result, _ = await self._commit(partial(_in_transaction, work))
+        return result
+
+
+def _in_transaction(work: Callable[[SupportRepository], T],
+                    session: Session) -> tuple[T, list[Staged]]:
+    repo = SqlSupportRepository(session)
+    return work(repo), repo.staged
 
 
 def accounts_after(session: Session, after: uuid.UUID | None, limit: int) -> list[Account]:

@@ -15,6 +15,7 @@ import faust
 
 from services.common.db import Database, HandOver
 from services.common.ops_http import OpsError, register_ops_routes, text_field
+from services.registration.adapters.support_repository import SqlSupportUnitOfWork
 from services.registration.service_layer.identify import IdentifyCommand, IdentifyHolder, Verdict
 from services.registration.service_layer.reseal import ResealAccounts
 from services.registration.settings import RegistrationSettings
@@ -22,8 +23,9 @@ from services.registration.settings import RegistrationSettings
 
 def register_ops(app: faust.App, *, settings: RegistrationSettings, db: Database,
                  hand_over: HandOver, flush: Callable[[], Awaitable[int]]) -> None:
-    reseal = ResealAccounts(db=db, keyring=settings.contact_keys, hand_over=hand_over, flush=flush)
-    identify = IdentifyHolder(db=db, keyring=settings.contact_keys,
+    uow = SqlSupportUnitOfWork(db=db, hand_over=hand_over)
+    reseal = ResealAccounts(uow=uow, keyring=settings.contact_keys, flush=flush)
+    identify = IdentifyHolder(uow=uow, keyring=settings.contact_keys,
                               max_attempts=settings.identify_max,
                               window_s=settings.identify_window_s)
 

@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from services.common.crypto import DecryptError, Keyring, contact_aad
-from services.common.db import Database
 from services.common.logins import (
     LOGIN_BY_PRODUCT,
     InvalidLogin,
@@ -31,9 +28,9 @@ from services.common.logins import (
     login_key,
     normalise_mobile,
 )
-from services.registration.adapters import support_repository as repo
 from services.registration.domain.model import Account
 from services.registration.domain.validation import normalise_passport
+from services.registration.service_layer.ports import SupportRepository, SupportUnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -77,43 +74,45 @@ def _same(a: str, b: str) -> bool:
 
 
 class IdentifyHolder:
-    def __init__(self, *, db: Database, keyring: Keyring, max_attempts: int, window_s: int,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.db, self.keyring = db, keyring
+    def __init__(self, *, uow: SupportUnitOfWork, keyring: Keyring, max_attempts: int,
+                 window_s: int, clock: Callable[[], float] = time.time) -> None:
+        self.uow, self.keyring = uow, keyring
         self.max_attempts, self.window_s = max_attempts, window_s
         self.clock = clock
 
     async def __call__(self, command: IdentifyCommand) -> IdentifyAnswer:
-        answer, account_id = await self.db.run(lambda s: self._check(s, command))
+        answer, account_id = await self.uow.run(lambda repo: self._check(repo, command))
         log.info("identity check", extra={
             "operator": command.operator, "verdict": answer.verdict.value,
             "lookup": "contract" if command.contract else "mobile",
             "account_id": account_id})
         return answer
 
-    def _candidates(self, session: Session, command: IdentifyCommand) -> tuple[list[Account], str]:
+    def _candidates(self, repo: SupportRepository,
+                    command: IdentifyCommand) -> tuple[list[Account], str]:
         if command.contract:
             number = command.contract.strip()
-            return repo.by_contract(session, number), self.keyring.keyed_hash(
+            return repo.active_by_contract(number), self.keyring.keyed_hash(
                 "identify", "contract:" + number)
         typed = command.mobile or ""
         try:
             key = login_key(self.keyring, LoginKind.MOBILE, normalise_mobile(typed))
         except InvalidLogin:
             return [], self.keyring.keyed_hash("identify", "mobile:" + typed.strip())
-        return repo.by_mobile_key(session, key), key
+        return repo.active_by_mobile_key(key), key
 
-    def _check(self, session: Session, command: IdentifyCommand) -> tuple[IdentifyAnswer, str | None]:
+    def _check(self, repo: SupportRepository,
+               command: IdentifyCommand) -> tuple[IdentifyAnswer, str | None]:
         now = self.clock()
         window = now - now % self.window_s
-        candidates, lookup = self._candidates(session, command)
+        candidates, lookup = self._candidates(repo, command)
         subjects = [str(a.account_id) for a in candidates] or [lookup]
         for subject in subjects:
-            if repo.count_attempt(session, subject, window, self.max_attempts) is None:
+            if repo.count_attempt(subject, window, self.max_attempts) is None:
                 retry = int(window + self.window_s - now) + 1
                 return IdentifyAnswer(verdict=Verdict.RATE_LIMITED, retry_after_s=retry), \
                     subjects[0] if candidates else None
-        repo.prune_attempts(session, window - self.window_s)
+        repo.prune_attempts(window - self.window_s)
         passport_hash = self.keyring.keyed_hash("passport", normalise_passport(command.passport, ""))
         name = normalise_name(command.full_name)
         for account in candidates:

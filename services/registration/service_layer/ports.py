@@ -1,5 +1,5 @@
 """Ports of the service layer: the account repository (one transaction), the unit of work and
-the linker."""
+the linker; and support's repository and unit of work (key rotation, identity checks)."""
 
 from __future__ import annotations
 
@@ -59,4 +59,38 @@ class Linker(Protocol):
 class UnitOfWork(Protocol):
     async def run(self, work: Callable[[AccountRepository], T]) -> T:
         """Run ``work`` in ONE transaction (off the event loop); commit if it returns."""
+        ...
+
+
+class SupportRepository(Protocol):
+    """What support's operations read and write, bound to one transaction."""
+
+    def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
+        """The next ``limit`` accounts by id after ``after``, held until the transaction ends."""
+        ...
+
+    def save_sealed(self, accounts: Sequence[Account]) -> None:
+        """Write the contacts and version of accounts whose contacts were sealed again."""
+        ...
+
+    def active_by_contract(self, contract_number: str) -> list[Account]: ...
+
+    def active_by_mobile_key(self, mobile_key: str) -> list[Account]: ...
+
+    def count_attempt(self, subject: str, window_start: float, limit: int) -> int | None:
+        """Count one identity check of ``subject`` in the window; None once ``limit`` is reached
+        (simultaneous checks on any number of workers each see the count the one before left)."""
+        ...
+
+    def prune_attempts(self, before: float) -> None: ...
+
+    def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
+        """Add records to the outbox, published after the commit."""
+        ...
+
+
+class SupportUnitOfWork(Protocol):
+    async def run(self, work: Callable[[SupportRepository], T]) -> T:
+        """Run ``work`` in ONE transaction (off the event loop); commit if it returns, then hand
+        what it staged to the relay."""
         ...

@@ -12,19 +12,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from schemas.topics import ACCOUNT_CHANGED
 from services.common.crypto import DecryptError, Keyring, contact_aad
-from services.common.db import Database, HandOver, Staged, stage_outbox
-from services.registration.adapters import support_repository as repo
-from services.registration.adapters.tables import outbox as outbox_table
 from services.registration.domain.model import Account, SealedContacts
 from services.registration.service_layer.outbound import account_changed
+from services.registration.service_layer.ports import SupportRepository, SupportUnitOfWork
 
 log = logging.getLogger(__name__)
 FIELDS = ("mobile", "email", "full_name", "personal_account")
@@ -43,18 +40,16 @@ class ResealReport:
 
 
 class ResealAccounts:
-    def __init__(self, *, db: Database, keyring: Keyring, hand_over: HandOver, flush: Any,
-                 chunk: int = 200) -> None:
-        self.db, self.keyring, self.chunk = db, keyring, chunk
-        self.hand_over, self.flush = hand_over, flush  # the relay's: rows committed, then sent
+    def __init__(self, *, uow: SupportUnitOfWork, keyring: Keyring,
+                 flush: Callable[[], Awaitable[object]], chunk: int = 200) -> None:
+        self.uow, self.keyring, self.chunk = uow, keyring, chunk
+        self.flush = flush  # the relay's: publishes what the chunks' transactions staged
 
     async def __call__(self) -> ResealReport:
         after: uuid.UUID | None = None
         total = resealed = unreadable = 0
         while True:
-            seen, changed, bad, last, _ = await self.db.run(
-                partial(self._one_chunk, after=after),
-                after_commit=lambda done: self.hand_over(done[4]))
+            seen, changed, bad, last = await self.uow.run(partial(self._one_chunk, after=after))
             total, resealed, unreadable = total + seen, resealed + changed, unreadable + bad
             await self.flush()
             if seen < self.chunk or last is None:
@@ -65,9 +60,9 @@ class ResealAccounts:
         log.info("accounts resealed", extra=report.as_json())
         return report
 
-    def _one_chunk(self, session: Session, *, after: uuid.UUID | None
-                   ) -> tuple[int, int, int, uuid.UUID | None, list[Staged]]:
-        found = repo.accounts_after(session, after, self.chunk)
+    def _one_chunk(self, repo: SupportRepository, *, after: uuid.UUID | None
+                   ) -> tuple[int, int, int, uuid.UUID | None]:
+        found = repo.accounts_after(after, self.chunk)
         changed: list[Account] = []
         bad = 0
         for account in found:
@@ -82,10 +77,9 @@ class ResealAccounts:
                 account.contacts = contacts
                 account.version += 1
                 changed.append(account)
-        repo.save_sealed(session, changed)
-        staged = stage_outbox(session, outbox_table, ACCOUNT_CHANGED,
-                              [account_changed(a) for a in changed])
-        return len(found), len(changed), bad, found[-1].account_id if found else None, staged
+        repo.save_sealed(changed)
+        repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in changed])
+        return len(found), len(changed), bad, found[-1].account_id if found else None
 
     def _sealed_again(self, account: Account) -> SealedContacts | None:
         """The contacts sealed with the newest key, or None when they already are."""

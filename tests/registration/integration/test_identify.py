@@ -21,6 +21,7 @@ from services.common.db import Database
 from services.common.migrations import migrate
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
+from services.registration.adapters.support_repository import SqlSupportUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS
 from services.registration.entrypoints.agents import to_link
 from services.registration.service_layer.identify import (
@@ -51,7 +52,8 @@ async def link(db: Database, keyring: Keyring, *events: dict[str, Any]) -> None:
 
 
 def holder(db: Database, keyring: Keyring, max_attempts: int = 50) -> IdentifyHolder:
-    return IdentifyHolder(db=db, keyring=keyring, max_attempts=max_attempts, window_s=3600)
+    return IdentifyHolder(uow=SqlSupportUnitOfWork(db=db, hand_over=lambda rows: None),
+                          keyring=keyring, max_attempts=max_attempts, window_s=3600)
 
 
 def ask(**kwargs: str) -> IdentifyCommand:
