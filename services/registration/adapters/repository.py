@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 from schemas.events import AccountStatus, TvProduct
 from services.common.codec import WireRecord
 from services.common.db import (
+    SqlOutbox,
     Staged,
     StagingUnitOfWork,
     already_processed,
     insert_rows,
     mark_processed,
     one_of,
-    stage_outbox,
 )
 from services.registration.adapters.tables import (
     accounts,
@@ -39,7 +39,7 @@ class SqlAccountRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
         self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
-        self.staged: list[Staged] = []  # outbox rows of this transaction, in order
+        self.outbox = SqlOutbox(session, outbox)  # keeps the rows this transaction staged
 
     def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         return {uuid.UUID(e) for e in already_processed(self.session, processed_events, event_ids)}
@@ -115,7 +115,7 @@ class SqlAccountRepository:
                  "erased_at": m.erased_at, "recorded_at": stamp} for m in markers])
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
-        self.staged.extend(stage_outbox(self.session, outbox, topic, records))
+        self.outbox.stage(topic, records)
 
 
 class SqlUnitOfWork(StagingUnitOfWork):
@@ -130,7 +130,7 @@ def in_transaction(work: Callable[[AccountRepository], T],
                    session: Session) -> tuple[T, list[Staged]]:
     """``work`` on a repository bound to ``session``, and the outbox rows it staged."""
     repo = SqlAccountRepository(session)
-    return work(repo), repo.staged
+    return work(repo), repo.outbox.staged
 
 
 def _to_row(a: Account, stamp: Any) -> dict[str, Any]:
