@@ -6,7 +6,7 @@ one call, one transaction, so the event loop never blocks on I/O and SQLite neve
 writers from one process. ``postgresql+psycopg://`` and ``sqlite:///`` URLs both work.
 
 - **Set-based statements**: one statement per batch, cheap for the worker's CPU (``one_of``,
-  ``insert_rows``, ``insert_rows_returning_ids``; the services' repositories use them too).
+  ``insert_rows``, ``insert_columns_returning_ids``; the services' repositories use them too).
 - **Processed events**: the "seen this event" record every consumer keeps, in the same
   transaction as its work (``already_processed``, ``mark_processed``).
 - **The transactional outbox**: records to publish, written in the same transaction as the work
@@ -196,28 +196,13 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
     _insert_columns(session, table, {name: [row[name] for row in rows] for name in rows[0]})
 
 
-def insert_rows_returning_ids(
-    session: Session, table: Table, rows: Sequence[Mapping[str, Any]], id_column: str = "id"
-) -> list[int]:
-    """Insert ``rows`` and return the generated ``id_column`` values, in the order of ``rows``."""
-    if not rows:
-        return []
-    if not is_postgres(session):
-        column = table.c[id_column]
-        return list(session.scalars(
-            table.insert().returning(column, sort_by_parameter_order=True), list(rows)
-        ))
-    return insert_columns_returning_ids(
-        session, table, {name: [row[name] for row in rows] for name in rows[0]}, id_column)
-
-
 def insert_columns_returning_ids(
     session: Session, table: Table, columns: Mapping[str, list[Any]], id_column: str = "id",
     *, json_text: Collection[str] = (),
 ) -> list[int]:
-    """PostgreSQL only: ``insert_rows_returning_ids`` with the rows given as one list per column
-    (all of the same length), which a caller building many rows fills without a dict each; the
-    JSON columns named in ``json_text`` hold JSON text already."""
+    """PostgreSQL only: insert rows given as one list per column (all of the same length), which a
+    caller building many rows fills without a dict each, and return the generated ``id_column``
+    values in the order of the rows; the JSON columns named in ``json_text`` hold JSON text."""
     n = len(next(iter(columns.values())))
     # ids taken from the sequence first, so their order is the rows' order by construction
     ids = [row[0] for row in session.connection().exec_driver_sql(
@@ -357,10 +342,10 @@ def stage_outbox(session: Session, table: Table, topic: str,
             "headers": [to_json(h).decode() for h in headers],
         }, json_text={"headers"})
     else:
-        ids = insert_rows_returning_ids(session, table, [
+        ids = list(session.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), [
             {"topic": topic, "key": r.key, "value": r.value, "headers": h}
             for r, h in zip(records, headers, strict=True)
-        ])
+        ]))
     return [Staged(id=i, topic=topic, record=r) for i, r in zip(ids, records, strict=True)]
 
 
