@@ -4,13 +4,20 @@ Each service lists its ``Prunable`` tables (which rows are old, given "now" and 
 and runs a ``Pruner`` from a periodic task. A batch is one short transaction deleting at most
 ``batch`` rows by primary key, so a large backlog never holds locks for long nor delays the
 consumers' transactions much; ``selfcare_<service>_rows_pruned_total{table}`` counts the rows.
+
+A table whose rows were published, keyed by their primary key, on a compacted topic (the
+notifier's deliveries: their statuses, by code id) names that topic: each batch stages a
+tombstone for every row it deletes in the same transaction, so what the topic still holds of them
+goes with them. An erasure finds the records to retract through those rows; without the
+tombstones, a row pruned before the erasure (``RETENTION_DAYS`` below the topic's retention) would
+leave its records behind.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +25,8 @@ from prometheus_client import Counter
 from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.orm import Session
 
-from services.common.db import Database
+from services.common.codec import tombstone
+from services.common.db import Database, HandOver, Staged, stage_outbox
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +40,23 @@ class Prunable:
 
     table: Table
     old: Callable[[float, float], ColumnElement[bool]]
+    # the compacted topic keyed by this table's primary key, and the outbox to stage its tombstones in
+    tombstones: tuple[str, Table] | None = None
 
 
-def prune_batch(session: Session, item: Prunable, now: float, retention_s: float, batch: int) -> int:
-    """Delete at most ``batch`` old rows of one table; returns how many."""
+def prune_batch(session: Session, item: Prunable, now: float, retention_s: float,
+                batch: int) -> tuple[int, list[Staged]]:
+    """Delete at most ``batch`` old rows of one table; returns how many, and the tombstones staged
+    for them (see the module's docstring)."""
     (key,) = item.table.primary_key.columns
     ids = list(session.scalars(select(key).where(item.old(now, retention_s)).limit(batch)))
+    staged: list[Staged] = []
     if ids:
+        if item.tombstones is not None:
+            topic, outbox = item.tombstones
+            staged = stage_outbox(session, outbox, topic, [tombstone(str(i)) for i in ids])
         session.execute(item.table.delete().where(key.in_(ids)))
-    return len(ids)
+    return len(ids), staged
 
 
 class Pruner:
@@ -53,8 +69,14 @@ class Pruner:
         pruned: Counter,
         batch: int = 500,
         pause_s: float = 0.05,
+        hand_over: HandOver | None = None,
+        flush: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``hand_over`` and ``flush`` (the outbox relay's) publish the tombstones of tables that
+        name a topic once each pass is done; without them the relay's sweep finds them."""
         self.db = db
+        self.hand_over = hand_over
+        self.flush = flush
         self.tables = tables
         self.retention_s = retention_days * DAY_S
         self.pruned = pruned
@@ -65,17 +87,26 @@ class Pruner:
         """Everything old as of ``now``, batch after batch (a pause between them leaves the
         database thread to the consumers); returns the rows deleted."""
         total = 0
+        staged = False
         for item in self.tables:
             while True:
-                n = await self.db.run(
-                    lambda s, item=item: prune_batch(s, item, now, self.retention_s, self.batch))  # type: ignore[misc]
+                n, tombstones = await self.db.run(
+                    lambda s, item=item: prune_batch(s, item, now, self.retention_s, self.batch),  # type: ignore[misc]
+                    after_commit=self._hand_over)
+                staged = staged or bool(tombstones)
                 if n:
                     self.pruned.labels(item.table.name).inc(n)
                     total += n
                 if n < self.batch:
                     break
                 await asyncio.sleep(self.pause_s)
+        if staged and self.flush is not None:
+            await self.flush()
         return total
+
+    def _hand_over(self, done: tuple[int, list[Staged]]) -> None:
+        if done[1] and self.hand_over is not None:
+            self.hand_over(done[1])
 
     async def run_forever(self, clock: Callable[[], float], every_s: float) -> None:
         """The periodic task: prune, wait ``every_s``, again; a failure is logged and retried."""

@@ -157,7 +157,8 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         topic=ACCOUNT_CHANGED, handler=accounts_erased(erase),
         batch_size=settings.batch_size, within_s=settings.batch_within_s))
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
-                    pruned=pruned_counter(base_metrics))
+                    pruned=pruned_counter(base_metrics), hand_over=relay.committed,
+                    flush=relay.flush)
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly

@@ -1,6 +1,6 @@
 """The notifier's side of the lifecycle on SQLite and PostgreSQL: account tombstones delete the
 account's deliveries (other values are not even decoded), and finished deliveries are pruned
-after RETENTION_DAYS."""
+after RETENTION_DAYS, their statuses tombstoned with them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from schemas.events import Channel
 from schemas.topics import NOTIFICATION_STATUS
 from services.common.retention import DAY_S, Pruner
 from services.common.tombstones import TombstoneRunner
-from services.notifier.adapters.tables import deliveries, processed_events, prunable
+from services.notifier.adapters.tables import deliveries, outbox, processed_events, prunable
+from services.notifier.domain.commands import EraseDeliveries
 from services.notifier.entrypoints.agents import accounts_erased
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from tests.notifier.integration.test_handlers import Harness
@@ -80,3 +81,41 @@ async def test_finished_deliveries_are_pruned_once_the_clock_has_moved_on(harnes
     await harness.dispatch()
     assert len(harness.sms.sent) == 1
     assert harness.row(sent.code_id)["state"] == "failed"
+
+
+async def test_a_pruned_delivery_takes_its_statuses_off_the_topic_so_an_erasure_leaves_none(
+    harness: Harness,
+) -> None:
+    """RETENTION_DAYS below the status topic's 14 days: a delivery pruned before its account is
+    erased can no longer be found by the erasure, so the prune itself tombstones its statuses
+    (in the transaction that deletes it), and the relay publishes them."""
+    account = uuid.uuid4()
+    old, fresh = (code_issued(to="+79161234567", account_id=account, expires_in_s=600),
+                  code_issued(to="ivanov@example.ru", channel=Channel.EMAIL, account_id=account,
+                              expires_in_s=600))
+    await harness.consume(old, fresh)
+    await harness.dispatch()
+    assert harness.statuses(old.code_id) and harness.statuses(fresh.code_id)
+    # the second delivery finished 6 days after the first: only the first is 8 days old below
+    harness.db.run_sync(lambda s: s.execute(deliveries.update().where(
+        deliveries.c.code_id == str(fresh.code_id)).values(
+        updated_at=datetime.now(UTC) + timedelta(days=6), expires_at=datetime.now(UTC) + timedelta(days=6))))
+    pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
+    pruner = Pruner(db=harness.db, tables=prunable, retention_days=7, pruned=pruned,
+                    hand_over=harness.relay.committed, flush=harness.relay.flush)
+    await harness.relay.flush()
+    before = len(harness.publisher.sent)
+    assert await pruner.prune(time.time() + 8 * DAY_S) == 3  # the old delivery, two event ids
+    assert [r.account_id for r in rows(harness)] == [str(account)]  # type: ignore[attr-defined]
+    sent = harness.publisher.sent[before:]
+    assert [(t, r.key, r.value) for t, r in sent] == [
+        (NOTIFICATION_STATUS, str(old.code_id).encode(), None)]
+    # published, and deleted from the outbox (the delete queued on the database thread before this)
+    assert await harness.db.run(lambda s: s.execute(select(outbox)).all()) == []
+    # the erasure then finds the delivery still kept and retracts its statuses: none is left
+    before = len(harness.publisher.sent)
+    await erase_deliveries(EraseDeliveries(account_ids=(str(account),)),
+                           uow=harness.uow, flush=harness.relay.flush)
+    assert [(t, r.key, r.value) for t, r in harness.publisher.sent[before:]] == [
+        (NOTIFICATION_STATUS, str(fresh.code_id).encode(), None)]
+    assert rows(harness) == []
