@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from psycopg.types.array import ListBinaryDumper
 from pydantic_core import to_json
@@ -360,6 +360,34 @@ class SqlOutbox:
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         self.staged.extend(stage_outbox(self.session, self.table, topic, records))
+
+
+class StagesOutbox(Protocol):
+    """A repository of one transaction that stages through a ``SqlOutbox``."""
+
+    @property
+    def outbox(self) -> SqlOutbox: ...
+
+
+R = TypeVar("R", bound=StagesOutbox)
+
+
+def in_transaction(repository: Callable[[Session], R], work: Callable[[R], T],
+                   session: Session) -> tuple[T, list[Staged]]:
+    """``work`` on a ``repository`` bound to ``session``, and the outbox rows it staged."""
+    repo = repository(session)
+    return work(repo), repo.outbox.staged
+
+
+class RepositoryUnitOfWork(StagingUnitOfWork, Generic[R]):
+    """A unit of work over one repository class (``repository``): ``run(work)`` is
+    ``work(repository(session))`` in one transaction, its outbox rows handed over after it."""
+
+    repository: Callable[[Session], R]
+
+    async def run(self, work: Callable[[R], T]) -> T:
+        result, _ = await self._commit(functools.partial(in_transaction, self.repository, work))
+        return result
 
 
 @functools.lru_cache(maxsize=256)

@@ -35,10 +35,10 @@ from sqlalchemy.exc import OperationalError
 from schemas.events import TvProduct
 from services.common.codec import WireRecord
 from services.common.crypto import Keyring
-from services.common.db import Database, HandOver, Staged, is_transient
+from services.common.db import Database, HandOver, Staged, in_transaction, is_transient
 from services.common.process import tune_gc_for_workers
 from services.registration.adapters.protection import KeyringProtector
-from services.registration.adapters.repository import SqlUnitOfWork, in_transaction
+from services.registration.adapters.repository import SqlAccountRepository, SqlUnitOfWork
 from services.registration.domain.commands import LinkContract
 from services.registration.domain.model import Outcome
 from services.registration.service_layer.link_contract import link_batch, link_contracts
@@ -152,7 +152,8 @@ def _link_rows(rows: list[tuple[Any, ...]], not_after: str) -> tuple[Any, ...]:
     limit = datetime.fromisoformat(not_after)
     try:  # ``run_sync`` returns once the transaction has committed: its rows are in the table
         outcomes, committed = db.run_sync(partial(
-            in_transaction, lambda repo: link_batch(repo, commands, protector, limit)))
+            in_transaction, SqlAccountRepository,
+            lambda repo: link_batch(repo, commands, protector, limit)))
     except Exception as exc:  # pickling a driver's exception may fail: send what it was
         return ("transient" if is_transient(exc) else "failed", type(exc).__name__)
     staged = [(s.id, s.topic, s.record.key, s.record.value, s.record.headers) for s in committed]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection, Sequence
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Row
@@ -14,9 +13,8 @@ from sqlalchemy.orm import Session
 from schemas.events import AccountStatus, TvProduct
 from services.common.codec import WireRecord
 from services.common.db import (
+    RepositoryUnitOfWork,
     SqlOutbox,
-    Staged,
-    StagingUnitOfWork,
     already_processed,
     insert_rows,
     mark_processed,
@@ -30,9 +28,6 @@ from services.registration.adapters.tables import (
     processed_events,
 )
 from services.registration.domain.model import Account, Erasure, SealedContacts
-from services.registration.service_layer.ports import AccountRepository
-
-T = TypeVar("T")
 
 
 class SqlAccountRepository:
@@ -118,19 +113,10 @@ class SqlAccountRepository:
         self.outbox.stage(topic, records)
 
 
-class SqlUnitOfWork(StagingUnitOfWork):
+class SqlUnitOfWork(RepositoryUnitOfWork[SqlAccountRepository]):
     """One batch = one ``Database.run`` = one transaction in the database thread."""
 
-    async def run(self, work: Callable[[AccountRepository], T]) -> T:
-        result, _ = await self._commit(partial(in_transaction, work))
-        return result
-
-
-def in_transaction(work: Callable[[AccountRepository], T],
-                   session: Session) -> tuple[T, list[Staged]]:
-    """``work`` on a repository bound to ``session``, and the outbox rows it staged."""
-    repo = SqlAccountRepository(session)
-    return work(repo), repo.outbox.staged
+    repository = SqlAccountRepository
 
 
 def _to_row(a: Account, stamp: Any) -> dict[str, Any]:

@@ -4,8 +4,7 @@ lookups, attempt counts) over SQLAlchemy Core, and its unit of work."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import TypeVar
 
 from sqlalchemy import and_, select, update
@@ -15,12 +14,11 @@ from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
 from services.common.codec import WireRecord
-from services.common.db import SqlOutbox, Staged, StagingUnitOfWork, is_postgres
+from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres
 from services.registration.adapters.repository import _to_account, _to_row
 from services.registration.adapters.support_tables import identify_attempts
 from services.registration.adapters.tables import accounts, now, outbox
 from services.registration.domain.model import Account
-from services.registration.service_layer.ports import SupportRepository
 
 T = TypeVar("T")
 
@@ -84,15 +82,7 @@ class SqlSupportRepository:
         self.outbox.stage(topic, records)
 
 
-class SqlSupportUnitOfWork(StagingUnitOfWork):
+class SqlSupportUnitOfWork(RepositoryUnitOfWork[SqlSupportRepository]):
     """One ``run`` = one transaction; what it staged goes to the relay right after the commit."""
 
-    async def run(self, work: Callable[[SupportRepository], T]) -> T:
-        result, _ = await self._commit(partial(_in_transaction, work))
-        return result
-
-
-def _in_transaction(work: Callable[[SupportRepository], T],
-                    session: Session) -> tuple[T, list[Staged]]:
-    repo = SqlSupportRepository(session)
-    return work(repo), repo.outbox.staged
+    repository = SqlSupportRepository
