@@ -52,6 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
@@ -215,7 +216,9 @@ def insert_columns_returning_ids(
 
 
 def _insert_columns(session: Session, table: Table, columns: Mapping[str, list[Any]],
-                    json_text: Collection[str] = ()) -> None:
+                    json_text: Collection[str] = (), *, new_only: str | None = None) -> list[Any]:
+    """``new_only``: rows that would conflict with one already there are skipped, and the
+    ``new_only`` column of those inserted is returned."""
     dialect = session.get_bind().dialect
     params: dict[str, Any] = {}
     arrays: list[str] = []
@@ -229,12 +232,17 @@ def _insert_columns(session: Session, table: Table, columns: Mapping[str, list[A
     names = ", ".join(quote.quote(n) for n in columns)
     # names and types come from the Table's metadata, values travel as parameters
     sql = f"INSERT INTO {quote.format_table(table)} ({names}) SELECT * FROM unnest({', '.join(arrays)})"  # noqa: S608
-    session.connection().exec_driver_sql(sql, params)
+    if new_only is None:
+        session.connection().exec_driver_sql(sql, params)
+        return []
+    sql += f" ON CONFLICT DO NOTHING RETURNING {quote.quote(new_only)}"
+    return [row[0] for row in session.connection().exec_driver_sql(sql, params)]
 
 
 # --- Processed events ------------------------------------------------------------------------
 # Each service's metadata gets a ``processed_events`` table from ``processed_events_table``;
-# ``already_processed`` and ``mark_processed`` read and write it. Event ids are stored as text.
+# ``claim_events`` records a batch's ids and returns the new ones (``already_processed`` only
+# reads, for a stage that decides before it writes). Event ids are stored as text.
 
 EventId = str | uuid.UUID
 
@@ -261,6 +269,31 @@ def mark_processed(session: Session, table: Table, event_ids: Iterable[EventId])
     ids = list(dict.fromkeys(str(e) for e in event_ids))
     stamp = datetime.now(UTC)
     insert_rows(session, table, [{"event_id": e, "processed_at": stamp} for e in ids])
+
+
+def claim_events(session: Session, table: Table, event_ids: Iterable[EventId]) -> set[str]:
+    """Record ``event_ids`` as processed in the caller's transaction; returns those not recorded
+    before (as text): the events this transaction is the one to process.
+
+    On PostgreSQL this is one statement that skips the ids already there. An id that another
+    transaction has claimed and not yet committed makes it wait for that one, and then it is
+    taken (or, if that one rolled back, claimed here), so two workers handed the same event at
+    once (a rebalance) process it once, and neither fails. The ids go in sorted order, so two
+    claims never wait for each other in a cycle. SQLite lets one transaction write at a time:
+    there the insert waits for the write lock, and then skips the same way."""
+    ids = sorted({str(e) for e in event_ids})
+    if not ids:
+        return set()
+    stamp = datetime.now(UTC)
+    if is_postgres(session):
+        return set(_insert_columns(session, table, {"event_id": ids, "processed_at": [stamp] * len(ids)},
+                                   new_only="event_id"))
+    new: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        rows = [{"event_id": e, "processed_at": stamp} for e in ids[start:start + _CHUNK]]
+        new.update(session.scalars(sqlite_insert(table).values(rows).on_conflict_do_nothing()
+                                   .returning(table.c.event_id)))
+    return new
 
 
 # --- The transactional outbox ----------------------------------------------------------------

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import uuid
 
 import pytest
@@ -8,7 +10,17 @@ from sqlalchemy import Column, Integer, MetaData, Table, func, select
 
 from schemas.events import CodeRequested, ContractLinked
 from services.common.codec import DecodeError, WireRecord, decode, encode, header, tombstone
-from services.common.db import Database, delete_outbox, outbox_table, pending_outbox, stage_outbox
+from services.common.db import (
+    Database,
+    claim_events,
+    delete_outbox,
+    is_postgres,
+    is_transient,
+    outbox_table,
+    pending_outbox,
+    processed_events_table,
+    stage_outbox,
+)
 
 DESIGN_REQUEST = {
     "event_id": "0f5c3c0a-0b8e-4c5f-8a55-5b0c1b1d7a21", "occurred_at": "2026-11-24T09:31:00Z",
@@ -105,6 +117,69 @@ async def test_a_failed_transaction_leaves_nothing(database_url: str) -> None:
     assert await db.run(lambda s: pending_outbox(s, table)) == []
     assert handed == []  # a rolled-back transaction hands nothing to the relay
     db.close()
+
+
+async def test_claim_events_takes_each_id_once_even_from_simultaneous_transactions(
+        database_url: str) -> None:
+    """Two workers handed the same events at once (a rebalance): each id is claimed by exactly
+    one transaction. On PostgreSQL the second waits for the first's commit and then finds the
+    ids taken, with no error; on SQLite (one writer at a time) it may fail transiently, and the
+    runner's retry then finds them taken. A rolled-back claim leaves its ids free."""
+    metadata = MetaData()
+    table = processed_events_table(metadata)
+    first, second = Database(url=database_url, name="a"), Database(url=database_url, name="b")
+    claimed, release = threading.Event(), threading.Event()
+    try:
+        metadata.create_all(first.engine)
+        postgres = await first.run(is_postgres)
+        assert await first.run(lambda s: claim_events(s, table, ["a", "b", "a"])) == {"a", "b"}
+        assert await first.run(lambda s: claim_events(s, table, ["b", "c"])) == {"c"}
+        assert await first.run(lambda s: claim_events(s, table, [])) == set()
+
+        def claim_then_fail(session):  # type: ignore[no-untyped-def]
+            claim_events(session, table, ["d"])
+            raise RuntimeError("the batch failed")
+        with pytest.raises(RuntimeError):
+            await first.run(claim_then_fail)
+        assert await first.run(lambda s: claim_events(s, table, [uuid.UUID(int=1), "d"])) == {
+            str(uuid.UUID(int=1)), "d"}
+
+        def hold(session):  # type: ignore[no-untyped-def]
+            new = claim_events(session, table, ["x", "y", "z"])
+            claimed.set()
+            release.wait(10)  # the transaction stays open meanwhile
+            return new
+
+        held = asyncio.ensure_future(first.run(hold))
+        await asyncio.to_thread(claimed.wait, 10)
+        retries = 0
+
+        async def other() -> set[str]:
+            nonlocal retries
+            while True:
+                try:
+                    return await second.run(lambda s: claim_events(s, table, ["w", "z", "y"]))
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    retries += 1
+                    await asyncio.sleep(0.05)
+
+        racing = asyncio.ensure_future(other())
+        await asyncio.sleep(0.3)
+        if postgres:
+            assert not racing.done()  # waiting for the first transaction's ids
+        release.set()
+        assert await held == {"x", "y", "z"}
+        assert await racing == {"w"}
+        if postgres:
+            assert retries == 0  # it waited, then skipped them: no failure to retry
+        count = await first.run(lambda s: s.scalar(select(func.count()).select_from(table)))
+        assert count == len({"a", "b", "c", "d", str(uuid.UUID(int=1)), "x", "y", "z", "w"})
+    finally:
+        release.set()
+        first.close()
+        second.close()
 
 
 class FlakyPublisher:

@@ -21,8 +21,10 @@ class FakeAccountRepository:
         self.staged: list[tuple[str, WireRecord]] = []
         self.erased: dict[str, Erasure] = {}
 
-    def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        return set(event_ids) & self.processed
+    def claim(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        new = set(event_ids) - self.processed
+        self.processed.update(new)
+        return new
 
     def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]:
         return {n: copy.deepcopy(self.accounts[n]) for n in numbers if n in self.accounts}
@@ -36,9 +38,6 @@ class FakeAccountRepository:
             self.accounts[account.contract_number] = copy.deepcopy(account)
         active = [a.login_key for a in self.accounts.values() if a.active]
         assert len(active) == len(set(active)), "two active accounts share a login"
-
-    def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None:
-        self.processed.update(event_ids)
 
     def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
         return {n: self.erased[n] for n in numbers if n in self.erased}

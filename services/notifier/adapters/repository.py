@@ -22,8 +22,7 @@ from services.common.db import (
     SqlOutbox,
     Staged,
     StagingUnitOfWork,
-    already_processed,
-    mark_processed,
+    claim_events,
 )
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
@@ -217,12 +216,7 @@ class SqlProcessedEvents:
         self.session = session
 
     def claim_new(self, event_ids: Sequence[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        seen = already_processed(self.session, processed_events, event_ids)
-        fresh = [e for e in dict.fromkeys(event_ids) if e not in seen]
-        mark_processed(self.session, processed_events, fresh)
-        return set(fresh)
+        return claim_events(self.session, processed_events, event_ids)
 
 
 class SqlTransaction:

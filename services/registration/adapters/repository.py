@@ -15,9 +15,8 @@ from services.common.codec import WireRecord
 from services.common.db import (
     RepositoryUnitOfWork,
     SqlOutbox,
-    already_processed,
+    claim_events,
     insert_rows,
-    mark_processed,
     one_of,
 )
 from services.registration.adapters.tables import (
@@ -36,8 +35,8 @@ class SqlAccountRepository:
         self._loaded: dict[uuid.UUID, tuple[str, str]] = {}  # account_id → (status, login_key) as read
         self.outbox = SqlOutbox(session, outbox)  # keeps the rows this transaction staged
 
-    def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        return {uuid.UUID(e) for e in already_processed(self.session, processed_events, event_ids)}
+    def claim(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        return {uuid.UUID(e) for e in claim_events(self.session, processed_events, event_ids)}
 
     def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]:
         result: dict[str, Account] = {}
@@ -83,9 +82,6 @@ class SqlAccountRepository:
         insert_rows(self.session, accounts, new)
         for a in items:
             self._loaded[a.account_id] = (a.status.value, a.login_key)
-
-    def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None:
-        mark_processed(self.session, processed_events, event_ids)
 
     def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
         result: dict[str, Erasure] = {}

@@ -29,7 +29,8 @@ async def erase_contracts(
     ordered = sorted(commands, key=lambda c: c.occurred_at)
 
     def work(repo: AccountRepository) -> Counter[Outcome]:
-        fresh = fresh_commands(ordered, repo.seen({c.event_id for c in ordered}))
+        ids = {c.event_id for c in ordered}
+        fresh = fresh_commands(ordered, ids - repo.claim(ids))
         numbers = {c.contract_number for c in fresh.values()}
         registry = Registry(
             accounts=repo.by_contracts(numbers), erasures=repo.erasures(numbers), holders={},
@@ -39,7 +40,6 @@ async def erase_contracts(
                           not_after=not_after, end=registry.erase)
         erased = registry.to_erase()
         repo.erase(erased, registry.new_erasures())
-        repo.mark_processed(fresh.keys())
         repo.stage(ACCOUNT_CHANGED, [account_erased(a) for a in erased])
         repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
         return registry.outcomes

@@ -3,9 +3,10 @@
 1. refuse a link dated after ``not_after`` (now + ``MAX_CLOCK_SKEW_S``: it would win against
    every later real re-link), validate and normalise every link, hash its logins (a rejection is
    an outcome, not an error);
-2. in one transaction: drop ids already processed, load the batch's accounts, their erasure
-   markers and the active holders of its logins, apply the links in ``occurred_at`` order, save, record
-   the ids as processed and stage ``AccountChanged`` / ``ContractRejected`` in the outbox.
+2. in one transaction: claim the batch's event ids (those processed before are duplicates), load
+   the batch's accounts, their erasure markers and the active holders of its logins, apply the
+   links in ``occurred_at`` order, save, and stage ``AccountChanged`` / ``ContractRejected`` in the
+   outbox.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def _apply(
     protector: Protector,
     new_id: Callable[[], uuid.UUID],
 ) -> Counter[Outcome]:
-    seen = repo.seen({p.event_id for p in prepared})
+    ids = {p.event_id for p in prepared}
+    seen = ids - repo.claim(ids)
     fresh: list[ProtectedLink | Rejection] = []
     fresh_ids: set[uuid.UUID] = set()
     for item in prepared:
@@ -93,7 +95,6 @@ def _apply(
         else:
             registry.link(item)
     repo.save(registry.to_save())
-    repo.mark_processed(fresh_ids)
     repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])
     repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
     return registry.outcomes

@@ -19,8 +19,9 @@ T = TypeVar("T")
 class AccountRepository(Protocol):
     """Set-based access to accounts, bound to one transaction."""
 
-    def seen(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-        """The ids among ``event_ids`` already processed."""
+    def claim(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Record ``event_ids`` as processed in this transaction; returns those not processed
+        before (the others are duplicates)."""
         ...
 
     def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]: ...
@@ -32,8 +33,6 @@ class AccountRepository(Protocol):
     def save(self, accounts: Sequence[Account]) -> None:
         """Insert new accounts and update loaded ones (final state of the batch)."""
         ...
-
-    def mark_processed(self, event_ids: Collection[uuid.UUID]) -> None: ...
 
     def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
         """contract_number → its erasure marker, for those of ``numbers`` that were erased."""

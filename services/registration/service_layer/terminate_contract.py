@@ -26,7 +26,8 @@ async def terminate_contracts(
     ordered = sorted(commands, key=lambda c: c.occurred_at)
 
     def work(repo: AccountRepository) -> Counter[Outcome]:
-        fresh = fresh_commands(ordered, repo.seen({c.event_id for c in ordered}))
+        ids = {c.event_id for c in ordered}
+        fresh = fresh_commands(ordered, ids - repo.claim(ids))
         registry = Registry(
             accounts=repo.by_contracts({c.contract_number for c in fresh.values()}),
             holders={},
@@ -35,7 +36,6 @@ async def terminate_contracts(
         registry.end_each(fresh.values(), duplicates=len(ordered) - len(fresh),
                           not_after=not_after, end=registry.terminate)
         repo.save(registry.to_save())
-        repo.mark_processed(fresh.keys())
         repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in registry.to_publish()])
         repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
         return registry.outcomes
