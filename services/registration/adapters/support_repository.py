@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import TypeVar
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,8 +18,6 @@ from services.registration.adapters.repository import _to_account, _to_row
 from services.registration.adapters.support_tables import identify_attempts
 from services.registration.adapters.tables import accounts, now, outbox
 from services.registration.domain.model import Account
-
-T = TypeVar("T")
 
 
 class SqlSupportRepository:
