@@ -3,14 +3,16 @@
 Sizes come from the benchmark figures of ``docs/performance.md`` (one worker on a 2-core machine;
 ``docs/scaling.md`` explains the arithmetic):
 
-- registration: ~0.5 ms of CPU per link over the worker and its linking process; at 2,400
-  links/s the worker used 79 % of a core and the linking process 72 %; peak RSS 277–289 MB over
-  both processes. Request 1 CPU / 384 Mi, limit 2 CPU / 768 Mi.
-- recovery: argon2id (m = 19 MiB, t = 2) costs ~28 ms of CPU per password; 64–73 hashes/s on
-  two cores, so a worker with one core issues ~32 codes/s. Each hashing thread holds 19 MiB while
-  it hashes. Request 1 CPU / 384 Mi (145 Mi idle RSS + 2 threads × 19 MiB + headroom), limit 2 CPU.
-- notifier: ~1.35 ms of CPU per send, one process bounded by one core (~750 sends/s). Request
-  1 CPU / 256 Mi, limit 1 CPU (more CPU does not help a process bound by the GIL).
+- registration: 0.23–0.36 ms of CPU per link over the worker and its linking process; at about
+  3,700–4,000 links/s the worker used ~81 % of a core and the linking process ~60 %; peak RSS
+  ≤ 313 MB over both processes. Request 1 CPU / 384 Mi, limit 2 CPU / 768 Mi.
+- recovery: argon2id (m = 19 MiB, t = 2) costs 20–28 ms of CPU per hash (95–101 hashes/s on two
+  cores, 64–73 on a loaded day); a code is one hash and a login attempt two, so a worker with one
+  core issues ~30 codes/s or checks ~15 logins/s. Each hashing thread holds 19 MiB while it
+  hashes. Request 1 CPU / 384 Mi (145 Mi idle RSS + 2 threads × 19 MiB + headroom), limit 2 CPU.
+- notifier: 0.48–0.81 ms of CPU per send, one process bounded by one core (~1,200 sends/s at the
+  higher cost). Request 1 CPU / 256 Mi, limit 1 CPU (more CPU does not help a process bound by
+  the GIL).
 
 Replicas: never more than the partitions of the topics a service consumes (4): a fifth
 worker of a group gets no partition and idles.
