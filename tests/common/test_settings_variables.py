@@ -1,12 +1,15 @@
-"""Every variable of DESIGN.md is read by its name, and a bad value names its variable."""
+"""Every variable of DESIGN.md is read by its name, a bad value names its variable, and the
+table of variables in docs/operations.md lists exactly the variables the settings read."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.common.env_settings import EnvSettings
 from services.common.errors import ConfigError
 from services.common.settings import CommonSettings
 from services.notifier.settings import NotifierSettings
@@ -99,6 +102,9 @@ NOTIFIER: list[tuple[str, str, Any, Any]] = [
     ("NOTIFIER_RETRY_MAX_S", "120", lambda s: s.retry_max_s, 120.0),
     ("NOTIFIER_TAKEOVER_S", "9", lambda s: s.takeover_s, 9.0),
     ("HTTP_READ_TIMEOUT_S", "3.5", lambda s: s.http_read_timeout_s, 3.5),
+    # a CA file must exist: this file stands in for one
+    ("SMS_GATEWAY_CA_FILE", __file__, lambda s: s.sms_gateway_ca_file, __file__),
+    ("SMTP_CA_FILE", __file__, lambda s: s.smtp_ca_file, __file__),
 ]
 CASES = ([(RegistrationSettings, *c) for c in COMMON + REGISTRATION]
          + [(RecoverySettings, *c) for c in COMMON + RECOVERY]
@@ -196,3 +202,69 @@ def test_building_directly_reads_no_environment(monkeypatch: pytest.MonkeyPatch)
     assert KafkaSettings(bootstrap_servers="h:1").security_protocol == "PLAINTEXT"
     with pytest.raises(ConfigError, match="KAFKA_SASL_USERNAME must be set"):
         KafkaSettings.from_env()  # os.environ
+
+
+# --- the documented variables ----------------------------------------------------------------
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+# variables read back in a test of their own rather than in the cases above
+READ_BACK_ELSEWHERE = {
+    "SECRET_KEYS": "tests/common/test_keys_by_purpose.py",
+    "CONTACT_KEYS": "tests/common/test_keys_by_purpose.py",
+    "DELIVERY_KEYS": "tests/common/test_keys_by_purpose.py",
+    "HASH_PEPPER": "tests/common/test_keys_by_purpose.py",
+    "KAFKA_SSL_CA_FILE": "tests/common/test_kafka_config.py",
+    "KAFKA_SSL_CERT_FILE": "tests/common/test_kafka_config.py",
+    "KAFKA_SSL_KEY_FILE": "tests/common/test_kafka_config.py",
+    "SELFCARE_VAR_DIR": "tests/common/test_settings_variables.py",
+}
+
+
+def variables(model: type[EnvSettings]) -> set[str]:
+    """The variables a settings model reads: each field's alias, and those of its groups (a
+    field without an alias is derived, not read)."""
+    found: set[str] = set()
+    for field in model.model_fields.values():
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, EnvSettings):
+            found |= variables(group)
+        elif field.validation_alias is not None:
+            assert isinstance(field.validation_alias, str), field
+            found.add(field.validation_alias)
+    return found
+
+
+def documented_variables(text: str) -> set[str]:
+    """The names in the first column of the table headed ``| variable | default | meaning |``."""
+    start = text.index("| variable | default | meaning |")
+    end = text.find("\n\n", start)
+    rows = text[start:end if end >= 0 else len(text)].splitlines()[2:]
+    return {name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", row.split("|")[1])}
+
+
+READ = variables(RegistrationSettings) | variables(RecoverySettings) | variables(NotifierSettings)
+
+
+def test_the_operations_table_lists_exactly_the_variables_the_settings_read() -> None:
+    documented = documented_variables(OPERATIONS.read_text(encoding="utf-8"))
+    assert len(READ) > 70  # the walk found the groups' variables too
+    assert {"KAFKA_SASL_PASSWORD", "ARGON2_MEMORY_KIB", "SMTP_CA_FILE"} <= READ
+    assert sorted(READ - documented) == [], "read by the settings, missing from docs/operations.md"
+    assert sorted(documented - READ) == [], "in docs/operations.md, read by no settings model"
+
+
+def test_the_table_parser_sees_a_missing_or_an_extra_row() -> None:
+    text = OPERATIONS.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `LOGIN_LOCKOUT_FAILURES`"))
+    assert documented_variables(text) - documented_variables(text.replace(row + "\n", "")) == {
+        "LOGIN_LOCKOUT_FAILURES", "LOGIN_LOCKOUT_S"}
+    extra = text.replace(row, row + "\n| `NOT_A_SETTING` | 1 | nothing |")
+    assert documented_variables(extra) - documented_variables(text) == {"NOT_A_SETTING"}
+
+
+def test_every_variable_is_read_back_here_or_in_a_test_of_its_own() -> None:
+    here = {case[0] for case in COMMON + KAFKA + REGISTRATION + RECOVERY + NOTIFIER}
+    root = Path(__file__).resolve().parents[2]
+    for name, path in READ_BACK_ELSEWHERE.items():
+        assert name in (root / path).read_text(encoding="utf-8"), (name, path)
+    assert sorted(READ - here - set(READ_BACK_ELSEWHERE)) == []
