@@ -345,20 +345,6 @@ HandOver = Callable[[Sequence[Staged]], None]
 """Takes the rows one transaction staged, right after it committed, in commit order."""
 
 
-class StagingUnitOfWork:
-    """The base of a service's ``SqlUnitOfWork``: ``_commit(fn)`` runs ``fn(session)``, which
-    returns its result and the outbox rows it staged, in one transaction, and hands the rows over
-    (to the relay) in the database thread right after the commit, so in commit order."""
-
-    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
-        self.db = db
-        self.hand_over = hand_over
-
-    async def _commit(self, fn: Callable[[Session], tuple[T, list[Staged]]]
-                      ) -> tuple[T, list[Staged]]:
-        return await self.db.run(fn, after_commit=lambda done: self.hand_over(done[1]))
-
-
 def stage_outbox(session: Session, table: Table, topic: str,
           records: Sequence[WireRecord]) -> list[Staged]:
     """Add records for ``topic`` (a public topic name) to the outbox, in the caller's
@@ -412,14 +398,21 @@ def in_transaction(repository: Callable[[Session], R], work: Callable[[R], T],
     return work(repo), repo.outbox.staged
 
 
-class RepositoryUnitOfWork(StagingUnitOfWork, Generic[R]):
-    """A unit of work over one repository class (``repository``): ``run(work)`` is
-    ``work(repository(session))`` in one transaction, its outbox rows handed over after it."""
+class RepositoryUnitOfWork(Generic[R]):
+    """The base of every service's ``SqlUnitOfWork``, over the class (``repository``) that binds
+    the service's repositories to a session: ``run(work)`` is ``work(repository(session))`` in one
+    transaction, and the outbox rows it staged are handed over (to the relay) in the database
+    thread right after the commit, so in commit order."""
 
     repository: Callable[[Session], R]
 
+    def __init__(self, *, db: Database, hand_over: HandOver) -> None:
+        self.db = db
+        self.hand_over = hand_over
+
     async def run(self, work: Callable[[R], T]) -> T:
-        result, _ = await self._commit(functools.partial(in_transaction, self.repository, work))
+        result, _ = await self.db.run(functools.partial(in_transaction, self.repository, work),
+                                      after_commit=lambda done: self.hand_over(done[1]))
         return result
 
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 from services.common.codec import WireRecord
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery
-from services.notifier.service_layer.ports import Committed, Transaction
+from services.notifier.service_layer.ports import Transaction
 
 T = TypeVar("T")
 _FINAL = (DeliveryState.SENT.value, DeliveryState.FAILED.value)
@@ -157,7 +157,7 @@ class FakeUnitOfWork:
         self.store = FakeStore()
         self.fail_next = 0
 
-    async def run(self, work: Callable[[Transaction], T]) -> Committed[T]:
+    async def run(self, work: Callable[[Transaction], T]) -> T:
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("database away")
@@ -166,4 +166,4 @@ class FakeUnitOfWork:
         result = work(tx)
         attempt.outbox.extend(tx.outbox.staged)
         self.store = attempt
-        return Committed(result, tx.outbox.staged)
+        return result

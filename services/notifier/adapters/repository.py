@@ -9,26 +9,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.common.db import (
-    SqlOutbox,
-    Staged,
-    StagingUnitOfWork,
-    claim_events,
-)
+from services.common.db import RepositoryUnitOfWork, SqlOutbox, claim_events
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
-from services.notifier.service_layer.ports import Committed, Transaction
-
-T = TypeVar("T")
 
 # --- Deliveries ------------------------------------------------------------------------------
 
@@ -227,15 +218,7 @@ class SqlTransaction:
         self.outbox = SqlOutbox(session, outbox)
 
 
-class SqlUnitOfWork(StagingUnitOfWork):
-    """One ``Database.run`` = one transaction; returns what it committed with the records it staged."""
+class SqlUnitOfWork(RepositoryUnitOfWork[SqlTransaction]):
+    """One ``Database.run`` = one transaction over the repositories of one ``SqlTransaction``."""
 
-    async def run(self, work: Callable[[Transaction], T]) -> Committed[T]:
-        result, staged = await self._commit(partial(_in_transaction, work))
-        return Committed(result, [(s.topic, s.record) for s in staged])
-
-
-def _in_transaction(work: Callable[[Transaction], T],
-                    session: Session) -> tuple[T, list[Staged]]:
-    tx = SqlTransaction(session)
-    return work(tx), tx.outbox.staged
+    repository = SqlTransaction

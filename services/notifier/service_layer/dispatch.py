@@ -165,7 +165,7 @@ class Dispatcher:
         gateway = self.preferred_gateway()
         claimed = (await self._reaching_database(self.uow.run(lambda tx: tx.deliveries.claim_due(
             now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
-            stale_before=stale_before, gateway=gateway)))).result
+            stale_before=stale_before, gateway=gateway))))
         self.accept(claimed)
         return len(claimed)
 
@@ -227,7 +227,7 @@ class Dispatcher:
 
     async def _repin(self, d: Delivery, gateway: str) -> bool:
         return (await self.uow.run(lambda tx: tx.deliveries.repin(
-            code_id=d.code_id, attempts=d.attempts, gateway=gateway))).result
+            code_id=d.code_id, attempts=d.attempts, gateway=gateway)))
 
     def _classify(self, d: Delivery, routed: Routed | SendResult, now: datetime,
                   prefix: str | None = None) -> DeliveryUpdate:

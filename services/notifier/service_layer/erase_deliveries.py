@@ -20,13 +20,14 @@ from services.notifier.service_layer.ports import Transaction, UnitOfWork
 async def erase_deliveries(command: EraseDeliveries, *, uow: UnitOfWork,
                            flush: Callable[[], Awaitable[object]]) -> int:
     """Returns how many deliveries were deleted."""
-    committed = await uow.run(lambda tx: _erase(tx, command))
-    if committed.staged:
+    erased, tombstones = await uow.run(lambda tx: _erase(tx, command))
+    if tombstones:
         await flush()
-    return committed.result
+    return erased
 
 
-def _erase(tx: Transaction, command: EraseDeliveries) -> int:
+def _erase(tx: Transaction, command: EraseDeliveries) -> tuple[int, int]:
+    """(deliveries deleted, status tombstones staged)."""
     keys = tx.deliveries.status_keys(command.account_ids)
     tx.outbox.stage(NOTIFICATION_STATUS, [tombstone(key) for key in sorted(keys)])
-    return tx.deliveries.erase(command.account_ids)
+    return tx.deliveries.erase(command.account_ids), len(keys)

@@ -5,9 +5,8 @@ in-memory doubles: ``tests.notifier.fakes``."""
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from services.common.codec import WireRecord
 from services.notifier.domain.messages import OutgoingMessage
@@ -111,15 +110,7 @@ class Transaction(Protocol):
     def outbox(self) -> Outbox: ...
 
 
-@dataclass(frozen=True)
-class Committed(Generic[T]):
-    """A committed unit of work: what ``work`` returned and the records it staged, in order."""
-
-    result: T
-    staged: list[tuple[str, WireRecord]] = field(default_factory=list)
-
-
 class UnitOfWork(Protocol):
-    async def run(self, work: Callable[[Transaction], T]) -> Committed[T]:
+    async def run(self, work: Callable[[Transaction], T]) -> T:
         """Runs ``work`` in ONE transaction (off the event loop); commits if it returns."""
         ...

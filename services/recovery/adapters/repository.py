@@ -11,9 +11,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from functools import partial
-from typing import Any, TypeVar
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,9 +20,8 @@ from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
 from services.common.db import (
+    RepositoryUnitOfWork,
     SqlOutbox,
-    Staged,
-    StagingUnitOfWork,
     already_processed,
     insert_rows,
     is_transient,
@@ -45,38 +43,32 @@ from services.recovery.domain.commands import ProjectAccount
 from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest, NewCode, Window
 from services.recovery.service_layer.ports import RateEvent, Repositories
 
-T = TypeVar("T")
-
-
 # --- Unit of work ----------------------------------------------------------------------------
 # A function of the service layer runs over the ``Sql*`` repositories of one session, in one
 # transaction; what it staged in the outbox goes to the relay once the transaction has committed.
 
 
-class SqlUnitOfWork(StagingUnitOfWork):
+class SqlRepositories(Repositories):
+    """The ``Sql*`` repositories bound to one session; its outbox keeps what was staged."""
+
+    outbox: SqlOutbox
+
+    def __init__(self, session: Session) -> None:
+        super().__init__(
+            accounts=SqlAccounts(session), processed=SqlProcessed(session),
+            rate_events=SqlRateEvents(session), windows=SqlWindows(session),
+            failures=SqlFailureCounts(session), codes=SqlCodes(session),
+            credentials=SqlCredentials(session), request_log=SqlRequestLog(session),
+            outbox=SqlOutbox(session, outbox))
+
+
+class SqlUnitOfWork(RepositoryUnitOfWork[SqlRepositories]):
     """One ``Database.run`` = one transaction over every repository."""
 
-    async def run(self, work: Callable[[Repositories], T]) -> T:
-        result, _ = await self._commit(partial(_in_transaction, work))
-        return result
+    repository = SqlRepositories
 
     def transient(self, exc: BaseException) -> bool:
         return is_transient(exc)
-
-
-def _in_transaction(work: Callable[[Repositories], T],
-                    session: Session) -> tuple[T, list[Staged]]:
-    staging = SqlOutbox(session, outbox)
-    return work(sql_repositories(session, staging)), staging.staged
-
-
-def sql_repositories(session: Session, staging: SqlOutbox) -> Repositories:
-    return Repositories(
-        accounts=SqlAccounts(session), processed=SqlProcessed(session),
-        rate_events=SqlRateEvents(session), windows=SqlWindows(session),
-        failures=SqlFailureCounts(session), codes=SqlCodes(session),
-        credentials=SqlCredentials(session), request_log=SqlRequestLog(session),
-        outbox=staging)
 
 
 # --- Repositories ----------------------------------------------------------------------------
