@@ -31,7 +31,7 @@ async def apply_delivery_report(
     if command.status not in CARRIER_STATUSES:
         raise ValueError("status must be delivered or undelivered")
     now = clock()
-    result, delivery, prefix = (await uow.run(lambda tx: _apply(tx, command, now)))
+    result, delivery, prefix = await uow.run(lambda tx: _apply(tx, command, now))
     if result == ReportResult.RECORDED and delivery is not None:
         metrics.deliveries.labels(delivery.channel, delivery.kind, command.status).inc()
         if delivery.channel == "sms":

@@ -163,9 +163,9 @@ class Dispatcher:
         away_lately = self._database_failed_at is not None and self._database_failed_at > takeover_from
         stale_before = None if away_lately else takeover_from
         gateway = self.preferred_gateway()
-        claimed = (await self._reaching_database(self.uow.run(lambda tx: tx.deliveries.claim_due(
+        claimed = await self._reaching_database(self.uow.run(lambda tx: tx.deliveries.claim_due(
             now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
-            stale_before=stale_before, gateway=gateway))))
+            stale_before=stale_before, gateway=gateway)))
         self.accept(claimed)
         return len(claimed)
 
@@ -226,8 +226,8 @@ class Dispatcher:
         return self._classify(d, routed, self.clock(), prefix)
 
     async def _repin(self, d: Delivery, gateway: str) -> bool:
-        return (await self.uow.run(lambda tx: tx.deliveries.repin(
-            code_id=d.code_id, attempts=d.attempts, gateway=gateway)))
+        return await self.uow.run(lambda tx: tx.deliveries.repin(
+            code_id=d.code_id, attempts=d.attempts, gateway=gateway))
 
     def _classify(self, d: Delivery, routed: Routed | SendResult, now: datetime,
                   prefix: str | None = None) -> DeliveryUpdate:

@@ -37,7 +37,7 @@ async def record_codes(
 ) -> Placed:
     now = clock()
     placement = Placement.of(direct, now)
-    placed = (await uow.run(lambda tx: _record(tx, commands, now, placement)))
+    placed = await uow.run(lambda tx: _record(tx, commands, now, placement))
     for channel in placed.expired:
         metrics.deliveries.labels(channel, "code", DeliveryStatus.FAILED.value).inc()
     placement.hand_over(direct, placed)

@@ -28,7 +28,7 @@ async def record_notices(
 ) -> Placed:
     now = clock()
     placement = Placement.of(direct, now)
-    placed = (await uow.run(lambda tx: _record(tx, commands, now, ttl_s, placement)))
+    placed = await uow.run(lambda tx: _record(tx, commands, now, ttl_s, placement))
     placement.hand_over(direct, placed)
     return placed
 

@@ -50,7 +50,7 @@ class Recorder:
             return
         now = self.clock()
         try:
-            written = (await self.uow.run(lambda tx: self._write(tx, batch, now)))
+            written = await self.uow.run(lambda tx: self._write(tx, batch, now))
         except BaseException:
             self._pending[:0] = batch
             self._ready.set()

@@ -171,7 +171,7 @@ async def test_a_stale_update_changes_nothing() -> None:
     await d.record(event)
     await d.dispatch()
     stale = DeliveryUpdate(code_id=str(event.code_id), attempts=1, state="failed", reason="expired")
-    written = (await d.uow.run(lambda tx: tx.deliveries.finish([stale], datetime.now(UTC))))
+    written = await d.uow.run(lambda tx: tx.deliveries.finish([stale], datetime.now(UTC)))
     assert written == [] and d.row(event.code_id)["state"] == "sent"
 
 
