@@ -38,6 +38,7 @@ COMMON: list[tuple[str, str, Any, Any]] = [
     ("RETENTION_DAYS", "3", lambda s: s.retention_days, 3),
     ("MAX_CLOCK_SKEW_S", "5", lambda s: s.max_clock_skew_s, 5),
     ("SELFCARE_ENV", "demo", lambda s: s.local_mode, True),
+    ("SELFCARE_VAR_DIR", "/srv/selfcare", lambda s: s.var_dir, Path("/srv/selfcare")),
 ]
 KAFKA: list[tuple[str, str, Any, Any]] = [
     ("KAFKA_SECURITY_PROTOCOL", "sasl_plaintext", lambda s: s.kafka.security_protocol, "SASL_PLAINTEXT"),
@@ -216,7 +217,6 @@ READ_BACK_ELSEWHERE = {
     "KAFKA_SSL_CA_FILE": "tests/common/test_kafka_config.py",
     "KAFKA_SSL_CERT_FILE": "tests/common/test_kafka_config.py",
     "KAFKA_SSL_KEY_FILE": "tests/common/test_kafka_config.py",
-    "SELFCARE_VAR_DIR": "tests/common/test_settings_variables.py",
 }
 
 
