@@ -1,8 +1,9 @@
 """Batches and the consumer loop every service shares: take, decode, handle, write in order,
 publish, dead-letter, ack.
 
-An agent body is ``await runner.run(stream)``. ``take_batches`` gathers the stream's records into
-batches that cost nothing while the topic is idle. For each batch:
+Each inbound topic has one agent (``register_agents``), whose body is ``await runner.run(stream)``.
+``take_batches`` gathers the stream's records into batches that cost nothing while the topic is
+idle. For each batch:
 
 1. each record is decoded; a malformed one is dead-lettered (the topic's ``.dlq``) with the
    reason in headers, and the rest go on;
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from asyncio import CancelledError
 from collections import deque
@@ -45,6 +47,7 @@ from services.common.db import is_transient
 from services.common.faust_private import enable_passive, remove_processor
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher, dead_letter_record
+from services.common.settings import CommonSettings
 
 E = TypeVar("E", bound=Event)
 T = TypeVar("T")
@@ -201,6 +204,8 @@ class Inbound(Generic[E]):
 # after a transient database error, so it keeps what it already computed.
 Finish = Callable[[], Awaitable[None]]
 Handler = Callable[[list[Inbound[E]]], Awaitable[Finish | None]]
+# what a consumer of a compacted topic does with tombstones (null values), after the batch's events
+TombstoneHandler = Callable[[list[RawRecord]], Awaitable[None]]
 C = TypeVar("C")
 
 
@@ -211,6 +216,20 @@ def each_as(to_command: Callable[[E], C],
 
     async def handler(items: list[Inbound[E]]) -> None:
         await handle([to_command(item.event) for item in items])
+
+    return handler
+
+
+def tombstones_as(to_command: Callable[[list[str]], C],
+                  handle: Callable[[C], Awaitable[object]]) -> TombstoneHandler:
+    """A tombstone handler (``BatchRunner(tombstones=...)``): the distinct keys of the batch's
+    tombstones, sorted (a keyless one names nothing), become one command for ``handle``. On a
+    compacted topic keyed by an id, a tombstone's key is the id that no longer exists."""
+
+    async def handler(records: list[RawRecord]) -> None:
+        keys = sorted({record.key.decode("utf-8", "replace") for record in records if record.key})
+        if keys:
+            await handle(to_command(keys))
 
     return handler
 
@@ -287,18 +306,23 @@ class InOrder(Generic[I, P]):
 
 # a check of a decoded event beyond its schema; raises ``DecodeError`` to dead-letter it
 Check = Callable[[E], None]
-# what a consumer of a compacted topic does with tombstones (null values), after the batch's events
-TombstoneHandler = Callable[[list[RawRecord]], Awaitable[None]]
 
 
 class BatchRunner(Generic[E]):
+    """The body of one agent: one topic's batches taken, decoded, handled, published and acked.
+
+    ``model`` and ``handler`` take the topic's events; ``tombstones`` its null values (a
+    compacted topic's "this key no longer exists"). A runner with ``tombstones`` but no model
+    and no handler acts on tombstones only: it never decodes a value (the service may not even
+    hold the keys that open one), and acks each as it comes."""
+
     def __init__(
         self,
         *,
         service: str,
         topic: str,
-        model: type[E],
-        handler: Handler[E],
+        model: type[E] | None,
+        handler: Handler[E] | None,
         publisher: Publisher,
         relay: OutboxRelay,
         metrics: ServiceMetrics,
@@ -311,6 +335,8 @@ class BatchRunner(Generic[E]):
         check: Check[E] | None = None,
         tombstones: TombstoneHandler | None = None,
     ) -> None:
+        if (model is None) != (handler is None) or (model is None and tombstones is None):
+            raise ValueError("a runner takes a model and its handler, or tombstones only")
         self.service = service
         self.topic = topic
         self.model = model
@@ -371,6 +397,8 @@ class BatchRunner(Generic[E]):
             if record.value is None and self.tombstones is not None:
                 tombs.append(record)
                 continue
+            if self.model is None:
+                continue  # tombstones only: a value is not read
             try:
                 event = decode(self.model, record.value, max_bytes=self.max_record_bytes)
                 if self.check is not None:
@@ -387,15 +415,8 @@ class BatchRunner(Generic[E]):
         async def finish() -> None:
             if handlers_part is not None:
                 dead.extend(await self._complete(handlers_part, good))
-            if tombs and self.tombstones is not None:
-                # after the batch's events: a key's tombstone follows its last value
-                handle = self.tombstones
-                try:
-                    await self._with_db_retry(lambda: handle(tombs))
-                except Exception as exc:
-                    log.error("tombstones failed processing; dead-lettered (%s)",
-                              type(exc).__name__, extra={"topic": self.topic})
-                    dead.extend(self._dead(t, "processing_error", type(exc).__name__) for t in tombs)
+            if tombs:  # after the batch's events: a key's tombstone follows its last value
+                dead.extend(await self._tombstones(tombs))
             await self.relay.flush()
             if dead:
                 await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])
@@ -411,7 +432,30 @@ class BatchRunner(Generic[E]):
 
     async def _handle(self, items: list[Inbound[E]]) -> tuple[Finish | None, list[WireRecord]]:
         """Run the handler; returns its finish and dead letters for poison records."""
-        return await self._isolating(lambda: self.handler(items), items)
+        handler = self.handler
+        assert handler is not None, "events reach a runner with a model only"
+        return await self._isolating(lambda: handler(items), items)
+
+    async def _tombstones(self, tombs: list[RawRecord]) -> list[WireRecord]:
+        """Run the tombstone handler, retried while the database is away; on another failure the
+        tombstones are redone one by one, so that only one that fails on its own is dead-lettered
+        (``processing_error``). Returns the dead letters."""
+        handle = self.tombstones
+        assert handle is not None, "tombstones reach a runner with a tombstone handler only"
+        try:
+            await self._with_db_retry(lambda: handle(tombs))
+            return []
+        except Exception as exc:
+            if len(tombs) == 1:
+                log.error("tombstone failed processing; dead-lettered (%s)", type(exc).__name__,
+                          extra={"topic": self.topic})
+                return [self._dead(tombs[0], "processing_error", type(exc).__name__)]
+            log.warning("tombstones failed (%s); retrying its %d one by one", type(exc).__name__,
+                        len(tombs), extra={"topic": self.topic})
+        dead: list[WireRecord] = []
+        for tomb in tombs:
+            dead.extend(await self._tombstones([tomb]))
+        return dead
 
     async def _complete(self, finish: Finish, items: list[Inbound[E]]) -> list[WireRecord]:
         """Run a handler's finish; returns dead letters for poison records."""
@@ -478,6 +522,54 @@ class BatchRunner(Generic[E]):
             key=record.key, value=record.value, error_class=error_class, reason=reason,
             service=self.service,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Runners:
+    """Builds a service's ``BatchRunner``s with what they all share: the service's name, batch
+    settings, publisher, relay and metrics."""
+
+    settings: CommonSettings
+    publisher: Publisher
+    relay: OutboxRelay
+    metrics: ServiceMetrics
+
+    def __call__(self, topic: str, model: type[E], handler: Handler[E], *,
+                 check: Check[E] | None = None,
+                 tombstones: TombstoneHandler | None = None) -> BatchRunner[E]:
+        """A runner of ``topic``'s events (and of its tombstones, if ``tombstones``)."""
+        return self._runner(topic, model, handler, check=check, tombstones=tombstones)
+
+    def tombstones_only(self, topic: str, tombstones: TombstoneHandler) -> BatchRunner[Event]:
+        """A runner of ``topic``'s tombstones; its values are acked unread."""
+        return self._runner(topic, None, None, tombstones=tombstones)
+
+    def _runner(self, topic: str, model: type[E] | None, handler: Handler[E] | None, *,
+                check: Check[E] | None = None,
+                tombstones: TombstoneHandler | None = None) -> BatchRunner[E]:
+        settings = self.settings
+        return BatchRunner(
+            service=settings.service, topic=topic, model=model, handler=handler,
+            publisher=self.publisher, relay=self.relay, metrics=self.metrics,
+            max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
+            within_s=settings.batch_within_s, check=check, tombstones=tombstones,
+        )
+
+
+def register_agents(app: Any, settings: CommonSettings,
+                    runners: Sequence[BatchRunner[Any]]) -> None:
+    """One agent per runner, named ``<service>.<topic>``, on the runner's topic (keys and values
+    as bytes); each body is ``await runner.run(stream)``."""
+    for runner in runners:
+        topic = app.topic(settings.topic(runner.topic), key_type=bytes, value_type=bytes,
+                          internal=False)
+
+        async def agent(stream: Any, runner: BatchRunner[Any] = runner) -> None:
+            await runner.run(stream)
+
+        name = f"{settings.service}.{runner.topic}"
+        agent.__name__ = agent.__qualname__ = re.sub(r"\W", "_", name)
+        app.agent(topic, name=name)(agent)
 
 
 def _raw(message: Any) -> RawRecord:

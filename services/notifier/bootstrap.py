@@ -12,27 +12,22 @@ from typing import Any
 from schemas.events import CodeIssued, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
 from services.common.app import make_app
-from services.common.consumer_loop import BatchRunner
+from services.common.consumer_loop import BatchRunner, Runners, register_agents, tombstones_as
 from services.common.db import Database
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
-from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.repository import SqlUnitOfWork
 from services.notifier.adapters.sms_http import HttpSmsGateway
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.adapters.tables import MIGRATIONS, outbox, prunable
 from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.agents import (
-    accounts_erased,
     codes_issued,
-    erased_upstream,
-    install_consumer,
+    erase_deliveries_of,
     install_dispatcher,
-    install_notice_consumer,
-    install_tombstones,
     passwords_changed,
 )
 from services.notifier.entrypoints.ops_http import register_ops
@@ -135,27 +130,14 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         max_in_flight=settings.max_in_flight, lease_s=settings.lease_s, sms=sms_routes,
         takeover_s=settings.takeover_s,
     )
-    erase = partial(erase_deliveries, uow=uow, flush=relay.flush)
-    runner: BatchRunner[CodeIssued] = BatchRunner(
-        service=settings.service, topic=CODE_ISSUED, model=CodeIssued,
-        handler=codes_issued(partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)),
-        tombstones=erased_upstream(erase), publisher=publisher, relay=relay, metrics=base_metrics,
-        max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
-        within_s=settings.batch_within_s,
-    )
-    notices: BatchRunner[PasswordChanged] = BatchRunner(
-        service=settings.service, topic=PASSWORD_CHANGED, model=PasswordChanged,
-        handler=passwords_changed(partial(record_notices, uow=uow, ttl_s=settings.code_ttl_s,
-                                          direct=dispatcher)),
-        tombstones=erased_upstream(erase), publisher=publisher, relay=relay, metrics=base_metrics,
-        max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
-        within_s=settings.batch_within_s,
-    )
-    install_consumer(app, settings=settings, runner=runner)
-    install_notice_consumer(app, settings=settings, runner=notices)
-    install_tombstones(app, settings=settings, runner=TombstoneRunner(
-        topic=ACCOUNT_CHANGED, handler=accounts_erased(erase),
-        batch_size=settings.batch_size, within_s=settings.batch_within_s))
+    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=base_metrics)
+    erased = tombstones_as(erase_deliveries_of, partial(erase_deliveries, uow=uow, flush=relay.flush))
+    codes = runner(CODE_ISSUED, CodeIssued, codes_issued(
+        partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)), tombstones=erased)
+    notices = runner(PASSWORD_CHANGED, PasswordChanged, passwords_changed(
+        partial(record_notices, uow=uow, ttl_s=settings.code_ttl_s, direct=dispatcher)),
+        tombstones=erased)
+    register_agents(app, settings, [codes, notices, runner.tombstones_only(ACCOUNT_CHANGED, erased)])
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(base_metrics), hand_over=relay.committed,
                     flush=relay.flush)
@@ -170,5 +152,5 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
     register_ops(app, token=settings.ops_api_token, db=db)
-    return Notifier(settings=settings, app=app, db=db, runner=runner, notices=notices,
+    return Notifier(settings=settings, app=app, db=db, runner=codes, notices=notices,
                     dispatcher=dispatcher, metrics=metrics)

@@ -13,7 +13,7 @@ from schemas.events import AccountChanged, CodeRequested
 from schemas.topics import ACCOUNT_CHANGED, CODE_REQUESTED, REQUESTS_BY_LOGIN
 from services.common.app import make_app
 from services.common.codec import not_in_future
-from services.common.consumer_loop import BatchRunner
+from services.common.consumer_loop import BatchRunner, Runners, register_agents, tombstones_as
 from services.common.crypto import ThreadPoolHasher
 from services.common.db import Database
 from services.common.http_edge import harden_web_server
@@ -28,10 +28,9 @@ from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
 from services.recovery.entrypoints.agents import (
     RouteRequests,
+    erase_accounts,
     on_account_changes,
     on_code_requests,
-    on_tombstones,
-    register_agents,
 )
 from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.entrypoints.ops_http import register_ops
@@ -96,24 +95,17 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     config = IssueConfig(policy=settings.policy, code_ttl_s=settings.code_ttl_s,
                          password_length=settings.password_length,
                          support_phone=settings.support_phone)
-    common: dict[str, Any] = {
-        "service": settings.service, "publisher": publisher, "relay": relay, "metrics": base,
-        "max_record_bytes": settings.max_record_bytes, "batch_size": settings.batch_size,
-        "within_s": settings.batch_within_s,
-    }
+    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=base)
     projection = ProjectAccounts(uow=uow, clock=clock, keyring=settings.contact_keys)
     runners: list[BatchRunner[Any]] = [
-        BatchRunner(topic=ACCOUNT_CHANGED, model=AccountChanged,
-                    handler=on_account_changes(projection),
-                    tombstones=on_tombstones(projection.erase), **common),
-        BatchRunner(topic=CODE_REQUESTED, model=CodeRequested,
-                    handler=RouteRequests(publisher=publisher, keyring=settings.contact_keys),
-                    check=not_in_future(settings.max_clock_skew_s, clock.now), **common),
-        BatchRunner(topic=REQUESTS_BY_LOGIN, model=CodeRequested,
-                    handler=on_code_requests(IssueCodes(
-                        uow=uow, keyring=settings.contact_keys,
-                        delivery_keyring=settings.delivery_keys, hasher=hasher, clock=clock,
-                        config=config, metrics=metrics)), **common),
+        runner(ACCOUNT_CHANGED, AccountChanged, on_account_changes(projection),
+               tombstones=tombstones_as(erase_accounts, projection.erase)),
+        runner(CODE_REQUESTED, CodeRequested,
+               RouteRequests(publisher=publisher, keyring=settings.contact_keys),
+               check=not_in_future(settings.max_clock_skew_s, clock.now)),
+        runner(REQUESTS_BY_LOGIN, CodeRequested, on_code_requests(IssueCodes(
+            uow=uow, keyring=settings.contact_keys, delivery_keyring=settings.delivery_keys,
+            hasher=hasher, clock=clock, config=config, metrics=metrics))),
     ]
     register_agents(app, settings, runners)
     register_http(

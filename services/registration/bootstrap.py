@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 
-from schemas.events import Event
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
-from services.common.consumer_loop import BatchRunner, Handler
+from services.common.consumer_loop import BatchRunner, Runners, register_agents
 from services.common.db import Database
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
@@ -27,12 +26,10 @@ from services.registration.entrypoints.agents import (
     InboundContractErased,
     InboundContractLinked,
     InboundContractTerminated,
-    register_agents,
 )
 from services.registration.entrypoints.ops_http import register_ops
 from services.registration.settings import RegistrationSettings
 
-E = TypeVar("E", bound=Event)
 PRUNE_EVERY_S = 3600.0
 
 
@@ -95,18 +92,11 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
         max_clock_skew_s=settings.max_clock_skew_s,
     )
 
-    def runner(topic: str, model: type[E], handler: Handler[E]) -> BatchRunner[E]:
-        return BatchRunner(
-            service=settings.service, topic=topic, model=model, handler=handler,
-            publisher=publisher, relay=relay, metrics=metrics,
-            max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
-            within_s=settings.batch_within_s,
-        )
-
+    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=metrics)
     linked = runner(CONTRACT_LINKED, InboundContractLinked, handlers.contracts_linked)
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, handlers.contracts_terminated)
     erased = runner(CONTRACT_ERASED, InboundContractErased, handlers.contracts_erased)
-    register_agents(app, settings=settings, linked=linked, terminated=terminated, erased=erased)
+    register_agents(app, settings, [linked, terminated, erased])
     register_ops(app, settings=settings, db=db, hand_over=relay.committed, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(metrics))

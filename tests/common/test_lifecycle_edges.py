@@ -7,12 +7,14 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, create_engine, inspect, text
 
-from schemas.events import CodeRequested
+from schemas.events import CodeRequested, Event
 from services.common.codec import header, not_in_future
-from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
+from services.common.consumer_loop import BatchRunner, Inbound, RawRecord, TombstoneHandler, tombstones_as
 from services.common.db import allow_tombstones, outbox_table
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import add_missing_columns
@@ -74,6 +76,66 @@ async def test_tombstones_go_to_their_handler_after_the_events_and_never_to_the_
     # a handler that fails for good dead-letters the tombstones instead of stopping the agent
     await BatchRunner(handler=handler, tombstones=failing, **common).process([tomb])  # type: ignore[arg-type]
     assert header(sent.records[-1][1].headers, "dlq_error_class") == "processing_error"
+
+
+def tombstones_only(handle: TombstoneHandler, sent: Sent, metrics: ServiceMetrics) -> BatchRunner[Event]:
+    return BatchRunner(service="t", topic="accounts", model=None, handler=None, tombstones=handle,
+                       publisher=sent, relay=Relay(), metrics=metrics,  # type: ignore[arg-type]
+                       max_record_bytes=10)
+
+
+def on_accounts(*records: tuple[bytes | None, bytes | None]) -> list[RawRecord]:
+    return [RawRecord(topic="accounts", partition=0, offset=i, key=key, value=value, headers=[])
+            for i, (key, value) in enumerate(records)]
+
+
+async def test_a_runner_of_tombstones_only_hands_their_keys_over_and_never_reads_a_value() -> None:
+    erased: list[list[str]] = []
+
+    async def erase(keys: list[str]) -> None:
+        erased.append(keys)
+
+    sent, metrics = Sent(), ServiceMetrics("t")
+    runner = tombstones_only(tombstones_as(list, erase), sent, metrics)
+    await runner.process(on_accounts(
+        (b"acc-2", b"\xff not JSON and over max_record_bytes"), (b"acc-2", None), (None, None),
+        (b"acc-1", None), (b"acc-2", None)))
+    assert erased == [["acc-1", "acc-2"]]  # distinct keys, sorted; the keyless one names nothing
+    assert sent.records == []  # the value is neither decoded nor dead-lettered
+    assert metrics.events_consumed.labels("accounts", "processed")._value.get() == 5
+    await runner.process(on_accounts((b"acc-3", b"{}")))
+    assert erased == [["acc-1", "acc-2"]]  # values only: no call
+
+
+async def test_a_tombstone_that_fails_on_its_own_is_dead_lettered_alone() -> None:
+    calls: list[list[str]] = []
+
+    async def erase(keys: list[str]) -> None:
+        calls.append(keys)
+        if "poison" in keys:
+            raise ValueError("cannot delete")
+
+    sent = Sent()
+    await tombstones_only(tombstones_as(list, erase), sent, ServiceMetrics("t")).process(
+        on_accounts((b"acc-1", None), (b"poison", None), (b"acc-2", None)))
+    # the batch, then each tombstone alone: the other two erasures are done
+    assert calls == [["acc-1", "acc-2", "poison"], ["acc-1"], ["poison"], ["acc-2"]]
+    [(topic, dead)] = sent.records
+    assert topic == "accounts.dlq" and dead.key == b"poison" and dead.value is None
+    assert header(dead.headers, "dlq_error_class") == "processing_error"
+    assert header(dead.headers, "dlq_original_offset") == "1"
+
+
+def test_a_runner_takes_a_model_with_its_handler_or_tombstones_only() -> None:
+    async def handler(items: list[Inbound[CodeRequested]]) -> None:
+        return None
+
+    common: dict[str, Any] = {"service": "t", "topic": "in", "publisher": Sent(), "relay": Relay(),
+                              "metrics": ServiceMetrics("t"), "max_record_bytes": 10_000}
+    for model, handle, tombstones in [(CodeRequested, None, None), (None, handler, None),
+                                      (None, None, None)]:
+        with pytest.raises(ValueError, match="a model and its handler, or tombstones only"):
+            BatchRunner(model=model, handler=handle, tombstones=tombstones, **common)
 
 
 def test_an_outbox_made_before_tombstones_takes_null_values_after_the_migration(tmp_path: Path) -> None:

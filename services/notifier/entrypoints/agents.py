@@ -1,10 +1,11 @@
-"""The faust agents and the dispatcher task, and the edge where wire records become the notifier's
-commands. No business logic here.
+"""The dispatcher task, and the edge where wire records become the notifier's commands. No
+business logic here.
 
-- **Agents**: CodeIssued, PasswordChanged and the account tombstones, each body a single
-  ``runner.run``; the dispatcher task starts the gateways, runs the dispatcher, closes them.
+- **The dispatcher task** starts the gateways, runs the dispatcher, closes them.
 - **The edge**: wire records become the notifier's commands, and each inbound topic's batch goes to
-  the handler named after its command.
+  the handler named after its command. The bootstrap gives each topic (CodeIssued,
+  PasswordChanged, the accounts topic's tombstones) a ``BatchRunner`` over these handlers, and
+  each runner an agent (``services.common.app.register_agents``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from schemas.events import CodeIssued, PasswordChanged
-from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, PASSWORD_CHANGED
-from services.common.consumer_loop import BatchRunner, Inbound, RawRecord, each_as
-from services.common.tombstones import TombstoneRunner
+from services.common.consumer_loop import Inbound, each_as
 from services.notifier.domain.commands import (
     EraseDeliveries,
     NoticeContact,
@@ -24,37 +23,8 @@ from services.notifier.domain.commands import (
 )
 from services.notifier.service_layer.dispatch import Dispatcher
 from services.notifier.service_layer.ports import NotificationGateway
-from services.notifier.settings import NotifierSettings
 
-# --- Agents and the dispatcher task ----------------------------------------------------------
-
-
-def install_consumer(app: Any, *, settings: NotifierSettings, runner: BatchRunner[CodeIssued]) -> None:
-    topic = app.topic(settings.topic(CODE_ISSUED), key_type=bytes, value_type=bytes, internal=False)
-
-    @app.agent(topic, name="notifier.code_issued")
-    async def code_issued(stream: Any) -> None:
-        await runner.run(stream)
-
-
-def install_notice_consumer(
-    app: Any, *, settings: NotifierSettings, runner: BatchRunner[PasswordChanged]
-) -> None:
-    topic = app.topic(settings.topic(PASSWORD_CHANGED), key_type=bytes, value_type=bytes, internal=False)
-
-    @app.agent(topic, name="notifier.password_changed")
-    async def password_changed(stream: Any) -> None:
-        await runner.run(stream)
-
-
-def install_tombstones(app: Any, *, settings: NotifierSettings, runner: TombstoneRunner) -> None:
-    """Erasures: tombstones of ``selfcare.account.changed.v1``; other values are not decoded."""
-    topic = app.topic(settings.topic(ACCOUNT_CHANGED), key_type=bytes, value_type=bytes,
-                      internal=False)
-
-    @app.agent(topic, name="notifier.account_tombstones")
-    async def account_tombstones(stream: Any) -> None:
-        await runner.run(stream)
+# --- The dispatcher task --------------------------------------------------------------------
 
 
 def install_dispatcher(app: Any, *, dispatcher: Dispatcher, gateways: Sequence[NotificationGateway]) -> None:
@@ -103,23 +73,11 @@ def passwords_changed(handle: Callable[[list[RecordNotice]], Awaitable[object]]
     return each_as(to_record_notice, handle)
 
 
-def accounts_erased(handle: Callable[[EraseDeliveries], Awaitable[object]]
-                    ) -> Callable[[Sequence[str]], Awaitable[None]]:
-    """The ``TombstoneRunner`` handler: the keys of an account's tombstones are its ids."""
-    async def handler(account_ids: Sequence[str]) -> None:
-        await handle(EraseDeliveries(account_ids=tuple(account_ids)))
-    return handler
-
-
-def erased_upstream(handle: Callable[[EraseDeliveries], Awaitable[object]]
-                    ) -> Callable[[list[RawRecord]], Awaitable[None]]:
-    """The ``BatchRunner`` tombstone handler of ``code.issued`` and ``password.changed``: recovery
-    tombstones an erased account's key there (so compaction drops its records) after the
-    account's last record on that partition. The notifier reads these topics apart from the
-    account topic, so a code of the account may have been recorded after the account topic's
-    tombstone was handled: erasing the account's deliveries again here removes it. Idempotent."""
-    async def handler(records: list[RawRecord]) -> None:
-        ids = tuple(sorted({r.key.decode("utf-8", "replace") for r in records if r.key}))
-        if ids:
-            await handle(EraseDeliveries(account_ids=ids))
-    return handler
+def erase_deliveries_of(account_ids: list[str]) -> EraseDeliveries:
+    """The tombstones of the accounts topic, and those recovery leaves on ``code.issued`` and
+    ``password.changed`` when it erases an account (so that compaction drops the account's
+    records there): each key is an erased account's id. The notifier reads these topics apart
+    from the accounts topic, so a code of the account may be recorded after the accounts topic's
+    tombstone was handled; erasing the account's deliveries again on the later tombstone removes
+    it. Idempotent."""
+    return EraseDeliveries(account_ids=tuple(account_ids))

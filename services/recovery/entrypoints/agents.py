@@ -1,9 +1,10 @@
-"""The faust agents, and the edge where wire records become recovery's commands.
+"""The edge where wire records become recovery's commands; the bootstrap gives each topic a
+``BatchRunner`` over these handlers, and each runner an agent
+(``services.common.app.register_agents``).
 
-- **Agents**: one per topic; each body hands its stream to a ``BatchRunner`` (decode, handle,
-  DLQ, ack).
 - **Records to commands**: wire records become commands, and each batch goes to its handler
-  (the decision batch wrapped in the consumer loop's ``InOrder``).
+  (the decision batch wrapped in the consumer loop's ``InOrder``; tombstones of the accounts
+  topic through ``tombstones_as``).
 - **Re-keying** (``RouteRequests``): code requests as they arrive go to the internal topic, keyed
   by the login.
 """
@@ -12,20 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Any
-
-import faust
 
 from schemas.events import AccountChanged, CodeRequested
 from schemas.topics import REQUESTS_BY_LOGIN
 from services.common.codec import WireRecord
 from services.common.consumer_loop import (
-    BatchRunner,
     Decide,
     Decided,
     Inbound,
     InOrder,
-    RawRecord,
     each_as,
 )
 from services.common.crypto import Keyring
@@ -33,25 +29,6 @@ from services.recovery.domain.commands import EraseAccount, IssueCode, ProjectAc
 from services.recovery.domain.model import route_key
 from services.recovery.service_layer.codes import IssueCodes, Unwritten
 from services.recovery.service_layer.ports import Sender
-from services.recovery.settings import RecoverySettings
-
-# --- Agents ----------------------------------------------------------------------------------
-# One agent per topic of the runners; the body is ``await runner.run(stream)``.
-
-
-def register_agents(app: faust.App, settings: RecoverySettings,
-                    runners: list[BatchRunner[Any]]) -> None:
-    for runner in runners:
-        topic = app.topic(settings.topic(runner.topic), key_type=bytes, value_type=bytes,
-                          internal=False)
-
-        async def agent(stream: Any, runner: BatchRunner[Any] = runner) -> None:
-            await runner.run(stream)
-
-        agent.__name__ = agent.__qualname__ = "recovery_" + runner.topic.replace(".", "_").replace(
-            "-", "_")
-        app.agent(topic, name=agent.__name__)(agent)
-
 
 # --- Records to commands ---------------------------------------------------------------------
 # The edge of the batch runners: wire records become recovery's commands, and each batch goes to
@@ -79,9 +56,9 @@ def project_account(event: AccountChanged) -> ProjectAccount:
     )
 
 
-def erase_account(record: RawRecord) -> EraseAccount | None:
-    """A tombstone on the accounts topic; keyed by the account id (a keyless one names none)."""
-    return EraseAccount(account_id=record.key.decode("utf-8", "replace")) if record.key else None
+def erase_accounts(account_ids: list[str]) -> list[EraseAccount]:
+    """The tombstones of the accounts topic: each key is an erased account's id."""
+    return [EraseAccount(account_id=account_id) for account_id in account_ids]
 
 
 def deciding(issue: IssueCodes) -> Decide[IssueCode, Unwritten]:
@@ -107,13 +84,6 @@ def on_code_requests(issue: IssueCodes) -> InOrder[Inbound[CodeRequested], Unwri
 def on_account_changes(handle: Callable[[Sequence[ProjectAccount]], Awaitable[object]]
                        ) -> Callable[[list[Inbound[AccountChanged]]], Awaitable[None]]:
     return each_as(project_account, handle)
-
-
-def on_tombstones(handle: Callable[[Sequence[EraseAccount]], Awaitable[object]]
-                  ) -> Callable[[list[RawRecord]], Awaitable[None]]:
-    async def run(records: list[RawRecord]) -> None:
-        await handle([c for c in map(erase_account, records) if c is not None])
-    return run
 
 
 # --- Re-keying -------------------------------------------------------------------------------

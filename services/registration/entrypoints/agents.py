@@ -1,6 +1,6 @@
-"""The edge of registration: wire events in, commands out, handlers called, outcomes counted;
-and the faust agents, one per inbound topic (linked, terminated, erased), each body a single
-``BatchRunner.run``.
+"""The edge of registration: wire events in, commands out, handlers called, outcomes counted.
+The bootstrap gives each inbound topic (linked, terminated, erased) a ``BatchRunner`` over one of
+these handlers, and each runner an agent (``services.common.app.register_agents``).
 
 The inbound models are the public ones with one stricter field: a contract number must look
 like one (letters, digits, ``-``, ``/``, ``.``), so a blank or control-character contract
@@ -13,21 +13,18 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-import faust
 from prometheus_client import Counter as PromCounter
 from pydantic import Field
 
 from schemas.events import ContractErased, ContractLinked, ContractTerminated, utc_now
-from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
-from services.common.consumer_loop import BatchRunner, Finish, Inbound
+from services.common.consumer_loop import Finish, Inbound
 from services.registration.domain.commands import EraseContract, LinkContract, TerminateContract
 from services.registration.domain.model import Outcome, Protector
 from services.registration.service_layer.erase_contract import erase_contracts
 from services.registration.service_layer.ports import Linker, UnitOfWork
 from services.registration.service_layer.terminate_contract import terminate_contracts
-from services.registration.settings import RegistrationSettings
 
 ContractNumber = Annotated[
     str, Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z][0-9A-Za-z/._-]*$")
@@ -118,27 +115,3 @@ class ContractHandlers:
     def _count(self, command: str, outcomes: Counter[Outcome]) -> None:
         for outcome, n in outcomes.items():
             self.outcomes.labels(command, outcome.value).inc(n)
-
-
-def register_agents(
-    app: faust.App,
-    *,
-    settings: RegistrationSettings,
-    linked: BatchRunner[InboundContractLinked],
-    terminated: BatchRunner[InboundContractTerminated],
-    erased: BatchRunner[InboundContractErased],
-) -> None:
-    def topic(name: str) -> Any:
-        return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=False)
-
-    @app.agent(topic(CONTRACT_LINKED), name="registration.contract_linked")
-    async def contract_linked(stream: Any) -> None:
-        await linked.run(stream)
-
-    @app.agent(topic(CONTRACT_TERMINATED), name="registration.contract_terminated")
-    async def contract_terminated(stream: Any) -> None:
-        await terminated.run(stream)
-
-    @app.agent(topic(CONTRACT_ERASED), name="registration.contract_erased")
-    async def contract_erased(stream: Any) -> None:
-        await erased.run(stream)

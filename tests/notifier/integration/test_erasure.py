@@ -1,5 +1,6 @@
 """The notifier's side of the lifecycle on SQLite and PostgreSQL: account tombstones delete the
-account's deliveries (other values are not even decoded), and finished deliveries are pruned
+account's deliveries (other values are not even decoded; a tombstone the database refuses is
+dead-lettered alone), and finished deliveries are pruned
 after RETENTION_DAYS, their statuses tombstoned with them."""
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import select
 
-from schemas.events import Channel
-from schemas.topics import NOTIFICATION_STATUS
+from schemas.events import Channel, Event
+from schemas.topics import ACCOUNT_CHANGED, NOTIFICATION_STATUS
+from services.common.codec import WireRecord, header
+from services.common.consumer_loop import BatchRunner, RawRecord, tombstones_as
+from services.common.metrics import ServiceMetrics
 from services.common.retention import DAY_S, Pruner
-from services.common.tombstones import TombstoneRunner
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, prunable
 from services.notifier.domain.commands import EraseDeliveries
-from services.notifier.entrypoints.agents import accounts_erased
+from services.notifier.entrypoints.agents import erase_deliveries_of
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from tests.notifier.integration.test_handlers import Harness
 from tests.notifier.integration.test_handlers import harness as harness_fixture
@@ -32,6 +35,26 @@ def rows(h: Harness, table: object = deliveries) -> list[object]:
     return list(h.db.run_sync(lambda s: s.execute(select(table)).all()))  # type: ignore[call-overload]
 
 
+def account_topic(h: Harness) -> BatchRunner[Event]:
+    """The accounts topic's runner as the bootstrap builds it: tombstones only."""
+    return BatchRunner(
+        service="notifier", topic=ACCOUNT_CHANGED, model=None, handler=None,
+        tombstones=tombstones_as(erase_deliveries_of,
+                                 partial(erase_deliveries, uow=h.uow, flush=h.relay.flush)),
+        publisher=h.publisher, relay=h.relay, metrics=ServiceMetrics("notifier"),  # type: ignore[arg-type]
+        max_record_bytes=65536,
+    )
+
+
+def on_accounts(*records: tuple[bytes | None, bytes | None]) -> list[RawRecord]:
+    return [RawRecord(topic=ACCOUNT_CHANGED, partition=0, offset=i, key=key, value=value, headers=[])
+            for i, (key, value) in enumerate(records)]
+
+
+def dead_letters(h: Harness) -> list[WireRecord]:
+    return [r for t, r in h.publisher.sent if t.endswith(".dlq")]
+
+
 async def test_a_tombstone_deletes_the_account_deliveries_and_values_are_not_decoded(
     harness: Harness,
 ) -> None:
@@ -41,26 +64,44 @@ async def test_a_tombstone_deletes_the_account_deliveries_and_values_are_not_dec
     await harness.consume(*gone, code_issued(to="+79031112233", account_id=kept))
     await harness.dispatch()  # one delivered, the others still queued or sent
     assert len(rows(harness)) == 3
-    runner = TombstoneRunner(topic="selfcare.account.changed.v1",
-                             handler=accounts_erased(partial(erase_deliveries, uow=harness.uow,
-                                                             flush=harness.relay.flush)))
-    batch: list[tuple[bytes | None, bytes | None]] = [
-        (str(kept).encode(), b"\xff not JSON, never opened"),  # a value: ignored
+    runner = account_topic(harness)
+    batch = on_accounts(
+        (str(kept).encode(), b"\xff not JSON, never opened"),  # a value: ignored, not dead-lettered
         (str(erased).encode(), None),
         (str(erased).encode(), None),  # twice in a batch
         (None, None),  # no key: nothing to erase
-    ]
+    )
     before = len(harness.publisher.sent)
-    assert await runner.process(batch) == [str(erased)]
+    await runner.process(batch)
     # a tombstone on the status topic for each code id of the erased deliveries, published
     tombstones = harness.publisher.sent[before:]
     assert {(t, r.value) for t, r in tombstones} == {(NOTIFICATION_STATUS, None)}
     assert sorted(r.key or b"" for _, r in tombstones) == sorted(str(c.code_id).encode() for c in gone)
-    assert await runner.process(batch) == [str(erased)]  # idempotent
-    assert len(harness.publisher.sent) == before + len(gone)  # no tombstone twice
+    await runner.process(batch)  # idempotent
+    assert len(harness.publisher.sent) == before + len(gone)  # no tombstone twice, no dead letter
     left = rows(harness)
     assert [r.account_id for r in left] == [str(kept)]  # type: ignore[attr-defined]
-    assert await runner.process([(str(kept).encode(), b"{}")]) == []
+    await runner.process(on_accounts((str(kept).encode(), b"{}")))
+    assert rows(harness) == left and dead_letters(harness) == []
+
+
+async def test_a_tombstone_the_database_refuses_is_dead_lettered_alone(harness: Harness) -> None:
+    """A key PostgreSQL cannot take as text (a NUL byte) fails its batch; the batch is redone one
+    tombstone at a time, so the other erasures happen and that one tombstone goes to the DLQ.
+    SQLite takes the key, and it names no account."""
+    erased = uuid.uuid4()
+    await harness.consume(code_issued(to="+79161234567", account_id=erased))
+    await account_topic(harness).process(on_accounts((b"bad\x00key", None),
+                                                     (str(erased).encode(), None)))
+    assert rows(harness) == []
+    dead = dead_letters(harness)
+    if harness.db.engine.dialect.name == "postgresql":
+        [letter] = dead
+        assert letter.key == b"bad\x00key" and letter.value is None  # a tombstone stays one
+        assert header(letter.headers, "dlq_error_class") == "processing_error"
+        assert header(letter.headers, "dlq_original_topic") == ACCOUNT_CHANGED
+    else:
+        assert dead == []
 
 
 async def test_finished_deliveries_are_pruned_once_the_clock_has_moved_on(harness: Harness) -> None:

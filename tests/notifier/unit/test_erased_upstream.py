@@ -3,14 +3,19 @@ recorded after the account topic's tombstone (the topics are read apart) goes to
 
 from __future__ import annotations
 
-from services.common.consumer_loop import RawRecord
+from services.common.consumer_loop import RawRecord, TombstoneHandler, tombstones_as
 from services.notifier.domain.commands import EraseDeliveries
-from services.notifier.entrypoints.agents import erased_upstream
+from services.notifier.entrypoints.agents import erase_deliveries_of
 
 
 def tombstone(key: bytes | None) -> RawRecord:
     return RawRecord(topic="selfcare.code.issued.v1", partition=0, offset=1, key=key, value=None,
                      headers=[])
+
+
+def erased_upstream(handle: object) -> TombstoneHandler:
+    """As the bootstrap builds the tombstone handler of code.issued and password.changed."""
+    return tombstones_as(erase_deliveries_of, handle)  # type: ignore[arg-type]
 
 
 async def test_the_keys_of_the_tombstones_are_the_accounts_erased() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from schemas.events import AccountChanged, CodeRequested
-from services.common.consumer_loop import Inbound, InOrder, RawRecord
+from services.common.consumer_loop import Inbound, InOrder, RawRecord, tombstones_as
 from services.common.crypto import Keyring
 from services.common.db import Database, Staged
 from services.common.metrics import ServiceMetrics
@@ -21,7 +21,7 @@ from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Policy
-from services.recovery.entrypoints.agents import on_account_changes, on_code_requests, on_tombstones
+from services.recovery.entrypoints.agents import erase_accounts, on_account_changes, on_code_requests
 from services.recovery.service_layer.codes import IssueCodes, IssueConfig, Unwritten
 from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.project_accounts import ProjectAccounts
@@ -47,7 +47,7 @@ class Harness:
         await on_account_changes(self.projection)(items)
 
     async def tombstones(self, records: list[RawRecord]) -> None:
-        await on_tombstones(self.projection.erase)(records)
+        await tombstones_as(erase_accounts, self.projection.erase)(records)
 
     async def issue(self, items: list[Inbound[CodeRequested]]) -> Callable[[], Awaitable[None]]:
         """Decides the batch as the runner hands it over; returns its write, which waits for
