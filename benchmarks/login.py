@@ -39,13 +39,13 @@ from services.common.db import Database
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
 from services.recovery.adapters import repository
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Policy
 from services.recovery.entrypoints.agents import project_account
 from services.recovery.service_layer.log_in import LogInHandler
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from services.recovery.settings import Argon2Params

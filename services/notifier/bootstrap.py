@@ -27,11 +27,11 @@ from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.agents import (
     codes_issued,
     erase_deliveries_of,
-    install_dispatcher,
     passwords_changed,
+    register_dispatcher,
 )
 from services.notifier.entrypoints.ops_http import register_ops
-from services.notifier.entrypoints.webhook import install_webhook
+from services.notifier.entrypoints.webhook import register_webhook
 from services.notifier.service_layer.delivery_reports import apply_delivery_report
 from services.notifier.service_layer.dispatch import FALLBACK, PRIMARY, Dispatcher, SmsRoutes
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
@@ -50,7 +50,7 @@ class Notifier:
     settings: NotifierSettings
     app: Any
     db: Database
-    runner: BatchRunner[CodeIssued]
+    codes: BatchRunner[CodeIssued]
     notices: BatchRunner[PasswordChanged]
     dispatcher: Dispatcher
     metrics: NotifierMetrics
@@ -103,16 +103,16 @@ def warn_plaintext(settings: NotifierSettings) -> None:
 def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None) -> Notifier:
     overrides = overrides or Overrides()
     clock = overrides.clock or time.time
-    base_metrics = ServiceMetrics(settings.service)
-    metrics = NotifierMetrics(base_metrics)
+    base = ServiceMetrics(settings.service)
+    metrics = NotifierMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)
 
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}
 
-    app = make_app(settings=settings, metrics=base_metrics, ready_checks=ready)
+    app = make_app(settings=settings, metrics=base, ready_checks=ready)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
-    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=base_metrics,
+    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=base,
                         sweep_every_s=settings.outbox_sweep_s)
     uow = SqlUnitOfWork(db=db, hand_over=relay.committed)
     gateways = (dict(overrides.gateways) if overrides.gateways is not None
@@ -130,7 +130,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         max_in_flight=settings.max_in_flight, lease_s=settings.lease_s, sms=sms_routes,
         takeover_s=settings.takeover_s,
     )
-    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=base_metrics)
+    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=base)
     erased = tombstones_as(erase_deliveries_of, partial(erase_deliveries, uow=uow, flush=relay.flush))
     codes = runner(CODE_ISSUED, CodeIssued, codes_issued(
         partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)), tombstones=erased)
@@ -139,18 +139,18 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         tombstones=erased)
     register_agents(app, settings, [codes, notices, runner.tombstones_only(ACCOUNT_CHANGED, erased)])
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
-                    pruned=pruned_counter(base_metrics), hand_over=relay.committed,
+                    pruned=pruned_counter(base), hand_over=relay.committed,
                     flush=relay.flush)
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly
         await pruner.run_forever(clock, every_s=PRUNE_EVERY_S)
-    install_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
-    install_webhook(
+    register_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
+    register_webhook(
         app, apply_report=partial(apply_delivery_report, uow=uow, metrics=metrics, flush=relay.flush),
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
     register_ops(app, token=settings.ops_api_token, db=db)
-    return Notifier(settings=settings, app=app, db=db, runner=codes, notices=notices,
+    return Notifier(settings=settings, app=app, db=db, codes=codes, notices=notices,
                     dispatcher=dispatcher, metrics=metrics)

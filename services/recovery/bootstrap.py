@@ -22,7 +22,6 @@ from services.common.migrations import migrate
 from services.common.publish import Publisher, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.recovery.adapters import repository
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.rewind import rewind_topic
 from services.recovery.adapters.tables import MIGRATIONS, outbox, prunable
@@ -36,6 +35,7 @@ from services.recovery.entrypoints.http import HttpConfig, register_http
 from services.recovery.entrypoints.ops_http import register_ops
 from services.recovery.service_layer.codes import IssueCodes, IssueConfig, RequestCode
 from services.recovery.service_layer.log_in import LogInHandler
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import Clock, SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from services.recovery.service_layer.support_view import ViewLogin

@@ -28,6 +28,7 @@ from services.registration.entrypoints.agents import (
     InboundContractTerminated,
 )
 from services.registration.entrypoints.ops_http import register_ops
+from services.registration.service_layer.metrics import RegistrationMetrics
 from services.registration.settings import RegistrationSettings
 
 PRUNE_EVERY_S = 3600.0
@@ -38,7 +39,7 @@ class Registration:
     settings: RegistrationSettings
     app: faust.App
     db: Database
-    metrics: ServiceMetrics
+    metrics: RegistrationMetrics
     linked: BatchRunner[InboundContractLinked]
     terminated: BatchRunner[InboundContractTerminated]
     erased: BatchRunner[InboundContractErased]
@@ -64,7 +65,8 @@ class Overrides:
 def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = None) -> Registration:
     overrides = overrides or Overrides()
     clock = overrides.clock or time.time
-    metrics = ServiceMetrics(settings.service)
+    base = ServiceMetrics(settings.service)
+    metrics = RegistrationMetrics(base)
     db = Database(url=settings.database_url, name=settings.service)
 
     async def ready() -> dict[str, bool]:
@@ -72,10 +74,10 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
 
     # bulk loads: AccountChanged records (about 1 KiB each) go out in fewer, larger requests,
     # batches of up to 256 KiB, lingering 10 ms to fill them (docs/performance.md)
-    app = make_app(settings=settings, metrics=metrics, ready_checks=ready,
+    app = make_app(settings=settings, metrics=base, ready_checks=ready,
                    producer_linger_s=0.01, producer_batch_bytes=256 * 1024)
     publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
-    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=metrics,
+    relay = start_relay(app, db=db, table=outbox, publisher=publisher, metrics=base,
                         sweep_every_s=settings.outbox_sweep_s)
     linker = (
         ProcessLinker(db=db, keyring=settings.contact_keys, hand_over=relay.committed)
@@ -86,20 +88,18 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
         uow=SqlUnitOfWork(db=db, hand_over=relay.committed),
         protector=KeyringProtector(keyring=settings.contact_keys),
         linker=linker,
-        outcomes=metrics.counter(
-            "commands_total", "Commands handled, by command and outcome.", ["command", "outcome"]
-        ),
+        metrics=metrics,
         max_clock_skew_s=settings.max_clock_skew_s,
     )
 
-    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=metrics)
+    runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=base)
     linked = runner(CONTRACT_LINKED, InboundContractLinked, handlers.contracts_linked)
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, handlers.contracts_terminated)
     erased = runner(CONTRACT_ERASED, InboundContractErased, handlers.contracts_erased)
     register_agents(app, settings, [linked, terminated, erased])
     register_ops(app, settings=settings, db=db, hand_over=relay.committed, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
-                    pruned=pruned_counter(metrics))
+                    pruned=pruned_counter(base))
 
     @app.task
     async def _prune() -> None:  # off the hot path: a pass at start, then hourly

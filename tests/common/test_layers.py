@@ -15,7 +15,6 @@ import pytest
 
 SERVICES = ("registration", "recovery", "notifier")
 FORBIDDEN = ("sqlalchemy", "faust", "aiokafka", "psycopg", "mode")
-ALLOWED_ADAPTERS = {"recovery": ("services.recovery.adapters.metrics",)}
 
 
 def layer_files(service: str, layer: str) -> list[Path]:
@@ -49,9 +48,7 @@ def test_the_service_layer_imports_no_adapter(service: str) -> None:
                 imported.setdefault(path.stem, set()).update(a.name for a in node.names)
     ports = f"services.{service}.service_layer.ports"
     assert any(ports in names for names in imported.values())  # the walk saw the imports
-    allowed = ALLOWED_ADAPTERS.get(service, ())
     for module, names in imported.items():
-        adapters = {n for n in names if n.startswith(f"services.{service}.adapters")
-                    and not n.startswith(allowed)}
+        adapters = {n for n in names if n.startswith(f"services.{service}.adapters")}
         assert not adapters, (module, adapters)
         assert not {n for n in names if n.split(".")[0] in FORBIDDEN}, module

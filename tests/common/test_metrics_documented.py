@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from services.common.metrics import ServiceMetrics
 from services.notifier.bootstrap import bootstrap as notifier
 from services.notifier.settings import NotifierSettings
 from services.recovery.bootstrap import bootstrap as recovery
@@ -35,9 +34,7 @@ def registered(tmp_path: Path) -> Iterator[str]:
     ]
     try:
         for service in made:
-            metrics = service.metrics
-            base = metrics if isinstance(metrics, ServiceMetrics) else metrics.base
-            for family in base.registry.collect():
+            for family in service.metrics.base.registry.collect():
                 yield family.name + ("_total" if family.type == "counter" else "")
     finally:
         for service in made:

@@ -254,7 +254,7 @@ def test_only_the_named_callers_reach_the_api_and_the_webhook() -> None:
 def _exposed_metric_names() -> set[str]:
     from services.common.metrics import ServiceMetrics
     from services.notifier.service_layer.metrics import NotifierMetrics
-    from services.recovery.adapters.metrics import RecoveryMetrics
+    from services.recovery.service_layer.metrics import RecoveryMetrics
 
     names: set[str] = set()
     for service in ("registration", "recovery", "notifier"):

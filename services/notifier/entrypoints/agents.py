@@ -27,7 +27,7 @@ from services.notifier.service_layer.ports import NotificationGateway
 # --- The dispatcher task --------------------------------------------------------------------
 
 
-def install_dispatcher(app: Any, *, dispatcher: Dispatcher, gateways: Sequence[NotificationGateway]) -> None:
+def register_dispatcher(app: Any, *, dispatcher: Dispatcher, gateways: Sequence[NotificationGateway]) -> None:
     @app.task
     async def dispatch() -> None:
         for gateway in gateways:

@@ -45,7 +45,7 @@ def parse_report(raw: bytes) -> ApplyDeliveryReport | None:
     return ApplyDeliveryReport(message_id=message_id, status=status)
 
 
-def install_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], Awaitable[ReportResult]],
+def register_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], Awaitable[ReportResult]],
                     token: str,
                     read_timeout_s: float = 10.0, max_body: int = MAX_BODY) -> None:
     """Adds the route; the caller must present ``token`` as a bearer token (every call is

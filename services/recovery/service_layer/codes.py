@@ -34,7 +34,6 @@ from schemas.topics import CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED
 from services.common.codec import WireRecord, encode
 from services.common.crypto import Keyring, code_aad, contact_aad
 from services.common.logins import candidate_keys
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import IssueCode
 from services.recovery.domain.model import (
     Account,
@@ -52,6 +51,7 @@ from services.recovery.domain.model import (
     decide,
     route_key,
 )
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import (
     Clock,
     PasswordHasher,

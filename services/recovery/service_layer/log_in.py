@@ -25,10 +25,10 @@ from schemas.events import AccountStatus
 from schemas.topics import PASSWORD_CHANGED
 from services.common.crypto import Keyring
 from services.common.logins import candidate_keys
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import Account, Policy, resolve, route_key
 from services.recovery.service_layer.codes import password_changed
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import Clock, PasswordHasher, Repositories, UnitOfWork
 
 

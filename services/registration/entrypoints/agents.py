@@ -10,19 +10,18 @@ number is a malformed record (DLQ), not an account.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from prometheus_client import Counter as PromCounter
 from pydantic import Field
 
 from schemas.events import ContractErased, ContractLinked, ContractTerminated, utc_now
 from services.common.consumer_loop import Finish, Inbound
 from services.registration.domain.commands import EraseContract, LinkContract, TerminateContract
-from services.registration.domain.model import Outcome, Protector
+from services.registration.domain.model import Protector
 from services.registration.service_layer.erase_contract import erase_contracts
+from services.registration.service_layer.metrics import RegistrationMetrics
 from services.registration.service_layer.ports import Linker, UnitOfWork
 from services.registration.service_layer.terminate_contract import terminate_contracts
 
@@ -73,13 +72,13 @@ class ContractHandlers:
     (``invalid_event_time``): it would win against every later real event of its contract."""
 
     def __init__(
-        self, *, uow: UnitOfWork, protector: Protector, linker: Linker, outcomes: PromCounter,
+        self, *, uow: UnitOfWork, protector: Protector, linker: Linker, metrics: RegistrationMetrics,
         max_clock_skew_s: float = 300, clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.uow = uow
         self.protector = protector
         self.linker = linker
-        self.outcomes = outcomes
+        self.metrics = metrics
         self.max_clock_skew = timedelta(seconds=max_clock_skew_s)
         self.clock = clock
 
@@ -98,20 +97,16 @@ class ContractHandlers:
             # a retry (the database was away) asks the linker again
             running = started.pop() if started else asyncio.ensure_future(
                 self.linker.link(commands, not_after))
-            self._count("link", await running)
+            self.metrics.count("link", await running)
 
         return transaction
 
     async def contracts_terminated(self, items: list[Inbound[InboundContractTerminated]]) -> None:
         commands = [to_termination(item.event) for item in items]
-        self._count("terminate", await terminate_contracts(
+        self.metrics.count("terminate", await terminate_contracts(
             commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
 
     async def contracts_erased(self, items: list[Inbound[InboundContractErased]]) -> None:
         commands = [to_erasure(item.event) for item in items]
-        self._count("erase", await erase_contracts(
+        self.metrics.count("erase", await erase_contracts(
             commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
-
-    def _count(self, command: str, outcomes: Counter[Outcome]) -> None:
-        for outcome, n in outcomes.items():
-            self.outcomes.labels(command, outcome.value).inc(n)

@@ -16,7 +16,6 @@ from services.common.crypto import Keyring
 from services.common.db import Database, Staged
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.adapters.repository import SqlUnitOfWork
 from services.recovery.adapters.tables import MIGRATIONS, codes, outbox
 from services.recovery.domain.commands import LogIn
@@ -24,6 +23,7 @@ from services.recovery.domain.model import Policy
 from services.recovery.entrypoints.agents import erase_accounts, on_account_changes, on_code_requests
 from services.recovery.service_layer.codes import IssueCodes, IssueConfig, Unwritten
 from services.recovery.service_layer.log_in import LogInHandler
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from tests.recovery.builders import POLICY, inbound
 from tests.recovery.conftest import FakeClock, FakeHasher

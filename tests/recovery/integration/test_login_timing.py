@@ -20,10 +20,10 @@ import pytest
 
 from services.common.crypto import Keyring, ThreadPoolHasher
 from services.common.metrics import ServiceMetrics
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import LogIn
 from services.recovery.domain.model import route_key
 from services.recovery.service_layer.log_in import LogInHandler
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
 from tests.recovery.integration.harness import Harness, harness

@@ -12,12 +12,12 @@ from schemas.events import AccountChanged
 from services.common.consumer_loop import InOrder
 from services.common.crypto import Keyring, code_aad
 from services.common.metrics import ServiceMetrics
-from services.recovery.adapters.metrics import RecoveryMetrics
 from services.recovery.domain.commands import IssueCode, LogIn
 from services.recovery.domain.model import Policy
 from services.recovery.entrypoints.agents import deciding, issue_code, project_account
 from services.recovery.service_layer.codes import IssueCodes, IssueConfig
 from services.recovery.service_layer.log_in import LogInHandler
+from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.project_accounts import ProjectAccounts
 from tests.recovery.builders import POLICY, request
 from tests.recovery.conftest import FakeClock, FakeHasher, make_keyring
