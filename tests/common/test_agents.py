@@ -1,6 +1,6 @@
-"""Every service has one agent per inbound topic, each named ``<service>.<topic>`` and each the
-body of that topic's ``BatchRunner``: the services are bootstrapped (nothing started) and their
-faust apps read."""
+"""Every service has one agent per inbound topic, named ``<service>.<topic>`` and consuming that
+topic under the service's prefix (``register_agents``): the services are bootstrapped (nothing
+started) and their faust apps read."""
 
 from __future__ import annotations
 

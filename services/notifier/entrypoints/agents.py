@@ -5,7 +5,7 @@ business logic here.
 - **The edge**: wire records become the notifier's commands, and each inbound topic's batch goes to
   the handler named after its command. The bootstrap gives each topic (CodeIssued,
   PasswordChanged, the accounts topic's tombstones) a ``BatchRunner`` over these handlers, and
-  each runner an agent (``services.common.app.register_agents``).
+  each runner an agent (``services.common.consumer_loop.register_agents``).
 """
 
 from __future__ import annotations

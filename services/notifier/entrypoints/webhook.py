@@ -46,8 +46,8 @@ def parse_report(raw: bytes) -> ApplyDeliveryReport | None:
 
 
 def register_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], Awaitable[ReportResult]],
-                    token: str,
-                    read_timeout_s: float = 10.0, max_body: int = MAX_BODY) -> None:
+                     token: str,
+                     read_timeout_s: float = 10.0, max_body: int = MAX_BODY) -> None:
     """Adds the route; the caller must present ``token`` as a bearer token (every call is
     refused while it is empty)."""
 

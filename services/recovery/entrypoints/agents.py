@@ -1,6 +1,6 @@
 """The edge where wire records become recovery's commands; the bootstrap gives each topic a
 ``BatchRunner`` over these handlers, and each runner an agent
-(``services.common.app.register_agents``).
+(``services.common.consumer_loop.register_agents``).
 
 - **Records to commands**: wire records become commands, and each batch goes to its handler
   (the decision batch wrapped in the consumer loop's ``InOrder``; tombstones of the accounts

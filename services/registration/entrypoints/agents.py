@@ -1,6 +1,6 @@
 """The edge of registration: wire events in, commands out, handlers called, outcomes counted.
 The bootstrap gives each inbound topic (linked, terminated, erased) a ``BatchRunner`` over one of
-these handlers, and each runner an agent (``services.common.app.register_agents``).
+these handlers, and each runner an agent (``services.common.consumer_loop.register_agents``).
 
 The inbound models are the public ones with one stricter field: a contract number must look
 like one (letters, digits, ``-``, ``/``, ``.``), so a blank or control-character contract

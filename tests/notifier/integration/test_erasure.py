@@ -1,7 +1,7 @@
 """The notifier's side of the lifecycle on SQLite and PostgreSQL: account tombstones delete the
 account's deliveries (other values are not even decoded; a tombstone the database refuses is
-dead-lettered alone), and finished deliveries are pruned
-after RETENTION_DAYS, their statuses tombstoned with them."""
+dead-lettered alone), and finished deliveries are pruned after RETENTION_DAYS, their statuses
+tombstoned with them."""
 
 from __future__ import annotations
 
