@@ -144,9 +144,10 @@ class Policy:
     sms_hourly: Window = Window(max_events=10000, window_s=3600)
     sms_prefixes: tuple[str, ...] = ("+79",)
     # logins: per client address (no hashing beyond it), and the lock-outs. One login costs two
-    # argon2id verifications; ``python -m benchmarks.login`` measured 5.2-6.3 logins/s of argon2id
-    # capacity on the 2-core development machine (shared, under load). 30 a minute (0.5/s) keeps
-    # one address under a tenth of that, and is far above what one person types.
+    # argon2id verifications; ``python -m benchmarks.login`` measured about 40-50 logins/s of
+    # argon2id capacity on a quiet 2-core machine and 5-6 under heavy load (docs/security.md).
+    # 30 a minute (0.5/s) keeps one address under a tenth of even the latter, and is far above
+    # what one person types.
     login_ip: Window = Window(max_events=30, window_s=60)
     lockout_failures: int = 5  # per login and client address
     global_lockout_failures: int = 100  # per login, from any address
