@@ -50,7 +50,8 @@ INBOUND_TOPICS = (CONTRACT_LINKED, CONTRACT_TERMINATED, CONTRACT_ERASED, ACCOUNT
                   CODE_REQUESTED, REQUESTS_BY_LOGIN, CODE_ISSUED, PASSWORD_CHANGED)
 
 # inbound topics that an erasure tombstones (compacted as well as deleted): their consumer (the
-# notifier) takes a tombstone and does nothing with it
+# notifier) takes a tombstone as the erasure of its key's deliveries again; a key with none (every
+# key of the corpus) changes nothing, and nothing goes to the DLQ
 TOMBSTONED_AT_ERASURE = (CODE_ISSUED, PASSWORD_CHANGED)
 
 
@@ -127,7 +128,8 @@ def _drop(doc: dict[str, Any], path: str) -> dict[str, Any]:
 
 def _tombstone_fate(topic: str) -> str:
     """On the compacted account topic a tombstone is an erasure (DESIGN.md); on the topics that
-    recovery tombstones at an erasure it is accepted and ignored; elsewhere it is no event."""
+    recovery tombstones at an erasure it is accepted (an erasure of deliveries the corpus's keys do
+not have: "ignored"); elsewhere it is no event."""
     if topic == ACCOUNT_CHANGED:
         return "erasure"
     if topic in TOMBSTONED_AT_ERASURE:
