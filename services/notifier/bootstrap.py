@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Notifier:
+    """The service ``bootstrap`` builds (``services.common.service.Service``)."""
+
     settings: NotifierSettings
     app: Any
     db: Database

@@ -45,8 +45,10 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class Recovery:
+    """The service ``bootstrap`` builds (``services.common.service.Service``)."""
+
     settings: RecoverySettings
     app: faust.App
     db: Database

@@ -36,6 +36,8 @@ PRUNE_EVERY_S = 3600.0
 
 @dataclass(frozen=True, kw_only=True)
 class Registration:
+    """The service ``bootstrap`` builds (``services.common.service.Service``)."""
+
     settings: RegistrationSettings
     app: faust.App
     db: Database
