@@ -314,7 +314,7 @@ class BatchRunner(Generic[E]):
     ``model`` and ``handler`` take the topic's events; ``tombstones`` its null values (a
     compacted topic's "this key no longer exists"). A runner with ``tombstones`` but no model
     and no handler acts on tombstones only: it never decodes a value (the service may not even
-    hold the keys that open one), and acks each as it comes."""
+    hold the keys that open one), acks each as it comes, and counts it ``ignored``."""
 
     def __init__(
         self,
@@ -393,12 +393,14 @@ class BatchRunner(Generic[E]):
         good: list[Inbound[E]] = []
         dead: list[WireRecord] = []
         tombs: list[RawRecord] = []
+        ignored = 0
         for record in records:
             if record.value is None and self.tombstones is not None:
                 tombs.append(record)
                 continue
             if self.model is None:
-                continue  # tombstones only: a value is not read
+                ignored += 1  # tombstones only: a value is not read
+                continue
             try:
                 event = decode(self.model, record.value, max_bytes=self.max_record_bytes)
                 if self.check is not None:
@@ -420,9 +422,11 @@ class BatchRunner(Generic[E]):
             await self.relay.flush()
             if dead:
                 await self.publisher.send_all([(self.topic + ".dlq", d) for d in dead])
-            processed = len(records) - len(dead)
+            processed = len(records) - len(dead) - ignored
             self.metrics.events_consumed.labels(self.topic, "processed").inc(processed)
             self.metrics.events_consumed.labels(self.topic, "dead_lettered").inc(len(dead))
+            if ignored:
+                self.metrics.events_consumed.labels(self.topic, "ignored").inc(ignored)
             self.metrics.batch_seconds.labels(self.topic).observe(time.perf_counter() - started)
             newest = max((r.timestamp or 0.0 for r in records), default=0.0)
             if newest:

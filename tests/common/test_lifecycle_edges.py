@@ -102,9 +102,12 @@ async def test_a_runner_of_tombstones_only_hands_their_keys_over_and_never_reads
         (b"acc-1", None), (b"acc-2", None)))
     assert erased == [["acc-1", "acc-2"]]  # distinct keys, sorted; the keyless one names nothing
     assert sent.records == []  # the value is neither decoded nor dead-lettered
-    assert metrics.events_consumed.labels("accounts", "processed")._value.get() == 5
+    assert metrics.events_consumed.labels("accounts", "processed")._value.get() == 4
+    assert metrics.events_consumed.labels("accounts", "ignored")._value.get() == 1
     await runner.process(on_accounts((b"acc-3", b"{}")))
     assert erased == [["acc-1", "acc-2"]]  # values only: no call
+    assert metrics.events_consumed.labels("accounts", "processed")._value.get() == 4
+    assert metrics.events_consumed.labels("accounts", "ignored")._value.get() == 2
 
 
 async def test_a_tombstone_that_fails_on_its_own_is_dead_lettered_alone() -> None:
