@@ -133,7 +133,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         takeover_s=settings.takeover_s,
     )
     runner = Runners(settings=settings, publisher=publisher, relay=relay, metrics=base)
-    erased = tombstones_as(erase_deliveries_of, partial(erase_deliveries, uow=uow, flush=relay.flush))
+    erased = tombstones_as(erase_deliveries_of, partial(erase_deliveries, uow=uow))
     codes = runner(CODE_ISSUED, CodeIssued, codes_issued(
         partial(record_codes, uow=uow, metrics=metrics, direct=dispatcher)), tombstones=erased)
     notices = runner(PASSWORD_CHANGED, PasswordChanged, passwords_changed(
