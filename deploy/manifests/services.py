@@ -90,8 +90,9 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
     ServiceSpec(
         name="notifier", port=6103, replicas=2, ready_path="/readyz/http",
         resources=Resources("1", "256Mi", "1", "512Mi"),
-        secrets=("NOTIFIER_DATABASE_URL", "DELIVERY_KEYS", "HASH_PEPPER", "SMS_GATEWAY_TOKEN",
-                 "SMS_STATUS_TOKEN"),
+        # no HASH_PEPPER: the notifier hashes no login, and with the pepper the login keys of the
+        # AccountChanged records its principal may read would give up the mobile numbers
+        secrets=("NOTIFIER_DATABASE_URL", "DELIVERY_KEYS", "SMS_GATEWAY_TOKEN", "SMS_STATUS_TOKEN"),
         optional_secrets=("SMS_FALLBACK_TOKEN", "SMTP_PASSWORD"),
         settings={
             "SMS_GATEWAY_URL": "https://sms-gateway.invalid/api/v1/messages",
