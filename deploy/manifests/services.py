@@ -93,13 +93,13 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
         # no HASH_PEPPER: the notifier hashes no login, and with the pepper the login keys of the
         # AccountChanged records its principal may read would give up the mobile numbers
         secrets=("NOTIFIER_DATABASE_URL", "DELIVERY_KEYS", "SMS_GATEWAY_TOKEN", "SMS_STATUS_TOKEN"),
-        optional_secrets=("SMS_FALLBACK_TOKEN", "SMTP_PASSWORD"),
+        # the relay's login, both or neither (the notifier refuses one without the other)
+        optional_secrets=("SMS_FALLBACK_TOKEN", "SMTP_USERNAME", "SMTP_PASSWORD"),
         settings={
             "SMS_GATEWAY_URL": "https://sms-gateway.invalid/api/v1/messages",
             "SMS_FALLBACK_URL": "",
             "SMTP_HOST": "smtp.invalid",
             "SMTP_PORT": "587",
-            "SMTP_USERNAME": "selfcare",
             "SMTP_STARTTLS": "true",
             "MAIL_FROM": "selfcare@operator.invalid",
         },

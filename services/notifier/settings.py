@@ -65,6 +65,11 @@ class NotifierSettings(CommonSettings, SmsSettings, SmtpSettings, DispatchSettin
                                                 local_mode=self.local_mode, var_dir=self.var_dir))
         if self.lease_s <= self.sms_gateway_timeout_s or self.lease_s <= self.smtp_timeout_s:
             raise ConfigError("NOTIFIER_LEASE_S must exceed the gateway time-outs")
+        if bool(self.smtp_username) != bool(self.smtp_password):
+            # a login with one half missing fails at every send, which retries it until the code
+            # expires: refused at start instead
+            raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together: set both for a relay "
+                              "that requires a login, neither for one that does not")
         if self.status_token == self.sms_gateway_token:
             raise ConfigError("SMS_STATUS_TOKEN must differ from SMS_GATEWAY_TOKEN")
         if self.takeover_s < 1 or self.sms_circuit_failures < 1 or self.sms_circuit_open_s <= 0:

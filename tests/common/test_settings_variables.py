@@ -91,8 +91,6 @@ NOTIFIER: list[tuple[str, str, Any, Any]] = [
     ("SMS_CIRCUIT_OPEN_S", "4.5", lambda s: s.sms_circuit_open_s, 4.5),
     ("SMTP_HOST", "mail", lambda s: s.smtp_host, "mail"),
     ("SMTP_PORT", "587", lambda s: s.smtp_port, 587),
-    ("SMTP_USERNAME", "user", lambda s: s.smtp_username, "user"),
-    ("SMTP_PASSWORD", "pw", lambda s: s.smtp_password, "pw"),
     ("SMTP_STARTTLS", "yes", lambda s: s.smtp_starttls, True),
     ("SMTP_TIMEOUT_S", "3", lambda s: s.smtp_timeout_s, 3.0),
     ("MAIL_FROM", "a@b.c", lambda s: s.mail_from, "a@b.c"),
@@ -182,11 +180,20 @@ def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: 
     (NotifierSettings, "NOTIFIER_LEASE_S", "4", "NOTIFIER_LEASE_S must exceed the gateway time-outs"),
     (NotifierSettings, "SMS_CIRCUIT_FAILURES", "0", "SMS_CIRCUIT_FAILURES and SMS_CIRCUIT_OPEN_S must be"),
     (NotifierSettings, "SMTP_CA_FILE", "/nonexistent.pem", "CA file not found"),
+    (NotifierSettings, "SMTP_USERNAME", "selfcare", "SMTP_USERNAME and SMTP_PASSWORD go together"),
+    (NotifierSettings, "SMTP_PASSWORD", "s3cret", "SMTP_USERNAME and SMTP_PASSWORD go together"),
 ])
 def test_bad_service_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
                                                 tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         cls.from_env({**base(tmp_path), name: value})
+
+
+def test_the_smtp_login_is_read_by_its_two_names(tmp_path: Path) -> None:
+    default = NotifierSettings.from_env(base(tmp_path))
+    assert (default.smtp_username, default.smtp_password) == ("", "")
+    s = NotifierSettings.from_env({**base(tmp_path), "SMTP_USERNAME": "user", "SMTP_PASSWORD": "pw"})
+    assert (s.smtp_username, s.smtp_password) == ("user", "pw")
 
 
 def test_empty_numbers_and_flags_are_unset_and_lists_stay_comma_separated(tmp_path: Path) -> None:
@@ -217,6 +224,8 @@ READ_BACK_ELSEWHERE = {
     "KAFKA_SSL_CA_FILE": "tests/common/test_kafka_config.py",
     "KAFKA_SSL_CERT_FILE": "tests/common/test_kafka_config.py",
     "KAFKA_SSL_KEY_FILE": "tests/common/test_kafka_config.py",
+    "SMTP_USERNAME": "tests/common/test_settings_variables.py",  # go together: a test below
+    "SMTP_PASSWORD": "tests/common/test_settings_variables.py",
 }
 
 
