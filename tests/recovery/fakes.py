@@ -253,6 +253,10 @@ class FakeRequestLog:
         self.store.request_log = [e for e in self.store.request_log
                                   if e.account_id not in account_ids]
 
+    def delete_logins(self, login_keys: Collection[str]) -> None:
+        self.store.request_log = [e for e in self.store.request_log
+                                  if e.login_key not in login_keys]
+
 
 class FakeOutbox:
     def __init__(self, store: FakeStore) -> None:

@@ -222,6 +222,9 @@ class SqlRequestLog:
     def delete_for(self, account_ids: Collection[str]) -> None:
         _delete_in(self.session, request_log.c.account_id, account_ids)
 
+    def delete_logins(self, login_keys: Collection[str]) -> None:
+        _delete_in(self.session, request_log.c.login_key, login_keys)
+
 
 # --- SQL of the decision ---------------------------------------------------------------------
 # Accounts by login key, processed events, rate events and codes.

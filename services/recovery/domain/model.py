@@ -81,6 +81,7 @@ class Reject:
     reason: CodeRejectReason
     retry_after_s: int | None = None
     guard: Guard | None = None
+    account_id: str | None = None  # the login's account, once resolved
 
 
 Decision = Issue | Reject
@@ -285,29 +286,31 @@ def decide(
     account = resolve(candidates, accounts)
     if account is None:
         return Reject(command=command, reason=CodeRejectReason.UNKNOWN_LOGIN)
+    aid = account.account_id  # from here on a refusal names the account (support's log, erasure)
     if account.status is AccountStatus.CLOSED:
-        return Reject(command=command, reason=CodeRejectReason.ACCOUNT_CLOSED)
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.ACCOUNT_CLOSED)
     if not account.channel_usable(command.channel):
-        return Reject(command=command, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
-    login = subject_of("account:" + account.account_id)
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
+    login = subject_of("account:" + aid)
     destination = reveal(account, command)
     sms = command.channel is Channel.SMS
     if sms and not book.policy.sms_allowed(destination):
-        return Reject(command=command, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
                       guard=Guard.SMS_PREFIX)
     dest = subject_of(f"destination:{command.channel.value}:{destination.lower()}")
     for kind, subject in ((LimitKind.LOGIN, login), (LimitKind.DESTINATION, dest)):
         wait = book.retry_after(kind, subject, now)
         if wait is not None:
-            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait)
-    wait = take(subject_of("account-day:" + account.account_id), book.policy.account_daily, now)
+            return Reject(command=command, account_id=aid, reason=CodeRejectReason.RATE_LIMITED,
+                          retry_after_s=wait)
+    wait = take(subject_of("account-day:" + aid), book.policy.account_daily, now)
     if wait is not None:
-        return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait,
-                      guard=Guard.ACCOUNT_DAILY)
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.RATE_LIMITED,
+                      retry_after_s=wait, guard=Guard.ACCOUNT_DAILY)
     if sms:
         wait = take("sms-budget", book.policy.sms_hourly, now)
         if wait is not None:
-            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED,
+            return Reject(command=command, account_id=aid, reason=CodeRejectReason.RATE_LIMITED,
                           retry_after_s=wait, guard=Guard.SMS_BUDGET)
     book.record(LimitKind.LOGIN, login, now)
     book.record(LimitKind.DESTINATION, dest, now)

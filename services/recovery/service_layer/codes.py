@@ -384,15 +384,20 @@ def new_codes(issues: list[Issue], hashes: list[str], *, expires_at: float,
 
 
 def logged(decision: Decision, *, login_key: str, now: float) -> LoggedRequest:
-    issued = isinstance(decision, Issue)
+    """Support's log entry of a decision; a refusal names the account once it was resolved (an
+    erasure deletes the entries by account)."""
+    command = decision.command
+    if isinstance(decision, Issue):
+        return LoggedRequest(
+            login_key=login_key, request_event_id=command.request_event_id,
+            account_id=decision.account.account_id, channel=command.channel.value,
+            outcome="issued", reason=None, retry_after_s=None, code_id=decision.code_id,
+            requested_at=command.requested_at, decided_at=now)
     return LoggedRequest(
-        login_key=login_key, request_event_id=decision.command.request_event_id,
-        account_id=decision.account.account_id if isinstance(decision, Issue) else None,
-        channel=decision.command.channel.value, outcome="issued" if issued else "rejected",
-        reason=None if isinstance(decision, Issue) else decision.reason.value,
-        retry_after_s=None if isinstance(decision, Issue) else decision.retry_after_s,
-        code_id=decision.code_id if isinstance(decision, Issue) else None,
-        requested_at=decision.command.requested_at, decided_at=now)
+        login_key=login_key, request_event_id=command.request_event_id,
+        account_id=decision.account_id, channel=command.channel.value, outcome="rejected",
+        reason=decision.reason.value, retry_after_s=decision.retry_after_s, code_id=None,
+        requested_at=command.requested_at, decided_at=now)
 
 
 def report_decisions(metrics: RecoveryMetrics, decisions: Sequence[Decision]) -> None:

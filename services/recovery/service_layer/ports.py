@@ -177,6 +177,10 @@ class RequestLog(Protocol):
 
     def delete_for(self, account_ids: Collection[str]) -> None: ...
 
+    def delete_logins(self, login_keys: Collection[str]) -> None:
+        """Every entry of these logins, whatever account they name (an erasure)."""
+        ...
+
 
 class Outbox(Protocol):
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from schemas.events import Channel
 from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
@@ -81,15 +82,18 @@ def erase_accounts(repos: Repositories, account_ids: Sequence[str], keyring: Key
     known = repos.accounts.by_ids(account_ids)
     limits: set[str] = set()
     lockouts: set[str] = set()
+    routes: set[str] = set()
     for account in known:
-        limit_subjects, lockout = _derived_subjects(account, keyring)
-        limits |= limit_subjects
-        lockouts |= lockout
+        derived = _derived_subjects(account, keyring)
+        limits |= derived.limits
+        lockouts |= derived.lockouts
+        routes |= derived.routes
     repos.rate_events.delete_subjects(limits)
     repos.windows.delete_subjects(limits)
     repos.failures.delete_subjects(lockouts)
     repos.codes.delete_for(account_ids)
     repos.request_log.delete_for(account_ids)
+    repos.request_log.delete_logins(routes)  # also the mobile's requests made before it was linked
     repos.credentials.delete_for(account_ids)
     repos.accounts.delete(account_ids)
     tombstones = [tombstone(account.account_id) for account in known]
@@ -98,12 +102,20 @@ def erase_accounts(repos: Repositories, account_ids: Sequence[str], keyring: Key
     return len(known)
 
 
-def _derived_subjects(account: Account, keyring: Keyring) -> tuple[set[str], set[str]]:
-    """(rate-limit subjects, lock-out subjects) that can be derived from the account."""
+@dataclass(frozen=True)
+class Derived:
+    """What an account's rows elsewhere are keyed by, as far as the account gives it away."""
+
+    limits: set[str]  # rate-limit subjects
+    lockouts: set[str]  # lock-out subjects
+    routes: set[str]  # route keys of its logins (support's request log)
+
+
+def _derived_subjects(account: Account, keyring: Keyring) -> Derived:
     aid = account.account_id
-    limits = {keyring.keyed_hash("limit", "account:" + aid),
-              keyring.keyed_hash("limit", "account-day:" + aid)}
-    lockouts: set[str] = set()
+    derived = Derived(limits={keyring.keyed_hash("limit", "account:" + aid),
+                              keyring.keyed_hash("limit", "account-day:" + aid)},
+                      lockouts=set(), routes=set())
     for channel, field, token in ((Channel.SMS, "mobile", account.mobile_enc),
                                   (Channel.EMAIL, "email", account.email_enc)):
         if not token:
@@ -112,7 +124,9 @@ def _derived_subjects(account: Account, keyring: Keyring) -> tuple[set[str], set
             value = keyring.decrypt(token, aad=contact_aad(aid, field))
         except DecryptError:  # a retired key: nothing derivable, the rows age out
             continue
-        limits.add(keyring.keyed_hash("limit", f"destination:{channel.value}:{value.lower()}"))
+        derived.limits.add(keyring.keyed_hash("limit", f"destination:{channel.value}:{value.lower()}"))
         if field == "mobile":
-            lockouts.add(keyring.keyed_hash("lockout", route_key(keyring, value)))
-    return limits, lockouts
+            route = route_key(keyring, value)
+            derived.routes.add(route)
+            derived.lockouts.add(keyring.keyed_hash("lockout", route))
+    return derived

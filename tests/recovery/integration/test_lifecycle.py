@@ -16,6 +16,7 @@ from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, code_aad
 from services.common.retention import DAY_S, Pruner
+from services.recovery.adapters.support_tables import request_log
 from services.recovery.adapters.tables import (
     accounts,
     codes,
@@ -91,9 +92,11 @@ async def test_new_contacts_void_pending_codes_and_keep_the_password(h: Harness)
 async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -> None:
     acc = account_changed(h.keyring, email="ivanov@example.ru")
     other = account_changed(h.keyring)
-    await h.accounts(acc, other)
     login, other_login = mobile_of(h.keyring, acc), mobile_of(h.keyring, other)
+    await h.requests(request(login))  # before the link: an unknown login in support's log
+    await h.accounts(acc, other)
     password = await issue(h, login)
+    await h.requests(request(login))  # within the cool-down: refused, logged for the account
     assert await h.login(login, password) == str(acc.account_id)
     assert await h.login(login, "wrong-pass") is None  # a failure row for the login
     await issue(h, other_login)
@@ -101,6 +104,12 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert count(h, rate_events) > 0
     assert count(h, login_failures, login_failures.c.subject == login_subject) == 1
     assert count(h, counters) > 0
+    route = route_key(h.keyring, login)
+    logged = h.db.run_sync(lambda s: s.execute(
+        select(request_log.c.reason, request_log.c.account_id)
+        .where(request_log.c.login_key == route).order_by(request_log.c.id)).all())
+    assert [tuple(r) for r in logged] == [("unknown_login", None), (None, str(acc.account_id)),
+                                          ("rate_limited", str(acc.account_id))]
     tomb = RawRecord(topic="t", partition=0, offset=9, key=str(acc.account_id).encode(),
                      value=None, headers=[])
     await h.tombstones([tomb])
@@ -111,6 +120,10 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert count(h, accounts, accounts.c.account_id == aid) == 0
     assert count(h, credentials, credentials.c.account_id == aid) == 0
     assert count(h, codes, codes.c.account_id == aid) == 0
+    # support's log of the login: the refusals and the requests from before the link too
+    assert count(h, request_log, request_log.c.login_key == route) == 0
+    assert count(h, request_log, request_log.c.account_id == aid) == 0
+    assert count(h, request_log, request_log.c.account_id == str(other.account_id)) == 1
     # the login's lock-out goes; the count per login and client address cannot be found from
     # the account (a keyed hash of login and address) and ages out by retention
     assert count(h, login_failures, login_failures.c.subject == login_subject) == 0
