@@ -19,6 +19,7 @@ from services.common.db import (
     insert_rows,
     one_of,
 )
+from services.registration.adapters.support_tables import identify_attempts
 from services.registration.adapters.tables import (
     accounts,
     erasures,
@@ -93,10 +94,14 @@ class SqlAccountRepository:
         return result
 
     def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
-        """Delete the accounts' rows and keep (or advance) the erasure markers."""
+        """Delete the accounts' rows and what is counted per account, and keep (or advance) the
+        erasure markers."""
         ids = [a.account_id for a in erased]
         if ids:
             self.session.execute(delete(accounts).where(accounts.c.account_id.in_(ids)))
+            # support's identity checks counted per account (``service_layer.identify``)
+            self.session.execute(delete(identify_attempts).where(
+                identify_attempts.c.subject.in_([str(i) for i in ids])))
         stamp = now()
         numbers = [m.contract_number for m in markers]
         if numbers:
