@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from schemas.events import EVENT_TYPES, Event
 from services.common.codec import DecodeError, decode, encode
 from services.common.logins import InvalidLogin, normalise_mobile, normalise_personal_account
+from services.recovery.domain.model import route_login
 from services.registration.entrypoints.agents import InboundContractLinked, InboundContractTerminated
 
 DECODED: list[type[Event]] = [*EVENT_TYPES.values(), InboundContractLinked, InboundContractTerminated]
@@ -162,3 +163,43 @@ def test_arbitrary_text_is_a_login_or_invalid_login_and_normalising_is_idempoten
             continue
         assert re.fullmatch(shape, once, re.ASCII), once
         assert normalise(once) == once
+
+
+SPACES = [" ", "\u00a0", "\t", "\u2009", "\u3000", "\n"]
+
+
+def _reaches(text: str) -> set[tuple[str, str]]:
+    """The logins ``text`` can reach an account by: (kind, normalised value)."""
+    found = set()
+    for kind, normalise in (("mobile", normalise_mobile), ("personal_account", normalise_personal_account)):
+        try:
+            found.add((kind, normalise(text)))
+        except InvalidLogin:
+            pass
+    return found
+
+
+def _spaced(text: str, data: st.DataObject) -> str:
+    for sep in data.draw(st.lists(st.sampled_from(SPACES), max_size=4)):
+        at = data.draw(st.integers(0, len(text)))
+        text = text[:at] + sep + text[at:]
+    return text
+
+
+def test_a_personal_account_that_reads_as_a_mobile_routes_alike_however_spaced() -> None:
+    # the same account, typed plainly and with a no-break space: one lock-out count, one partition
+    assert route_login("89161110003") == route_login("8916111\u00a00003") == "+79161110003"
+
+
+@FAST
+@given(base=st.one_of(st.text(string.digits, min_size=6, max_size=20),
+                      ru_mobiles.map(lambda m: m[2:]), ru_mobiles.map(lambda m: "8" + m[2:])),
+       data=st.data())
+def test_two_typings_that_reach_one_login_route_alike(base: str, data: st.DataObject) -> None:
+    """Recovery keys a login's lock-out counts and its partition by ``route_login``: any two
+    typings that can reach the same account (the same mobile or the same personal account)
+    must get the same form, or a guesser could spread guesses over several counts."""
+    forms = [_spaced(data.draw(st.sampled_from([base, *typed_forms("+7" + base[-10:])]))
+                     if len(base) >= 10 else base, data) for _ in range(2)]
+    if _reaches(forms[0]) & _reaches(forms[1]):
+        assert route_login(forms[0]) == route_login(forms[1]), forms

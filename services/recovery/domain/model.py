@@ -16,6 +16,7 @@ codes; the rate limits; which account a typed login names; the decision on one c
 from __future__ import annotations
 
 import math
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -221,11 +222,17 @@ class LimitBook:
 
 
 def route_login(typed: str) -> str:
-    """The login in one canonical form: E.164 when it is a mobile, else its digits."""
+    """The login in one canonical form: E.164 when it is a mobile, else its digits.
+
+    Whitespace of any kind goes first, as ``normalise_personal_account`` drops it: two typings
+    that reach one account by either kind of login key (``candidate_keys``) must get one form,
+    or each would have a lock-out count, and a partition, of its own (``89161110003`` and
+    ``8916111<no-break space>0003`` are one personal account, and the first reads as a mobile)."""
+    compact = re.sub(r"\s", "", typed)
     try:
-        return normalise_mobile(typed)
+        return normalise_mobile(compact)
     except InvalidLogin:
-        return "".join(ch for ch in typed if ch.isdigit())
+        return "".join(ch for ch in compact if ch.isdigit())
 
 
 def route_key(keyring: Keyring, typed: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import pytest
 
+from schemas.events import TvProduct
 from services.common.crypto import Keyring, code_aad
 from services.recovery.adapters import repository
 from tests.recovery.builders import POLICY, mobile_of, request
@@ -186,3 +187,18 @@ async def test_counter_take_is_exact_with_two_connections(database_url: str,
     finally:
         a.db.close()
         b.db.close()
+
+
+async def test_a_personal_account_typed_two_ways_has_one_lock_out_count(h: Harness) -> None:
+    """A linear-TV login that also reads as a mobile, typed plainly and with a no-break space:
+    both reach the account, so both count against one lock-out (they had one count each)."""
+    acc = account_changed(h.keyring, product=TvProduct.LINEAR, personal_account="89161110003")
+    await h.accounts(acc)
+    plain, spaced = "89161110003", "8916111\u00a00003"
+    password = await issue(h, plain)
+    assert await h.login(spaced, password, "198.51.100.1") == str(acc.account_id)
+    for i in range(5):
+        assert await h.login(plain, f"wrong-{i}", "203.0.113.5") is None
+    assert await h.login(spaced, password, "203.0.113.5") is None  # locked whichever way typed
+    assert await h.login(spaced, "wrong-5", "203.0.113.5") is None
+    assert judged([h], "failure") == 5
