@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from services.common.masking import redact_text
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -46,7 +48,8 @@ class Throttle(logging.Filter):
     ``prefixes``; the line that passes tells how many were held back (``suppressed``).
 
     The Kafka client logs every failed reconnect (several per node and second) while a broker
-    is away: without this, thousands of identical lines a minute."""
+    is away, and the web server every malformed request (``MalformedRequests``): without this,
+    thousands of identical lines a minute."""
 
     def __init__(self, prefixes: tuple[str, ...] = ("aiokafka",), interval_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -70,16 +73,32 @@ class Throttle(logging.Filter):
         return True
 
 
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse (a control character in a header, a duplicate
+    ``Content-Length``, an HTTP/2 preface…) at ERROR with a traceback, and the exception quotes
+    the offending line — an ``Authorization`` header, say. Such a record becomes one INFO line
+    that names the error's class only; ``Throttle`` then holds back a flood of them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "aiohttp.server" and isinstance(exc, HttpProcessingError):
+            record.msg, record.args = "malformed HTTP request refused (%s)", (type(exc).__name__,)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def logging_config(service: str, level: str = "INFO") -> dict[str, Any]:
     """A ``dictConfig`` for the service (faust's ``logging_config`` setting takes it)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter, "service": service}},
-        "filters": {"throttle": {"()": Throttle}},
+        "filters": {"malformed": {"()": MalformedRequests},
+                    "throttle": {"()": Throttle, "prefixes": ("aiokafka", "aiohttp.server")}},
         "handlers": {
             "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": sys.stderr,
-                       "filters": ["throttle"]}
+                       "filters": ["malformed", "throttle"]}
         },
         "root": {"level": level, "handlers": ["stderr"]},
         "loggers": {

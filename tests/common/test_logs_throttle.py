@@ -1,11 +1,15 @@
-"""The Kafka client's repeated lines are throttled per message template; others pass."""
+"""The Kafka client's repeated lines are throttled per message template; others pass. A request
+the web server cannot parse is one INFO line that quotes nothing of it."""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 
-from services.common.logs import JsonFormatter, Throttle
+from aiohttp.http_exceptions import BadHttpMessage
+
+from services.common.logs import JsonFormatter, MalformedRequests, Throttle
 
 
 def rec(name: str, msg: str, *args: object, level: int = logging.ERROR) -> logging.LogRecord:
@@ -35,3 +39,29 @@ def test_other_loggers_and_critical_lines_are_never_held() -> None:
     assert throttle.filter(rec("aiokafka.conn", "x"))
     assert all(throttle.filter(rec("aiokafka.conn", "x", level=logging.CRITICAL)) for _ in range(5))
     assert not throttle.filter(rec("aiokafka.conn", "x"))
+
+
+def test_a_request_aiohttp_cannot_parse_is_one_info_line_without_its_text() -> None:
+    """aiohttp's exception quotes the offending header line: a bearer token must not reach the log."""
+    token = "Bearer secret-token-0123456789"
+    try:
+        raise BadHttpMessage(f"Invalid header value char:\n\n    b'Authorization: {token}\\x01'")
+    except BadHttpMessage:
+        record = logging.getLogger("aiohttp.server").makeRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Error handling request from %s",
+            ("127.0.0.1",), sys.exc_info())
+    assert MalformedRequests().filter(record)
+    line = json.loads(JsonFormatter("recovery").format(record))
+    assert line["level"] == "INFO" and line["msg"] == "malformed HTTP request refused (BadHttpMessage)"
+    assert "exc" not in line and "secret-token" not in json.dumps(line)
+
+
+def test_other_server_errors_keep_their_level_and_traceback() -> None:
+    try:
+        raise RuntimeError("a handler's bug")
+    except RuntimeError:
+        record = logging.getLogger("aiohttp.server").makeRecord(
+            "aiohttp.server", logging.ERROR, __file__, 1, "Unhandled exception", (), sys.exc_info())
+    assert MalformedRequests().filter(record)
+    line = json.loads(JsonFormatter("recovery").format(record))
+    assert line["level"] == "ERROR" and "a handler's bug" in line["exc"]
