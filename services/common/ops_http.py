@@ -10,13 +10,14 @@ that is the default until an operator sets one; local/demo mode generates it.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
+
+from services.common.http_edge import ClientGone, HttpError, closing, decode_object, read_body
 
 log = logging.getLogger(__name__)
 
@@ -39,46 +40,38 @@ def authorised(header: str | None, token: str) -> bool:
         given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
 
 
-async def _body(request: Any) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise OpsError(415, "unsupported_media_type", "Content-Type must be application/json")
-    raw = b""
-    while chunk := await request.content.read(MAX_BODY + 1 - len(raw)):
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            raise OpsError(413, "payload_too_large", f"body larger than {MAX_BODY} bytes")
-    try:
-        data = json.loads(raw.decode("utf-8") or "{}")
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise OpsError(400, "invalid_json", "body is not valid UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise OpsError(400, "invalid_json", "body must be a JSON object")
-    return data
-
-
-def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHandler]) -> bool:
-    """Registers each ``path → handler`` as an authenticated POST route; none without a token."""
+def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHandler],
+                        read_timeout_s: float) -> bool:
+    """Registers each ``path → handler`` as an authenticated POST route; none without a token.
+    A body is read as the API's are (``http_edge``): at most ``MAX_BODY`` bytes, within
+    ``read_timeout_s`` (``HTTP_READ_TIMEOUT_S``), one JSON object without duplicate keys."""
     if not token:
         log.info("OPS_API_TOKEN unset: ops routes not served")
         return False
     for path, handler in routes.items():
-        _register(app, path, handler, token)
+        _register(app, path, handler, token, read_timeout_s)
     return True
 
 
-def _register(app: faust.App, path: str, handler: OpsHandler, token: str) -> None:
+def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
+              read_timeout_s: float) -> None:
     class OpsRoute(View):
         async def post(self, request: Request) -> Response:
             if not authorised(request.headers.get("Authorization"), token):
                 return self.json({"error": "unauthorized"}, status=401)
             try:
-                status, body = await handler(await _body(request))
-            except OpsError as exc:
-                return self.json({"error": exc.error, "message": exc.message}, status=exc.status)
+                body = await read_body(request, max_body=MAX_BODY, timeout_s=read_timeout_s)
+                status, answer = await handler(decode_object(body))
+            except (OpsError, HttpError) as exc:
+                response = self.json({"error": exc.error, "message": exc.message}, status=exc.status)
+                return closing(response) if exc.status in (408, 413) else response
+            except ClientGone:
+                return closing(self.json({"error": "incomplete_body", "message": "body incomplete"},
+                                         status=400))
             except Exception:
                 log.exception("ops request failed", extra={"route": path})
                 return self.json({"error": "internal_error"}, status=500)
-            return self.json(body, status=status)
+            return self.json(answer, status=status)
 
     OpsRoute.__name__ = "Ops" + "".join(p.title() for p in path.split("/") if p).replace("-", "")
     app.page(path)(OpsRoute)

@@ -153,6 +153,7 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
-    register_ops(app, token=settings.ops_api_token, db=db)
+    register_ops(app, token=settings.ops_api_token, read_timeout_s=settings.http_read_timeout_s,
+                 db=db)
     return Notifier(settings=settings, app=app, db=db, codes=codes, notices=notices,
                     dispatcher=dispatcher, metrics=metrics)

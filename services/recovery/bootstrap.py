@@ -122,7 +122,7 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
                           support_phone=settings.support_phone),
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
-    register_ops(app, token=settings.ops_api_token,
+    register_ops(app, token=settings.ops_api_token, read_timeout_s=settings.http_read_timeout_s,
                  view_login=ViewLogin(uow=uow, keyring=settings.contact_keys, clock=clock))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]

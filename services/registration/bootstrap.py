@@ -13,6 +13,7 @@ from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
 from services.common.consumer_loop import BatchRunner, Runners, register_agents
 from services.common.db import Database
+from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
 from services.common.publish import Publisher, start_relay
@@ -99,6 +100,7 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
     terminated = runner(CONTRACT_TERMINATED, InboundContractTerminated, handlers.contracts_terminated)
     erased = runner(CONTRACT_ERASED, InboundContractErased, handlers.contracts_erased)
     register_agents(app, settings, [linked, terminated, erased])
+    harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
     register_ops(app, settings=settings, db=db, hand_over=relay.committed, flush=relay.flush)
     pruner = Pruner(db=db, tables=prunable, retention_days=settings.retention_days,
                     pruned=pruned_counter(base))

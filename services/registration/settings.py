@@ -9,6 +9,7 @@ from pydantic import Field
 
 from services.common.env_settings import EnvBool, EnvInt, EnvSettings
 from services.common.settings import CommonSettings, batch_linger, database_url, web_port
+from services.common.tokens import ReadTimeoutSettings
 
 
 class IdentifySettings(EnvSettings):
@@ -19,11 +20,12 @@ class IdentifySettings(EnvSettings):
     identify_window_s: EnvInt = Field(default=3600, validation_alias="SUPPORT_IDENTIFY_WINDOW_S")
 
 
-class RegistrationSettings(CommonSettings, IdentifySettings):
+class RegistrationSettings(CommonSettings, IdentifySettings, ReadTimeoutSettings):
     """``REGISTRATION_DATABASE_URL`` (default ``sqlite:///var/registration.db``),
     ``REGISTRATION_WEB_PORT`` (default 6101), ``REGISTRATION_LINK_PROCESS`` (links validated,
     protected and written by a process of their own; default true with two or more cores, else
-    false: the worker's database thread), and the common ones."""
+    false: the worker's database thread), ``HTTP_READ_TIMEOUT_S`` (its web port serves support's
+    ops routes), and the common ones."""
 
     service: ClassVar[str] = "registration"
     key_purposes: ClassVar[frozenset[str]] = frozenset({"contact"})

@@ -52,6 +52,7 @@ REGISTRATION: list[tuple[str, str, Any, Any]] = [
     ("REGISTRATION_LINK_PROCESS", "off", lambda s: s.link_process, False),
     ("SUPPORT_IDENTIFY_MAX", "9", lambda s: s.identify_max, 9),
     ("SUPPORT_IDENTIFY_WINDOW_S", "99", lambda s: s.identify_window_s, 99),
+    ("HTTP_READ_TIMEOUT_S", "2.5", lambda s: s.http_read_timeout_s, 2.5),
 ]
 RECOVERY: list[tuple[str, str, Any, Any]] = [
     ("RECOVERY_DATABASE_URL", "sqlite:///y.db", lambda s: s.database_url, "sqlite:///y.db"),

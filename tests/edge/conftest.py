@@ -13,13 +13,14 @@ from tests.support.workers import Worker
 
 # short, so that a body or head that never completes is answered within the 2 s of issue 16
 READ_TIMEOUT_S = "1"
+OPS_TOKEN = "edge-ops-token-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def recovery(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[Worker]:
     tmp: Path = tmp_path_factory.mktemp("recovery")
     worker = start_worker(tmp, {"HTTP_READ_TIMEOUT_S": READ_TIMEOUT_S, "LOG_LEVEL": "INFO",
-                                "SUPPORT_PHONE": "8 800 555-35-35"})
+                                "SUPPORT_PHONE": "8 800 555-35-35", "OPS_API_TOKEN": OPS_TOKEN})
     yield worker
     worker.stop()
 

@@ -1,6 +1,6 @@
 """Issue 16's bad HTTP requests, table-driven, against a real recovery and a real notifier worker.
 
-Every request is answered with its 4xx (or a documented status, ``schemas/openapi.yaml``) within
+Every request (to the API, the webhook, and support's ops route) is answered with its 4xx (or a documented status, ``schemas/openapi.yaml``) within
 2 s — or, for a request head that never completes, the connection is closed within the read
 time-out. Afterwards the service is alive and a normal request still works. The workers run
 with ``HTTP_READ_TIMEOUT_S=1`` so that slow bodies are cut within the 2 s.
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tests.edge.conftest import OPS_TOKEN
 from tests.edge.rawhttp import CLOSED, Piece, exchange, json_body, request
 from tests.notifier.integration.stack import TOKEN as GATEWAY_TOKEN
 from tests.notifier.integration.stack import Stack
@@ -22,8 +23,10 @@ from tests.support.workers import TEST_RECOVERY_API_TOKEN, TEST_SMS_STATUS_TOKEN
 CODES = "/api/v1/code-requests"
 LOGIN = "/api/v1/login"
 REPORT = "/api/v1/sms-status"
+OPS_LOGIN = "/ops/v1/login"
 API = {"Authorization": f"Bearer {TEST_RECOVERY_API_TOKEN}", "Content-Type": "application/json"}
 HOOK = {"Authorization": f"Bearer {TEST_SMS_STATUS_TOKEN}", "Content-Type": "application/json"}
+OPS = {"Authorization": f"Bearer {OPS_TOKEN}", "Content-Type": "application/json"}
 GOOD_CODE = json_body({"login": "+7 916 123-45-67", "channel": "sms"})
 GOOD_LOGIN = json_body({"login": "+7 916 123-45-67", "password": "not-the-password"})
 TEN_MB = b'{"login": "' + b"1" * (10 * 1024 * 1024) + b'"}'
@@ -41,6 +44,10 @@ class Case:
 
 def api(path: str, body: bytes, **headers: str) -> bytes:
     return request("POST", path, headers={**API, **headers}, body=body)
+
+
+def ops(body: bytes, **headers: str) -> bytes:
+    return request("POST", OPS_LOGIN, headers={**OPS, **headers}, body=body)
 
 
 def chunked_head(path: str, base: dict[str, str]) -> bytes:
@@ -154,6 +161,13 @@ CASES: dict[str, Case] = {
         "X-Forwarded-For": "unknown, 999.0.0.1, ::::, " + "x" * 4000})], {202}),
     "control_character_in_a_header": Case("recovery", [api(CODES, GOOD_CODE, **{"X-Forwarded-For": "\x01"})],
                                           {400}),
+    # support's ops route reads its body as the API does
+    "ops_slow_body": Case("recovery", [request("POST", OPS_LOGIN, headers={**OPS, "Content-Length": "30"},
+                                               content_length=False), *[b"{", 0.3] * 8], {408}),
+    "ops_body_never_finished": Case("recovery", [ops(b'{"login": ', **{"Content-Length": "300"})], {408}),
+    "ops_duplicate_keys": Case("recovery", [ops(b'{"login": "89161234567", "login": "x"}')], {400}),
+    "ops_nan": Case("recovery", [ops(b'{"login": NaN}')], {400}),
+    "ops_ten_mb": Case("recovery", [ops(TEN_MB)], {413}),
 }
 
 
@@ -197,9 +211,10 @@ async def test_two_hundred_concurrent_connections(recovery: Worker, notifier: St
 
 async def test_a_client_that_hangs_up_mid_body_is_one_info_line(recovery: Worker, notifier: Stack) -> None:
     before = recovery.log_text()
-    for _ in range(3):
-        await exchange(recovery.web_port, [api(LOGIN, GOOD_LOGIN, **{"Content-Length": "400"}), 0.1],
-                       hang_up=True, timeout_s=0.5)
+    for head in (api(LOGIN, GOOD_LOGIN, **{"Content-Length": "400"}),
+                 api(CODES, GOOD_CODE, **{"Content-Length": "400"}),
+                 ops(b'{"login": "89161234567"}', **{"Content-Length": "400"})):  # the ops route too
+        await exchange(recovery.web_port, [head, 0.1], hang_up=True, timeout_s=0.5)
     await asyncio.sleep(0.5)
     await still_serving(recovery, notifier)
     lines = [json.loads(line) for line in recovery.log_text()[len(before):].splitlines()
@@ -209,3 +224,32 @@ async def test_a_client_that_hangs_up_mid_body_is_one_info_line(recovery: Worker
     assert all("exc" not in line for line in lines)
     assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")]
     assert "Traceback" not in recovery.log_text()[len(before):]
+
+
+MALFORMED_HEADS = [
+    # aiohttp quotes the offending line in its exception: here, the bearer token
+    b"POST %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\x01\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\nAuthorization: Bearer %s\r\n\r\n{}",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+]
+
+
+async def test_malformed_heads_are_info_lines_that_quote_nothing(recovery: Worker, notifier: Stack) -> None:
+    """A head aiohttp cannot parse was an ERROR with a traceback quoting the offending line (a
+    bearer token in clear); now one INFO line naming the error's class, throttled."""
+    workers = ((recovery, CODES, TEST_RECOVERY_API_TOKEN), (notifier.worker, REPORT, TEST_SMS_STATUS_TOKEN))
+    before = {id(w): w.log_text() for w, _, _ in workers}
+    for worker, path, token in workers:
+        for head in MALFORMED_HEADS:
+            raw = head % (path.encode(), token.encode()) if b"%s" in head else head
+            answer = await exchange(worker.web_port, [raw])
+            assert answer.status in (400, CLOSED), answer.head[:200]
+    await asyncio.sleep(0.5)
+    await still_serving(recovery, notifier)
+    for worker, _, token in workers:
+        text = worker.log_text()[len(before[id(worker)]):]
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        refused = [line for line in lines if line["msg"].startswith("malformed HTTP request refused")]
+        assert refused and {line["level"] for line in refused} == {"INFO"}
+        assert not [line for line in lines if line["level"] in ("ERROR", "CRITICAL")], lines
+        assert token not in text and "Traceback" not in text

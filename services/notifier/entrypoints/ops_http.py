@@ -41,7 +41,7 @@ def _unix(at: datetime) -> float:
     return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
-def register_ops(app: faust.App, *, token: str, db: Database) -> None:
+def register_ops(app: faust.App, *, token: str, read_timeout_s: float, db: Database) -> None:
     async def lookup(data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         ids = data.get("code_ids")
         if not isinstance(ids, list) or len(ids) > MAX_CODES:
@@ -52,4 +52,5 @@ def register_ops(app: faust.App, *, token: str, db: Database) -> None:
             raise OpsError(400, "invalid_request", "code_ids: UUIDs only") from None
         return 200, {"deliveries": await db.run(lambda s: _read(s, wanted)) if wanted else {}}
 
-    register_ops_routes(app, token=token, routes={"/ops/v1/deliveries": lookup})
+    register_ops_routes(app, token=token, read_timeout_s=read_timeout_s,
+                        routes={"/ops/v1/deliveries": lookup})

@@ -45,7 +45,5 @@ def register_ops(app: faust.App, *, settings: RegistrationSettings, db: Database
         status = 429 if answer.verdict is Verdict.RATE_LIMITED else 200
         return status, answer.as_json()
 
-    register_ops_routes(app, token=settings.ops_api_token, routes={
-        "/ops/v1/keys/reseal": do_reseal,
-        "/ops/v1/identify": do_identify,
-    })
+    register_ops_routes(app, token=settings.ops_api_token, read_timeout_s=settings.http_read_timeout_s,
+                        routes={"/ops/v1/keys/reseal": do_reseal, "/ops/v1/identify": do_identify})
