@@ -16,6 +16,10 @@ from typing import Any
 import yaml
 
 DLQ_SUFFIX = ".dlq"
+# A compacted topic's record is compacted away within this once a later record (an erasure's
+# tombstone) of its key exists: Kafka rolls the active segment and cleans it whatever its dirty
+# ratio, so an erasure is complete on our topics within 24 h, not "once the cleaner gets to it".
+MAX_COMPACTION_LAG_MS = 86_400_000
 
 CONTRACT_LINKED = "crm.contract.linked.v1"
 CONTRACT_TERMINATED = "crm.contract.terminated.v1"
@@ -47,11 +51,14 @@ class TopicSpec:
 
     def configs(self) -> dict[str, str]:
         """Broker-side topic configs, as strings (what the admin API takes)."""
-        return {
+        configs = {
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(self.retention_ms),
             "max.message.bytes": str(self.max_message_bytes),
         }
+        if "compact" in self.cleanup_policy.split(","):
+            configs["max.compaction.lag.ms"] = str(MAX_COMPACTION_LAG_MS)
+        return configs
 
     def dlq_spec(self) -> TopicSpec:
         """The dead-letter topic of this topic: the original records, unchanged."""

@@ -85,6 +85,8 @@ def kafka_topic(spec: TopicSpec) -> Manifest:
     config: dict[str, Any] = {k: v for k, v in spec.configs().items()}
     config["retention.ms"] = spec.retention_ms
     config["max.message.bytes"] = spec.max_message_bytes
+    if "max.compaction.lag.ms" in config:
+        config["max.compaction.lag.ms"] = int(config["max.compaction.lag.ms"])
     config["min.insync.replicas"] = MIN_INSYNC_REPLICAS
     return {
         "apiVersion": API,

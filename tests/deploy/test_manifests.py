@@ -64,8 +64,10 @@ def test_a_kafka_topic_per_topic_with_its_settings() -> None:
     for s in specs:
         t = topics[s.name]["spec"]
         assert t["topicName"] == s.name and t["partitions"] == s.partitions and t["replicas"] == 3
+        compacted = "compact" in s.cleanup_policy.split(",")
         assert t["config"] == {"cleanup.policy": s.cleanup_policy, "retention.ms": s.retention_ms,
-                               "max.message.bytes": s.max_message_bytes, "min.insync.replicas": 2}
+                               "max.message.bytes": s.max_message_bytes, "min.insync.replicas": 2,
+                               **({"max.compaction.lag.ms": 86_400_000} if compacted else {})}
 
 
 def test_a_new_topic_in_the_list_gets_its_topic_its_dlq_and_its_acls() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.topics import apply, describe, desired_configs, remove
-from schemas.topics import CODE_ISSUED, NOTIFICATION_STATUS, PASSWORD_CHANGED, topic_specs
+from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, NOTIFICATION_STATUS, PASSWORD_CHANGED, topic_specs
 from tests.support.kafka import new_prefix
 
 COMPACTED_TOO = (CODE_ISSUED, PASSWORD_CHANGED, NOTIFICATION_STATUS)
@@ -37,6 +37,34 @@ async def test_apply_alters_the_cleanup_policy_of_an_existing_topic(kafka_bootst
             await asyncio.sleep(0.1)
         assert policies == {"compact,delete"}
         assert await apply(kafka_bootstrap, prefix=prefix, replication_factor=1) == []
+    finally:
+        await admin.close()
+        await remove(kafka_bootstrap, prefix=prefix)
+
+
+async def test_apply_bounds_the_compaction_lag_of_a_compacted_topic_made_before(kafka_bootstrap: str) -> None:
+    """An erasure's tombstone must compact the key's records away within 24 h: a compacted topic
+    an earlier release made without ``max.compaction.lag.ms`` is given it."""
+    prefix = new_prefix()
+    spec = next(s for s in topic_specs() if s.name == ACCOUNT_CHANGED)
+    earlier = {k: v for k, v in desired_configs(spec, 1).items() if k != "max.compaction.lag.ms"}
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name=prefix + spec.name, num_partitions=spec.partitions,
+                                            replication_factor=1, topic_configs=earlier)])
+        changes = await apply(kafka_bootstrap, prefix=prefix, replication_factor=1)
+        assert f"{prefix + spec.name}: configs ['max.compaction.lag.ms']" in changes
+        for _ in range(100):  # the broker applies an altered config a moment later
+            states = await describe(admin, [prefix + s.name for s in topic_specs()])
+            lags = {name[len(prefix):]: st.configs.get("max.compaction.lag.ms")
+                    for name, st in states.items()}
+            if lags[spec.name] == "86400000":
+                break
+            await asyncio.sleep(0.1)
+        compacted = {s.name for s in topic_specs() if "compact" in s.cleanup_policy.split(",")}
+        assert compacted == {ACCOUNT_CHANGED, *COMPACTED_TOO}
+        assert {name for name, lag in lags.items() if lag == "86400000"} == compacted
     finally:
         await admin.close()
         await remove(kafka_bootstrap, prefix=prefix)
