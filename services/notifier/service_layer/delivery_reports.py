@@ -55,6 +55,6 @@ def _apply(tx: Transaction, command: ApplyDeliveryReport, now: datetime
         channel=delivery.channel, status=DeliveryStatus(command.status),
         attempts=delivery.calls, destination_masked=delivery.destination_masked,
         now=now, message_id=command.message_id, kind=delivery.kind,
-        gateway=delivery.gateway,
+        gateway=delivery.gateway, change=now.isoformat(),  # a verdict may flip back: each is news
     )])
     return ReportResult.RECORDED, delivery, prefix

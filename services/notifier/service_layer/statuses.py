@@ -26,14 +26,18 @@ def status_record(
     kind: str = NotificationKind.CODE.value,
     gateway: str | None = None,
     delivery_id: str | None = None,
+    change: str | None = None,
 ) -> WireRecord:
     """The event id is derived from (delivery, status), so a re-published status is deduplicated.
 
     ``delivery_id`` is a notice's own id (one per contact); a code's delivery id is its code id.
-    """
+    ``change`` tells apart two changes to one status: a carrier's verdict may flip back
+    (delivered, undelivered, delivered), and each flip is news that must not be dropped as a
+    duplicate of the first."""
+    derived = f"{delivery_id or code_id}:{status.value}" + (f":{change}" if change else "")
     # built from our own validated row: model_construct skips re-validation (hot path)
     event = NotificationStatus.model_construct(
-        event_id=uuid.uuid5(_NAMESPACE, f"{delivery_id or code_id}:{status.value}"),
+        event_id=uuid.uuid5(_NAMESPACE, derived),
         occurred_at=now,
         code_id=uuid.UUID(code_id),
         request_event_id=uuid.UUID(request_event_id) if request_event_id else None,

@@ -130,6 +130,24 @@ async def test_a_delivery_report_is_recorded_once_and_unknown_ids_are_told() -> 
     assert d.metrics.sms_reports_by_prefix.labels("+7916", "delivered")._value.get() == 1
 
 
+async def test_a_verdict_that_flips_back_is_published_under_a_new_event_id() -> None:
+    """delivered, undelivered, delivered: consumers dedupe by ``event_id``, so each flip needs
+    its own, or the last verdict would be dropped as a copy of the first."""
+    d = desk()
+    event = code_issued(to="+79160000011")
+    await d.record(event)
+    await d.dispatch()
+    ticks = iter(datetime(2026, 12, 4, 10, 0, s, tzinfo=UTC) for s in range(10))
+    for status in ("delivered", "undelivered", "delivered"):
+        assert await apply_delivery_report(
+            ApplyDeliveryReport(message_id="m-1", status=status), uow=d.uow, metrics=d.metrics,
+            flush=no_flush, clock=lambda: next(ticks)) == ReportResult.RECORDED
+    verdicts = [s for s in d.statuses(event.code_id) if s["status"] != "sent"]
+    assert [s["status"] for s in verdicts] == ["delivered", "undelivered", "delivered"]
+    assert len({s["event_id"] for s in verdicts}) == 3
+    assert d.row(event.code_id)["carrier_status"] == "delivered"
+
+
 async def test_erasure_deletes_only_the_accounts_deliveries_and_is_idempotent() -> None:
     d = desk()
     erased, kept = uuid.uuid4(), uuid.uuid4()
