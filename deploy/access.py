@@ -7,7 +7,9 @@ one per outside producer named in the topic list (``crm``, ``portal``). The rule
   ``.dlq`` of every topic it consumes (it dead-letters there) — but never reads a ``.dlq``;
 - a service uses exactly one consumer group, its faust app id ``selfcare-<service>``;
 - ``ops`` reads every topic (``.dlq`` and inbound ones included: ops only), writes the topics
-  that ``selfcare-ops dlq replay`` puts dead letters back on, and uses groups ``selfcare-ops*``;
+  that ``selfcare-ops dlq replay`` puts dead letters back on, uses groups ``selfcare-ops*``, and
+  may see how far the services' groups are behind (``selfcare-ops lag``: Describe, never Read —
+  it cannot commit for them);
 - an outside producer (``crm``, ``portal``) writes the topics it produces and reads what the
   topic list names it as a consumer of.
 
@@ -35,6 +37,8 @@ class Grants:
     write: frozenset[str] = field(default_factory=frozenset)
     groups: frozenset[str] = field(default_factory=frozenset)
     group_prefixes: frozenset[str] = field(default_factory=frozenset)
+    # Describe only (no Read): the group's offsets and members can be seen, not committed
+    describe_groups: frozenset[str] = field(default_factory=frozenset)
 
 
 def group_of(service: str, prefix: str = "") -> str:
@@ -72,6 +76,7 @@ def grants(specs: tuple[TopicSpec, ...] | None = None, *, prefix: str = "") -> d
         read=frozenset(prefix + s.name for s in specs),
         write=frozenset(prefix + t for t in replayable),
         group_prefixes=frozenset({f"{prefix}selfcare-ops"}),
+        describe_groups=frozenset(group_of(s, prefix) for s in SERVICES),
     )
     for name in outside:
         result[name] = Grants(

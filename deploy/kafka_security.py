@@ -182,7 +182,8 @@ class Acl:
 def acls(prefix: str = "") -> list[Acl]:
     """Every ACL binding that :func:`deploy.access.grants` implies for ``prefix``: Read and
     Describe on the topics a principal reads and on its groups, Write and Describe on the
-    topics it writes. Nothing else: no Create, no Delete, no cluster-wide right."""
+    topics it writes, Describe alone on the groups it may only watch (ops: the services').
+    Nothing else: no Create, no Delete, no cluster-wide right."""
     out: set[Acl] = set()
     for name, g in grants(prefix=prefix).items():
         user = f"User:{name}"
@@ -194,6 +195,8 @@ def acls(prefix: str = "") -> list[Acl]:
             out |= {Acl(user, "group", group, "literal", op) for op in ("Read", "Describe")}
         for group in g.group_prefixes:
             out |= {Acl(user, "group", group, "prefixed", op) for op in ("Read", "Describe")}
+        for group in g.describe_groups:
+            out.add(Acl(user, "group", group, "literal", "Describe"))
     return sorted(out, key=lambda a: (a.principal, a.resource, a.name, a.operation))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.access import SERVICES, Grants, grants
+from deploy.access import Grants, grants
 from schemas.topics import TopicSpec, topic_specs
 
 API = "kafka.strimzi.io/v1"
@@ -106,7 +106,7 @@ def _acl(kind: str, name: str, operations: list[str], pattern: str = "literal") 
             "operations": operations}
 
 
-def acls(g: Grants, all_grants: dict[str, Grants]) -> list[dict[str, Any]]:
+def acls(g: Grants) -> list[dict[str, Any]]:
     """A principal's grants as Strimzi ACL rules (Describe goes with every Read or Write)."""
     rules: list[dict[str, Any]] = []
     for topic in sorted(g.read | g.write):
@@ -118,23 +118,19 @@ def acls(g: Grants, all_grants: dict[str, Grants]) -> list[dict[str, Any]]:
         rules.append(_acl("group", group, ["Read", "Describe"]))
     for group_prefix in sorted(g.group_prefixes):
         rules.append(_acl("group", group_prefix, ["Read", "Describe"], "prefix"))
-    if g.group_prefixes:
-        # whoever may read every topic (ops) may also see how far the services' groups are
-        # behind (`selfcare-ops lag`): Describe only, never Read (cannot commit for them)
-        for name in SERVICES:
-            for group in sorted(all_grants[name].groups):
-                rules.append(_acl("group", group, ["Describe"]))
+    for group in sorted(g.describe_groups - g.groups):
+        rules.append(_acl("group", group, ["Describe"]))
     return rules
 
 
-def kafka_user(g: Grants, all_grants: dict[str, Grants]) -> Manifest:
+def kafka_user(g: Grants) -> Manifest:
     return {
         "apiVersion": API,
         "kind": "KafkaUser",
         "metadata": _meta(g.principal, **{"strimzi.io/cluster": CLUSTER}),
         "spec": {
             "authentication": {"type": "scram-sha-512"},
-            "authorization": {"type": "simple", "acls": acls(g, all_grants)},
+            "authorization": {"type": "simple", "acls": acls(g)},
         },
     }
 
@@ -148,5 +144,4 @@ def topics(specs: tuple[TopicSpec, ...] | None = None) -> list[Manifest]:
 
 
 def users(specs: tuple[TopicSpec, ...] | None = None) -> list[Manifest]:
-    all_grants = grants(specs)
-    return [kafka_user(g, all_grants) for g in all_grants.values()]
+    return [kafka_user(g) for g in grants(specs).values()]

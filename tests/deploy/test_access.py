@@ -39,3 +39,10 @@ def test_groups_and_prefix() -> None:
     assert g["recovery"].groups == frozenset({"t1-selfcare-recovery"})
     assert g[OPS].group_prefixes == frozenset({"t1-selfcare-ops"})
     assert all(t.startswith("t1-") for t in g["notifier"].read | g["notifier"].write)
+
+
+def test_ops_may_watch_the_services_groups_but_not_use_them() -> None:
+    g = grants(prefix="t1-")
+    assert g[OPS].describe_groups == frozenset({f"t1-selfcare-{s}" for s in SERVICES})
+    assert not g[OPS].groups & g[OPS].describe_groups
+    assert all(not g[p].describe_groups for p in g if p != OPS)

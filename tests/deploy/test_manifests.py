@@ -109,11 +109,10 @@ def test_kafka_users_grant_exactly_what_deploy_access_grants() -> None:
         assert users[name]["spec"]["authentication"] == {"type": "scram-sha-512"}
         assert (got["read"], got["write"]) == (set(g.read), set(g.write)), name
         assert (got["groups"], got["group_prefixes"]) == (set(g.groups), set(g.group_prefixes)), name
+        assert got["describe_groups"] == set(g.describe_groups), name
         # ops may also Describe the services' groups (selfcare-ops lag), nobody else any group
-        if name == "ops":
-            assert got["describe_groups"] == {f"selfcare-{s.name}" for s in SERVICE_SPECS}
-        else:
-            assert got["describe_groups"] == set()
+        assert got["describe_groups"] == (
+            {f"selfcare-{s.name}" for s in SERVICE_SPECS} if name == "ops" else set()), name
     assert not any(t.endswith(".dlq") for s in ("registration", "recovery", "notifier")
                    for t in _from_acls(users[s])["read"])
 
