@@ -10,8 +10,10 @@ one per outside producer named in the topic list (``crm``, ``portal``). The rule
   that ``selfcare-ops dlq replay`` puts dead letters back on, uses groups ``selfcare-ops*``, and
   may see how far the services' groups are behind (``selfcare-ops lag``: Describe, never Read —
   it cannot commit for them);
-- an outside producer (``crm``, ``portal``) writes the topics it produces and reads what the
-  topic list names it as a consumer of.
+- an outside principal (``crm``, ``portal``) writes the topics it produces and reads what the
+  topic list names it as a consumer of; one that reads may use the consumer groups whose names
+  begin ``<principal>-`` (:func:`outside_group_prefix`, e.g. ``portal-rejections``): its own,
+  outside the ``selfcare-`` groups that the lag alert and ``selfcare-ops lag`` watch.
 
 Both renderings of these grants — the ACLs of the local secured broker (``deploy/broker.py``)
 and Strimzi's ``KafkaUser`` resources (``deploy/k8s``) — come from :func:`grants`, so neither
@@ -44,6 +46,11 @@ class Grants:
 def group_of(service: str, prefix: str = "") -> str:
     """The consumer group of a service: its faust app id (``services/common/app.py``)."""
     return f"{prefix}selfcare-{service}"
+
+
+def outside_group_prefix(principal: str, prefix: str = "") -> str:
+    """The consumer groups an outside principal may use: any name beginning ``<principal>-``."""
+    return f"{prefix}{principal}-"
 
 
 def grants(specs: tuple[TopicSpec, ...] | None = None, *, prefix: str = "") -> dict[str, Grants]:
@@ -79,9 +86,12 @@ def grants(specs: tuple[TopicSpec, ...] | None = None, *, prefix: str = "") -> d
         describe_groups=frozenset(group_of(s, prefix) for s in SERVICES),
     )
     for name in outside:
+        reads = frozenset(prefix + t for t in read.get(name, ()))
         result[name] = Grants(
             principal=name,
-            read=frozenset(prefix + t for t in read.get(name, ())),
+            read=reads,
             write=frozenset(prefix + t for t in write.get(name, ())),
+            # a consumer group commits its offsets: without one a reader could only assign
+            group_prefixes=frozenset({outside_group_prefix(name, prefix)} if reads else ()),
         )
     return result

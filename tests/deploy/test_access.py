@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploy.access import OPS, SERVICES, grants
+from deploy.access import OPS, SERVICES, grants, outside_group_prefix
 from schemas.topics import topic_specs
 
 
@@ -46,3 +46,23 @@ def test_ops_may_watch_the_services_groups_but_not_use_them() -> None:
     assert g[OPS].describe_groups == frozenset({f"t1-selfcare-{s}" for s in SERVICES})
     assert not g[OPS].groups & g[OPS].describe_groups
     assert all(not g[p].describe_groups for p in g if p != OPS)
+
+
+def test_every_principal_that_reads_has_a_consumer_group() -> None:
+    # Read on a topic without Read on a group: a group consumer gets GROUP_AUTHORIZATION_FAILED
+    for name, g in grants().items():
+        if g.read:
+            assert g.groups or g.group_prefixes, name
+
+
+def test_outside_readers_have_groups_of_their_own() -> None:
+    g = grants(prefix="t1-")
+    assert g["portal"].group_prefixes == frozenset({"t1-portal-"}) == {outside_group_prefix("portal", "t1-")}
+    assert g["crm"].group_prefixes == frozenset({"t1-crm-"})
+    assert "t1-selfcare.code.rejected.v1" in g["portal"].read
+    assert "t1-selfcare.contract.rejected.v1" in g["crm"].read
+    # no outside group may be, or begin like, a group of ours
+    ours = {group for s in (*SERVICES, OPS) for group in g[s].groups | g[s].group_prefixes}
+    for name in ("crm", "portal"):
+        (own,) = g[name].group_prefixes
+        assert not g[name].groups and not any(o.startswith(own) or own.startswith(o) for o in ours)

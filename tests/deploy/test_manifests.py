@@ -115,6 +115,13 @@ def test_kafka_users_grant_exactly_what_deploy_access_grants() -> None:
             {f"selfcare-{s.name}" for s in SERVICE_SPECS} if name == "ops" else set()), name
     assert not any(t.endswith(".dlq") for s in ("registration", "recovery", "notifier")
                    for t in _from_acls(users[s])["read"])
+    # read from the manifests alone, not from grants(): whoever may read a topic may also use a
+    # consumer group, else its group consumer gets GROUP_AUTHORIZATION_FAILED
+    for name, user in users.items():
+        got = _from_acls(user)
+        assert not got["read"] or got["groups"] or got["group_prefixes"], name
+    assert _from_acls(users["portal"])["group_prefixes"] == {"portal-"}
+    assert _from_acls(users["crm"])["group_prefixes"] == {"crm-"}
 
 
 def test_the_kafka_cluster() -> None:

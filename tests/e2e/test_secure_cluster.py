@@ -14,14 +14,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 from typer.testing import CliRunner
 
 from deploy import broker
 from deploy import kafka_security as sec
+from deploy.access import outside_group_prefix
 from deploy.local_stack import LocalStack
-from schemas.topics import ACCOUNT_CHANGED, CODE_ISSUED, CONTRACT_LINKED, NOTIFICATION_STATUS
+from schemas.topics import (
+    ACCOUNT_CHANGED,
+    CODE_ISSUED,
+    CODE_REJECTED,
+    CONTRACT_LINKED,
+    CONTRACT_REJECTED,
+    NOTIFICATION_STATUS,
+)
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 from services.ops.cli import app as ops_cli
 from services.ops.kafka_read import consumer as consumer_of
@@ -123,6 +131,42 @@ async def test_registration_may_not_read_code_issued(secure: tuple[Path, str]) -
                     await partitions(consumer, prefix + CODE_ISSUED)
         finally:
             await consumer.stop()
+
+
+def group_consumer(kafka: KafkaSettings, topic: str, group: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(topic, **aiokafka_kwargs(kafka), group_id=group, enable_auto_commit=False,
+                            auto_offset_reset="earliest", request_timeout_ms=10000)
+
+
+@pytest.mark.parametrize(("who", "topic", "writer"), [("portal", CODE_REJECTED, "recovery"),
+                                                      ("crm", CONTRACT_REJECTED, "registration")])
+async def test_an_outside_reader_consumes_in_a_group_of_its_own(
+    secure: tuple[Path, str], who: str, topic: str, writer: str,
+) -> None:
+    kdir, prefix = secure
+    await produce(as_(kdir, writer), prefix + topic, [(b"k", b"{}")])
+    consumer = group_consumer(as_(kdir, who), prefix + topic, outside_group_prefix(who, prefix) + "rejections")
+    await consumer.start()
+    try:
+        got = []
+        deadline = time.monotonic() + 60
+        while not got and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
+            got = [m for msgs in batch.values() for m in msgs]
+        assert got, f"{who} read nothing from {topic} in its group"
+        await consumer.commit()  # the group's offsets: Read on the group
+        (tp,) = {(m.topic, m.partition) for m in got[:1]}
+        assert await consumer.committed(TopicPartition(*tp)) == got[0].offset + 1
+    finally:
+        await consumer.stop()
+    # the same topic in a group that is not its own (a service's) is refused
+    other = group_consumer(as_(kdir, who), prefix + topic, f"{prefix}selfcare-registration")
+    try:
+        with pytest.raises(GroupAuthorizationFailedError):
+            await other.start()  # joins the group (refused here, or at the first fetch)
+            await other.getmany(timeout_ms=10000)
+    finally:
+        await other.stop()
 
 
 async def test_notifier_may_not_produce_account_changed(secure: tuple[Path, str]) -> None:

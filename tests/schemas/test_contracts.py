@@ -518,3 +518,15 @@ def test_asyncapi_every_reference_resolves() -> None:
             pointer(doc, ref)
         else:
             assert (SCHEMAS_DIR / ref).is_file(), ref
+
+
+def test_asyncapi_names_the_consumer_groups_of_the_outside_readers() -> None:
+    from deploy.access import grants, outside_group_prefix
+
+    doc = asyncapi()
+    readers = {name for name, g in grants().items() if g.group_prefixes and name != "ops"}
+    assert readers == {"crm", "portal"}
+    for op in doc["operations"].values():
+        (who,) = [tag["name"] for tag in op["tags"]]
+        if who in readers and op["action"] == "receive":
+            assert op["bindings"]["kafka"]["groupId"]["pattern"] == "^" + outside_group_prefix(who)
