@@ -7,7 +7,8 @@ one per outside producer named in the topic list (``crm``, ``portal``). The rule
   ``.dlq`` of every topic it consumes (it dead-letters there) — but never reads a ``.dlq``;
 - a service uses exactly one consumer group, its faust app id ``selfcare-<service>``;
 - ``ops`` reads every topic (``.dlq`` and inbound ones included: ops only), writes the topics
-  that ``selfcare-ops dlq replay`` puts dead letters back on, uses groups ``selfcare-ops*``, and
+  that ``selfcare-ops dlq replay`` puts dead letters back on, uses groups ``selfcare-ops*``,
+  may read every topic's configuration (``selfcare-ops topics describe``: DescribeConfigs), and
   may see how far the services' groups are behind (``selfcare-ops lag``: Describe, never Read —
   it cannot commit for them);
 - an outside principal (``crm``, ``portal``) writes the topics it produces and reads what the
@@ -41,6 +42,8 @@ class Grants:
     group_prefixes: frozenset[str] = field(default_factory=frozenset)
     # Describe only (no Read): the group's offsets and members can be seen, not committed
     describe_groups: frozenset[str] = field(default_factory=frozenset)
+    # topics whose configuration may be read (DescribeConfigs; never AlterConfigs)
+    describe_configs: frozenset[str] = field(default_factory=frozenset)
 
 
 def group_of(service: str, prefix: str = "") -> str:
@@ -84,6 +87,7 @@ def grants(specs: tuple[TopicSpec, ...] | None = None, *, prefix: str = "") -> d
         write=frozenset(prefix + t for t in replayable),
         group_prefixes=frozenset({f"{prefix}selfcare-ops"}),
         describe_groups=frozenset(group_of(s, prefix) for s in SERVICES),
+        describe_configs=frozenset(prefix + s.name for s in specs),
     )
     for name in outside:
         reads = frozenset(prefix + t for t in read.get(name, ()))

@@ -12,7 +12,9 @@
   CA, and the broker's own (``User:CN=broker``) is the only other super user.
 - ``StandardAuthorizer`` with ``allow.everyone.if.no.acl.found=false``: a principal may do only
   what an ACL from :func:`deploy.access.grants` allows — Read/Describe on the topics it reads,
-  Write/Describe on those it writes, Read/Describe on its consumer group(s).
+  Write/Describe on those it writes, Read/Describe on its consumer group(s); ops also
+  Describe on the services' groups (``selfcare-ops lag``) and DescribeConfigs on every topic
+  (``selfcare-ops topics describe``).
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def client_settings(kafka_dir: Path, principal: str) -> KafkaSettings:
 # Kafka's wire codes (org.apache.kafka.common.resource / .acl)
 _RESOURCE = {"topic": 2, "group": 3}
 _PATTERN = {"literal": 3, "prefixed": 4}
-_OPERATION = {"Read": 3, "Write": 4, "Describe": 8}
+_OPERATION = {"Read": 3, "Write": 4, "Describe": 8, "DescribeConfigs": 10}
 _ALLOW = 3
 
 
@@ -176,14 +178,15 @@ class Acl:
     resource: str  # "topic" | "group"
     name: str
     pattern: str  # "literal" | "prefixed"
-    operation: str  # "Read" | "Write" | "Describe"
+    operation: str  # "Read" | "Write" | "Describe" | "DescribeConfigs"
 
 
 def acls(prefix: str = "") -> list[Acl]:
     """Every ACL binding that :func:`deploy.access.grants` implies for ``prefix``: Read and
     Describe on the topics a principal reads and on its groups, Write and Describe on the
-    topics it writes, Describe alone on the groups it may only watch (ops: the services').
-    Nothing else: no Create, no Delete, no cluster-wide right."""
+    topics it writes, Describe alone on the groups it may only watch (ops: the services'),
+    DescribeConfigs on the topics whose settings it may read (ops: all). Nothing else: no
+    Create, no Delete, no AlterConfigs, no cluster-wide right."""
     out: set[Acl] = set()
     for name, g in grants(prefix=prefix).items():
         user = f"User:{name}"
@@ -197,6 +200,8 @@ def acls(prefix: str = "") -> list[Acl]:
             out |= {Acl(user, "group", group, "prefixed", op) for op in ("Read", "Describe")}
         for group in g.describe_groups:
             out.add(Acl(user, "group", group, "literal", "Describe"))
+        for topic in g.describe_configs:
+            out |= {Acl(user, "topic", topic, "literal", op) for op in ("DescribeConfigs", "Describe")}
     return sorted(out, key=lambda a: (a.principal, a.resource, a.name, a.operation))
 
 

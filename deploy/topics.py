@@ -68,6 +68,9 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
     configs: dict[str, dict[str, str]] = {}
     for response in await admin.describe_configs(resources):
+        # an error (e.g. no DescribeConfigs right) comes back per resource, not raised: without
+        # this the topic would look as if it had none of its settings
+        _raise_for_errors("describing configs", response)
         for result in response.resources:
             _err, _msg, _rtype, rname, entries = result[:5]
             configs[rname] = {e[0]: e[1] for e in entries}
@@ -82,13 +85,14 @@ def _same(key: str, have: str | None, want: str) -> bool:
     return have == want
 
 
-def _raise_for_errors(name: str, responses: Any) -> None:
-    """AlterConfigs answers each resource with an error code instead of raising."""
+def _raise_for_errors(what: str, responses: Any) -> None:
+    """AlterConfigs and DescribeConfigs answer each resource with an error code instead of
+    raising."""
     for response in responses if isinstance(responses, list) else [responses]:
         for result in response.resources:
-            error_code, message = result[0], result[1]
+            error_code, message, name = result[0], result[1], result[3]
             if error_code:
-                raise RuntimeError(f"{name}: altering configs failed ({error_code}: {message})")
+                raise RuntimeError(f"{name}: {what} failed ({error_code}: {message})")
 
 
 def admin_client(kafka: KafkaSettings | str, **kwargs: object) -> AIOKafkaAdminClient:
@@ -135,7 +139,7 @@ async def apply(
                 responses = await admin.alter_configs(
                     [ConfigResource(ConfigResourceType.TOPIC, name, configs=wanted)]
                 )
-                _raise_for_errors(name, responses)
+                _raise_for_errors("altering configs", responses)
                 changes.append(f"{name}: configs {sorted(drift)}")
     finally:
         await admin.close()

@@ -107,12 +107,13 @@ def _acl(kind: str, name: str, operations: list[str], pattern: str = "literal") 
 
 
 def acls(g: Grants) -> list[dict[str, Any]]:
-    """A principal's grants as Strimzi ACL rules (Describe goes with every Read or Write)."""
+    """A principal's grants as Strimzi ACL rules (Describe goes with every topic right)."""
     rules: list[dict[str, Any]] = []
-    for topic in sorted(g.read | g.write):
+    for topic in sorted(g.read | g.write | g.describe_configs):
         ops = ["Describe"]
         ops += ["Read"] if topic in g.read else []
         ops += ["Write"] if topic in g.write else []
+        ops += ["DescribeConfigs"] if topic in g.describe_configs else []
         rules.append(_acl("topic", topic, ops))
     for group in sorted(g.groups):
         rules.append(_acl("group", group, ["Read", "Describe"]))

@@ -66,3 +66,19 @@ def test_outside_readers_have_groups_of_their_own() -> None:
     for name in ("crm", "portal"):
         (own,) = g[name].group_prefixes
         assert not g[name].groups and not any(o.startswith(own) or own.startswith(o) for o in ours)
+
+
+def test_only_ops_may_read_the_topics_configuration() -> None:
+    g = grants(prefix="t1-")
+    assert g[OPS].describe_configs == frozenset("t1-" + s.name for s in topic_specs())
+    assert all(not g[p].describe_configs for p in g if p != OPS)
+
+
+def test_the_local_broker_gets_the_same_extra_rights_as_the_kafka_users() -> None:
+    from deploy.kafka_security import acls
+
+    extra = {(a.principal, a.resource, a.name, a.operation) for a in acls("t1-")
+             if a.operation == "DescribeConfigs" or (a.resource == "group" and a.principal == "User:ops"
+                                                     and a.pattern == "literal")}
+    assert extra == ({("User:ops", "topic", "t1-" + s.name, "DescribeConfigs") for s in topic_specs()}
+                     | {("User:ops", "group", f"t1-selfcare-{s}", "Describe") for s in SERVICES})

@@ -84,13 +84,15 @@ def test_a_new_topic_in_the_list_gets_its_topic_its_dlq_and_its_acls() -> None:
 
 def _from_acls(user: dict[str, Any]) -> dict[str, set[str]]:
     got: dict[str, set[str]] = {"read": set(), "write": set(), "groups": set(), "group_prefixes": set(),
-                                "describe_groups": set()}
+                                "describe_groups": set(), "describe_configs": set()}
     for acl in user["spec"]["authorization"]["acls"]:
         res, ops = acl["resource"], acl["operations"]
         if res["type"] == "topic":
             assert res["patternType"] == "literal" and "Describe" in ops
+            assert set(ops) <= {"Describe", "Read", "Write", "DescribeConfigs"}, ops
             got["read"] |= {res["name"]} if "Read" in ops else set()
             got["write"] |= {res["name"]} if "Write" in ops else set()
+            got["describe_configs"] |= {res["name"]} if "DescribeConfigs" in ops else set()
         elif res["patternType"] == "prefix":
             got["group_prefixes"].add(res["name"])
         elif "Read" in ops:
@@ -110,6 +112,9 @@ def test_kafka_users_grant_exactly_what_deploy_access_grants() -> None:
         assert (got["read"], got["write"]) == (set(g.read), set(g.write)), name
         assert (got["groups"], got["group_prefixes"]) == (set(g.groups), set(g.group_prefixes)), name
         assert got["describe_groups"] == set(g.describe_groups), name
+        assert got["describe_configs"] == set(g.describe_configs), name
+        # `selfcare-ops topics describe` reads every topic's settings: ops only, never altered
+        assert got["describe_configs"] == ({s.name for s in topic_specs()} if name == "ops" else set()), name
         # ops may also Describe the services' groups (selfcare-ops lag), nobody else any group
         assert got["describe_groups"] == (
             {f"selfcare-{s.name}" for s in SERVICE_SPECS} if name == "ops" else set()), name

@@ -112,6 +112,10 @@ async def test_the_workflow_runs_with_each_service_under_its_own_principal(stack
     result = await asyncio.to_thread(CliRunner().invoke, ops_cli, ["dlq", "list"], env=env)
     assert result.exit_code == 0, result.output
     assert f"{prefix}{CONTRACT_LINKED}.dlq" in result.output
+    # the services' groups, seen by ops (Describe only: it may not commit for them)
+    result = await asyncio.to_thread(CliRunner().invoke, ops_cli, ["lag"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{prefix}selfcare-registration: " in result.output
 
 
 async def test_registration_may_not_read_code_issued(secure: tuple[Path, str]) -> None:
@@ -167,6 +171,20 @@ async def test_an_outside_reader_consumes_in_a_group_of_its_own(
             await other.getmany(timeout_ms=10000)
     finally:
         await other.stop()
+
+
+async def test_ops_describes_the_topics_configuration(secure: tuple[Path, str]) -> None:
+    # describe_configs needs DescribeConfigs on each topic (Describe alone gets an error per topic)
+    kdir, prefix = secure
+    env = {**sec.client_env(kdir, "ops"), "TOPIC_PREFIX": prefix}
+    result = await asyncio.to_thread(CliRunner().invoke, ops_cli, ["topics", "describe"], env=env)
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith(f"{prefix}{CONTRACT_LINKED} ")]
+    assert "cleanup.policy=delete retention.ms=604800000" in line and "MISSING" not in result.output
+    # registration may see its topics but not their settings
+    result = await asyncio.to_thread(CliRunner().invoke, ops_cli, ["topics", "describe"],
+                                     env={**sec.client_env(kdir, "registration"), "TOPIC_PREFIX": prefix})
+    assert result.exit_code != 0 and "describing configs failed" in str(result.exception)
 
 
 async def test_notifier_may_not_produce_account_changed(secure: tuple[Path, str]) -> None:
