@@ -47,6 +47,8 @@ class ServiceSpec:
     replicas: int
     resources: Resources
     secrets: tuple[str, ...]  # keys of the secret selfcare-<name>
+    # keys the Secret may lack (secretKeyRef optional); OPS_API_TOKEN for every service: without
+    # it a service serves no ops route (404), so ops access is opt-in per Secret (docs/scaling.md)
     optional_secrets: tuple[str, ...] = ()
     settings: dict[str, str] = field(default_factory=dict)  # ConfigMap selfcare-<name>
     # what the readiness probe asks: a service that takes HTTP from outside (the portal's API,
@@ -68,6 +70,7 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
         name="registration", port=6101, replicas=2,
         resources=Resources("1", "384Mi", "2", "768Mi"),
         secrets=("REGISTRATION_DATABASE_URL", "CONTACT_KEYS", "HASH_PEPPER"),
+        optional_secrets=("OPS_API_TOKEN",),
         settings={"MAX_CLOCK_SKEW_S": "300", "REGISTRATION_LINK_PROCESS": "true"},
     ),
     ServiceSpec(
@@ -75,6 +78,7 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
         resources=Resources("1", "384Mi", "2", "768Mi"),
         secrets=("RECOVERY_DATABASE_URL", "CONTACT_KEYS", "DELIVERY_KEYS", "HASH_PEPPER",
                  "RECOVERY_API_TOKEN"),
+        optional_secrets=("OPS_API_TOKEN",),
         settings={
             "RECOVERY_HASH_WORKERS": "2",
             "TRUSTED_PROXIES": "",
@@ -94,7 +98,7 @@ SERVICE_SPECS: tuple[ServiceSpec, ...] = (
         # AccountChanged records its principal may read would give up the mobile numbers
         secrets=("NOTIFIER_DATABASE_URL", "DELIVERY_KEYS", "SMS_GATEWAY_TOKEN", "SMS_STATUS_TOKEN"),
         # the relay's login, both or neither (the notifier refuses one without the other)
-        optional_secrets=("SMS_FALLBACK_TOKEN", "SMTP_USERNAME", "SMTP_PASSWORD"),
+        optional_secrets=("SMS_FALLBACK_TOKEN", "SMTP_USERNAME", "SMTP_PASSWORD", "OPS_API_TOKEN"),
         settings={
             "SMS_GATEWAY_URL": "https://sms-gateway.invalid/api/v1/messages",
             "SMS_FALLBACK_URL": "",

@@ -27,7 +27,7 @@ K8S = layout.K8S_DIR
 OVERLAYS = ("local", "production")
 SECRETS = {"RECOVERY_API_TOKEN", "SMS_STATUS_TOKEN", "CONTACT_KEYS", "DELIVERY_KEYS", "HASH_PEPPER",
            "SMS_GATEWAY_TOKEN", "SMS_FALLBACK_TOKEN", "SMTP_PASSWORD", "KAFKA_SASL_PASSWORD",
-           "REGISTRATION_DATABASE_URL", "RECOVERY_DATABASE_URL", "NOTIFIER_DATABASE_URL"}
+           "REGISTRATION_DATABASE_URL", "RECOVERY_DATABASE_URL", "NOTIFIER_DATABASE_URL", "OPS_API_TOKEN"}
 
 
 def base_objects() -> list[dict[str, Any]]:
@@ -233,6 +233,10 @@ def test_deployments_replicas_probes_and_secrets(where: str) -> None:
             if name in SECRETS:
                 assert "value" not in entry and "secretKeyRef" in entry["valueFrom"], name
         assert {f"{svc.name.upper()}_DATABASE_URL", "KAFKA_SASL_PASSWORD"} <= set(env)
+        # ops routes are opt-in: each service takes OPS_API_TOKEN from its own Secret when the key
+        # is there, and starts without it (no ops route, 404) when it is not
+        assert env["OPS_API_TOKEN"]["valueFrom"] == {"secretKeyRef": {
+            "name": f"selfcare-{svc.name}", "key": "OPS_API_TOKEN", "optional": True}}, svc.name
         # the pepper only where logins are hashed: the notifier could brute-force the mobile
         # numbers behind the login keys of the AccountChanged records it may read
         assert ("HASH_PEPPER" in env) == (svc.name != "notifier"), svc.name
@@ -303,3 +307,15 @@ def test_settings_are_strings_and_the_kafka_bootstrap_is_the_scram_listener() ->
     assert all(isinstance(v, str) for v in COMMON_SETTINGS.values())
     assert strimzi.BOOTSTRAP.endswith(f":{strimzi.SCRAM_PORT}")
     assert COMMON_SETTINGS["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+
+
+def test_the_docs_reach_each_services_ops_routes_by_its_deployment_and_port() -> None:
+    doc = (layout.REPO_ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    deployments = by_kind(build(K8S / "overlays" / "production"), "Deployment")
+    # the opt-in adds the key to every service's Secret (selfcare-<service>)
+    assert "for s in " + " ".join(s.name for s in SERVICE_SPECS) + "; do" in doc
+    assert "kubectl -n selfcare patch secret selfcare-$s" in doc
+    assert {s.secret_name for s in SERVICE_SPECS} == {f"selfcare-{s.name}" for s in SERVICE_SPECS}
+    for svc in SERVICE_SPECS:
+        d = deployments[svc.name]
+        assert f"kubectl -n {d['metadata']['namespace']} port-forward deploy/{svc.name} {svc.port}" in doc
