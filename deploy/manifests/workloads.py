@@ -11,6 +11,16 @@ Manifest = dict[str, Any]
 PART_OF = "selfcare-access"
 IMAGE = "selfcare-access"
 UID = 10001  # the image's non-root user (Dockerfile)
+# only recovery's API (portal backend) and the notifier's webhook (SMS gateway) are called
+EXPOSED = ("recovery", "notifier")
+# A pod that takes HTTP from outside (EXPOSED) is removed from its Service's endpoints at the same
+# moment it is told to stop; kube-proxy and the callers learn of it a moment later. It sleeps this
+# long before SIGTERM (preStop) so that requests still routed to it are served, not refused.
+# `sleep` is coreutils' in the image (python:3.11-slim-bookworm, tests/deploy/test_image_and_units.py).
+PRE_STOP_SLEEP_S = 5
+# preStop sleep and the service's own stop (the notifier gives calls in flight 5 s; every worker
+# then commits, leaves its group and closes its producer) must fit in it, else SIGKILL
+TERMINATION_GRACE_S = 60
 
 
 def labels(svc: ServiceSpec) -> dict[str, str]:
@@ -56,6 +66,8 @@ def deployment(svc: ServiceSpec) -> Manifest:
         "startupProbe": _probe("/livez", 2, 60),
         "livenessProbe": _probe("/livez", 10, 3),
         "readinessProbe": _probe(svc.ready_path, 5, 2),
+        **({"lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRE_STOP_SLEEP_S)]}}}}
+           if svc.name in EXPOSED else {}),
         "securityContext": {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
             "runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID,
@@ -86,7 +98,7 @@ def deployment(svc: ServiceSpec) -> Manifest:
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 60,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
                     "securityContext": {"runAsNonRoot": True, "fsGroup": UID,
                                         "seccompProfile": {"type": "RuntimeDefault"}},
                     "topologySpreadConstraints": [{
@@ -134,10 +146,6 @@ def config_maps() -> list[Manifest]:
             "metadata": {"name": f"selfcare-{s.name}", "labels": labels(s)},
             "data": dict(s.settings)} for s in SERVICE_SPECS]
     return [common, *own]
-
-
-# only recovery's API (portal backend) and the notifier's webhook (SMS gateway) are called
-EXPOSED = ("recovery", "notifier")
 
 
 def for_service(svc: ServiceSpec) -> list[Manifest]:

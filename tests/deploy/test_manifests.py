@@ -253,6 +253,23 @@ def test_deployments_replicas_probes_and_secrets(where: str) -> None:
     assert {n: s["spec"]["ports"][0]["port"] for n, s in services.items()} == {"recovery": 6102, "notifier": 6103}
 
 
+@pytest.mark.parametrize("where", ["base", *OVERLAYS])
+def test_the_services_taking_http_drain_before_they_stop(where: str) -> None:
+    objs = base_objects() if where == "base" else build(K8S / "overlays" / where)
+    services = by_kind(objs, "Service")
+    for name, d in by_kind(objs, "Deployment").items():
+        pod = d["spec"]["template"]["spec"]
+        (c,) = pod["containers"]
+        grace = pod["terminationGracePeriodSeconds"]
+        if name not in services:  # registration: no caller to drain
+            assert "lifecycle" not in c and grace >= 30, name
+            continue
+        # out of the Service's endpoints first, SIGTERM only after the callers have noticed
+        assert c["lifecycle"] == {"preStop": {"exec": {"command": ["sleep", "5"]}}}, name
+        # the sleep counts against the grace period: the service's own stop needs the rest
+        assert grace >= 5 + 30, name
+
+
 def test_only_the_named_callers_reach_the_api_and_the_webhook() -> None:
     policies = by_kind(base_objects(), "NetworkPolicy")
     assert policies["selfcare-default-deny"]["spec"]["ingress"] == []
