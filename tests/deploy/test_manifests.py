@@ -336,3 +336,55 @@ def test_the_docs_reach_each_services_ops_routes_by_its_deployment_and_port() ->
     for svc in SERVICE_SPECS:
         d = deployments[svc.name]
         assert f"kubectl -n {d['metadata']['namespace']} port-forward deploy/{svc.name} {svc.port}" in doc
+
+
+def _site_overlay_from_the_docs(tmp_path: Path) -> Path:
+    """The files docs/scaling.md shows under "Site overlay", written beside a "checkout" of this
+    repository (a symbolic link), as the docs lay them out."""
+    doc = (layout.REPO_ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    files = dict(re.findall(r"^`(site/[\w.-]+)`:\n\n```yaml\n(.*?)^```", doc, re.MULTILINE | re.DOTALL))
+    assert set(files) == {"site/kustomization.yaml", "site/settings.yaml"}
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text, encoding="utf-8")
+    (tmp_path / "selfcare-access").symlink_to(layout.REPO_ROOT, target_is_directory=True)
+    return tmp_path / "site"
+
+
+def _check_site_values(objs: list[dict[str, Any]]) -> None:
+    maps = by_kind(objs, "ConfigMap")
+    notifier, recovery = maps["selfcare-notifier"]["data"], maps["selfcare-recovery"]["data"]
+    assert notifier["SMS_GATEWAY_URL"] == "https://sms.example.ru/api/v1/messages"
+    assert notifier["SMS_FALLBACK_URL"] == "https://sms-backup.example.ru/api/v1/messages"
+    assert (notifier["SMTP_HOST"], notifier["SMTP_PORT"]) == ("smtp.example.ru", "587")
+    assert notifier["MAIL_FROM"] == "selfcare@example.ru"
+    assert recovery["TRUSTED_PROXIES"] == "10.244.0.0/16"
+    # a patch changes only what it names
+    assert notifier["SMTP_STARTTLS"] == "true" and recovery["LOGIN_LOCKOUT_FAILURES"] == "5"
+    assert not any(".invalid" in v for cm in maps.values() for v in cm["data"].values())
+    for d in by_kind(objs, "Deployment").values():
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        assert c["image"] == "registry.example.ru/selfcare/selfcare-access:0.1.0"
+        assert d["metadata"]["namespace"] == "selfcare"
+    assert {d["metadata"]["name"]: d["spec"]["replicas"] for d in by_kind(objs, "Deployment").values()} \
+        == layout.PRODUCTION_REPLICAS
+    for obj in objs:
+        validate(obj)
+
+
+def test_the_site_overlay_of_the_docs_builds_with_its_values(tmp_path: Path) -> None:
+    site = _site_overlay_from_the_docs(tmp_path)
+    objs = build(site)
+    assert len(objs) == len(base_objects())
+    _check_site_values(objs)
+
+
+@pytest.mark.skipif(_kustomize() is None, reason="neither kustomize nor kubectl (kustomize built in) is installed")
+def test_kustomize_builds_the_site_overlay_of_the_docs(tmp_path: Path) -> None:
+    cmd = _kustomize()
+    assert cmd is not None
+    site = _site_overlay_from_the_docs(tmp_path)
+    out = subprocess.run([*cmd, str(site)], capture_output=True, text=True, check=True, timeout=60).stdout
+    objs = [o for o in yaml.safe_load_all(out) if o]
+    assert len(objs) == len(base_objects())
+    _check_site_values(objs)
