@@ -4,7 +4,9 @@
   page's backend, in any namespace);
 - the notifier's delivery-report webhook (6103): pods labelled
   ``selfcare-access/client: sms-gateway`` (the gateway's callback, or the ingress that carries it);
-- every web port's ``/metrics``: the ``monitoring`` namespace (Prometheus);
+- every web port: the ``monitoring`` namespace (Prometheus, for ``/metrics``). A NetworkPolicy
+  admits a peer to a port, not to a path: the API, the webhook and the ops routes on the same
+  ports are guarded by their bearer tokens, not by this policy;
 - nothing else: registration has no inbound callers at all. Egress is not restricted (Kafka,
   PostgreSQL and the gateways live outside the namespace's control).
 """
