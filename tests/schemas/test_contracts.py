@@ -530,3 +530,15 @@ def test_asyncapi_names_the_consumer_groups_of_the_outside_readers() -> None:
         (who,) = [tag["name"] for tag in op["tags"]]
         if who in readers and op["action"] == "receive":
             assert op["bindings"]["kafka"]["groupId"]["pattern"] == "^" + outside_group_prefix(who)
+
+
+def test_the_topic_table_of_docs_operations_lists_every_topic() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = doc.split("\n## Topics\n", 1)[1].split("\n#", 1)[0]
+    found = re.findall(r"^\| `([a-z0-9.-]+)`( \(\+ `\.dlq`\))? \|", section, re.MULTILINE)
+    rows = dict(found)
+    assert len(rows) == len(found)
+    names = {spec.name for spec in TOPICS}
+    assert set(rows) == {n for n in names if not n.endswith(".dlq")}
+    for name, dlq in rows.items():
+        assert bool(dlq) == (name + ".dlq" in names), name
