@@ -6,9 +6,11 @@ after every assignment."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import OffsetAndMetadata
 
 from services.common.faust_private import refresh_metadata
@@ -17,12 +19,30 @@ from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
 log = logging.getLogger(__name__)
 
 
-async def rewind_topic(*, bootstrap: KafkaSettings | str, group_id: str, topic: str) -> list[int]:
+async def rewind_topic(*, bootstrap: KafkaSettings | str, group_id: str, topic: str,
+                       wait_s: float = 90.0) -> list[int]:
     """Commit offset 0 for every partition of ``topic`` that has a committed offset in
-    ``group_id``; returns those partitions. Needs no member of the group to be running."""
-    consumer = AIOKafkaConsumer(**aiokafka_kwargs(bootstrap), group_id=group_id,
-                                enable_auto_commit=False)
-    await consumer.start()
+    ``group_id``; returns those partitions. Needs no member of the group to be running.
+
+    A broker not answering yet is waited for, up to ``wait_s`` (within the start-up probe's two
+    minutes): services and brokers started together, as ``kubectl apply`` does, would otherwise
+    leave recovery crash-looping, with a back-off that grows to minutes."""
+    loop = asyncio.get_running_loop()
+    deadline, delay = loop.time() + wait_s, 1.0
+    while True:
+        consumer = AIOKafkaConsumer(**aiokafka_kwargs(bootstrap), group_id=group_id,
+                                    enable_auto_commit=False)
+        try:
+            await consumer.start()
+            break
+        except KafkaConnectionError:
+            await consumer.stop()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise
+            log.warning("Kafka not reachable yet; retrying in %.0f s", min(delay, remaining))
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 10.0)
     try:
         await refresh_metadata(consumer)
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
