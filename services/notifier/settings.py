@@ -70,8 +70,13 @@ class NotifierSettings(CommonSettings, SmsSettings, SmtpSettings, DispatchSettin
             # expires: refused at start instead
             raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together: set both for a relay "
                               "that requires a login, neither for one that does not")
-        if self.status_token == self.sms_gateway_token:
-            raise ConfigError("SMS_STATUS_TOKEN must differ from SMS_GATEWAY_TOKEN")
+        for gateway_token, name in ((self.sms_gateway_token, "SMS_GATEWAY_TOKEN"),
+                                    (self.sms_fallback_token, "SMS_FALLBACK_TOKEN")):
+            # the webhook's token is never one we send to a gateway: either gateway could use it
+            # to forge delivery reports
+            if self.status_token == gateway_token:
+                raise ConfigError(f"SMS_STATUS_TOKEN must differ from {name}: the webhook's token "
+                                  "is never one we send to a gateway")
         if self.takeover_s < 1 or self.sms_circuit_failures < 1 or self.sms_circuit_open_s <= 0:
             raise ConfigError(
                 "NOTIFIER_TAKEOVER_S, SMS_CIRCUIT_FAILURES and SMS_CIRCUIT_OPEN_S must be positive")

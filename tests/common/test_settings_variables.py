@@ -183,6 +183,10 @@ def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: 
     (NotifierSettings, "SMTP_CA_FILE", "/nonexistent.pem", "CA file not found"),
     (NotifierSettings, "SMTP_USERNAME", "selfcare", "SMTP_USERNAME and SMTP_PASSWORD go together"),
     (NotifierSettings, "SMTP_PASSWORD", "s3cret", "SMTP_USERNAME and SMTP_PASSWORD go together"),
+    (NotifierSettings, "SMS_GATEWAY_TOKEN", TOKENS["SMS_STATUS_TOKEN"],
+     "SMS_STATUS_TOKEN must differ from SMS_GATEWAY_TOKEN"),
+    (NotifierSettings, "SMS_FALLBACK_TOKEN", TOKENS["SMS_STATUS_TOKEN"],
+     "SMS_STATUS_TOKEN must differ from SMS_FALLBACK_TOKEN"),
 ])
 def test_bad_service_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
                                                 tmp_path: Path) -> None:

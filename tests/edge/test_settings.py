@@ -30,8 +30,16 @@ def test_outside_local_mode_each_service_needs_its_token(tmp_path: Path) -> None
 
 def test_the_webhook_token_is_never_the_gateway_token(tmp_path: Path) -> None:
     env = {**KEYS, "SELFCARE_VAR_DIR": str(tmp_path), "SMS_GATEWAY_TOKEN": "g" * 20}
-    with pytest.raises(ConfigError, match="differ"):
+    with pytest.raises(ConfigError, match="SMS_STATUS_TOKEN must differ from SMS_GATEWAY_TOKEN"):
         NotifierSettings.from_env({**env, "SMS_STATUS_TOKEN": "g" * 20})
+    assert NotifierSettings.from_env({**env, "SMS_STATUS_TOKEN": "s" * 20}).status_token == "s" * 20
+
+
+def test_the_webhook_token_is_never_the_fallback_gateway_token(tmp_path: Path) -> None:
+    env = {**KEYS, "SELFCARE_VAR_DIR": str(tmp_path), "SMS_GATEWAY_TOKEN": "g" * 20,
+           "SMS_FALLBACK_URL": "https://fallback.example/sms", "SMS_FALLBACK_TOKEN": "f" * 20}
+    with pytest.raises(ConfigError, match="SMS_STATUS_TOKEN must differ from SMS_FALLBACK_TOKEN"):
+        NotifierSettings.from_env({**env, "SMS_STATUS_TOKEN": "f" * 20})
     assert NotifierSettings.from_env({**env, "SMS_STATUS_TOKEN": "s" * 20}).status_token == "s" * 20
 
 
