@@ -9,9 +9,7 @@ through these two, so a secured cluster needs nothing else.
 
 from __future__ import annotations
 
-import os
 import ssl
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -55,15 +53,6 @@ class KafkaSettings(EnvSettings):
     def _valid(self) -> Self:
         self.validate_connection()
         return self
-
-    @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, *, default_bootstrap: str = DEFAULT_BOOTSTRAP
-    ) -> Self:
-        env = os.environ if env is None else env
-        if default_bootstrap != DEFAULT_BOOTSTRAP and not env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            env = {**env, "KAFKA_BOOTSTRAP_SERVERS": default_bootstrap}
-        return super().from_env(env)
 
     @property
     def uses_tls(self) -> bool:

@@ -50,9 +50,10 @@ support.install(app)  # keys reseal, login, identify: through the services' ops 
 
 
 def _bootstrap() -> KafkaSettings:
-    """The cluster and how to connect to it: ``KAFKA_BOOTSTRAP_SERVERS`` and ``KAFKA_*``."""
+    """The cluster and how to connect to it: ``KAFKA_BOOTSTRAP_SERVERS`` and ``KAFKA_*``, with the
+    services' defaults (DESIGN.md: ``localhost:9092``, "used by every service and by selfcare-ops")."""
     try:
-        return KafkaSettings.from_env(os.environ, default_bootstrap="127.0.0.1:9092")
+        return KafkaSettings.from_env(os.environ)
     except ConfigError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2) from None

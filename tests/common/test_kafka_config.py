@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import pytest
 from deploy.kafka_security import make_certificates
 from services.common.errors import ConfigError
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
+from services.ops.cli import _bootstrap
+from services.recovery.settings import RecoverySettings
+from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS
 
 
 def test_plaintext_by_default() -> None:
@@ -18,6 +22,22 @@ def test_plaintext_by_default() -> None:
     assert aiokafka_kwargs(k) == {"bootstrap_servers": "localhost:9092", "security_protocol": "PLAINTEXT"}
     assert k.faust_credentials() is None
     assert aiokafka_kwargs("h:1") == {"bootstrap_servers": "h:1", "security_protocol": "PLAINTEXT"}
+
+
+def test_selfcare_ops_connects_with_the_services_defaults(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Path) -> None:
+    """DESIGN.md: ``KAFKA_BOOTSTRAP_SERVERS`` (default ``localhost:9092``) and the ``KAFKA_*``
+    security settings are "used by every service and by selfcare-ops"."""
+    for name in [n for n in os.environ if n.startswith("KAFKA_")]:
+        monkeypatch.delenv(name)
+    ops = _bootstrap()
+    service = RecoverySettings.from_env({"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER,
+                                         "RECOVERY_API_TOKEN": "r" * 20,
+                                         "SELFCARE_VAR_DIR": str(tmp_path)}).kafka
+    assert ops == service == KafkaSettings.from_env({})
+    assert (ops.bootstrap_servers, ops.security_protocol) == ("localhost:9092", "PLAINTEXT")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "broker-1:9093,broker-2:9093")
+    assert _bootstrap().bootstrap_servers == "broker-1:9093,broker-2:9093"
 
 
 @pytest.mark.parametrize(("env", "message"), [
