@@ -25,6 +25,10 @@ async def test_apply_alters_the_cleanup_policy_of_an_existing_topic(kafka_bootst
             NewTopic(name=prefix + spec.name, num_partitions=spec.partitions, replication_factor=1,
                      topic_configs={**desired_configs(spec, 1), "cleanup.policy": "delete"})
             for spec in topic_specs() if spec.name in COMPACTED_TOO])
+        for _ in range(100):  # made before: listed by the broker's metadata by now
+            if len(await describe(admin, [prefix + name for name in COMPACTED_TOO])) == 3:
+                break
+            await asyncio.sleep(0.1)
         changes = await apply(kafka_bootstrap, prefix=prefix, replication_factor=1)
         altered = [line for line in changes if ": configs " in line]
         assert sorted(altered) == sorted(f"{prefix + name}: configs ['cleanup.policy']"
@@ -53,6 +57,10 @@ async def test_apply_bounds_the_compaction_lag_of_a_compacted_topic_made_before(
     try:
         await admin.create_topics([NewTopic(name=prefix + spec.name, num_partitions=spec.partitions,
                                             replication_factor=1, topic_configs=earlier)])
+        for _ in range(100):  # made before: listed by every broker's metadata by now
+            if await describe(admin, [prefix + spec.name]):
+                break
+            await asyncio.sleep(0.1)
         changes = await apply(kafka_bootstrap, prefix=prefix, replication_factor=1)
         assert f"{prefix + spec.name}: configs ['max.compaction.lag.ms']" in changes
         for _ in range(100):  # the broker applies an altered config a moment later
