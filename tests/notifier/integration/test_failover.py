@@ -121,3 +121,39 @@ async def test_a_time_out_keeps_the_code_on_the_primary(stack: Stack) -> None:
     assert status["message_id"] == stack.gateway.call(lambda s: s.accepted[ref].message_id)
     assert time.monotonic() - started < 30
     _no_code_twice(stack, {str(e.code_id) for e in [slow, *others]})
+
+
+async def test_a_timed_out_code_stays_on_the_primary_while_its_circuit_is_open(outage: Stack) -> None:
+    """The primary takes a code but answers too late, then fails everything (503): its circuit
+    opens, the other codes go to the fallback, and the timed-out code's own next call (the
+    probe) fails definitely. That code may already be out at the primary: it stays pinned there
+    and is never sent to the fallback."""
+    stack = outage
+    assert stack.fallback is not None
+    slow = code_issued(to="+79166200000")
+    ref = str(slow.code_id)
+    stack.gateway.script("+79166200000", ["hang:3", "ok"])  # accepted at once, answered past 2 s
+    await stack.send_codes(slow)
+    for _ in range(100):  # its first call is at the primary
+        if stack.gateway.call(lambda s: s.calls.get(ref, 0)) >= 1:
+            break
+        await asyncio.sleep(0.05)
+    stack.gateway.call(lambda s: setattr(s, "override", "503"))  # then the primary fails everything
+    others = [code_issued(to=f"+7916{6300 + i:07d}") for i in range(10)]
+    await stack.send_codes(*others)
+    found = await stack.statuses([e.code_id for e in others])
+    assert {s["gateway"] for e in others for s in found[str(e.code_id)]} == {"fallback"}
+    assert "SMS gateway circuit open" in stack.worker.log_text()
+    for _ in range(300):  # the code's next call at the primary (its circuit's probe) fails too
+        if stack.gateway.call(lambda s: s.calls.get(ref, 0)) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert stack.gateway.call(lambda s: s.calls.get(ref, 0)) >= 2
+    await asyncio.sleep(1.5)  # retries while the circuit is open again: skipped, not re-routed
+    assert stack.fallback.call(lambda s: s.calls.get(ref, 0)) == 0
+    stack.gateway.call(lambda s: setattr(s, "override", None))  # the primary is back
+    [status] = (await stack.statuses([slow.code_id]))[ref]
+    assert status["status"] == "sent" and status["gateway"] == "primary"
+    assert status["message_id"] == stack.gateway.call(lambda s: s.accepted[ref].message_id)
+    assert stack.fallback.call(lambda s: s.calls.get(ref, 0)) == 0  # never at the fallback
+    _no_code_twice(stack, {ref, *(str(e.code_id) for e in others)})
