@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, inspect, select, text
+from sqlalchemy.orm import Session
 
 from services.common.db import make_engine
 from services.common.migrations import compare_with_models, current_revision, migrate
@@ -30,9 +31,10 @@ FIRST_STEP_LACKED: dict[str, tuple[set[str], dict[str, set[str]]]] = {
                                  "destination_prefix"}}),
 }
 LIST_VERSIONS = {"registration": [1, 2, 18], "recovery": [1, 2, 3, 18], "notifier": [1, 2]}
-# columns that later Alembic revisions added: no home-made list ever made them
+# columns and tables that later Alembic revisions added: no home-made list ever made them
 AFTER_THE_LISTS: dict[str, dict[str, set[str]]] = {"recovery": {"login_failures": {"touched_at"}},
                                                   "notifier": {"deliveries": {"skipped"}}}
+TABLES_AFTER_THE_LISTS: dict[str, set[str]] = {"recovery": {"windows", "window_slots"}}
 
 
 def tables_of(service: str) -> ModuleType:
@@ -45,7 +47,7 @@ def home_made(engine: Engine, service: str, versions: list[int]) -> None:
     lacked_tables, lacked_columns = FIRST_STEP_LACKED[service] if versions == [1] else (set(), {})
     for model in tables_of(service).MODELS:
         for table in model.sorted_tables:
-            if table.name in lacked_tables:
+            if table.name in lacked_tables | TABLES_AFTER_THE_LISTS.get(service, set()):
                 continue
             never = AFTER_THE_LISTS.get(service, {}).get(table.name, set())
             columns = [c._copy() for c in table.columns
@@ -132,7 +134,7 @@ def test_login_failure_counts_at_the_previous_revision_are_kept_and_stamped(data
             conn.execute(text("INSERT INTO login_failures (subject, failures, locked_until) "
                               "VALUES ('s1', 3, NULL), ('s2', 5, 12.5)"))
         started = time.time()
-        assert migrate(engine, tables.MIGRATIONS) == ["0002"]
+        assert migrate(engine, tables.MIGRATIONS) == ["0002", "0003"]
         assert_at_head(engine, "recovery")
         failures = tables.login_failures.c
         with engine.connect() as conn:
@@ -141,5 +143,35 @@ def test_login_failure_counts_at_the_previous_revision_are_kept_and_stamped(data
         assert [(r.subject, r.failures, r.locked_until) for r in rows] == [("s1", 3, None),
                                                                            ("s2", 5, 12.5)]
         assert all(started - 1 <= r.touched_at <= time.time() + 1 for r in rows)
+    finally:
+        engine.dispose()
+
+
+def test_fixed_windows_at_the_previous_revision_are_carried_over_as_they_stood(
+        database_url: str) -> None:
+    """Recovery 0002 → 0003: a fixed window still running keeps its count until it would have
+    ended — full, it refuses until then; half full, the rest fits — and an ended one is free."""
+    from services.recovery.adapters import repository
+    from services.recovery.domain.model import Window
+
+    engine = make_engine(database_url)
+    try:
+        tables = tables_of("recovery")
+        assert migrate(engine, tables.MIGRATIONS, to="0002") == ["0001", "0002"]
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO counters (subject, count, window_end) VALUES "
+                              "('full', 3, 1500.0), ('half', 1, 1500.0), ('ended', 3, 900.0)"))
+        assert migrate(engine, tables.MIGRATIONS) == ["0003"]
+        assert_at_head(engine, "recovery")
+        day = Window(max_events=3, window_s=86400)
+
+        def take(subject: str, now: float) -> int | None:
+            with Session(engine) as session, session.begin():
+                return repository.take(session, subject, day, now)
+
+        assert take("full", 1000.0) == 500
+        assert [take("half", 1000.0) for _ in range(3)] == [None, None, 500]
+        assert [take("ended", 1000.0) for _ in range(4)] == [None, None, None, 86400]
+        assert take("full", 1500.0) is None
     finally:
         engine.dispose()

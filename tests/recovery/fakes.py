@@ -34,7 +34,7 @@ class FakeStore:
     accounts: dict[str, ProjectAccount] = field(default_factory=dict)
     processed: set[str] = field(default_factory=set)
     rate_events: list[RateEvent] = field(default_factory=list)
-    windows: dict[str, tuple[int, float]] = field(default_factory=dict)  # count, window end
+    windows: dict[str, list[float]] = field(default_factory=dict)  # when each event leaves
     failures: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     codes: list[NewCode] = field(default_factory=list)
     credentials: dict[str, str] = field(default_factory=dict)
@@ -118,23 +118,24 @@ class FakeRateEvents:
 
 
 class FakeWindows:
+    """Sliding windows as their definition reads: the times each subject's events leave their
+    window, an event let in while fewer than ``max_events`` are still inside."""
+
     def __init__(self, store: FakeStore) -> None:
         self.store = store
 
     def take(self, subject: str, window: Window, now: float) -> int | None:
         if window.max_events <= 0 or window.window_s <= 0:
             return None
-        count, ends = self.store.windows.get(subject, (0, now))
-        if ends <= now:
-            self.store.windows[subject] = (1, now + window.window_s)
-            return None
-        if count < window.max_events:
-            self.store.windows[subject] = (count + 1, ends)
-            return None
-        return max(1, math.ceil(ends - now))
+        inside = sorted(t for t in self.store.windows.get(subject, []) if t > now)
+        if len(inside) >= window.max_events:
+            return max(1, math.ceil(inside[len(inside) - window.max_events] - now))
+        self.store.windows[subject] = [*inside, now + window.window_s]
+        return None
 
     def prune(self, before: float) -> None:
-        self.store.windows = {s: w for s, w in self.store.windows.items() if w[1] >= before}
+        self.store.windows = {s: [t for t in ts if t >= before]
+                              for s, ts in self.store.windows.items()}
 
     def delete_subjects(self, subjects: Collection[str]) -> None:
         for subject in subjects:

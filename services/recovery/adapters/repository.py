@@ -32,12 +32,13 @@ from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, re
 from services.recovery.adapters.tables import (
     accounts,
     codes,
-    counters,
     credentials,
     login_failures,
     outbox,
     processed_events,
     rate_events,
+    window_slots,
+    windows,
 )
 from services.recovery.domain.commands import ProjectAccount
 from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest, NewCode, Window
@@ -144,7 +145,8 @@ class SqlWindows:
         prune(self.session, before)
 
     def delete_subjects(self, subjects: Collection[str]) -> None:
-        _delete_in(self.session, counters.c.subject, subjects)
+        _delete_in(self.session, window_slots.c.subject, subjects)
+        _delete_in(self.session, windows.c.subject, subjects)
 
 
 class SqlFailureCounts:
@@ -335,12 +337,19 @@ def last_requests(session: Session, login_key: str, limit: int = KEEP_PER_LOGIN)
 
 
 # --- Shared counters -------------------------------------------------------------------------
-# Counters that every worker shares, each changed by one atomic statement.
+# Counts that every worker shares, each taken atomically: under the lock of the subject's row.
 #
-# * ``take``: fixed-window event counts (logins per client address, codes per account a day, the
-#   hourly SMS budget). One ``INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING``: a row comes
-#   back only when the event fits, so simultaneous callers, on one worker or on several sharing
-#   PostgreSQL, can never take more than the window allows.
+# * ``take``: sliding-window event counts (logins per client address, codes per account a day,
+#   the hourly SMS budget): at most ``max_events`` in any ``window_s`` seconds, over every worker.
+#   Per subject a ring of ``max_events`` slots (``window_slots``) holds when each of the last
+#   ``max_events`` events leaves the window; the next event may take the slot after the newest,
+#   which holds the oldest of them, once that one has left. The subject's ``windows`` row is
+#   upserted first: that locks it (PostgreSQL: until commit; SQLite lets one transaction write at
+#   a time), so simultaneous takes of one subject, on one worker or on several, go one after
+#   another. A ring never lets in more than ``max_events``: a take needs its slot free, and the
+#   others hold at most ``max_events - 1``; it is exact while events come in time order (workers'
+#   clocks apart can only make it refuse a little early). When ``max_events`` changes, the ring
+#   is laid out again from the events still inside their window (``_lay_out``).
 # * ``reserve`` / ``release``: the lock-out counts of failed logins (see ``log_in``). An attempt
 #   reserves its place before any hashing; it is allowed only while fewer than ``limit`` places
 #   are taken and no lock stands, and the place that reaches ``limit`` sets the lock. Nothing is
@@ -357,28 +366,55 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def take(session: Session, subject: str, window: Window, now: float) -> int | None:
-    """Count one event of ``subject`` if its window has room: ``None``; otherwise the seconds
-    until the window ends."""
+    """Count one event of ``subject`` if its sliding window has room: ``None``; otherwise the
+    seconds until the oldest event counted leaves the window."""
     if window.max_events <= 0 or window.window_s <= 0:
         return None
-    c = counters.c
-    expired = c.window_end <= now
-    stmt = _insert(session, counters).values(subject=subject, count=1,
-                                              window_end=now + window.window_s)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[c.subject],
-        set_={"count": case((expired, 1), else_=c.count + 1),
-              "window_end": case((expired, now + window.window_s), else_=c.window_end)},
-        where=or_(expired, c.count < window.max_events),
-    ).returning(c.count)
-    if session.execute(stmt).first() is not None:
-        return None
-    ends = session.execute(select(c.window_end).where(c.subject == subject)).scalar_one()
-    return max(1, math.ceil(ends - now))
+    w, s = windows.c, window_slots.c
+    size = window.max_events
+    head = session.execute(
+        _insert(session, windows).values(subject=subject, next_slot=0, size=size, busy_until=now)
+        .on_conflict_do_update(index_elements=[w.subject], set_={"next_slot": w.next_slot})
+        .returning(w.next_slot, w.size, w.busy_until)
+    ).one()
+    slot = head.next_slot if head.size == size else _lay_out(session, subject, size, now)
+    frees_at = session.execute(
+        select(s.until).where(s.subject == subject, s.slot == slot)).scalar_one_or_none()
+    if frees_at is not None and frees_at > now:
+        return max(1, math.ceil(frees_at - now))
+    until = now + window.window_s
+    stmt = _insert(session, window_slots).values(subject=subject, slot=slot, until=until)
+    session.execute(stmt.on_conflict_do_update(index_elements=[s.subject, s.slot],
+                                               set_={"until": until}))
+    session.execute(update(windows).where(w.subject == subject).values(
+        next_slot=(slot + 1) % size, busy_until=max(until, head.busy_until)))
+    return None
+
+
+def _lay_out(session: Session, subject: str, size: int, now: float) -> int:
+    """The ring of ``subject`` laid out again for ``size`` slots from the events still inside
+    their window, oldest first: the newest ``size`` in slots 0, 1, …, any older ones beyond the
+    ring (slots ``size`` and up, never the next slot: they leave before every slot of the ring,
+    and count again if the limit is raised). Returns the next slot."""
+    s = window_slots.c
+    inside = list(session.execute(
+        select(s.until).where(s.subject == subject, s.until > now).order_by(s.until)).scalars())
+    ring, older = inside[-size:], inside[:-size]
+    session.execute(delete(window_slots).where(s.subject == subject))
+    rows = [{"subject": subject, "slot": i, "until": until} for i, until in enumerate(ring)]
+    rows += [{"subject": subject, "slot": size + i, "until": until} for i, until in enumerate(older)]
+    if rows:
+        session.execute(window_slots.insert(), rows)
+    next_slot = len(ring) % size
+    session.execute(update(windows).where(windows.c.subject == subject)
+                    .values(next_slot=next_slot, size=size))
+    return next_slot
 
 
 def prune(session: Session, before: float) -> None:
-    session.execute(counters.delete().where(counters.c.window_end < before))
+    """Slots whose event left its window before ``before`` and rings all of whose events did."""
+    session.execute(window_slots.delete().where(window_slots.c.until < before))
+    session.execute(windows.delete().where(windows.c.busy_until < before))
 
 
 def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: float,

@@ -96,13 +96,26 @@ login_failures = Table(
     Column("touched_at", Float, nullable=True),
 )
 
-# fixed-window counts shared by workers (``adapters.repository.take``)
-counters = Table(
-    "counters", metadata,
+# sliding-window counts shared by workers (``adapters.repository.take``): per subject a ring of
+# ``size`` slots, each holding when one of the last ``size`` events leaves the window; the
+# ``windows`` row says which slot the next event takes, and is the row a take locks. Slots out
+# of their window are pruned with ``adapters.repository.prune`` (a free slot and a missing one
+# are alike); retention prunes idle ``windows`` rows.
+windows = Table(
+    "windows", metadata,
     Column("subject", String(80), primary_key=True),
-    Column("count", Integer, nullable=False),
-    Column("window_end", Float, nullable=False),
-    Index("ix_counters_window_end", "window_end"),
+    Column("next_slot", Integer, nullable=False),
+    Column("size", Integer, nullable=False),  # the window's max_events when the ring was laid out
+    Column("busy_until", Float, nullable=False),  # when the last of its slots leaves the window
+    Index("ix_windows_busy_until", "busy_until"),
+)
+
+window_slots = Table(
+    "window_slots", metadata,
+    Column("subject", String(80), primary_key=True),
+    Column("slot", Integer, primary_key=True),
+    Column("until", Float, nullable=False),  # the event's time plus the window
+    Index("ix_window_slots_until", "until"),
 )
 
 outbox = outbox_table(metadata)
@@ -129,5 +142,5 @@ prunable = [
         or_(login_failures.c.touched_at.is_(None), _older(login_failures.c.touched_at, now, keep)),
         or_(login_failures.c.locked_until.is_(None),
             _older(login_failures.c.locked_until, now, keep)))),
-    Prunable(counters, lambda now, keep: _older(counters.c.window_end, now, keep)),
+    Prunable(windows, lambda now, keep: _older(windows.c.busy_until, now, keep)),
 ]

@@ -141,7 +141,7 @@ class Policy:
     per_destination: Window = Window(max_events=5, window_s=600)
     per_ip: Window = Window(max_events=30, window_s=300)
     # against SMS pumping: codes per account a day, SMS over all accounts an hour, and the
-    # mobile prefixes an SMS may go to (fixed windows counted atomically in the database)
+    # mobile prefixes an SMS may go to (sliding windows counted atomically in the database)
     account_daily: Window = Window(max_events=10, window_s=86400)
     sms_hourly: Window = Window(max_events=10000, window_s=3600)
     sms_prefixes: tuple[str, ...] = ("+79",)
@@ -174,7 +174,7 @@ class Policy:
 Subject = tuple[LimitKind, str]
 
 
-# take(subject, window, now): count one event in a fixed window, atomically where every worker
+# take(subject, window, now): count one event in a sliding window, atomically where every worker
 # sees it; ``None`` if it fits, else the seconds until the window lets one more in
 Take = Callable[[str, Window, float], int | None]
 

@@ -97,10 +97,11 @@ class RateEvents(Protocol):
 
 
 class Windows(Protocol):
-    """Fixed-window counts shared by every worker, each taken atomically."""
+    """Sliding-window counts shared by every worker, each taken atomically."""
 
     def take(self, subject: str, window: Window, now: float) -> int | None:
-        """Count one event if the window has room: ``None``; else the seconds until it ends."""
+        """Count one event if fewer than ``window.max_events`` are inside the ``window.window_s``
+        seconds up to ``now``: ``None``; else the seconds until the oldest of them leaves."""
         ...
 
     def prune(self, before: float) -> None: ...

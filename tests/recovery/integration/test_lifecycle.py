@@ -20,12 +20,13 @@ from services.recovery.adapters.support_tables import request_log
 from services.recovery.adapters.tables import (
     accounts,
     codes,
-    counters,
     credentials,
     login_failures,
     processed_events,
     prunable,
     rate_events,
+    window_slots,
+    windows,
 )
 from services.recovery.domain.model import route_key
 from tests.recovery.builders import mobile_of, request
@@ -103,7 +104,7 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     login_subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, login))
     assert count(h, rate_events) > 0
     assert count(h, login_failures, login_failures.c.subject == login_subject) == 1
-    assert count(h, counters) > 0
+    assert count(h, windows) > 0 and count(h, window_slots) > 0
     route = route_key(h.keyring, login)
     logged = h.db.run_sync(lambda s: s.execute(
         select(request_log.c.reason, request_log.c.account_id)
@@ -128,7 +129,8 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     # the account (a keyed hash of login and address) and ages out by retention
     assert count(h, login_failures, login_failures.c.subject == login_subject) == 0
     day = h.keyring.keyed_hash("limit", "account-day:" + aid)
-    assert count(h, counters, counters.c.subject == day) == 0
+    assert count(h, windows, windows.c.subject == day) == 0
+    assert count(h, window_slots, window_slots.c.subject == day) == 0
     # left: the other account's rows, and the client address's (a keyed hash of an address)
     subjects = {h.keyring.keyed_hash("limit", s) for s in (
         "ip:192.0.2.10", "account:" + str(other.account_id), f"destination:sms:{other_login}")}
@@ -150,11 +152,12 @@ async def test_retention_prunes_bookkeeping_once_the_clock_has_moved_on(h: Harne
     pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
     pruner = Pruner(db=h.db, tables=prunable, retention_days=30, pruned=pruned, batch=1)
     # login_failures: the counts the successful login gave back (0 places), idle since
-    bookkeeping = (processed_events, codes, rate_events, counters, login_failures)
+    bookkeeping = (processed_events, codes, rate_events, windows, login_failures)
     before = {t.name: count(h, t) for t in bookkeeping}
     assert await pruner.prune(h.clock.now()) == 0
     assert all(before.values())
-    h.clock.advance(31 * DAY_S)
+    # 30 days after the codes' day window let go of the second code (61 s after the first)
+    h.clock.advance(31 * DAY_S + 1)
     assert await pruner.prune(h.clock.now()) == sum(before.values())
     assert {t.name: count(h, t) for t in bookkeeping} == dict.fromkeys(before, 0)
     assert {t: pruned.labels(t)._value.get() for t in before} == before

@@ -14,7 +14,6 @@ import pytest
 
 from schemas.events import TvProduct
 from services.common.crypto import Keyring, code_aad
-from services.recovery.adapters import repository
 from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import FakeHasher, account_changed
 from tests.recovery.integration.harness import Harness, harness
@@ -172,21 +171,6 @@ async def test_logins_per_address_beyond_the_window_cost_no_hashing_and_no_failu
         assert await h.login(login, password, "198.51.100.1") == account_id
     finally:
         h.db.close()
-
-
-async def test_counter_take_is_exact_with_two_connections(database_url: str,
-                                                         keyring: Keyring) -> None:
-    a, b = harness(database_url, keyring), harness(database_url, keyring)
-    try:
-        window = replace(POLICY.per_ip, max_events=25, window_s=60)
-        results = await asyncio.gather(*[
-            (a if i % 2 else b).db.run(lambda s: repository.take(s, "subject", window, 1000.0))
-            for i in range(60)])
-        assert sum(r is None for r in results) == 25
-        assert all(r == 60 for r in results if r is not None)
-    finally:
-        a.db.close()
-        b.db.close()
 
 
 async def test_a_personal_account_typed_two_ways_has_one_lock_out_count(h: Harness) -> None:

@@ -1,0 +1,131 @@
+"""The shared sliding windows (``adapters.repository.take``) on SQLite and PostgreSQL: at most
+``max_events`` in any ``window_s`` seconds — across a window's edge, with simultaneous takes on
+two connections, when the limit changes — and the same answers as the definition, by hypothesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from services.common.db import Database, make_engine
+from services.common.migrations import migrate
+from services.recovery.adapters import repository
+from services.recovery.adapters.tables import MIGRATIONS, window_slots, windows
+from services.recovery.domain.model import Window
+from tests.recovery.fakes import FakeStore, FakeWindows
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(url=database_url, name=f"windows-{uuid.uuid4().hex[:6]}")
+    migrate(database.engine, MIGRATIONS)
+    yield database
+    database.close()
+
+
+def taker(db: Database, window: Window, subject: str = "subject"):  # type: ignore[no-untyped-def]
+    async def take(now: float) -> int | None:
+        return await db.run(lambda s: repository.take(s, subject, window, now))
+    return take
+
+
+async def test_the_window_slides_across_its_edge(db: Database) -> None:
+    """Three a day: one at 0 and two just before the day ends; right after it, one more fits
+    (the first left), not three (a fixed window starting again at 0 let three in)."""
+    take = taker(db, Window(max_events=3, window_s=86400))
+    assert [await take(t) for t in (0.0, 86390.0, 86399.0)] == [None, None, None]
+    assert await take(86399.5) == 1  # the one of 0 leaves at 86400
+    assert await take(86400.5) is None
+    assert await take(86401.0) == 86389  # the next to leave is the one of 86390, at 172790
+    assert await take(172790.0) is None
+    assert await take(172790.0) == 9  # then the one of 86399, at 172799
+
+
+async def test_simultaneous_takes_on_two_connections_let_in_exactly_the_limit(
+        db: Database, database_url: str) -> None:
+    other = Database(url=database_url, name="windows-other")
+    try:
+        window = Window(max_events=25, window_s=60)
+        results = await asyncio.gather(*[
+            taker(other if i % 2 else db, window)(1000.0) for i in range(60)])
+        assert sum(r is None for r in results) == 25
+        assert all(r == 60 for r in results if r is not None)
+        # once those 25 have left, 25 fit again and no more
+        later = await asyncio.gather(*[
+            taker(other if i % 2 else db, window)(1060.0) for i in range(30)])
+        assert sum(r is None for r in later) == 25
+    finally:
+        other.close()
+
+
+async def test_a_changed_limit_keeps_what_is_inside_the_window(db: Database) -> None:
+    """Lowered from 5 to 2 with 4 events inside: nothing fits until 3 of them have left (the two
+    newest are kept); raised to 6 then: 4 more fit beside those two."""
+    five, two, six = (Window(max_events=n, window_s=100) for n in (5, 2, 6))
+    assert [await taker(db, five)(t) for t in (0.0, 10.0, 20.0, 30.0)] == [None] * 4
+    assert await taker(db, two)(40.0) == 80  # 20 and 30 are kept: 20 leaves at 120
+    assert await taker(db, two)(120.0) is None
+    assert await taker(db, two)(125.0) == 5  # 30 leaves at 130
+    results = [await taker(db, six)(126.0) for _ in range(5)]
+    assert results == [None, None, None, None, 4]
+    slots = db.run_sync(lambda s: s.scalar(select(func.count()).select_from(window_slots)))
+    assert slots == 6
+
+
+async def test_prune_and_erasure_delete_the_rings(db: Database) -> None:
+    window = Window(max_events=2, window_s=10)
+    for subject in ("a", "b"):
+        await taker(db, window, subject)(0.0)
+    await taker(db, window, "b")(5.0)
+
+    def rows(s: Session) -> tuple[int | None, int | None]:
+        return (s.scalar(select(func.count()).select_from(windows)),
+                s.scalar(select(func.count()).select_from(window_slots)))
+
+    db.run_sync(lambda s: repository.prune(s, 12.0))  # a's event and b's first left
+    assert db.run_sync(rows) == (1, 1)
+    db.run_sync(lambda s: repository.SqlWindows(s).delete_subjects({"b"}))
+    assert db.run_sync(rows) == (0, 0)
+
+
+# -- the definition, by hypothesis -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    path: Path = tmp_path_factory.mktemp("windows") / "windows.db"
+    made = make_engine(f"sqlite:///{path}")
+    migrate(made, MIGRATIONS)
+    yield made
+    made.dispose()
+
+
+steps = st.lists(st.tuples(st.floats(min_value=0, max_value=40, allow_nan=False),  # time passing
+                           st.sampled_from([1, 2, 3, 5]),  # the limit then in force
+                           st.integers(min_value=1, max_value=3)),  # takes at that instant
+                 min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=steps, window_s=st.sampled_from([1.0, 30.0, 100.0]))
+def test_takes_answer_as_the_definition_does(engine: Engine, steps: list[tuple[float, int, int]],
+                                             window_s: float) -> None:
+    """Any sequence of takes in time order, under limits that change: each answer, let in or
+    the seconds to wait, is the one ``FakeWindows`` gives, which counts the events inside."""
+    subject, store, now = uuid.uuid4().hex, FakeStore(), 1000.0
+    definition = FakeWindows(store)
+    for passed, limit, times in steps:
+        now += passed
+        window = Window(max_events=limit, window_s=window_s)
+        for _ in range(times):
+            with Session(engine) as session, session.begin():
+                got = repository.take(session, subject, window, now)
+            assert got == definition.take(subject, window, now), (now, limit)
