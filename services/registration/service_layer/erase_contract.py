@@ -6,12 +6,18 @@ link not newer than the erasure stays stale. A tombstone for the account's key g
 ``selfcare.account.changed.v1`` through the outbox, in the same transaction: recovery and the
 notifier then delete what they keep, and compaction drops the account's earlier records.
 Idempotent: a second erasure finds no account and changes nothing.
+
+An erasure dated more than ``MAX_CLOCK_SKEW_S`` ahead is carried out all the same (it is the
+subscriber's right; a link or a termination so dated is refused), as if dated at that limit
+(``not_after``): its marker then cannot hold off the contract's real re-links for longer.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
@@ -21,12 +27,19 @@ from services.registration.domain.registry import Registry, fresh_commands
 from services.registration.service_layer.outbound import account_erased, contract_rejected
 from services.registration.service_layer.ports import AccountRepository, UnitOfWork
 
+log = logging.getLogger(__name__)
+
 
 async def erase_contracts(
     commands: Sequence[EraseContract], *, uow: UnitOfWork, protector: Protector,
     not_after: datetime,
 ) -> Counter[Outcome]:
-    ordered = sorted(commands, key=lambda c: c.occurred_at)
+    ahead = [c for c in commands if c.occurred_at > not_after]
+    for command in ahead:
+        log.warning("erasure dated ahead of the clock: carried out, dated at the skew limit",
+                    extra={"event_id": str(command.event_id)})
+    ordered = sorted((replace(c, occurred_at=min(c.occurred_at, not_after)) for c in commands),
+                     key=lambda c: c.occurred_at)
 
     def work(repo: AccountRepository) -> Counter[Outcome]:
         ids = {c.event_id for c in ordered}

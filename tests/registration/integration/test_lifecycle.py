@@ -4,10 +4,12 @@ event times, erasure, retention."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import func, select
@@ -131,16 +133,46 @@ async def test_a_far_future_link_is_refused_and_a_later_real_relink_still_works(
     assert await store.link({**linked("T-1", mobile="+7 903 000-00-08"), "occurred_at": soon}) == {
         Outcome.UPDATED: 1}
     assert store.row("T-1").mobile_masked == "+7******0008"
-    # a future link of a new contract opens nothing; terminations and erasures are refused too
+    # a future link of a new contract opens nothing; a termination is refused too (an erasure is
+    # carried out: test_an_erasure_dated_far_ahead_is_carried_out_at_the_skew_limit)
     assert await store.link({**linked("T-2", mobile="+7 903 000-00-07"), "occurred_at": FAR_FUTURE}) == {
         Outcome.REJECTED: 1}
     assert store.row("T-2") is None
     assert await store.terminate({**terminated("T-1"), "occurred_at": FAR_FUTURE}) == {
         Outcome.REJECTED: 1}
-    assert await store.erase({**erased("T-1"), "occurred_at": FAR_FUTURE}) == {Outcome.REJECTED: 1}
     assert store.row("T-1").status == "active"
     assert [r["reason"] for _, r in store.published(CONTRACT_REJECTED) if r] == [
-        "invalid_event_time"] * 4
+        "invalid_event_time"] * 3
+
+
+async def test_an_erasure_dated_far_ahead_is_carried_out_at_the_skew_limit(
+    db: Database, protector: KeyringProtector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The subscriber's right does not wait for the CRM's clock: the data goes now, and the
+    marker stands at the skew limit, not in 9999, so a real re-link after it opens an account."""
+    store = Store(db, protector)
+    await store.link(linked("F-1", minutes=0))
+    account_id = store.row("F-1").account_id
+    limit = datetime(2026, 12, 1, tzinfo=UTC)  # now + MAX_CLOCK_SKEW_S, as the handler gives it
+    event = {**erased("F-1"), "occurred_at": FAR_FUTURE}
+    commands = [to_erasure(ContractErased.model_validate_json(json.dumps(event)))]
+    with caplog.at_level(logging.WARNING):
+        assert await erase_contracts(commands, uow=store.uow, protector=protector,
+                                     not_after=limit) == {Outcome.ERASED: 1}
+    assert store.row("F-1") is None
+    assert [(k, v) for k, v in store.published(ACCOUNT_CHANGED) if v is None] == [
+        (str(account_id).encode(), None)]
+    assert store.published(CONTRACT_REJECTED) == []
+    assert [getattr(r, "event_id", None) for r in caplog.records
+            if r.levelno == logging.WARNING] == [event["event_id"]]
+    with db.engine.connect() as conn:
+        [marker] = conn.execute(select(erasures)).all()
+    assert marker.erased_at == limit
+    before, after = ({**linked("F-1"), "occurred_at": at}
+                     for at in ("2026-11-30T23:59:00Z", "2026-12-01T00:01:00Z"))
+    assert await store.link(before) == {Outcome.STALE: 1}
+    assert await store.link(after) == {Outcome.CREATED: 1}
+    assert store.row("F-1").account_id != account_id
 
 
 async def test_erasure_deletes_the_account_tombstones_it_and_keeps_only_a_marker(
