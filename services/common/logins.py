@@ -84,6 +84,21 @@ def normalise_personal_account(text: str) -> str:
     return compact
 
 
+def mobile_reading(personal_account: str) -> str | None:
+    """The mobile (E.164) that a normalised personal account also reads as when typed as a
+    login, or ``None``: ``candidate_keys`` of ``89161110003`` holds both kinds of key. Digits
+    alone read as a Russian mobile only as ten digits, as ``8`` and ten, or from a leading ``7``
+    (``+7`` and what follows: ``789161110003`` too, the ``8`` taken as the national prefix);
+    anything else skips the parse (a property test holds this against ``normalise_mobile``)."""
+    if not (len(personal_account) == 10 or personal_account.startswith("7")
+            or (len(personal_account) == 11 and personal_account.startswith("8"))):
+        return None
+    try:
+        return normalise_mobile(personal_account)
+    except InvalidLogin:
+        return None
+
+
 def login_key(keyring: Keyring, kind: LoginKind, normalised: str) -> str:
     return keyring.keyed_hash(f"login:{kind.value}", normalised)
 

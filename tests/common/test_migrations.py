@@ -33,7 +33,8 @@ FIRST_STEP_LACKED: dict[str, tuple[set[str], dict[str, set[str]]]] = {
 LIST_VERSIONS = {"registration": [1, 2, 18], "recovery": [1, 2, 3, 18], "notifier": [1, 2]}
 # columns and tables that later Alembic revisions added: no home-made list ever made them
 AFTER_THE_LISTS: dict[str, dict[str, set[str]]] = {"recovery": {"login_failures": {"touched_at"}},
-                                                  "notifier": {"deliveries": {"skipped"}}}
+                                                  "notifier": {"deliveries": {"skipped"}},
+                                                  "registration": {"accounts": {"alias_key"}}}
 TABLES_AFTER_THE_LISTS: dict[str, set[str]] = {"recovery": {"windows", "window_slots"}}
 
 

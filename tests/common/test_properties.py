@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 
 from schemas.events import EVENT_TYPES, Event
 from services.common.codec import DecodeError, decode, encode
-from services.common.logins import InvalidLogin, normalise_mobile, normalise_personal_account
+from services.common.logins import (
+    InvalidLogin,
+    mobile_reading,
+    normalise_mobile,
+    normalise_personal_account,
+)
 from services.recovery.domain.model import route_login
 from services.registration.entrypoints.agents import InboundContractLinked, InboundContractTerminated
 
@@ -203,3 +208,19 @@ def test_two_typings_that_reach_one_login_route_alike(base: str, data: st.DataOb
                      if len(base) >= 10 else base, data) for _ in range(2)]
     if _reaches(forms[0]) & _reaches(forms[1]):
         assert route_login(forms[0]) == route_login(forms[1]), forms
+
+
+@FAST
+@given(digits=st.from_regex(r"[0-9]{6,20}", fullmatch=True)  # and, often enough, the readable:
+       | st.from_regex(r"(7|8|78|77)?9[0-9]{9}", fullmatch=True)  # 789161110003 is +79161110003
+       | st.from_regex(r"[78][0-9]{5,19}", fullmatch=True))
+def test_a_personal_account_reads_as_a_mobile_exactly_when_normalise_mobile_takes_it(
+        digits: str) -> None:
+    """``mobile_reading`` skips the parse for most digits: it must answer as ``normalise_mobile``
+    does for every personal account, or registration would miss a login that reads both ways
+    (``Registry._conflicts``)."""
+    try:
+        expected: str | None = normalise_mobile(digits)
+    except InvalidLogin:
+        expected = None
+    assert mobile_reading(digits) == expected

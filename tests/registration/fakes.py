@@ -33,6 +33,16 @@ class FakeAccountRepository:
         return {a.login_key: a.contract_number for a in self.accounts.values()
                 if a.active and a.login_key in login_keys}
 
+    def hold(self, keys: Collection[str]) -> None:
+        self.held = set(keys)  # one unit of work at a time: nothing to wait for
+
+    def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
+        result: dict[str, set[str]] = {}
+        for a in self.accounts.values():
+            if a.active and a.alias_key is not None and a.alias_key in login_keys:
+                result.setdefault(a.alias_key, set()).add(a.contract_number)
+        return result
+
     def save(self, accounts: Sequence[Account]) -> None:
         for account in accounts:
             self.accounts[account.contract_number] = copy.deepcopy(account)

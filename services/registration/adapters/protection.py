@@ -6,7 +6,7 @@ import json
 import uuid
 
 from services.common.crypto import Keyring, contact_aad
-from services.common.logins import LoginKind, login_key
+from services.common.logins import LoginKind, login_key, mobile_reading
 from services.common.masking import mask_email, mask_phone
 from services.registration.domain.model import ProtectedLink, SealedContacts
 from services.registration.domain.validation import NormalisedLink
@@ -23,6 +23,9 @@ class KeyringProtector:
                 self._keyring, LoginKind.PERSONAL_ACCOUNT, link.personal_account
             ),
         }
+        # a personal-account login that a mobile typed as digits would reach as well
+        reads_as = (mobile_reading(link.personal_account)
+                    if link.login_kind is LoginKind.PERSONAL_ACCOUNT else None)
         content = json.dumps([
             link.command.tv_product.value, link.mobile, link.email, link.personal_account,
             link.full_name, link.passport, link.command.mobile_active,
@@ -39,6 +42,8 @@ class KeyringProtector:
                 json.dumps([link.passport, link.full_name.casefold()], ensure_ascii=False)),
             contacts_hash=self._keyring.keyed_hash(
                 "registration:contacts", json.dumps([link.mobile, link.email], ensure_ascii=False)),
+            alias_key=None if reads_as is None else login_key(self._keyring, LoginKind.MOBILE,
+                                                              reads_as),
         )
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts:

@@ -17,6 +17,7 @@ from services.common.db import (
     SqlOutbox,
     claim_events,
     insert_rows,
+    is_postgres,
     one_of,
 )
 from services.registration.adapters.support_tables import identify_attempts
@@ -55,6 +56,26 @@ class SqlAccountRepository:
                 condition, accounts.c.status == AccountStatus.ACTIVE.value
             )
             result.update({row.login_key: row.contract_number for row in self.session.execute(query)})
+        return result
+
+    def hold(self, keys: Collection[str]) -> None:
+        """PostgreSQL: a transaction-scoped advisory lock per key, taken in one statement, in
+        the order of their hashes (two batches never wait for each other in a cycle). SQLite:
+        nothing to do, the batch's first statement (``claim``) took the one write lock."""
+        if not keys or not is_postgres(self.session):
+            return
+        self.session.connection().exec_driver_sql(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
+            "FROM unnest(%(keys)s::text[]) AS k ORDER BY h) AS held", {"keys": sorted(keys)})
+
+    def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
+        result: dict[str, set[str]] = {}
+        for condition in one_of(self.session, accounts.c.alias_key, list(login_keys)):
+            query = select(accounts.c.alias_key, accounts.c.contract_number).where(
+                condition, accounts.c.status == AccountStatus.ACTIVE.value
+            )
+            for row in self.session.execute(query):
+                result.setdefault(row.alias_key, set()).add(row.contract_number)
         return result
 
     def save(self, items: Sequence[Account]) -> None:
@@ -133,6 +154,7 @@ def _to_row(a: Account, stamp: Any) -> dict[str, Any]:
         "closed_at": a.closed_at, "last_event_at": a.last_event_at, "version": a.version,
         "updated_at": stamp, "holder_hash": a.holder_hash, "contacts_hash": a.contacts_hash,
         "holder_epoch": a.holder_epoch, "contacts_epoch": a.contacts_epoch,
+        "alias_key": a.alias_key,
     }
 
 
@@ -151,5 +173,5 @@ def _to_account(row: Row[Any]) -> Account:
         mobile_active=row.mobile_active, linked_at=row.linked_at, closed_at=row.closed_at,
         last_event_at=row.last_event_at, version=row.version, holder_hash=row.holder_hash,
         contacts_hash=row.contacts_hash, holder_epoch=row.holder_epoch,
-        contacts_epoch=row.contacts_epoch,
+        contacts_epoch=row.contacts_epoch, alias_key=row.alias_key,
     )

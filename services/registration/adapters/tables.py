@@ -81,6 +81,8 @@ accounts = Table(
     Column("contacts_hash", String(64), nullable=True),
     Column("holder_epoch", Integer, nullable=False, server_default=text("0")),
     Column("contacts_epoch", Integer, nullable=False, server_default=text("0")),
+    # a personal account that also reads as a mobile: that mobile's login key (revision 0002)
+    Column("alias_key", String(64), nullable=True),
 )
 
 # What remains of an erased contract (ids and times only): a link not newer than ``erased_at``
@@ -102,6 +104,14 @@ active_login_index = Index(
     unique=True,
     postgresql_where=accounts.c.status == "active",
     sqlite_where=accounts.c.status == "active",
+)
+
+# the accounts whose personal account reads as a given mobile (``Registry._conflicts``)
+alias_index = Index(
+    "ix_accounts_alias_key",
+    accounts.c.alias_key,
+    postgresql_where=accounts.c.alias_key.is_not(None),
+    sqlite_where=accounts.c.alias_key.is_not(None),
 )
 
 processed_events = processed_events_table(metadata)

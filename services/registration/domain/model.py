@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from schemas.events import AccountStatus, TvProduct
+from services.common.logins import LoginKind
 from services.registration.domain.validation import NormalisedLink
 
 
@@ -43,6 +44,15 @@ class ProtectedLink:
     fingerprint: str
     holder_hash: str  # keyed hash of passport + full name: who holds the contract
     contacts_hash: str  # keyed hash of mobile + email: where codes go
+    # a personal-account login whose digits also read as a mobile (``89161110003``): that
+    # mobile's login key. Typed on the portal, such a login reaches both kinds of account.
+    alias_key: str | None = None
+
+    @property
+    def reads_as_mobile(self) -> str | None:
+        """The mobile login key this login reaches when typed: its own for a mobile login, the
+        alias for a personal account that reads as a mobile, else ``None``."""
+        return self.login_key if self.link.login_kind is LoginKind.MOBILE else self.alias_key
 
     @property
     def event_id(self) -> uuid.UUID:
@@ -100,6 +110,7 @@ class Account:
     contacts_hash: str | None = None
     holder_epoch: int = 0  # +1 when the holder changes or the contract reopens
     contacts_epoch: int = 0  # +1 when only the contacts change
+    alias_key: str | None = None  # see ``ProtectedLink.alias_key``; None on rows from before it
 
     @classmethod
     def open(cls, *, account_id: uuid.UUID, link: ProtectedLink, contacts: SealedContacts) -> Account:
@@ -164,6 +175,7 @@ class Account:
         self.fingerprint = link.fingerprint
         self.holder_hash = link.holder_hash
         self.contacts_hash = link.contacts_hash
+        self.alias_key = link.alias_key
         self.mobile_active = link.link.command.mobile_active
         self.linked_at = link.occurred_at
         self.closed_at = None

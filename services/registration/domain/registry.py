@@ -46,10 +46,14 @@ class Registry:
         protector: Protector,
         new_id: Callable[[], uuid.UUID] = uuid.uuid4,
         erasures: dict[str, Erasure] | None = None,
+        alias_holders: dict[str, set[str]] | None = None,
     ) -> None:
         self.accounts = accounts  # contract_number → account
         self.erasures = erasures or {}  # contract_number → what remains of an erased contract
         self.holders = holders  # login_key → contract_number of the ACTIVE account holding it
+        # alias_key → contract_numbers of the ACTIVE accounts whose personal account reads as
+        # that mobile (``ProtectedLink.alias_key``)
+        self.alias_holders = alias_holders if alias_holders is not None else {}
         self.protector = protector
         self.new_id = new_id
         self.rejections: list[Rejection] = []
@@ -67,8 +71,7 @@ class Registry:
         erased = self.erasures.get(number)
         if account is None and erased is not None and link.occurred_at <= erased.erased_at:
             return self._count(Outcome.STALE)  # older than the erasure: its data stays erased
-        holder = self.holders.get(link.login_key)
-        if holder is not None and holder != number:
+        if self._conflicts(link):
             return self.reject(number, link.event_id, ContractRejectReason.LOGIN_CONFLICT)
         if account is None:
             account_id = self.new_id()
@@ -78,13 +81,33 @@ class Registry:
             self.accounts[number] = account
             outcome = Outcome.CREATED
         else:
-            if account.active and self.holders.get(account.login_key) == number:
-                del self.holders[account.login_key]
+            if account.active:
+                self._release(account)
             current = account
             outcome = account.relink(link, lambda: self.protector.seal(current.account_id, link.link))
         self.holders[account.login_key] = number
+        if account.alias_key is not None:
+            self.alias_holders.setdefault(account.alias_key, set()).add(number)
         self._dirty[number] = account
         return self._count(outcome)
+
+    def _conflicts(self, link: ProtectedLink) -> bool:
+        """Whether another active account holds the login, or a login that reads the same when
+        typed: a personal account whose digits are also a mobile (``89161110003``) reaches the
+        account with that mobile too, so neither may be linked while the other is active."""
+        number = link.contract_number
+        keys = [link.login_key] if link.alias_key is None else [link.login_key, link.alias_key]
+        if any(self.holders.get(key, number) != number for key in keys):
+            return True
+        return any(other != number for other in self.alias_holders.get(link.login_key, ()))
+
+    def _release(self, account: Account) -> None:
+        """The active ``account`` gives up its login (and alias) in this batch's view."""
+        number = account.contract_number
+        if self.holders.get(account.login_key) == number:
+            del self.holders[account.login_key]
+        if account.alias_key is not None:
+            self.alias_holders.get(account.alias_key, set()).discard(number)
 
     def end_each(self, fresh: Iterable[Ending], *, duplicates: int, not_after: datetime,
                  end: Callable[[Ending], Outcome]) -> None:
@@ -107,8 +130,7 @@ class Registry:
             return self.reject(number, command.event_id, ContractRejectReason.UNKNOWN_CONTRACT)
         outcome = account.close(command.occurred_at)
         if outcome is not Outcome.STALE:
-            if self.holders.get(account.login_key) == number:
-                del self.holders[account.login_key]
+            self._release(account)
             self._dirty[number] = account
         return self._count(outcome)
 
@@ -127,8 +149,7 @@ class Registry:
                                erased_at=command.occurred_at))
             return self._count(Outcome.UNCHANGED)
         self._dirty.pop(number, None)
-        if self.holders.get(account.login_key) == number:
-            del self.holders[account.login_key]
+        self._release(account)
         self._erased.append(account)
         newest = [command.occurred_at, account.last_event_at]
         if before is not None:

@@ -80,10 +80,16 @@ def _apply(
             fresh.append(item)
     links = [p for p in fresh if isinstance(p, ProtectedLink)]
     numbers = {p.contract_number for p in links}
+    # the mobiles the batch's logins read as: an interactive account's login, a personal
+    # account's alias; held so that a conflict by reading is seen across workers too
+    repo.hold({key for p in links if (key := p.reads_as_mobile) is not None})
     registry = Registry(
         accounts=repo.by_contracts(numbers),
         erasures=repo.erasures(numbers),
-        holders=repo.active_holders({p.login_key for p in links}),
+        # the logins, and what they read as when typed (``Registry._conflicts``)
+        holders=repo.active_holders({p.login_key for p in links}
+                                    | {p.alias_key for p in links if p.alias_key is not None}),
+        alias_holders=repo.alias_holders({p.login_key for p in links}),
         protector=protector,
         new_id=new_id,
     )

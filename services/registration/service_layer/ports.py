@@ -30,6 +30,17 @@ class AccountRepository(Protocol):
         """login_key → contract_number, for the ACTIVE accounts holding one of ``login_keys``."""
         ...
 
+    def hold(self, keys: Collection[str]) -> None:
+        """Hold ``keys`` (the mobiles the batch's logins read as) until the transaction ends:
+        another transaction holding one of them waits until then. Called before the holders are
+        read, so two workers cannot both miss a conflict that no unique index can see."""
+        ...
+
+    def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
+        """alias_key → contract_numbers, for the ACTIVE accounts whose ``alias_key`` (a personal
+        account read as a mobile) is one of ``login_keys``."""
+        ...
+
     def save(self, accounts: Sequence[Account]) -> None:
         """Insert new accounts and update loaded ones (final state of the batch)."""
         ...
