@@ -2,8 +2,9 @@
 
 Each service lists its ``Prunable`` tables (which rows are old, given "now" and the retention)
 and runs a ``Pruner`` from a periodic task. A batch is one short transaction deleting at most
-``batch`` rows by primary key, so a large backlog never holds locks for long nor delays the
-consumers' transactions much; ``selfcare_<service>_rows_pruned_total{table}`` counts the rows.
+``batch`` rows by primary key (of one column or several), so a large backlog never holds locks
+for long nor delays the consumers' transactions much; ``selfcare_<service>_rows_pruned_total``
+``{table}`` counts the rows.
 
 A table whose rows were published, keyed by their primary key, on a compacted topic (the
 notifier's deliveries: their statuses, by code id) names that topic: each batch stages a
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, Table, select
+from sqlalchemy import ColumnElement, Table, select, tuple_
 from sqlalchemy.orm import Session
 
 from services.common.codec import tombstone
@@ -48,14 +49,17 @@ def prune_batch(session: Session, item: Prunable, now: float, retention_s: float
                 batch: int) -> tuple[int, list[Staged]]:
     """Delete at most ``batch`` old rows of one table; returns how many, and the tombstones staged
     for them (see the module's docstring)."""
-    (key,) = item.table.primary_key.columns
-    ids = list(session.scalars(select(key).where(item.old(now, retention_s)).limit(batch)))
+    keys = list(item.table.primary_key.columns)
+    ids = [tuple(row) for row in session.execute(
+        select(*keys).where(item.old(now, retention_s)).limit(batch))]
     staged: list[Staged] = []
     if ids:
-        if item.tombstones is not None:
+        if item.tombstones is not None:  # a table published by key has a key of one column
             topic, outbox = item.tombstones
-            staged = stage_outbox(session, outbox, topic, [tombstone(str(i)) for i in ids])
-        session.execute(item.table.delete().where(key.in_(ids)))
+            staged = stage_outbox(session, outbox, topic, [tombstone(str(i)) for (i,) in ids])
+        key = keys[0] if len(keys) == 1 else tuple_(*keys)
+        session.execute(item.table.delete().where(
+            key.in_([i[0] for i in ids] if len(keys) == 1 else ids)))
     return len(ids), staged
 
 

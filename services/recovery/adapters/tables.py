@@ -99,8 +99,8 @@ login_failures = Table(
 # sliding-window counts shared by workers (``adapters.repository.take``): per subject a ring of
 # ``size`` slots, each holding when one of the last ``size`` events leaves the window; the
 # ``windows`` row says which slot the next event takes, and is the row a take locks. Slots out
-# of their window are pruned with ``adapters.repository.prune`` (a free slot and a missing one
-# are alike); retention prunes idle ``windows`` rows.
+# of their window are pruned every 10 s of code traffic (``adapters.repository.prune``; a free
+# slot and a missing one are alike), and both tables by retention.
 windows = Table(
     "windows", metadata,
     Column("subject", String(80), primary_key=True),
@@ -143,4 +143,5 @@ prunable = [
         or_(login_failures.c.locked_until.is_(None),
             _older(login_failures.c.locked_until, now, keep)))),
     Prunable(windows, lambda now, keep: _older(windows.c.busy_until, now, keep)),
+    Prunable(window_slots, lambda now, keep: _older(window_slots.c.until, now, keep)),
 ]

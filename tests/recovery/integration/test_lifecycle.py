@@ -152,7 +152,7 @@ async def test_retention_prunes_bookkeeping_once_the_clock_has_moved_on(h: Harne
     pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
     pruner = Pruner(db=h.db, tables=prunable, retention_days=30, pruned=pruned, batch=1)
     # login_failures: the counts the successful login gave back (0 places), idle since
-    bookkeeping = (processed_events, codes, rate_events, windows, login_failures)
+    bookkeeping = (processed_events, codes, rate_events, windows, window_slots, login_failures)
     before = {t.name: count(h, t) for t in bookkeeping}
     assert await pruner.prune(h.clock.now()) == 0
     assert all(before.values())
