@@ -176,3 +176,35 @@ def test_fixed_windows_at_the_previous_revision_are_carried_over_as_they_stood(
         assert take("full", 1500.0) is None
     finally:
         engine.dispose()
+
+
+def test_sliding_windows_go_back_to_fixed_windows_and_up_again(database_url: str) -> None:
+    """Recovery 0003 → 0002 (a rollback): each ring becomes a fixed window counting its slots
+    and ending when the last leaves; upgraded again, the count still holds."""
+    from alembic import command
+
+    from services.recovery.adapters import repository
+    from services.recovery.domain.model import Window
+
+    engine = make_engine(database_url)
+    try:
+        tables = tables_of("recovery")
+        migrate(engine, tables.MIGRATIONS)
+        window = Window(max_events=3, window_s=100)
+
+        def take(subject: str, now: float) -> int | None:
+            with Session(engine) as session, session.begin():
+                return repository.take(session, subject, window, now)
+
+        assert [take("s1", 1000.0), take("s1", 1010.0), take("s2", 1000.0)] == [None] * 3
+        with engine.begin() as conn:
+            command.downgrade(tables.MIGRATIONS.config(conn), "0002")
+        assert current_revision(engine) == "0002"
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT subject, count, window_end FROM counters "
+                                     "ORDER BY subject")).all()
+        assert [tuple(r) for r in rows] == [("s1", 2, 1110.0), ("s2", 1, 1100.0)]
+        assert migrate(engine, tables.MIGRATIONS) == ["0003"]
+        assert [take("s1", 1020.0), take("s1", 1020.0)] == [None, 90]
+    finally:
+        engine.dispose()
