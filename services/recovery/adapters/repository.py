@@ -14,7 +14,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -365,29 +365,52 @@ def _insert(session: Session, table: Any) -> Any:
     return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
 
 
+# ``take``'s statements, written once: both dialects read them alike, and a text statement is
+# compiled once per dialect (the Core constructs cost about as much again to build every call)
+_TAKE_HEAD = text(
+    "INSERT INTO windows (subject, next_slot, size, busy_until) VALUES (:subject, 0, :size, :now) "
+    "ON CONFLICT (subject) DO UPDATE SET next_slot = windows.next_slot "
+    "RETURNING next_slot, size, busy_until")
+# a statement of its own after the lock: on PostgreSQL it then sees what the holder committed
+_TAKE_SLOT = text("SELECT until FROM window_slots WHERE subject = :subject AND slot = :slot")
+_TAKE_WRITE = text(
+    "INSERT INTO window_slots (subject, slot, until) VALUES (:subject, :slot, :until) "
+    "ON CONFLICT (subject, slot) DO UPDATE SET until = :until")
+_TAKE_ADVANCE = text(
+    "UPDATE windows SET next_slot = :next_slot, busy_until = :busy_until WHERE subject = :subject")
+# PostgreSQL: the slot read, and (when free) its write and the advance, in one round trip; the
+# statement starts after the lock was taken, so its snapshot holds what the holder committed
+_TAKE_SLOT_PG = text(
+    "WITH cur AS (SELECT until FROM window_slots WHERE subject = :subject AND slot = :slot), "
+    "free AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM cur WHERE until > :now)), "
+    "written AS (INSERT INTO window_slots (subject, slot, until) SELECT :subject, :slot, :until "
+    "FROM free ON CONFLICT (subject, slot) DO UPDATE SET until = :until RETURNING 1), "
+    "advanced AS (UPDATE windows SET next_slot = :next_slot, busy_until = :busy_until "
+    "WHERE subject = :subject AND EXISTS (SELECT 1 FROM free) RETURNING 1) "
+    "SELECT (SELECT until FROM cur), (SELECT count(*) FROM written), (SELECT count(*) FROM advanced)")
+
+
 def take(session: Session, subject: str, window: Window, now: float) -> int | None:
     """Count one event of ``subject`` if its sliding window has room: ``None``; otherwise the
     seconds until the oldest event counted leaves the window."""
     if window.max_events <= 0 or window.window_s <= 0:
         return None
-    w, s = windows.c, window_slots.c
     size = window.max_events
-    head = session.execute(
-        _insert(session, windows).values(subject=subject, next_slot=0, size=size, busy_until=now)
-        .on_conflict_do_update(index_elements=[w.subject], set_={"next_slot": w.next_slot})
-        .returning(w.next_slot, w.size, w.busy_until)
-    ).one()
-    slot = head.next_slot if head.size == size else _lay_out(session, subject, size, now)
-    frees_at = session.execute(
-        select(s.until).where(s.subject == subject, s.slot == slot)).scalar_one_or_none()
+    next_slot, laid_out_for, busy_until = session.execute(
+        _TAKE_HEAD, {"subject": subject, "size": size, "now": now}).one()
+    slot = next_slot if laid_out_for == size else _lay_out(session, subject, size, now)
+    until = now + window.window_s
+    advance = {"subject": subject, "slot": slot, "until": until, "next_slot": (slot + 1) % size,
+               "busy_until": max(until, busy_until)}
+    if session.get_bind().dialect.name == "postgresql":
+        frees_at = session.execute(_TAKE_SLOT_PG, {**advance, "now": now}).one()[0]
+    else:
+        frees_at = session.execute(_TAKE_SLOT, {"subject": subject, "slot": slot}).scalar()
+        if frees_at is None or frees_at <= now:
+            session.execute(_TAKE_WRITE, advance)
+            session.execute(_TAKE_ADVANCE, advance)
     if frees_at is not None and frees_at > now:
         return max(1, math.ceil(frees_at - now))
-    until = now + window.window_s
-    stmt = _insert(session, window_slots).values(subject=subject, slot=slot, until=until)
-    session.execute(stmt.on_conflict_do_update(index_elements=[s.subject, s.slot],
-                                               set_={"until": until}))
-    session.execute(update(windows).where(w.subject == subject).values(
-        next_slot=(slot + 1) % size, busy_until=max(until, head.busy_until)))
     return None
 
 
