@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from services.common.db import Database, make_engine
@@ -107,18 +107,11 @@ def engine(request: pytest.FixtureRequest,
         path: Path = tmp_path_factory.mktemp("windows") / "windows.db"
         url = f"sqlite:///{path}"
     else:
-        server = str(request.getfixturevalue("postgres_server_url"))
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with create_engine(server, isolation_level="AUTOCOMMIT").connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = server.rsplit("/", 1)[0] + "/" + name
+        url = str(request.getfixturevalue("pg_url"))
     made = make_engine(url)
     migrate(made, MIGRATIONS)
     yield made
     made.dispose()
-    if request.param == "postgresql":
-        with create_engine(server, isolation_level="AUTOCOMMIT").connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 steps = st.lists(st.tuples(st.floats(min_value=0, max_value=40, allow_nan=False),  # time passing
