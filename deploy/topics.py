@@ -66,8 +66,14 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
     partitions = {t["topic"]: len(t["partitions"]) for t in described}
     replicas = {t["topic"]: min(len(p["replicas"]) for p in t["partitions"]) for t in described}
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    # the broker asked for the configs may not know a topic that another broker just reported
+    # with its partitions (error 3, unknown topic): asked again until the same deadline
+    responses = await admin.describe_configs(resources)
+    while _unknown_topic(responses) and loop.time() < deadline:
+        await asyncio.sleep(0.1)
+        responses = await admin.describe_configs(resources)
     configs: dict[str, dict[str, str]] = {}
-    for response in await admin.describe_configs(resources):
+    for response in responses:
         # an error (e.g. no DescribeConfigs right) comes back per resource, not raised: without
         # this the topic would look as if it had none of its settings
         _raise_for_errors("describing configs", response)
@@ -75,6 +81,14 @@ async def describe(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, To
             _err, _msg, _rtype, rname, entries = result[:5]
             configs[rname] = {e[0]: e[1] for e in entries}
     return {n: TopicState(n, partitions[n], configs.get(n, {}), replicas[n]) for n in names}
+
+
+UNKNOWN_TOPIC_OR_PARTITION = 3
+
+
+def _unknown_topic(responses: Any) -> bool:
+    return any(result[0] == UNKNOWN_TOPIC_OR_PARTITION
+               for response in responses for result in response.resources)
 
 
 def _same(key: str, have: str | None, want: str) -> bool:

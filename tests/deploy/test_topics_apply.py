@@ -101,6 +101,28 @@ class _JustCreatedElsewhere:
         return [SimpleNamespace(resources=[(0, None, 2, r.name, entries) for r in resources])]
 
 
+class _ConfigsNotYetKnown(_JustCreatedElsewhere):
+    """As above, and the broker asked for the configs answers twice that it does not know the
+    topic (error 3) before it does, as a cluster's other brokers do for a moment."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.config_asks = 0
+
+    async def describe_configs(self, resources: list[Any]) -> list[Any]:
+        self.config_asks += 1
+        if self.config_asks <= 2:
+            return [SimpleNamespace(resources=[(3, "", 2, r.name, []) for r in resources])]
+        return await super().describe_configs(resources)
+
+
+async def test_configs_asked_of_a_broker_that_does_not_know_the_topic_yet_are_asked_again() -> None:
+    admin = _ConfigsNotYetKnown("p.topic")
+    states = await describe(admin, ["p.topic"])  # type: ignore[arg-type]
+    assert admin.config_asks == 3
+    assert states["p.topic"].configs == {"min.insync.replicas": "2"}
+
+
 async def test_a_topic_described_before_its_partitions_are_is_waited_for_not_read_as_one_replica() -> None:
     admin = _JustCreatedElsewhere("p.topic")
     states = await describe(admin, ["p.topic"])  # type: ignore[arg-type]
