@@ -15,6 +15,7 @@ subscriber's right; a link or a termination so dated is refused), as if dated at
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -34,16 +35,15 @@ async def erase_contracts(
     commands: Sequence[EraseContract], *, uow: UnitOfWork, protector: Protector,
     not_after: datetime,
 ) -> Counter[Outcome]:
-    ahead = [c for c in commands if c.occurred_at > not_after]
-    for command in ahead:
-        log.warning("erasure dated ahead of the clock: carried out, dated at the skew limit",
-                    extra={"event_id": str(command.event_id)})
+    ahead = {c.event_id for c in commands if c.occurred_at > not_after}
     ordered = sorted((replace(c, occurred_at=min(c.occurred_at, not_after)) for c in commands),
                      key=lambda c: c.occurred_at)
+    carried: list[uuid.UUID] = []  # the fresh erasures dated ahead, of the attempt that commits
 
     def work(repo: AccountRepository) -> Counter[Outcome]:
         ids = {c.event_id for c in ordered}
         fresh = fresh_commands(ordered, ids - repo.claim(ids))
+        carried[:] = [event_id for event_id in fresh if event_id in ahead]
         numbers = {c.contract_number for c in fresh.values()}
         registry = Registry(
             accounts=repo.by_contracts(numbers), erasures=repo.erasures(numbers), holders={},
@@ -57,4 +57,10 @@ async def erase_contracts(
         repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
         return registry.outcomes
 
-    return await uow.run(work)
+    outcomes = await uow.run(work)
+    # once the batch has committed, and only for erasures not processed before: a redelivered
+    # one, or an attempt the database rolled back, says nothing
+    for event_id in carried:
+        log.warning("erasure dated ahead of the clock: carried out, dated at the skew limit",
+                    extra={"event_id": str(event_id)})
+    return outcomes

@@ -7,12 +7,14 @@ import json
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from schemas.events import ContractErased, ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
@@ -30,6 +32,7 @@ from services.registration.service_layer.terminate_contract import terminate_con
 from tests.registration.events import erased, linked, not_after, terminated
 
 FAR_FUTURE = "9999-12-31T23:59:59Z"
+T = TypeVar("T")
 
 
 class Store:
@@ -173,6 +176,48 @@ async def test_an_erasure_dated_far_ahead_is_carried_out_at_the_skew_limit(
     assert await store.link(before) == {Outcome.STALE: 1}
     assert await store.link(after) == {Outcome.CREATED: 1}
     assert store.row("F-1").account_id != account_id
+
+
+class RolledBackOnce:
+    """The unit of work whose first transaction does the work and then loses the database."""
+
+    def __init__(self, inner: SqlUnitOfWork) -> None:
+        self.inner = inner
+        self.attempts = 0
+
+    async def run(self, work: Callable[[Any], T]) -> T:
+        self.attempts += 1
+        if self.attempts == 1:
+            def then_lost(repo: Any) -> T:
+                work(repo)
+                raise OperationalError(None, None, ConnectionError("the database went away"))
+            return await self.inner.run(then_lost)
+        return await self.inner.run(work)
+
+
+async def test_an_erasure_dated_ahead_is_logged_once_whatever_is_redone(
+    db: Database, protector: KeyringProtector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line names an erasure that was carried out: not an attempt the database rolled back,
+    and not a redelivery of one already done."""
+    store = Store(db, protector)
+    await store.link(linked("F-2", minutes=0))
+    limit = datetime(2026, 12, 1, tzinfo=UTC)
+    event = {**erased("F-2"), "occurred_at": FAR_FUTURE}
+    commands = [to_erasure(ContractErased.model_validate_json(json.dumps(event)))]
+    uow = RolledBackOnce(store.uow)
+    with caplog.at_level(logging.WARNING):
+        with pytest.raises(OperationalError):
+            await erase_contracts(commands, uow=uow, protector=protector, not_after=limit)
+        assert store.row("F-2") is not None  # rolled back
+        assert [r for r in caplog.records if r.levelno == logging.WARNING] == []
+        assert await erase_contracts(commands, uow=uow, protector=protector,
+                                     not_after=limit) == {Outcome.ERASED: 1}
+        assert await erase_contracts(commands, uow=uow, protector=protector,
+                                     not_after=limit) == {Outcome.DUPLICATE: 1}
+    assert store.row("F-2") is None
+    assert [getattr(r, "event_id", None) for r in caplog.records
+            if r.levelno == logging.WARNING] == [event["event_id"]]
 
 
 async def test_erasure_deletes_the_account_tombstones_it_and_keeps_only_a_marker(
