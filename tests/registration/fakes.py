@@ -37,6 +37,7 @@ class FakeAccountRepository:
         self.held = set(keys)  # one unit of work at a time: nothing to wait for
 
     def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
+        self.alias_asked = set(login_keys)
         result: dict[str, set[str]] = {}
         for a in self.accounts.values():
             if a.active and a.alias_key is not None and a.alias_key in login_keys:

@@ -19,6 +19,7 @@ from datetime import datetime
 from schemas.events import ContractRejectReason
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.registration.domain.commands import LinkContract
+from services.common.logins import LoginKind
 from services.registration.domain.model import Outcome, ProtectedLink, Protector
 from services.registration.domain.registry import Registry, Rejection
 from services.registration.domain.validation import LinkRejected, normalise_link
@@ -89,7 +90,9 @@ def _apply(
         # the logins, and what they read as when typed (``Registry._conflicts``)
         holders=repo.active_holders({p.login_key for p in links}
                                     | {p.alias_key for p in links if p.alias_key is not None}),
-        alias_holders=repo.alias_holders({p.login_key for p in links}),
+        # only a mobile login can be another account's alias (login keys are kept apart by kind)
+        alias_holders=repo.alias_holders({p.login_key for p in links
+                                          if p.link.login_kind is LoginKind.MOBILE}),
         protector=protector,
         new_id=new_id,
     )

@@ -66,6 +66,15 @@ async def test_a_mobile_that_an_active_personal_account_reads_as_is_refused(
     assert conflicts(uow) == ["I-1", "I-2", "L-3"]
 
 
+async def test_only_the_mobile_logins_are_looked_up_as_aliases(protector: KeyringProtector) -> None:
+    """A personal account's login key is of another kind than any alias (a mobile's key)."""
+    uow = FakeUnitOfWork()
+    await link(uow, protector, interactive("I-1"), linear("L-1", "89161110009", minutes=1),
+               linear("L-2", "555000111", minutes=2))
+    [mobile] = [a.login_key for a in uow.repo.accounts.values() if a.contract_number == "I-1"]
+    assert uow.repo.alias_asked == {mobile}
+
+
 async def test_the_login_is_free_again_once_the_holder_ends_or_moves(protector: KeyringProtector) -> None:
     uow = FakeUnitOfWork()
     await link(uow, protector, linear("L-1", "89161110003"), interactive("I-9", 0, "+79031112233"))
