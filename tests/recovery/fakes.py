@@ -134,8 +134,8 @@ class FakeWindows:
         return None
 
     def prune(self, before: float) -> None:
-        self.store.windows = {s: [t for t in ts if t >= before]
-                              for s, ts in self.store.windows.items()}
+        kept = {s: [t for t in ts if t >= before] for s, ts in self.store.windows.items()}
+        self.store.windows = {s: ts for s, ts in kept.items() if ts}  # as the table: no empty rings
 
     def delete_subjects(self, subjects: Collection[str]) -> None:
         for subject in subjects:

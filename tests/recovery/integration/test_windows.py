@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,8 @@ def db(database_url: str) -> Iterator[Database]:
     database.close()
 
 
-def taker(db: Database, window: Window, subject: str = "subject"):  # type: ignore[no-untyped-def]
+def taker(db: Database, window: Window,
+          subject: str = "subject") -> Callable[[float], Awaitable[int | None]]:
     async def take(now: float) -> int | None:
         return await db.run(lambda s: repository.take(s, subject, window, now))
     return take
