@@ -18,8 +18,8 @@ from datetime import datetime
 
 from schemas.events import ContractRejectReason
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
-from services.registration.domain.commands import LinkContract
 from services.common.logins import LoginKind
+from services.registration.domain.commands import LinkContract
 from services.registration.domain.model import Outcome, ProtectedLink, Protector
 from services.registration.domain.registry import Registry, Rejection
 from services.registration.domain.validation import LinkRejected, normalise_link
