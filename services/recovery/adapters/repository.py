@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
+from services.common import windows as sliding
 from services.common.db import (
     RepositoryUnitOfWork,
     SqlOutbox,
@@ -37,8 +37,6 @@ from services.recovery.adapters.tables import (
     outbox,
     processed_events,
     rate_events,
-    window_slots,
-    windows,
 )
 from services.recovery.domain.commands import ProjectAccount
 from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest, NewCode, Window
@@ -142,11 +140,10 @@ class SqlWindows:
         return take(self.session, subject, window, now)
 
     def prune(self, before: float) -> None:
-        prune(self.session, before)
+        sliding.prune(self.session, before)
 
     def delete_subjects(self, subjects: Collection[str]) -> None:
-        _delete_in(self.session, window_slots.c.subject, subjects)
-        _delete_in(self.session, windows.c.subject, subjects)
+        sliding.forget(self.session, subjects)
 
 
 class SqlFailureCounts:
@@ -340,16 +337,8 @@ def last_requests(session: Session, login_key: str, limit: int = KEEP_PER_LOGIN)
 # Counts that every worker shares, each taken atomically: under the lock of the subject's row.
 #
 # * ``take``: sliding-window event counts (logins per client address, codes per account a day,
-#   the hourly SMS budget): at most ``max_events`` in any ``window_s`` seconds, over every worker.
-#   Per subject a ring of ``max_events`` slots (``window_slots``) holds when each of the last
-#   ``max_events`` events leaves the window; the next event may take the slot after the newest,
-#   which holds the oldest of them, once that one has left. The subject's ``windows`` row is
-#   upserted first: that locks it (PostgreSQL: until commit; SQLite lets one transaction write at
-#   a time), so simultaneous takes of one subject, on one worker or on several, go one after
-#   another. A ring never lets in more than ``max_events``: a take needs its slot free, and the
-#   others hold at most ``max_events - 1``; it is exact while events come in time order (workers'
-#   clocks apart can only make it refuse a little early). When ``max_events`` changes, the ring
-#   is laid out again from the events still inside their window (``_lay_out``).
+#   the hourly SMS budget): at most ``max_events`` in any ``window_s`` seconds, over every worker
+#   (``services.common.windows``).
 # * ``reserve`` / ``release``: the lock-out counts of failed logins (see ``log_in``). An attempt
 #   reserves its place before any hashing; it is allowed only while fewer than ``limit`` places
 #   are taken and no lock stands, and the place that reaches ``limit`` sets the lock. Nothing is
@@ -365,79 +354,10 @@ def _insert(session: Session, table: Any) -> Any:
     return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
 
 
-# ``take``'s statements, written once: both dialects read them alike, and a text statement is
-# compiled once per dialect (the Core constructs cost about as much again to build every call)
-_TAKE_HEAD = text(
-    "INSERT INTO windows (subject, next_slot, size, busy_until) VALUES (:subject, 0, :size, :now) "
-    "ON CONFLICT (subject) DO UPDATE SET next_slot = windows.next_slot "
-    "RETURNING next_slot, size, busy_until")
-# a statement of its own after the lock: on PostgreSQL it then sees what the holder committed
-_TAKE_SLOT = text("SELECT until FROM window_slots WHERE subject = :subject AND slot = :slot")
-_TAKE_WRITE = text(
-    "INSERT INTO window_slots (subject, slot, until) VALUES (:subject, :slot, :until) "
-    "ON CONFLICT (subject, slot) DO UPDATE SET until = :until")
-_TAKE_ADVANCE = text(
-    "UPDATE windows SET next_slot = :next_slot, busy_until = :busy_until WHERE subject = :subject")
-# PostgreSQL: the slot read, and (when free) its write and the advance, in one round trip; the
-# statement starts after the lock was taken, so its snapshot holds what the holder committed
-_TAKE_SLOT_PG = text(
-    "WITH cur AS (SELECT until FROM window_slots WHERE subject = :subject AND slot = :slot), "
-    "free AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM cur WHERE until > :now)), "
-    "written AS (INSERT INTO window_slots (subject, slot, until) SELECT :subject, :slot, :until "
-    "FROM free ON CONFLICT (subject, slot) DO UPDATE SET until = :until RETURNING 1), "
-    "advanced AS (UPDATE windows SET next_slot = :next_slot, busy_until = :busy_until "
-    "WHERE subject = :subject AND EXISTS (SELECT 1 FROM free) RETURNING 1) "
-    "SELECT (SELECT until FROM cur)")  # a modifying sub-statement runs whether read or not
-
-
 def take(session: Session, subject: str, window: Window, now: float) -> int | None:
-    """Count one event of ``subject`` if its sliding window has room: ``None``; otherwise the
-    seconds until the oldest event counted leaves the window."""
-    if window.max_events <= 0 or window.window_s <= 0:
-        return None
-    size = window.max_events
-    next_slot, laid_out_for, busy_until = session.execute(
-        _TAKE_HEAD, {"subject": subject, "size": size, "now": now}).one()
-    slot = next_slot if laid_out_for == size else _lay_out(session, subject, size, now)
-    until = now + window.window_s
-    advance = {"subject": subject, "slot": slot, "until": until, "next_slot": (slot + 1) % size,
-               "busy_until": max(until, busy_until)}
-    if session.get_bind().dialect.name == "postgresql":
-        frees_at = session.execute(_TAKE_SLOT_PG, {**advance, "now": now}).scalar()
-    else:
-        frees_at = session.execute(_TAKE_SLOT, {"subject": subject, "slot": slot}).scalar()
-        if frees_at is None or frees_at <= now:
-            session.execute(_TAKE_WRITE, advance)
-            session.execute(_TAKE_ADVANCE, advance)
-    if frees_at is not None and frees_at > now:
-        return max(1, math.ceil(frees_at - now))
-    return None
-
-
-def _lay_out(session: Session, subject: str, size: int, now: float) -> int:
-    """The ring of ``subject`` laid out again for ``size`` slots from the events still inside
-    their window, oldest first: the newest ``size`` in slots 0, 1, …, any older ones beyond the
-    ring (slots ``size`` and up, never the next slot: they leave before every slot of the ring,
-    and count again if the limit is raised). Returns the next slot."""
-    s = window_slots.c
-    inside = list(session.execute(
-        select(s.until).where(s.subject == subject, s.until > now).order_by(s.until)).scalars())
-    ring, older = inside[-size:], inside[:-size]
-    session.execute(delete(window_slots).where(s.subject == subject))
-    rows = [{"subject": subject, "slot": i, "until": until} for i, until in enumerate(ring)]
-    rows += [{"subject": subject, "slot": size + i, "until": until} for i, until in enumerate(older)]
-    if rows:
-        session.execute(window_slots.insert(), rows)
-    next_slot = len(ring) % size
-    session.execute(update(windows).where(windows.c.subject == subject)
-                    .values(next_slot=next_slot, size=size))
-    return next_slot
-
-
-def prune(session: Session, before: float) -> None:
-    """Slots whose event left its window before ``before`` and rings all of whose events did."""
-    session.execute(window_slots.delete().where(window_slots.c.until < before))
-    session.execute(windows.delete().where(windows.c.busy_until < before))
+    """``services.common.windows.take`` for one of the policy's windows."""
+    return sliding.take(session, subject, max_events=window.max_events, window_s=window.window_s,
+                        now=now)
 
 
 def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: float,

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from services.common.db import outbox_table, processed_events_table
 from services.common.migrations import MigrationScripts
 from services.common.retention import Prunable
+from services.common.windows import window_tables
 from services.recovery.adapters import support_tables
 
 metadata = MetaData()
@@ -96,27 +97,9 @@ login_failures = Table(
     Column("touched_at", Float, nullable=True),
 )
 
-# sliding-window counts shared by workers (``adapters.repository.take``): per subject a ring of
-# ``size`` slots, each holding when one of the last ``size`` events leaves the window; the
-# ``windows`` row says which slot the next event takes, and is the row a take locks. Slots out
-# of their window are pruned every 10 s of code traffic (``adapters.repository.prune``; a free
-# slot and a missing one are alike), and both tables by retention.
-windows = Table(
-    "windows", metadata,
-    Column("subject", String(80), primary_key=True),
-    Column("next_slot", Integer, nullable=False),
-    Column("size", Integer, nullable=False),  # the window's max_events when the ring was laid out
-    Column("busy_until", Float, nullable=False),  # when the last of its slots leaves the window
-    Index("ix_windows_busy_until", "busy_until"),
-)
-
-window_slots = Table(
-    "window_slots", metadata,
-    Column("subject", String(80), primary_key=True),
-    Column("slot", Integer, primary_key=True),
-    Column("until", Float, nullable=False),  # the event's time plus the window
-    Index("ix_window_slots_until", "until"),
-)
+# sliding-window counts shared by workers (``services.common.windows``); slots out of their
+# window are pruned every 10 s of code traffic, and both tables by retention
+windows, window_slots = window_tables(metadata)
 
 outbox = outbox_table(metadata)
 

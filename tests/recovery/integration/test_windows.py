@@ -1,5 +1,6 @@
-"""The shared sliding windows (``adapters.repository.take``) on SQLite and PostgreSQL: at most
-``max_events`` in any ``window_s`` seconds — across a window's edge, with simultaneous takes on
+"""The shared sliding windows (``services.common.windows``, through recovery's
+``adapters.repository.take``) on SQLite and PostgreSQL: at most ``max_events`` in any
+``window_s`` seconds — across a window's edge, with simultaneous takes on
 two connections, when the limit changes — and the same answers as the definition, by hypothesis.
 """
 
@@ -92,7 +93,7 @@ async def test_prune_and_erasure_delete_the_rings(db: Database) -> None:
         return (s.scalar(select(func.count()).select_from(windows)),
                 s.scalar(select(func.count()).select_from(window_slots)))
 
-    db.run_sync(lambda s: repository.prune(s, 12.0))  # a's event and b's first left
+    db.run_sync(lambda s: repository.SqlWindows(s).prune(12.0))  # a's event and b's first left
     assert db.run_sync(rows) == (1, 1)
     db.run_sync(lambda s: repository.SqlWindows(s).delete_subjects({"b"}))
     assert db.run_sync(rows) == (0, 0)
