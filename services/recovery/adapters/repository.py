@@ -18,14 +18,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus, TvProduct
-from services.common import windows as sliding
 from services.common.db import (
     RepositoryUnitOfWork,
     SqlOutbox,
     already_processed,
+    forget_windows,
     insert_rows,
     is_transient,
     mark_processed,
+    prune_windows,
+    take_window,
 )
 from services.common.logins import LoginKind
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
@@ -140,10 +142,10 @@ class SqlWindows:
         return take(self.session, subject, window, now)
 
     def prune(self, before: float) -> None:
-        sliding.prune(self.session, before)
+        prune_windows(self.session, before)
 
     def delete_subjects(self, subjects: Collection[str]) -> None:
-        sliding.forget(self.session, subjects)
+        forget_windows(self.session, subjects)
 
 
 class SqlFailureCounts:
@@ -338,7 +340,7 @@ def last_requests(session: Session, login_key: str, limit: int = KEEP_PER_LOGIN)
 #
 # * ``take``: sliding-window event counts (logins per client address, codes per account a day,
 #   the hourly SMS budget): at most ``max_events`` in any ``window_s`` seconds, over every worker
-#   (``services.common.windows``).
+#   (``services.common.db.take_window``).
 # * ``reserve`` / ``release``: the lock-out counts of failed logins (see ``log_in``). An attempt
 #   reserves its place before any hashing; it is allowed only while fewer than ``limit`` places
 #   are taken and no lock stands, and the place that reaches ``limit`` sets the lock. Nothing is
@@ -355,8 +357,8 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def take(session: Session, subject: str, window: Window, now: float) -> int | None:
-    """``services.common.windows.take`` for one of the policy's windows."""
-    return sliding.take(session, subject, max_events=window.max_events, window_s=window.window_s,
+    """``services.common.db.take_window`` for one of the policy's windows."""
+    return take_window(session, subject, max_events=window.max_events, window_s=window.window_s,
                         now=now)
 
 

@@ -23,10 +23,9 @@ from sqlalchemy import (
     text,
 )
 
-from services.common.db import outbox_table, processed_events_table
+from services.common.db import outbox_table, processed_events_table, window_tables
 from services.common.migrations import MigrationScripts
 from services.common.retention import Prunable
-from services.common.windows import window_tables
 from services.recovery.adapters import support_tables
 
 metadata = MetaData()
@@ -97,8 +96,8 @@ login_failures = Table(
     Column("touched_at", Float, nullable=True),
 )
 
-# sliding-window counts shared by workers (``services.common.windows``); slots out of their
-# window are pruned every 10 s of code traffic, and both tables by retention
+# sliding-window counts shared by workers (``services.common.db.take_window``); slots out of
+# their window are pruned every 10 s of code traffic, and both tables by retention
 windows, window_slots = window_tables(metadata)
 
 outbox = outbox_table(metadata)

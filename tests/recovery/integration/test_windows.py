@@ -1,4 +1,4 @@
-"""The shared sliding windows (``services.common.windows``, through recovery's
+"""The shared sliding windows (``services.common.db.take_window``, through recovery's
 ``adapters.repository.take``) on SQLite and PostgreSQL: at most ``max_events`` in any
 ``window_s`` seconds — across a window's edge, with simultaneous takes on
 two connections, when the limit changes — and the same answers as the definition, by hypothesis.
