@@ -5,6 +5,7 @@ models (the tables modules) say, by Alembic autogenerate's comparison."""
 from __future__ import annotations
 
 import importlib
+import math
 import time
 from datetime import UTC, datetime
 from types import ModuleType
@@ -35,7 +36,8 @@ LIST_VERSIONS = {"registration": [1, 2, 18], "recovery": [1, 2, 3, 18], "notifie
 AFTER_THE_LISTS: dict[str, dict[str, set[str]]] = {"recovery": {"login_failures": {"touched_at"}},
                                                   "notifier": {"deliveries": {"skipped"}},
                                                   "registration": {"accounts": {"alias_key"}}}
-TABLES_AFTER_THE_LISTS: dict[str, set[str]] = {"recovery": {"windows", "window_slots"}}
+TABLES_AFTER_THE_LISTS: dict[str, set[str]] = {"recovery": {"windows", "window_slots"},
+                                              "registration": {"windows", "window_slots"}}
 
 
 def tables_of(service: str) -> ModuleType:
@@ -206,5 +208,76 @@ def test_sliding_windows_go_back_to_fixed_windows_and_up_again(database_url: str
         assert [tuple(r) for r in rows] == [("s1", 2, 1110.0), ("s2", 1, 1100.0)]
         assert migrate(engine, tables.MIGRATIONS) == ["0003"]
         assert [take("s1", 1020.0), take("s1", 1020.0)] == [None, 90]
+    finally:
+        engine.dispose()
+
+
+def test_identity_checks_at_the_previous_revision_are_carried_over_as_they_stood(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration 0002 → 0003: support's identity checks of a fixed window still running stay
+    counted until it would have ended (the service's ``SUPPORT_IDENTIFY_WINDOW_S``); an ended
+    window's are gone."""
+    from services.common.db import take_window
+
+    monkeypatch.setenv("SUPPORT_IDENTIFY_WINDOW_S", "600")
+    now = time.time()
+    start = now - now % 600
+    engine = make_engine(database_url)
+    try:
+        tables = tables_of("registration")
+        assert migrate(engine, tables.MIGRATIONS, to="0002") == ["0001", "0002"]
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO identify_attempts (subject, window_start, attempts) "
+                              "VALUES ('full', :s, 3), ('half', :s, 1), ('ended', :e, 3)"),
+                         {"s": start, "e": start - 600})
+        assert migrate(engine, tables.MIGRATIONS) == ["0003"]
+        assert_at_head(engine, "registration")
+        assert not inspect(engine).has_table("identify_attempts")
+
+        def take(subject: str) -> int | None:
+            with Session(engine) as session, session.begin():
+                return take_window(session, subject, max_events=3, window_s=600, now=now)
+
+        ends_in = math.ceil(start + 600 - now)
+        assert take("full") == max(1, ends_in)
+        assert [take("half") for _ in range(3)] == [None, None, max(1, ends_in)]
+        assert [take("ended") for _ in range(4)] == [None, None, None, 600]
+    finally:
+        engine.dispose()
+
+
+def test_identity_check_windows_go_back_to_fixed_windows_and_up_again(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration 0003 → 0002 (a rollback): each subject's checks still inside their window
+    become the count of the fixed window running now; upgraded again, the count still holds."""
+    from alembic import command
+
+    from services.common.db import take_window
+
+    monkeypatch.setenv("SUPPORT_IDENTIFY_WINDOW_S", "600")
+    now = time.time()
+    engine = make_engine(database_url)
+    try:
+        tables = tables_of("registration")
+        migrate(engine, tables.MIGRATIONS)
+
+        def take(subject: str, at: float) -> int | None:
+            with Session(engine) as session, session.begin():
+                return take_window(session, subject, max_events=3, window_s=600, now=at)
+
+        assert [take("s1", now - 10), take("s1", now - 5), take("s2", now - 5)] == [None] * 3
+        assert take("gone", now - 700) is None  # left its window before the rollback
+        with engine.begin() as conn:
+            command.downgrade(tables.MIGRATIONS.config(conn), "0002")
+        assert current_revision(engine) == "0002"
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT subject, window_start, attempts FROM identify_attempts "
+                                     "ORDER BY subject")).all()
+        start = rows[0][1] if rows else None
+        assert [(r[0], r[2]) for r in rows] == [("s1", 2), ("s2", 1)]
+        assert start is not None and start <= now and start % 600 == 0
+        assert migrate(engine, tables.MIGRATIONS) == ["0003"]
+        # the two carried over, until the fixed window ends, leave room for one more
+        assert [take("s1", now), take("s1", now)] == [None, max(1, math.ceil(start + 600 - now))]
     finally:
         engine.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
@@ -78,9 +79,9 @@ class FakeUnitOfWork:
 class FakeSupportRepository:
     """Support's operations over the accounts of a ``FakeAccountRepository``."""
 
-    def __init__(self, accounts: FakeAccountRepository, attempts: dict[tuple[str, float], int]) -> None:
+    def __init__(self, accounts: FakeAccountRepository, attempts: dict[str, list[float]]) -> None:
         self.accounts = accounts
-        self.attempts = attempts  # (subject, window start) → checks counted
+        self.attempts = attempts  # subject → when each check counted leaves its window
 
     def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
         ordered = sorted(self.accounts.accounts.values(), key=lambda a: a.account_id)
@@ -99,16 +100,24 @@ class FakeSupportRepository:
         return sorted((copy.deepcopy(a) for a in self.accounts.accounts.values()
                        if a.active and a.mobile_key == mobile_key), key=lambda a: a.account_id)
 
-    def count_attempt(self, subject: str, window_start: float, limit: int) -> int | None:
-        count = self.attempts.get((subject, window_start), 0)
-        if count >= limit:
+    def take_attempt(self, subject: str, *, max_events: int, window_s: float,
+                     now: float) -> int | None:
+        """As a sliding window reads: a check counts while fewer than ``max_events`` are inside."""
+        if max_events <= 0 or window_s <= 0:
             return None
-        self.attempts[(subject, window_start)] = count + 1
-        return count + 1
+        inside = sorted(t for t in self.attempts.get(subject, []) if t > now)
+        if len(inside) >= max_events:
+            return max(1, math.ceil(inside[len(inside) - max_events] - now))
+        self.attempts[subject] = [*inside, now + window_s]
+        return None
 
     def prune_attempts(self, before: float) -> None:
-        for key in [k for k in self.attempts if k[1] < before]:
-            del self.attempts[key]
+        for subject, leaving in list(self.attempts.items()):  # in place: the unit of work keeps it
+            kept = [t for t in leaving if t >= before]
+            if kept:
+                self.attempts[subject] = kept
+            else:
+                del self.attempts[subject]
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         self.accounts.stage(topic, records)
@@ -120,7 +129,7 @@ class FakeSupportUnitOfWork:
 
     def __init__(self, accounts: FakeUnitOfWork) -> None:
         self.accounts = accounts
-        self.attempts: dict[tuple[str, float], int] = {}
+        self.attempts: dict[str, list[float]] = {}
 
     async def run(self, work: Callable[[SupportRepository], T]) -> T:
         state = copy.deepcopy((self.accounts.repo, self.attempts))

@@ -16,11 +16,11 @@ from services.common.db import (
     RepositoryUnitOfWork,
     SqlOutbox,
     claim_events,
+    forget_windows,
     insert_rows,
     is_postgres,
     one_of,
 )
-from services.registration.adapters.support_tables import identify_attempts
 from services.registration.adapters.tables import (
     accounts,
     erasures,
@@ -121,8 +121,7 @@ class SqlAccountRepository:
         if ids:
             self.session.execute(delete(accounts).where(accounts.c.account_id.in_(ids)))
             # support's identity checks counted per account (``service_layer.identify``)
-            self.session.execute(delete(identify_attempts).where(
-                identify_attempts.c.subject.in_([str(i) for i in ids])))
+            forget_windows(self.session, [str(i) for i in ids])
         stamp = now()
         numbers = [m.contract_number for m in markers]
         if numbers:

@@ -1,21 +1,18 @@
 """``SqlSupportRepository``: the reads and writes of support's operations (reseal chunks, identity
-lookups, attempt counts) over SQLAlchemy Core, and its unit of work."""
+lookups, attempts counted in sliding windows) over SQLAlchemy Core, and its unit of work."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import and_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
 from services.common.codec import WireRecord
-from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres
+from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres, prune_windows, take_window
 from services.registration.adapters.repository import _to_account, _to_row
-from services.registration.adapters.support_tables import identify_attempts
 from services.registration.adapters.tables import accounts, now, outbox
 from services.registration.domain.model import Account
 
@@ -54,26 +51,13 @@ class SqlSupportRepository:
         return [_to_account(row)
                 for row in self.session.execute(query.order_by(accounts.c.account_id))]
 
-    def count_attempt(self, subject: str, window_start: float, limit: int) -> int | None:
-        """The row is created if missing, then raised by one only while below the limit, in a
-        single statement: simultaneous attempts (on any number of workers) queue on the row lock
-        and each sees the count the previous one left."""
-        insert = pg_insert if is_postgres(self.session) else sqlite_insert
-        self.session.execute(insert(identify_attempts).values(
-            subject=subject, window_start=window_start, attempts=0).on_conflict_do_nothing())
-        raised: int | None = self.session.execute(
-            update(identify_attempts)
-            .where(and_(identify_attempts.c.subject == subject,
-                        identify_attempts.c.window_start == window_start,
-                        identify_attempts.c.attempts < limit))
-            .values(attempts=identify_attempts.c.attempts + 1)
-            .returning(identify_attempts.c.attempts)
-        ).scalar_one_or_none()
-        return raised
+    def take_attempt(self, subject: str, *, max_events: int, window_s: float,
+                     now: float) -> int | None:
+        return take_window(self.session, subject, max_events=max_events, window_s=window_s,
+                            now=now)
 
     def prune_attempts(self, before: float) -> None:
-        self.session.execute(
-            identify_attempts.delete().where(identify_attempts.c.window_start < before))
+        prune_windows(self.session, before)
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         self.outbox.stage(topic, records)

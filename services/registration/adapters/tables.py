@@ -126,10 +126,16 @@ MODELS = [metadata, support_tables.metadata]
 
 # bookkeeping pruned after RETENTION_DAYS: ids of processed events (the inbound topics keep
 # records 7 days, so a redelivery older than that cannot come; one that does is still judged by
-# ``occurred_at`` against the account). Erasure markers stay: they are ids and a time.
+# ``occurred_at`` against the account), and support's identity-check counts. Erasure markers
+# stay: they are ids and a time.
 prunable = [
     Prunable(processed_events, lambda now_s, keep_s: processed_events.c.processed_at
              < datetime.fromtimestamp(now_s - keep_s, UTC)),
+    # support's identity checks: a check prunes what left its window; these, what no check did
+    Prunable(support_tables.windows,
+             lambda now_s, keep_s: support_tables.windows.c.busy_until < now_s - keep_s),
+    Prunable(support_tables.window_slots,
+             lambda now_s, keep_s: support_tables.window_slots.c.until < now_s - keep_s),
 ]
 
 

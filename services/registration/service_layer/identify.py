@@ -1,11 +1,11 @@
 """Support's identity check: the keyed passport hash and the full name against the account.
 
-Only when both match does the answer carry the personal account number and the login to use
-(by the product rule). Every other case — unknown contract or mobile, wrong passport, wrong name,
-a closed account — is the same ``not_confirmed`` with nothing else. Attempts are counted per
+Only when both match does the answer carry the personal account number and the login to use (by
+the product rule). Every other case — unknown contract or mobile, wrong passport, wrong name, a
+closed account — is the same ``not_confirmed`` with nothing else. Attempts are counted per
 account (per looked-up value when no account matches, so the limit tells nothing either) in a
-fixed window, before the check. The log line names the operator and the outcome, never the
-passport nor the name.
+sliding window — at most ``max_attempts`` in any ``window_s`` seconds — before the check. The
+log line names the operator and the outcome, never the passport nor the name.
 """
 
 from __future__ import annotations
@@ -104,15 +104,15 @@ class IdentifyHolder:
     def _check(self, repo: SupportRepository,
                command: IdentifyCommand) -> tuple[IdentifyAnswer, str | None]:
         now = self.clock()
-        window = now - now % self.window_s
         candidates, lookup = self._candidates(repo, command)
         subjects = [str(a.account_id) for a in candidates] or [lookup]
         for subject in subjects:
-            if repo.count_attempt(subject, window, self.max_attempts) is None:
-                retry = int(window + self.window_s - now) + 1
+            retry = repo.take_attempt(subject, max_events=self.max_attempts,
+                                      window_s=self.window_s, now=now)
+            if retry is not None:
                 return IdentifyAnswer(verdict=Verdict.RATE_LIMITED, retry_after_s=retry), \
                     subjects[0] if candidates else None
-        repo.prune_attempts(window - self.window_s)
+        repo.prune_attempts(now)
         passport_hash = self.keyring.keyed_hash("passport", normalise_passport(command.passport, ""))
         name = normalise_name(command.full_name)
         for account in candidates:

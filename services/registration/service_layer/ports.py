@@ -87,12 +87,16 @@ class SupportRepository(Protocol):
 
     def active_by_mobile_key(self, mobile_key: str) -> list[Account]: ...
 
-    def count_attempt(self, subject: str, window_start: float, limit: int) -> int | None:
-        """Count one identity check of ``subject`` in the window; None once ``limit`` is reached
-        (simultaneous checks on any number of workers each see the count the one before left)."""
+    def take_attempt(self, subject: str, *, max_events: int, window_s: float,
+                     now: float) -> int | None:
+        """Count one identity check of ``subject`` if fewer than ``max_events`` were counted in
+        the last ``window_s`` seconds: None; otherwise the seconds until the oldest of them leaves
+        the window (simultaneous checks on any number of workers take their turns)."""
         ...
 
-    def prune_attempts(self, before: float) -> None: ...
+    def prune_attempts(self, before: float) -> None:
+        """Forget the checks that left their window before ``before``."""
+        ...
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         """Add records to the outbox, published after the commit."""

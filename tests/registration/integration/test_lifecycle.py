@@ -22,7 +22,8 @@ from services.common.db import Database, Staged
 from services.common.retention import DAY_S, Pruner
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
-from services.registration.adapters.support_tables import identify_attempts
+from services.registration.adapters.support_repository import SqlSupportRepository
+from services.registration.adapters.support_tables import window_slots, windows
 from services.registration.adapters.tables import accounts, erasures, outbox, processed_events, prunable
 from services.registration.domain.model import Outcome
 from services.registration.entrypoints.agents import to_erasure, to_link, to_termination
@@ -228,14 +229,15 @@ async def test_erasure_deletes_the_account_tombstones_it_and_keeps_only_a_marker
                                                       account="555000111"))
     account_id = store.row("E-1").account_id
     kept_id = store.row("E-2").account_id
-    with db.engine.begin() as conn:  # support's identity checks, counted per account
-        conn.execute(identify_attempts.insert(), [
-            {"subject": str(a), "window_start": 0.0, "attempts": 1} for a in (account_id, kept_id)])
+    for subject in (account_id, kept_id):  # support's identity checks, counted per account
+        db.run_sync(lambda s, subject=subject: SqlSupportRepository(s).take_attempt(
+            str(subject), max_events=5, window_s=3600, now=time.time()))
     event = erased("E-1", minutes=30)
     assert await store.erase(event) == {Outcome.ERASED: 1}
     assert store.row("E-1") is None and store.row("E-2") is not None
     with db.engine.connect() as conn:
-        assert conn.execute(select(identify_attempts.c.subject)).scalars().all() == [str(kept_id)]
+        for table in (windows, window_slots):
+            assert conn.execute(select(table.c.subject)).scalars().all() == [str(kept_id)]
     tombstones = [(k, v) for k, v in store.published(ACCOUNT_CHANGED) if v is None]
     assert tombstones == [(str(account_id).encode(), None)]
     with db.engine.connect() as conn:

@@ -50,7 +50,7 @@ async def test_only_the_right_passport_and_name_confirm_and_every_miss_looks_the
     assert [(await check(m)).as_json() for m in misses] == [{"verdict": "not_confirmed"}] * 5
 
 
-async def test_checks_are_limited_per_account_in_a_fixed_window_whichever_lookup_is_used(
+async def test_checks_are_limited_per_account_in_a_sliding_window_whichever_lookup_is_used(
         keyring: Keyring) -> None:
     accounts = await linked_accounts(keyring, linked("S-2", name=NAME, mobile="+7 916 500-00-02"))
     now = [7200.0 + 100]
@@ -58,11 +58,14 @@ async def test_checks_are_limited_per_account_in_a_fixed_window_whichever_lookup
                            max_attempts=3, window_s=3600, clock=lambda: now[0])
     wrong = [await check(ask(contract="S-2", passport="4510 000000")) for _ in range(2)]
     assert {a.verdict for a in wrong} == {Verdict.NOT_CONFIRMED}
+    now[0] += 99.5
     assert (await check(ask(mobile="+79165000002"))).verdict is Verdict.CONFIRMED  # the third
     refused = await check(ask(contract="S-2"))  # the right answer, but over the limit
-    assert refused.as_json() == {"verdict": "rate_limited", "retry_after_s": 3501}  # rounded up
-    now[0] = 10800.0  # the next window
-    assert (await check(ask(contract="S-2"))).verdict is Verdict.CONFIRMED
+    # the first check leaves the window 3600 s after it was made, 3500.5 s from now: rounded up
+    assert refused.as_json() == {"verdict": "rate_limited", "retry_after_s": 3501}
+    now[0] = 7300.0 + 3600  # the first two left: two more fit, not three
+    assert [(await check(ask(contract="S-2"))).verdict for _ in range(3)] == [
+        Verdict.CONFIRMED, Verdict.CONFIRMED, Verdict.RATE_LIMITED]
 
 
 async def test_reseal_seals_every_contact_with_the_newest_key_once_and_counts_the_unreadable(
