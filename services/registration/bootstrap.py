@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ import faust
 from schemas.topics import CONTRACT_ERASED, CONTRACT_LINKED, CONTRACT_TERMINATED
 from services.common.app import make_app
 from services.common.consumer_loop import BatchRunner, Runners, register_agents
-from services.common.db import Database
+from services.common.db import Database, is_transient
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
@@ -21,6 +23,7 @@ from services.common.retention import Pruner, pruned_counter
 from services.registration.adapters.linking import InProcessLinker, ProcessLinker
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
+from services.registration.adapters.support_repository import SqlSupportUnitOfWork
 from services.registration.adapters.tables import MIGRATIONS, outbox, prunable
 from services.registration.entrypoints.agents import (
     ContractHandlers,
@@ -29,10 +32,13 @@ from services.registration.entrypoints.agents import (
     InboundContractTerminated,
 )
 from services.registration.entrypoints.ops_http import register_ops
+from services.registration.service_layer.fill_aliases import FillAliases
 from services.registration.service_layer.metrics import RegistrationMetrics
 from services.registration.settings import RegistrationSettings
 
 PRUNE_EVERY_S = 3600.0
+RETRY_FILL_S = 5.0
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,6 +62,20 @@ class Registration:
     def close(self) -> None:
         self.linker.close()
         self.db.close()
+
+
+async def fill_until_done(fill: FillAliases, *, retry_s: float = RETRY_FILL_S) -> None:
+    """Runs the fill, again while the database is away; another failure is logged and the next
+    start tries again (nothing is marked done)."""
+    while True:
+        try:
+            await fill()
+            return
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("filling the aliases of earlier accounts failed")
+                return
+        await asyncio.sleep(retry_s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +132,13 @@ def bootstrap(settings: RegistrationSettings, *, overrides: Overrides | None = N
     @app.task
     async def _warm_up() -> None:
         await linker.warm_up()
+
+    fill = FillAliases(uow=SqlSupportUnitOfWork(db=db, hand_over=relay.committed),
+                       keyring=settings.contact_keys)
+
+    @app.task
+    async def _fill_aliases() -> None:  # once per database: the rows linked before revision 0002
+        await fill_until_done(fill)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

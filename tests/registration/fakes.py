@@ -21,6 +21,7 @@ class FakeAccountRepository:
         self.processed: set[uuid.UUID] = set()
         self.staged: list[tuple[str, WireRecord]] = []
         self.erased: dict[str, Erasure] = {}
+        self.backfills: set[str] = set()
 
     def claim(self, event_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
         new = set(event_ids) - self.processed
@@ -83,7 +84,8 @@ class FakeSupportRepository:
         self.accounts = accounts
         self.attempts = attempts  # subject → when each check counted leaves its window
 
-    def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
+    def accounts_after(self, after: uuid.UUID | None, limit: int, *,
+                       lock: bool = True) -> list[Account]:
         ordered = sorted(self.accounts.accounts.values(), key=lambda a: a.account_id)
         return [copy.deepcopy(a) for a in ordered if after is None or a.account_id > after][:limit]
 
@@ -99,6 +101,25 @@ class FakeSupportRepository:
     def active_by_mobile_key(self, mobile_key: str) -> list[Account]:
         return sorted((copy.deepcopy(a) for a in self.accounts.accounts.values()
                        if a.active and a.mobile_key == mobile_key), key=lambda a: a.account_id)
+
+    def save_aliases(self, aliases: Sequence[tuple[uuid.UUID, str, str]]) -> set[uuid.UUID]:
+        saved: set[uuid.UUID] = set()
+        for account_id, sealed, alias_key in aliases:
+            for account in self.accounts.accounts.values():
+                if (account.account_id == account_id and account.alias_key is None
+                        and account.contacts.personal_account_enc == sealed):
+                    account.alias_key = alias_key
+                    saved.add(account_id)
+        return saved
+
+    def hold(self, keys: Collection[str]) -> None:
+        self.held = set(keys)  # one unit of work at a time: nothing to wait for
+
+    def backfill_done(self, name: str) -> bool:
+        return name in self.accounts.backfills
+
+    def mark_backfill_done(self, name: str) -> None:
+        self.accounts.backfills.add(name)
 
     def take_attempt(self, subject: str, *, max_events: int, window_s: float,
                      now: float) -> int | None:

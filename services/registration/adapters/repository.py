@@ -59,14 +59,7 @@ class SqlAccountRepository:
         return result
 
     def hold(self, keys: Collection[str]) -> None:
-        """PostgreSQL: a transaction-scoped advisory lock per key, taken in one statement, in
-        the order of their hashes (two batches never wait for each other in a cycle). SQLite:
-        nothing to do, the batch's first statement (``claim``) took the one write lock."""
-        if not keys or not is_postgres(self.session):
-            return
-        self.session.connection().exec_driver_sql(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
-            "FROM unnest(%(keys)s::text[]) AS k ORDER BY h) AS held", {"keys": sorted(keys)})
+        hold_keys(self.session, keys)
 
     def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
         result: dict[str, set[str]] = {}
@@ -138,6 +131,18 @@ class SqlUnitOfWork(RepositoryUnitOfWork[SqlAccountRepository]):
     """One batch = one ``Database.run`` = one transaction in the database thread."""
 
     repository = SqlAccountRepository
+
+
+def hold_keys(session: Session, keys: Collection[str]) -> None:
+    """PostgreSQL: a transaction-scoped advisory lock per key, taken in one statement, in the
+    order of their hashes (two transactions never wait for each other in a cycle). SQLite:
+    nothing to do, a writing transaction holds the one write lock (a link batch's first
+    statement, ``claim``, writes)."""
+    if not keys or not is_postgres(session):
+        return
+    session.connection().exec_driver_sql(
+        "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
+        "FROM unnest(%(keys)s::text[]) AS k ORDER BY h) AS held", {"keys": sorted(keys)})
 
 
 def _to_row(a: Account, stamp: Any) -> dict[str, Any]:

@@ -4,7 +4,7 @@ lookups, attempts counted in sliding windows) over SQLAlchemy Core, and its unit
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from schemas.events import AccountStatus
 from services.common.codec import WireRecord
 from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres, prune_windows, take_window
-from services.registration.adapters.repository import _to_account, _to_row
-from services.registration.adapters.tables import accounts, now, outbox
+from services.registration.adapters.repository import _to_account, _to_row, hold_keys
+from services.registration.adapters.tables import accounts, backfills, now, outbox
 from services.registration.domain.model import Account
 
 
@@ -22,12 +22,13 @@ class SqlSupportRepository:
         self.session = session
         self.outbox = SqlOutbox(session, outbox)
 
-    def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
+    def accounts_after(self, after: uuid.UUID | None, limit: int, *,
+                       lock: bool = True) -> list[Account]:
         """The next ``limit`` accounts by id, locked for this transaction on PostgreSQL."""
         query = select(accounts).order_by(accounts.c.account_id).limit(limit)
         if after is not None:
             query = query.where(accounts.c.account_id > after)
-        if is_postgres(self.session):
+        if lock and is_postgres(self.session):
             query = query.with_for_update()
         return [_to_account(row) for row in self.session.execute(query)]
 
@@ -50,6 +51,26 @@ class SqlSupportRepository:
                                        accounts.c.status == AccountStatus.ACTIVE.value)
         return [_to_account(row)
                 for row in self.session.execute(query.order_by(accounts.c.account_id))]
+
+    def save_aliases(self, aliases: Sequence[tuple[uuid.UUID, str, str]]) -> set[uuid.UUID]:
+        saved: set[uuid.UUID] = set()
+        for account_id, sealed, alias_key in aliases:  # a link since the read set its own
+            saved.update(self.session.execute(update(accounts).where(
+                accounts.c.account_id == account_id, accounts.c.alias_key.is_(None),
+                accounts.c.personal_account_enc == sealed,
+            ).values(alias_key=alias_key).returning(accounts.c.account_id)).scalars())
+        return saved
+
+    def hold(self, keys: Collection[str]) -> None:
+        hold_keys(self.session, keys)
+
+    def backfill_done(self, name: str) -> bool:
+        return self.session.execute(
+            select(backfills.c.name).where(backfills.c.name == name)).first() is not None
+
+    def mark_backfill_done(self, name: str) -> None:
+        if not self.backfill_done(name):
+            self.session.execute(backfills.insert().values(name=name, done_at=now()))
 
     def take_attempt(self, subject: str, *, max_events: int, window_s: float,
                      now: float) -> int | None:

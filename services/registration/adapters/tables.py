@@ -96,6 +96,14 @@ erasures = Table(
     Column("recorded_at", UtcDateTime, nullable=False),
 )
 
+# one-time fills of existing rows, done once per database (``service_layer.fill_aliases``)
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("done_at", UtcDateTime, nullable=False),
+)
+
 # A login belongs to at most one ACTIVE account: checked in code, enforced here (both backends
 # support partial indexes) so two workers racing on different partitions cannot both win.
 active_login_index = Index(

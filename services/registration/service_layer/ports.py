@@ -75,8 +75,10 @@ class UnitOfWork(Protocol):
 class SupportRepository(Protocol):
     """What support's operations read and write, bound to one transaction."""
 
-    def accounts_after(self, after: uuid.UUID | None, limit: int) -> list[Account]:
-        """The next ``limit`` accounts by id after ``after``, held until the transaction ends."""
+    def accounts_after(self, after: uuid.UUID | None, limit: int, *,
+                       lock: bool = True) -> list[Account]:
+        """The next ``limit`` accounts by id after ``after``, held until the transaction ends
+        unless ``lock`` is false."""
         ...
 
     def save_sealed(self, accounts: Sequence[Account]) -> None:
@@ -86,6 +88,22 @@ class SupportRepository(Protocol):
     def active_by_contract(self, contract_number: str) -> list[Account]: ...
 
     def active_by_mobile_key(self, mobile_key: str) -> list[Account]: ...
+
+    def save_aliases(self, aliases: Sequence[tuple[uuid.UUID, str, str]]) -> set[uuid.UUID]:
+        """(account id, its sealed personal account as read, alias key): set ``alias_key`` where
+        it is still unset and the account still holds that personal account; the ids set."""
+        ...
+
+    def hold(self, keys: Collection[str]) -> None:
+        """Until the transaction ends, no link batch judges a login that reads as these mobile
+        login keys (``AccountRepository.hold``)."""
+        ...
+
+    def backfill_done(self, name: str) -> bool:
+        """Whether the one-time fill ``name`` was completed in this database."""
+        ...
+
+    def mark_backfill_done(self, name: str) -> None: ...
 
     def take_attempt(self, subject: str, *, max_events: int, window_s: float,
                      now: float) -> int | None:

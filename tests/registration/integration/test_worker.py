@@ -12,6 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from sqlalchemy import select
 
 from schemas.events import AccountChanged
 from schemas.topics import (
@@ -21,6 +22,8 @@ from schemas.topics import (
     CONTRACT_TERMINATED,
     dlq_of,
 )
+from services.common.db import make_engine
+from services.registration.adapters.tables import backfills
 from tests.registration.events import linked, raw, terminated
 from tests.support.kafka import Consumed, create_topics, new_prefix, produce, read_all
 from tests.support.workers import Worker, free_port, service_env
@@ -42,7 +45,7 @@ def env(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                         extra={"REGISTRATION_WEB_PORT": str(port)}),
         log_path=var / "worker.log", web_port=port,
     ).start()
-    yield {"prefix": prefix, "bootstrap": kafka_bootstrap, "worker": worker}
+    yield {"prefix": prefix, "bootstrap": kafka_bootstrap, "worker": worker, "var": var}
     worker.stop()
 
 
@@ -248,3 +251,19 @@ async def test_every_account_changed_validates_and_nothing_personal_is_in_clear(
         for topic, blob in blobs.items():
             assert secret.encode() not in blob, (topic, secret[:3])
         assert secret not in log, secret[:3]
+
+
+async def test_the_worker_fills_the_aliases_of_earlier_accounts_once_at_its_start(
+        env: dict[str, Any]) -> None:
+    """``service_layer.fill_aliases`` runs as a task of the worker and marks itself done."""
+    engine = make_engine(f"sqlite:///{env['var'] / 'registration'}.db")
+    try:
+        for _ in range(100):
+            with engine.connect() as conn:
+                done = conn.execute(select(backfills.c.name)).scalars().all()
+            if done:
+                break
+            await asyncio.sleep(0.1)
+        assert done == ["accounts.alias_key"]
+    finally:
+        engine.dispose()
