@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Collection, Sequence
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
@@ -69,8 +71,10 @@ class SqlSupportRepository:
             select(backfills.c.name).where(backfills.c.name == name)).first() is not None
 
     def mark_backfill_done(self, name: str) -> None:
-        if not self.backfill_done(name):
-            self.session.execute(backfills.insert().values(name=name, done_at=now()))
+        """One statement: two workers finishing the same fill at once both succeed."""
+        insert = pg_insert if is_postgres(self.session) else sqlite_insert
+        self.session.execute(insert(backfills).values(name=name, done_at=now())
+                             .on_conflict_do_nothing(index_elements=["name"]))
 
     def take_attempt(self, subject: str, *, max_events: int, window_s: float,
                      now: float) -> int | None:

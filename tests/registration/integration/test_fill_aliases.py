@@ -245,3 +245,30 @@ async def test_a_fill_waits_for_a_link_batch_that_judged_the_same_mobiles_and_na
         assert len(named) == 5
     finally:
         other.close()
+
+
+async def test_two_workers_finishing_the_fill_at_once_both_mark_it_done(
+        db: Database, database_url: str) -> None:
+    """Two replicas started together both fill, and both mark the fill done: the second mark
+    finds the first one's row (uncommitted, then committed) and does nothing, instead of failing
+    on the primary key and logging an error at every such start."""
+    other = Database(url=database_url, name="fill-mark-other")
+    try:
+        first = SqlSupportUnitOfWork(db=db, hand_over=lambda staged: None)
+        second = SqlSupportUnitOfWork(db=other, hand_over=lambda staged: None)
+        marked = threading.Event()
+
+        def mark_and_hold(repo: Any) -> None:
+            repo.mark_backfill_done("accounts.alias_key")
+            marked.set()
+            time.sleep(0.3)  # not committed yet when the second one marks
+
+        async def mark_second() -> None:
+            assert await asyncio.to_thread(marked.wait, 30)
+            await second.run(lambda repo: repo.mark_backfill_done("accounts.alias_key"))
+
+        await asyncio.gather(first.run(mark_and_hold), mark_second())
+        with db.engine.connect() as conn:
+            assert conn.execute(select(backfills.c.name)).scalars().all() == ["accounts.alias_key"]
+    finally:
+        other.close()
