@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from functools import partial
 from typing import Any
 
@@ -39,6 +39,9 @@ class FillReport:
     def as_json(self) -> dict[str, Any]:
         return vars(self).copy()
 
+    def __add__(self, other: FillReport) -> FillReport:
+        return FillReport(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
 
 class FillAliases:
     def __init__(self, *, uow: SupportUnitOfWork, keyring: Keyring, chunk: int = 500) -> None:
@@ -49,20 +52,19 @@ class FillAliases:
         if await self.uow.run(lambda repo: repo.backfill_done(NAME)):
             return None
         after: uuid.UUID | None = None
-        totals = [0, 0, 0, 0, 0]
+        report = FillReport(0, 0, 0, 0, 0)
         while True:
-            counts, last = await self.uow.run(partial(self._one_chunk, after=after))
-            totals = [t + c for t, c in zip(totals, counts, strict=True)]
-            if counts[0] < self.chunk or last is None:
+            chunk, last = await self.uow.run(partial(self._one_chunk, after=after))
+            report += chunk
+            if chunk.accounts < self.chunk or last is None:
                 break
             after = last
         await self.uow.run(lambda repo: repo.mark_backfill_done(NAME))
-        report = FillReport(*totals)
         log.info("aliases of earlier accounts filled", extra=report.as_json())
         return report
 
     def _one_chunk(self, repo: SupportRepository, *, after: uuid.UUID | None
-                   ) -> tuple[list[int], uuid.UUID | None]:
+                   ) -> tuple[FillReport, uuid.UUID | None]:
         # not locked: a chunk holds its mobiles before it writes a row, as a link batch does, so
         # the two never wait for each other in a cycle; a row a link changed since is left alone
         found = repo.accounts_after(after, self.chunk, lock=False)
@@ -97,5 +99,6 @@ class FillAliases:
                     log.warning("two active accounts are reached by one typed login",
                                 extra={"account_id": str(account.account_id),
                                        "other_account_id": str(other.account_id)})
-        counts = [len(found), len(saved), unsealed, unreadable, pairs]
-        return counts, found[-1].account_id if found else None
+        report = FillReport(accounts=len(found), filled=len(saved), unsealed=unsealed,
+                            unreadable=unreadable, pairs=pairs)
+        return report, found[-1].account_id if found else None
