@@ -45,6 +45,14 @@ class Prunable:
     tombstones: tuple[str, Table] | None = None
 
 
+def window_prunables(windows: Table, window_slots: Table) -> list[Prunable]:
+    """The two tables of a service's sliding windows (``services.common.db.window_tables``): the
+    rings and slots whose events left their window more than the retention ago. Each take prunes
+    what left its own subject's window; these are what no take reached."""
+    return [Prunable(windows, lambda now, keep: windows.c.busy_until < now - keep),
+            Prunable(window_slots, lambda now, keep: window_slots.c.until < now - keep)]
+
+
 def prune_batch(session: Session, item: Prunable, now: float, retention_s: float,
                 batch: int) -> tuple[int, list[Staged]]:
     """Delete at most ``batch`` old rows of one table; returns how many, and the tombstones staged

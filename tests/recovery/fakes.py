@@ -4,7 +4,6 @@ adapters, with no database."""
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -15,6 +14,7 @@ from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.domain.commands import ProjectAccount
 from services.recovery.domain.model import Account, CodeStatus, LimitKind, LoggedRequest, NewCode, Window
 from services.recovery.service_layer.ports import RateEvent, Repositories
+from tests.support import windows as sliding
 
 T = TypeVar("T")
 
@@ -125,17 +125,11 @@ class FakeWindows:
         self.store = store
 
     def take(self, subject: str, window: Window, now: float) -> int | None:
-        if window.max_events <= 0 or window.window_s <= 0:
-            return None
-        inside = sorted(t for t in self.store.windows.get(subject, []) if t > now)
-        if len(inside) >= window.max_events:
-            return max(1, math.ceil(inside[len(inside) - window.max_events] - now))
-        self.store.windows[subject] = [*inside, now + window.window_s]
-        return None
+        return sliding.take(self.store.windows, subject, max_events=window.max_events,
+                            window_s=window.window_s, now=now)
 
     def prune(self, before: float) -> None:
-        kept = {s: [t for t in ts if t >= before] for s, ts in self.store.windows.items()}
-        self.store.windows = {s: ts for s, ts in kept.items() if ts}  # as the table: no empty rings
+        sliding.prune(self.store.windows, before)
 
     def delete_subjects(self, subjects: Collection[str]) -> None:
         for subject in subjects:

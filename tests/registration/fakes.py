@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
@@ -11,6 +10,7 @@ from typing import TypeVar
 from services.common.codec import WireRecord
 from services.registration.domain.model import Account, Erasure
 from services.registration.service_layer.ports import AccountRepository, SupportRepository
+from tests.support import windows as sliding
 
 T = TypeVar("T")
 
@@ -123,22 +123,11 @@ class FakeSupportRepository:
 
     def take_attempt(self, subject: str, *, max_events: int, window_s: float,
                      now: float) -> int | None:
-        """As a sliding window reads: a check counts while fewer than ``max_events`` are inside."""
-        if max_events <= 0 or window_s <= 0:
-            return None
-        inside = sorted(t for t in self.attempts.get(subject, []) if t > now)
-        if len(inside) >= max_events:
-            return max(1, math.ceil(inside[len(inside) - max_events] - now))
-        self.attempts[subject] = [*inside, now + window_s]
-        return None
+        return sliding.take(self.attempts, subject, max_events=max_events, window_s=window_s,
+                            now=now)
 
     def prune_attempts(self, before: float) -> None:
-        for subject, leaving in list(self.attempts.items()):  # in place: the unit of work keeps it
-            kept = [t for t in leaving if t >= before]
-            if kept:
-                self.attempts[subject] = kept
-            else:
-                del self.attempts[subject]
+        sliding.prune(self.attempts, before)  # in place: the unit of work keeps the dict
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:
         self.accounts.stage(topic, records)

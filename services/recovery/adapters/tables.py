@@ -25,7 +25,7 @@ from sqlalchemy import (
 
 from services.common.db import outbox_table, processed_events_table, window_tables
 from services.common.migrations import MigrationScripts
-from services.common.retention import Prunable
+from services.common.retention import Prunable, window_prunables
 from services.recovery.adapters import support_tables
 
 metadata = MetaData()
@@ -124,6 +124,5 @@ prunable = [
         or_(login_failures.c.touched_at.is_(None), _older(login_failures.c.touched_at, now, keep)),
         or_(login_failures.c.locked_until.is_(None),
             _older(login_failures.c.locked_until, now, keep)))),
-    Prunable(windows, lambda now, keep: _older(windows.c.busy_until, now, keep)),
-    Prunable(window_slots, lambda now, keep: _older(window_slots.c.until, now, keep)),
+    *window_prunables(windows, window_slots),
 ]

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from services.common.db import outbox_table, processed_events_table
 from services.common.migrations import MigrationScripts
-from services.common.retention import Prunable
+from services.common.retention import Prunable, window_prunables
 from services.registration.adapters import support_tables
 
 
@@ -140,10 +140,7 @@ prunable = [
     Prunable(processed_events, lambda now_s, keep_s: processed_events.c.processed_at
              < datetime.fromtimestamp(now_s - keep_s, UTC)),
     # support's identity checks: a check prunes what left its window; these, what no check did
-    Prunable(support_tables.windows,
-             lambda now_s, keep_s: support_tables.windows.c.busy_until < now_s - keep_s),
-    Prunable(support_tables.window_slots,
-             lambda now_s, keep_s: support_tables.window_slots.c.until < now_s - keep_s),
+    *window_prunables(support_tables.windows, support_tables.window_slots),
 ]
 
 
