@@ -80,6 +80,10 @@ class FakeAccounts:
     def by_ids(self, account_ids: Collection[str]) -> list[Account]:
         return [_account(self.store.accounts[i]) for i in account_ids if i in self.store.accounts]
 
+    def lock_versions(self, account_ids: Collection[str]) -> dict[str, int]:
+        rows = self.store.accounts  # one unit of work at a time: nothing to lock
+        return {i: rows[i].version for i in account_ids if i in rows}
+
     def delete(self, account_ids: Collection[str]) -> None:
         for i in account_ids:
             self.store.accounts.pop(i, None)

@@ -102,6 +102,14 @@ class SqlAccounts:
             select(accounts).where(accounts.c.account_id.in_(sorted(account_ids))))
         return [account_of(r) for r in rows]
 
+    def lock_versions(self, account_ids: Collection[str]) -> dict[str, int]:
+        if not account_ids:
+            return {}
+        rows = self.session.execute(
+            select(accounts.c.account_id, accounts.c.version)
+            .where(accounts.c.account_id.in_(sorted(account_ids))).with_for_update())
+        return {r.account_id: r.version for r in rows}
+
     def delete(self, account_ids: Collection[str]) -> None:
         delete_accounts(self.session, account_ids)
 

@@ -20,7 +20,7 @@ import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from schemas.events import AccountStatus, Channel, CodeRejectReason, TvProduct
@@ -328,3 +328,26 @@ def decide(
         password=generate_password(password_length),
         destination=destination,
     )
+
+
+def redecide(issue: Issue, *, candidates: Mapping[LoginKind, str], accounts: list[Account],
+             reveal: Callable[[Account, IssueCode], str], sms_allowed: Callable[[str], bool]
+             ) -> Decision:
+    """An issue whose account changed after it was decided (a re-link, a termination, an
+    erasure), decided again on the login's account as it stands: the same code to that account's
+    destination now, or the refusal the request would get now. The limits it took stay taken and
+    are not taken again."""
+    command = issue.command
+    account = resolve(candidates, accounts)
+    if account is None:
+        return Reject(command=command, reason=CodeRejectReason.UNKNOWN_LOGIN)
+    aid = account.account_id
+    if account.status is AccountStatus.CLOSED:
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.ACCOUNT_CLOSED)
+    if not account.channel_usable(command.channel):
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
+    destination = reveal(account, command)
+    if command.channel is Channel.SMS and not sms_allowed(destination):
+        return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
+                      guard=Guard.SMS_PREFIX)
+    return replace(issue, account=account, destination=destination)

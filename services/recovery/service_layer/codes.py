@@ -49,6 +49,7 @@ from services.recovery.domain.model import (
     Policy,
     Reject,
     decide,
+    redecide,
     route_key,
 )
 from services.recovery.service_layer.metrics import RecoveryMetrics
@@ -251,23 +252,28 @@ class IssueCodes:
         turn = time.perf_counter()
         hashes = await batch.hashes()
         hashed = time.perf_counter()
-        await self.uow.run(lambda repos: self._write(repos, batch, hashes))
+        decisions = await self.uow.run(lambda repos: self._write(repos, batch, hashes))
         log.info("code requests decided", extra={
-            "requests": batch.requests, "issued": len(batch.issues),
+            "requests": batch.requests, "issued": sum(isinstance(d, Issue) for d in decisions),
             "decide_s": round(batch.decided - batch.started, 3),
             "turn_s": round(turn - batch.decided, 3),  # earlier batches' writes (and hashes)
             "hash_s": round(hashed - turn, 3),
             "write_s": round(time.perf_counter() - hashed, 3)})
-        report_decisions(self.metrics, batch.decisions)
+        report_decisions(self.metrics, decisions)
 
-    def _write(self, repos: Repositories, batch: DecidedBatch, hashes: list[str]) -> None:
+    def _write(self, repos: Repositories, batch: DecidedBatch, hashes: list[str]
+               ) -> list[Decision]:
+        """The batch's records, on the accounts as they stand now; returns the decisions
+        written."""
         # processed ids fail this transaction if another worker wrote one of them meanwhile;
         # the runner then redoes the records one by one
-        decisions, now = batch.decisions, batch.now
-        repos.processed.mark([d.command.request_event_id for d in decisions])
-        repos.rate_events.add(batch.rate_events)
+        now = batch.now
+        hash_of = dict(zip((i.code_id for i in batch.issues), hashes, strict=True))
+        decisions, erased = self._current(repos, batch.decisions)
+        repos.processed.mark([d.command.request_event_id for d in batch.decisions])
+        repos.rate_events.add([e for e in batch.rate_events if e[1] not in erased.limits])
         entries = [logged(d, login_key=route_key(self.keyring, d.command.login), now=now)
-                   for d in decisions]
+                   for d in decisions if d.command.request_event_id not in erased.requests]
         repos.request_log.record(entries)
         self._logged |= {e.login_key for e in entries}
         if now - self._maintained_at >= MAINTENANCE_EVERY_S:  # bookkeeping, not every batch
@@ -278,14 +284,58 @@ class IssueCodes:
             repos.codes.expire(now)  # logins check expires_at themselves
             self._maintained_at = now
         expires_at = now + self.config.code_ttl_s
-        issues = batch.issues
-        repos.codes.add(new_codes(issues, hashes, expires_at=expires_at, now=now))
+        issues = [d for d in decisions if isinstance(d, Issue)]
+        repos.codes.add(new_codes(issues, [hash_of[i.code_id] for i in issues],
+                                  expires_at=expires_at, now=now))
         repos.outbox.stage(CODE_ISSUED, [
             issued(i, keyring=self.delivery_keyring, expires_at=expires_at)
             for i in issues])
         repos.outbox.stage(CODE_REJECTED, [
             rejected(d, support_phone=self.config.support_phone)
             for d in decisions if isinstance(d, Reject)])
+        return decisions
+
+    def _current(self, repos: Repositories, decisions: list[Decision]
+                 ) -> tuple[list[Decision], Erased]:
+        """The decisions, each issue whose account changed since it was decided (a re-link, a
+        termination or an erasure committed while the batch was hashed) decided again on the
+        account as it stands (``redecide``). The accounts stay locked until the write commits,
+        so a change after this waits for the code and then voids it as it voids every pending
+        code. Also what must not be written of the requests whose account was erased meanwhile:
+        their log entries and their account's rate events, which the erasure deleted."""
+        issues = [d for d in decisions if isinstance(d, Issue)]
+        versions = repos.accounts.lock_versions({i.account.account_id for i in issues})
+        stale = [i for i in issues if versions.get(i.account.account_id) != i.account.version]
+        erased = Erased(requests=set(), limits=set())
+        if not stale:
+            return decisions, erased
+        candidates = [candidate_keys(self.keyring, i.command.login) for i in stale]
+        accounts = repos.accounts.by_keys(candidates)
+        redone: dict[str, Decision] = {}
+        for issue, keys in zip(stale, candidates, strict=True):
+            redone[issue.code_id] = redecide(
+                issue, candidates=keys, accounts=accounts, reveal=partial(reveal, self.keyring),
+                sms_allowed=self.config.policy.sms_allowed)
+            aid = issue.account.account_id
+            if aid not in versions and not isinstance(redone[issue.code_id], Issue):
+                erased.requests.add(issue.command.request_event_id)
+                erased.limits.update((
+                    self.keyring.keyed_hash("limit", "account:" + aid),
+                    self.keyring.keyed_hash("limit", f"destination:{issue.command.channel.value}:"
+                                                     f"{issue.destination.lower()}")))
+        log.info("code requests decided again on changed accounts", extra={
+            "requests": len(stale),
+            "issued": sum(isinstance(d, Issue) for d in redone.values())})
+        return [redone.get(d.code_id, d) if isinstance(d, Issue) else d for d in decisions], erased
+
+
+@dataclass(frozen=True)
+class Erased:
+    """Of a batch being written, the requests whose account was erased since they were decided,
+    and the rate-limit subjects of those accounts."""
+
+    requests: set[str]
+    limits: set[str]
 
 
 def _history(stored: RateEvents, unwritten: list[RateEvent]) -> Loader:

@@ -69,6 +69,11 @@ class Accounts(Protocol):
 
     def by_ids(self, account_ids: Collection[str]) -> list[Account]: ...
 
+    def lock_versions(self, account_ids: Collection[str]) -> dict[str, int]:
+        """account_id → version of the stored ones, their rows locked until the transaction
+        ends: a change of one of them waits for it, or was committed before it."""
+        ...
+
     def delete(self, account_ids: Collection[str]) -> None: ...
 
 

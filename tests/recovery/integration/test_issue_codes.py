@@ -6,10 +6,13 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import select
 
 from schemas.events import AccountChanged, AccountStatus, TvProduct
+from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, code_aad
 from services.recovery.adapters.repository import SqlProcessed
+from services.recovery.adapters.support_tables import request_log
 from services.recovery.service_layer.codes import unwritten_rate_events
 from tests.recovery.builders import inbound, mobile_of, request
 from tests.recovery.conftest import account_changed, new_mobile
@@ -234,10 +237,10 @@ async def test_a_write_retried_after_the_database_was_away_keeps_its_place_in_li
     write = h.issue_codes._write
     failures = [OperationalError("INSERT", {}, ConnectionError("database away"))]
 
-    def flaky(*args: object) -> None:
+    def flaky(*args: object) -> object:
         if failures:
             raise failures.pop()
-        write(*args)  # type: ignore[arg-type]
+        return write(*args)  # type: ignore[arg-type]
 
     h.issue_codes._write = flaky  # type: ignore[method-assign]
     with pytest.raises(OperationalError):
@@ -249,3 +252,32 @@ async def test_a_write_retried_after_the_database_was_away_keeps_its_place_in_li
     await second_done
     assert [v["request_event_id"] for _, v in h.staged()] == [str(first.event_id),
                                                               str(second.event_id)]
+
+
+async def test_a_relink_or_an_erasure_projected_while_a_batch_is_hashed_is_what_its_write_sees(
+        h: Harness) -> None:
+    """Decided on the old state, written on the new: the re-linked account's code goes to its
+    new mobile, the erased account's request is refused and leaves no row of it."""
+    old_mobile, new_mobile_ = new_mobile(), new_mobile()
+    acc = account_changed(h.keyring, product=TvProduct.LINEAR, personal_account="500100201",
+                          mobile=old_mobile)
+    gone = account_changed(h.keyring)
+    await h.accounts(acc, gone)
+    by_number, by_mobile = request("500100201"), request(acc_mobile(h, gone))
+    complete = await h.issue([inbound(by_number), inbound(by_mobile)])
+    relinked = account_changed(h.keyring, product=TvProduct.LINEAR, personal_account="500100201",
+                               mobile=new_mobile_, version=2, account_id=acc.account_id)
+    await h.accounts(relinked.model_copy(update={"holder_epoch": 1, "contacts_epoch": 1}))
+    await h.tombstones([RawRecord(topic="t", partition=0, offset=0,
+                                  key=str(gone.account_id).encode(), value=None, headers=())])
+    await complete()
+    got = outcomes(h)
+    issued = got[str(by_number.event_id)]
+    assert issued["topic"] == "selfcare.code.issued.v1"
+    code_id = str(issued["code_id"])
+    assert h.keyring.decrypt(str(issued["destination_enc"]),
+                             aad=code_aad(code_id, "destination")) == new_mobile_
+    assert got[str(by_mobile.event_id)]["reason"] == "unknown_login"
+    assert [(c.code_id, c.status) for c in h.codes()] == [(code_id, "pending")]
+    logged = h.db.run_sync(lambda s: s.execute(select(request_log.c.account_id)).scalars().all())
+    assert logged == [str(acc.account_id)]

@@ -66,7 +66,7 @@ class FakeService:
                 if topic is None or t == topic]
 
     def outcome(self, command: IssueCode) -> dict[str, Any]:
-        [got] = [v for v in self.published() if v.get("request_event_id") ==
+        [got] = [v for v in self.published() if v is not None and v.get("request_event_id") ==
                  command.request_event_id]
         return got
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
-from schemas.events import AccountStatus
+from schemas.events import AccountChanged, AccountStatus, Channels, TvProduct
 from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
+from services.common.crypto import Keyring, code_aad, contact_aad
+from services.common.masking import mask_phone
 from services.recovery.domain.commands import EraseAccount
 from services.recovery.domain.model import CodeStatus, Policy, Window, route_key
 from services.recovery.entrypoints.agents import project_account
@@ -221,3 +224,95 @@ async def test_an_erased_account_leaves_nothing_derivable(s: FakeService) -> Non
     assert s.keyring.keyed_hash("lockout", route_key(s.keyring, login)) not in store.failures
     assert await s.projection.erase([EraseAccount(account_id=aid)]) == 0  # idempotent
     assert len(s.uow.published) == before + 2  # and nothing staged again
+
+
+def relinked(acc: AccountChanged, keyring: Keyring, **update: Any) -> AccountChanged:
+    """``acc`` re-linked by the CRM to a new holder with a new mobile (same logins)."""
+    mobile = new_mobile()
+    aid = str(acc.account_id)
+    contacts = acc.contacts.model_copy(update={
+        "mobile_masked": mask_phone(mobile),
+        "mobile_enc": keyring.encrypt(mobile, aad=contact_aad(aid, "mobile"))})
+    return acc.model_copy(update={"version": acc.version + 1, "holder_epoch": 1,
+                                  "contacts_epoch": 1, "contacts": contacts, **update})
+
+
+def destination(s: FakeService, issued: dict[str, Any]) -> str:
+    return s.keyring.decrypt(str(issued["destination_enc"]),
+                             aad=code_aad(str(issued["code_id"]), "destination"))
+
+
+async def test_a_code_decided_before_a_relink_goes_to_the_account_as_it_stands_when_written(
+        s: FakeService) -> None:
+    """The old holder asks for a code by the personal account, which a re-link keeps; the re-link
+    is projected while the batch is hashed. The code must not reach the old holder's mobile."""
+    acc = account_changed(s.keyring, product=TvProduct.LINEAR, personal_account="500100200")
+    await s.accounts(acc)
+    old_mobile = mobile_of(s.keyring, acc)
+    command = s.command("500 100 200")
+    complete = await s.decide(command)
+    new = relinked(acc, s.keyring)
+    await s.accounts(new)  # voids the pending codes it finds: none is written yet
+    await complete()
+    [issued] = s.published(CODE_ISSUED)
+    assert destination(s, issued) == mobile_of(s.keyring, new) != old_mobile
+    assert issued["destination_masked"] == new.contacts.mobile_masked
+    [code] = s.uow.store.codes
+    assert code.status is CodeStatus.PENDING and code.hash == "fake$" + s.password(issued)
+    [entry] = s.uow.store.request_log
+    assert entry.outcome == "issued" and entry.code_id == issued["code_id"]
+    assert command.request_event_id in s.uow.store.processed
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"status": AccountStatus.CLOSED}, "account_closed"),
+    ({"channels": Channels(sms=False, email=False)}, "channel_unavailable"),
+])
+async def test_a_code_decided_before_a_termination_or_a_dead_mobile_is_refused_as_it_would_be_now(
+        s: FakeService, change: dict[str, Any], reason: str) -> None:
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    command = s.command(mobile_of(s.keyring, acc))
+    complete = await s.decide(command)
+    await s.accounts(acc.model_copy(update={"version": 2, **change}))
+    await complete()
+    assert s.published(CODE_ISSUED) == [] and s.uow.store.codes == []
+    assert s.outcome(command)["reason"] == reason
+    [entry] = s.uow.store.request_log
+    assert entry.outcome == "rejected" and entry.account_id == str(acc.account_id)
+
+
+async def test_a_code_decided_before_an_erasure_leaves_nothing_of_the_account(
+        s: FakeService) -> None:
+    acc, other = account_changed(s.keyring), account_changed(s.keyring)
+    await s.accounts(acc, other)
+    aid = str(acc.account_id)
+    gone, kept = s.command(mobile_of(s.keyring, acc)), s.command(mobile_of(s.keyring, other))
+    complete = await s.decide(gone, kept)
+    await s.projection.erase([EraseAccount(account_id=aid)])
+    await complete()
+    [issued] = [v for v in s.published(CODE_ISSUED) if v is not None]  # the other account's
+    assert issued["account_id"] == str(other.account_id)
+    assert s.outcome(gone)["reason"] == "unknown_login"
+    assert [c.account_id for c in s.uow.store.codes] == [str(other.account_id)]
+    assert [e.request_event_id for e in s.uow.store.request_log] == [kept.request_event_id]
+    # the rate events left are the other request's (its login and destination) only
+    erased_subjects = {s.keyring.keyed_hash("limit", "account:" + aid),
+                       s.keyring.keyed_hash("limit", "destination:sms:"
+                                            + mobile_of(s.keyring, acc).lower())}
+    assert len(s.uow.store.rate_events) == 2
+    assert not erased_subjects & {e[1] for e in s.uow.store.rate_events}
+    assert {gone.request_event_id, kept.request_event_id} <= s.uow.store.processed
+
+
+async def test_a_version_change_that_keeps_the_destination_issues_as_decided(
+        s: FakeService) -> None:
+    acc = account_changed(s.keyring, email="ivanov@example.ru")
+    await s.accounts(acc)
+    command = s.command(mobile_of(s.keyring, acc), "email")
+    complete = await s.decide(command)
+    await s.accounts(acc.model_copy(update={"version": 2, "tv_product": TvProduct.INTERACTIVE}))
+    await complete()
+    [issued] = s.published(CODE_ISSUED)
+    assert destination(s, issued) == "ivanov@example.ru"
+    assert [c.status for c in s.uow.store.codes] == [CodeStatus.PENDING]
