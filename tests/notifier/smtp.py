@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -46,6 +47,29 @@ class ScriptedSmtpHandler:
 
 
 @dataclass
+class SlowSmtpHandler(ScriptedSmtpHandler):
+    """Answers MAIL, RCPT and DATA each after ``delay_s``: every reply within a per-reply
+    time-out, the session as a whole beyond it (an overloaded or tarpitting relay)."""
+
+    delay_s: float = 0.0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,
+                          mail_options: list[str]) -> str:
+        await asyncio.sleep(self.delay_s)
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay_s)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@dataclass
 class PasswordCheck:
     """An aiosmtpd authenticator accepting one login; records who logged in, and over TLS or not."""
 
@@ -64,8 +88,9 @@ class PasswordCheck:
 class SmtpServer:
     """Plain by default; with ``tls_context`` and ``auth`` it requires STARTTLS, then a login."""
 
-    def __init__(self, *, tls_context: ssl.SSLContext | None = None, auth: PasswordCheck | None = None) -> None:
-        self.handler = ScriptedSmtpHandler()
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None, auth: PasswordCheck | None = None,
+                 handler: ScriptedSmtpHandler | None = None) -> None:
+        self.handler = handler or ScriptedSmtpHandler()
         self.port = free_port()
         options: dict[str, Any] = {}
         if tls_context is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from email.message import EmailMessage
 from email.utils import formatdate
 
@@ -47,11 +48,15 @@ class SmtpEmailGateway:
     async def send(self, message: OutgoingMessage) -> SendResult:
         mail = self.build(message)
         try:
-            await aiosmtplib.send(
-                mail, hostname=self.host, port=self.port, username=self.username,
-                password=self._password, start_tls=self.starttls, use_tls=False,
-                timeout=self.timeout_s, cert_bundle=self.ca_file,
-            )
+            # aiosmtplib's ``timeout`` bounds each reply; a session waits for ten or so (greeting,
+            # EHLO, STARTTLS, EHLO, AUTH, MAIL, RCPT, DATA, the message, QUIT), so the whole of it
+            # is bounded here: the delivery's lease must outlast the call
+            async with asyncio.timeout(self.timeout_s):
+                await aiosmtplib.send(
+                    mail, hostname=self.host, port=self.port, username=self.username,
+                    password=self._password, start_tls=self.starttls, use_tls=False,
+                    timeout=self.timeout_s, cert_bundle=self.ca_file,
+                )
         except aiosmtplib.SMTPAuthenticationError as exc:  # the relay's login: a set-up to fix
             return SendResult.transient(f"smtp_auth_{exc.code}")
         except aiosmtplib.SMTPRecipientsRefused as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from services.notifier.adapters.sms_http import HttpSmsGateway, retry_after_seco
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import Verdict
-from tests.notifier.smtp import SmtpServer
+from tests.notifier.smtp import SlowSmtpHandler, SmtpServer
 from tests.support.workers import free_port
 
 TOKEN = "gw-test-token"
@@ -125,3 +126,25 @@ async def test_smtp_replies_are_classified(smtp: SmtpServer, answer: str, verdic
 async def test_smtp_server_away_is_transient() -> None:
     gateway = SmtpEmailGateway(host="127.0.0.1", port=free_port(), mail_from="s@tv.example", timeout_s=2)
     assert (await gateway.send(email("x@example.ru"))).verdict == Verdict.TRANSIENT
+
+
+async def test_smtp_time_out_bounds_the_whole_session_not_each_reply() -> None:
+    """``SMTP_TIMEOUT_S`` must stay below the delivery's lease: a relay answering each command
+    in 0.6 s under a time-out of 1 s takes longer than that over a session, and is given up."""
+    server = SmtpServer(handler=SlowSmtpHandler(delay_s=0.6)).start()
+    try:
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=server.port, mail_from="s@tv.example",
+                                   timeout_s=1.0)
+        started = time.monotonic()
+        result = await gateway.send(email("slow@example.ru"))
+        took = time.monotonic() - started
+        assert (result.verdict, result.error) == (Verdict.TRANSIENT, "smtp_TimeoutError")
+        assert took < 1.5  # given up at the time-out, not after the session's 1.8 s and more
+        assert server.handler.to("slow@example.ru") == []
+        # the same relay within a time-out that covers the session takes the message
+        patient = SmtpEmailGateway(host="127.0.0.1", port=server.port, mail_from="s@tv.example",
+                                   timeout_s=5.0)
+        assert (await patient.send(email("slow@example.ru"))).verdict == Verdict.ACCEPTED
+        assert len(server.handler.to("slow@example.ru")) == 1
+    finally:
+        server.stop()
