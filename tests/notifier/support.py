@@ -64,6 +64,7 @@ class FakeGateway:
 
     scripts: dict[str, list[SendResult]] = field(default_factory=dict)
     sent: list[OutgoingMessage] = field(default_factory=list)
+    raises: Exception | None = None  # raised by every call while set (a bug in an adapter)
 
     async def start(self) -> None:
         return None
@@ -72,6 +73,8 @@ class FakeGateway:
         return None
 
     async def send(self, message: OutgoingMessage) -> SendResult:
+        if self.raises is not None:
+            raise self.raises
         self.sent.append(message)
         steps = self.scripts.get(message.to)
         if not steps:

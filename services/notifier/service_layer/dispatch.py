@@ -340,12 +340,21 @@ class SmsRoutes:
                 wait = max(1.0, self.breakers[name].reopens_in())
                 skipped = SendResult.transient("circuit_open", wait, definite=True)
                 return Routed(skipped, None, None if fresh else name)
-            if not await repin(delivery, other):  # the row was taken over meanwhile: no call
+            try:
+                pinned = await repin(delivery, other)
+            except BaseException:  # the database away: no call, the probe (if taken) is free
+                self.breakers[other].release()
+                raise
+            if not pinned:  # the row was taken over meanwhile: no call
                 self.breakers[other].release()
                 return Routed(SendResult.transient("lease_lost"), None, other)
             name = other
-        result = await self.gateways[name].send(message)
         breaker = self.breakers[name]
+        try:
+            result = await self.gateways[name].send(message)
+        except BaseException:  # no answer to judge the gateway by: a later call may probe
+            breaker.release()
+            raise
         if result.verdict == Verdict.TRANSIENT and result.definite:
             breaker.record_failure()
             return Routed(result, name, None if fresh else name)

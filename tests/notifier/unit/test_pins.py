@@ -5,9 +5,13 @@ that gateway's circuit is open."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime, timedelta
 
-from services.notifier.domain.model import CircuitState, SendResult
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from services.notifier.domain.messages import OutgoingMessage
+from services.notifier.domain.model import CircuitState, Delivery, SendResult, Verdict
 from services.notifier.service_layer.dispatch import SmsRoutes
 from tests.notifier.support import FakeGateway, code_issued
 from tests.notifier.unit.doubles import Desk, desk
@@ -84,3 +88,43 @@ async def test_a_code_that_timed_out_opens_its_gateways_circuit_and_still_waits_
     [status] = [s for s in d.statuses(slow.code_id) if s["status"] == "sent"]
     assert (status["gateway"], status["message_id"]) == ("primary", "p-2")
     assert routes.breakers["primary"].state == CircuitState.CLOSED and fallback.sent == []
+
+
+def fresh_delivery(code_id: str) -> Delivery:
+    return Delivery(code_id=code_id, request_event_id=code_id, channel="sms", locale="ru",
+                    destination_masked="+7******0001", destination_enc=None, password_enc=None,
+                    expires_at=datetime.now(UTC) + timedelta(minutes=10), state="sending",
+                    attempts=1, gateway="primary", gateway_fresh=True)
+
+
+async def test_a_probe_taken_for_a_failover_is_given_back_when_the_repin_or_the_call_fails() -> None:
+    """The primary's circuit is open and the fallback's half-open: a fresh code takes the
+    fallback's one probe. If the re-pin's write fails (the database away) or the gateway call
+    raises, no answer judged the fallback, so the probe must be free for the next code; kept,
+    the fallback would stay unusable in this worker until it restarts."""
+    routes = SmsRoutes(gateways={"primary": FakeGateway(), "fallback": FakeGateway()},
+                       failures=5, open_s=30)
+    primary, fallback = routes.breakers["primary"], routes.breakers["fallback"]
+    primary._opened_at = primary.clock()  # open for 30 s
+    fallback._opened_at = -1e9  # its open time is over: one probe may go
+    message = OutgoingMessage(code_id="c-1", channel="sms", to="+79161110001", text="x")
+
+    async def repin_fails(_d: Delivery, _gateway: str) -> bool:
+        raise OperationalError("UPDATE", {}, ConnectionError("database away"))
+
+    with pytest.raises(OperationalError):
+        await routes.send(fresh_delivery("c-1"), message, repin_fails)
+    assert fallback.state == CircuitState.HALF_OPEN and fallback.available()
+
+    async def repinned(_d: Delivery, _gateway: str) -> bool:
+        return True
+
+    broken = routes.gateways["fallback"]
+    assert isinstance(broken, FakeGateway)
+    broken.raises = RuntimeError("a bug in the adapter")
+    with pytest.raises(RuntimeError):
+        await routes.send(fresh_delivery("c-2"), message, repinned)
+    assert fallback.available()
+    broken.raises = None
+    routed = await routes.send(fresh_delivery("c-3"), message, repinned)
+    assert routed.result.verdict == Verdict.ACCEPTED and fallback.state == CircuitState.CLOSED
