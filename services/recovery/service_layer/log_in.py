@@ -18,6 +18,8 @@ attempt can undo a lock. Unknown logins are counted the same way.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -30,6 +32,8 @@ from services.recovery.domain.model import Account, Policy, resolve, route_key
 from services.recovery.service_layer.codes import password_changed
 from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import Clock, PasswordHasher, Repositories, UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +71,7 @@ class LogInHandler:
         self.policy = policy
         self.metrics = metrics
         self.flush = flush  # publishes what the outbox holds (the relay), after a notice
+        self._publishing: set[asyncio.Future[None]] = set()
 
     async def __call__(self, command: LogIn) -> str | None:
         """The account id on success, ``None`` on any failure (the caller answers 401)."""
@@ -96,12 +101,23 @@ class LogInHandler:
             lambda r: self._succeed(r, loaded, subjects, current_ok, now))
         if noticed:
             self.metrics.notices.inc()
-            if self.flush is not None:
-                await self.flush()
+            if self.flush is not None:  # published now, but the answer does not wait for it
+                publishing = asyncio.ensure_future(self._publish_notice(self.flush))
+                self._publishing.add(publishing)
+                publishing.add_done_callback(self._publishing.discard)
         outcome = "failure" if account_id is None else ("activated" if noticed or not current_ok
                                                         else "success")
         self.metrics.logins.labels(outcome).inc()
         return account_id
+
+    @staticmethod
+    async def _publish_notice(flush: Callable[[], Awaitable[object]]) -> None:
+        """The notice is committed in the outbox with the activation: a broker away delays it
+        (the relay's sweep publishes it later) and changes nothing of the login's answer."""
+        try:
+            await flush()
+        except Exception as exc:
+            log.warning("a password notice waits for the outbox sweep (%s)", type(exc).__name__)
 
     def _load(self, repos: Repositories, command: LogIn, subjects: _Subjects,
               now: float) -> _Loaded:

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from schemas.events import AccountChanged, AccountStatus, Channels, TvProduct
 from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
@@ -316,3 +317,32 @@ async def test_a_version_change_that_keeps_the_destination_issues_as_decided(
     [issued] = s.published(CODE_ISSUED)
     assert destination(s, issued) == "ivanov@example.ru"
     assert [c.status for c in s.uow.store.codes] == [CodeStatus.PENDING]
+
+
+async def test_a_login_that_activates_a_code_answers_whatever_the_broker_does(
+        s: FakeService, caplog: pytest.LogCaptureFixture) -> None:
+    """The activation and its notice are committed (the notice in the outbox) before anything is
+    published: a broker away when the notice is flushed must not turn the login into an error,
+    nor hold its answer; the relay's sweep publishes the notice later."""
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    await s.issue(s.command(login))
+    password = s.password(s.published(CODE_ISSUED)[0])
+    flushes: list[asyncio.Future[None]] = []
+
+    async def broker_away() -> None:
+        flushes.append(asyncio.get_running_loop().create_future())
+        await flushes[-1]  # the broker does not answer ...
+        raise KafkaConnectionError("broker away")  # ... and then fails
+
+    s.log_in.flush = broker_away
+    assert await s.login(login, password) == str(acc.account_id)  # answered while it waits
+    assert [c.status for c in s.uow.store.codes] == [CodeStatus.ACTIVE]
+    await asyncio.sleep(0)  # the publishing starts
+    [waiting] = flushes
+    waiting.set_result(None)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert "a password notice waits for the outbox sweep (KafkaConnectionError)" in caplog.text
+    assert await s.login(login, password) == str(acc.account_id)  # the current password now
