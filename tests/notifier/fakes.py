@@ -93,8 +93,11 @@ class FakeDeliveries:
                 return _delivery(r), r["destination_prefix"]
         return None
 
-    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None:
+    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
+        if code_id not in self.store.rows:
+            return False
         self.store.rows[code_id]["carrier_status"] = status
+        return True
 
     def status_keys(self, account_ids: Collection[str]) -> set[str]:
         return {r["status_code_id"] or c for c, r in self.store.rows.items()

@@ -158,11 +158,12 @@ class SqlDeliveries:
                               .where(deliveries.c.message_id == message_id)).first()
         return None if row is None else (_delivery(row), row.destination_prefix)
 
-    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None:
-        self.session.execute(
+    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
+        result = self.session.execute(
             update(deliveries).where(deliveries.c.code_id == code_id)
             .values(carrier_status=status, updated_at=now)
         )
+        return bool(getattr(result, "rowcount", 0))
 
     def status_keys(self, account_ids: Collection[str]) -> set[str]:
         if not account_ids:

@@ -48,7 +48,8 @@ def _apply(tx: Transaction, command: ApplyDeliveryReport, now: datetime
     delivery, prefix = found
     if delivery.carrier_status == command.status:
         return ReportResult.UNCHANGED, delivery, prefix
-    tx.deliveries.set_carrier_status(delivery.code_id, command.status, now)
+    if not tx.deliveries.set_carrier_status(delivery.code_id, command.status, now):
+        return ReportResult.UNKNOWN, None, None  # erased since it was read: nothing to tell
     tx.outbox.stage(NOTIFICATION_STATUS, [status_record(
         code_id=delivery.public_code_id, delivery_id=delivery.code_id,
         request_event_id=delivery.request_event_id if delivery.kind == "code" else None,

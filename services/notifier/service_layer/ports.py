@@ -61,7 +61,9 @@ class Deliveries(Protocol):
         """The delivery the gateway accepted as ``message_id``, and its destination prefix."""
         ...
 
-    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> None: ...
+    def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
+        """Whether the delivery was still there to take it (an erasure may have come between)."""
+        ...
 
     def status_keys(self, account_ids: Collection[str]) -> set[str]:
         """The distinct keys (public code ids) of the statuses of the accounts' deliveries."""

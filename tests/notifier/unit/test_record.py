@@ -19,7 +19,7 @@ from services.notifier.service_layer.delivery_reports import ReportResult, apply
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
 from services.notifier.service_layer.record_codes import record_codes
 from services.notifier.service_layer.record_notices import record_notices
-from tests.notifier.fakes import FakeUnitOfWork
+from tests.notifier.fakes import FakeDeliveries, FakeUnitOfWork
 from tests.notifier.support import KEYRING, code_issued
 from tests.notifier.unit.doubles import desk, no_flush
 
@@ -128,6 +128,28 @@ async def test_a_delivery_report_is_recorded_once_and_unknown_ids_are_told() -> 
     assert [s["status"] for s in d.statuses(event.code_id)] == ["sent", "delivered"]
     assert d.row(event.code_id)["carrier_status"] == "delivered"
     assert d.metrics.sms_reports_by_prefix.labels("+7916", "delivered")._value.get() == 1
+
+
+async def test_a_report_on_a_delivery_erased_after_it_was_read_publishes_nothing(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker's erasure commits between the report's read of the delivery and its
+    write: the write finds no row, so no status may follow the erasure's tombstone."""
+    d = desk()
+    event = code_issued(to="+79160000012")
+    await d.record(event)
+    await d.dispatch()
+    read = FakeDeliveries.by_message_id
+
+    def read_then_erased(self: FakeDeliveries, message_id: str) -> tuple[Delivery, str | None] | None:
+        found = read(self, message_id)
+        self.store.rows.clear()  # the erasure, committed right after the read
+        return found
+
+    monkeypatch.setattr(FakeDeliveries, "by_message_id", read_then_erased)
+    assert await apply_delivery_report(
+        ApplyDeliveryReport(message_id="m-1", status="delivered"), uow=d.uow, metrics=d.metrics,
+        flush=no_flush) == ReportResult.UNKNOWN
+    assert [s["status"] for s in d.statuses(event.code_id)] == ["sent"]
 
 
 async def test_a_verdict_that_flips_back_is_published_under_a_new_event_id() -> None:
