@@ -38,6 +38,9 @@ class FakeAccountRepository:
     def hold(self, keys: Collection[str]) -> None:
         self.held = set(keys)  # one unit of work at a time: nothing to wait for
 
+    def hold_contracts(self, numbers: Collection[str]) -> None:
+        self.held_contracts = set(numbers)
+
     def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
         self.alias_asked = set(login_keys)
         result: dict[str, set[str]] = {}
@@ -114,6 +117,9 @@ class FakeSupportRepository:
 
     def hold(self, keys: Collection[str]) -> None:
         self.held = set(keys)  # one unit of work at a time: nothing to wait for
+
+    def hold_contracts(self, numbers: Collection[str]) -> None:
+        self.held_contracts = set(numbers)
 
     def backfill_done(self, name: str) -> bool:
         return name in self.accounts.backfills

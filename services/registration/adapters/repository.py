@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, false, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from services.common.db import (
 )
 from services.registration.adapters.tables import (
     accounts,
+    backfills,
     erasures,
     now,
     outbox,
@@ -60,6 +61,9 @@ class SqlAccountRepository:
 
     def hold(self, keys: Collection[str]) -> None:
         hold_keys(self.session, keys)
+
+    def hold_contracts(self, numbers: Collection[str]) -> None:
+        hold_keys(self.session, contract_keys(numbers))
 
     def alias_holders(self, login_keys: Collection[str]) -> dict[str, set[str]]:
         result: dict[str, set[str]] = {}
@@ -135,14 +139,24 @@ class SqlUnitOfWork(RepositoryUnitOfWork[SqlAccountRepository]):
 
 def hold_keys(session: Session, keys: Collection[str]) -> None:
     """PostgreSQL: a transaction-scoped advisory lock per key, taken in one statement, in the
-    order of their hashes (two transactions never wait for each other in a cycle). SQLite:
-    nothing to do, a writing transaction holds the one write lock (a link batch's first
-    statement, ``claim``, writes)."""
-    if not keys or not is_postgres(session):
+    order of their hashes (two transactions never wait for each other in a cycle). SQLite: the
+    one write lock, taken now by a write that changes nothing (the driver begins a transaction
+    at its first write; a link batch, a termination and an erasure hold it already, from their
+    first statement, ``claim``; a reseal or the alias fill takes it here, before it reads what
+    it will write)."""
+    if not keys:
+        return
+    if not is_postgres(session):
+        session.execute(update(backfills).where(false()).values(name=backfills.c.name))
         return
     session.connection().exec_driver_sql(
         "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h "
         "FROM unnest(%(keys)s::text[]) AS k ORDER BY h) AS held", {"keys": sorted(keys)})
+
+
+def contract_keys(numbers: Collection[str]) -> set[str]:
+    """The advisory-lock keys of contracts, apart from the mobile login keys (hex) by a prefix."""
+    return {"contract:" + n for n in numbers}
 
 
 def _to_row(a: Account, stamp: Any) -> dict[str, Any]:

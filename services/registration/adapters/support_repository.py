@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from schemas.events import AccountStatus
 from services.common.codec import WireRecord
 from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres, prune_windows, take_window
-from services.registration.adapters.repository import _to_account, _to_row, hold_keys
+from services.registration.adapters.repository import _to_account, _to_row, contract_keys, hold_keys
 from services.registration.adapters.tables import accounts, backfills, now, outbox
 from services.registration.domain.model import Account
 
@@ -65,6 +65,9 @@ class SqlSupportRepository:
 
     def hold(self, keys: Collection[str]) -> None:
         hold_keys(self.session, keys)
+
+    def hold_contracts(self, numbers: Collection[str]) -> None:
+        hold_keys(self.session, contract_keys(numbers))
 
     def backfill_done(self, name: str) -> bool:
         return self.session.execute(

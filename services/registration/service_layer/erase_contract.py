@@ -45,6 +45,7 @@ async def erase_contracts(
         fresh = fresh_commands(ordered, ids - repo.claim(ids))
         carried[:] = [event_id for event_id in fresh if event_id in ahead]
         numbers = {c.contract_number for c in fresh.values()}
+        repo.hold_contracts(numbers)  # a link batch of one of them waits, or went first
         registry = Registry(
             accounts=repo.by_contracts(numbers), erasures=repo.erasures(numbers), holders={},
             protector=protector,

@@ -81,6 +81,7 @@ def _apply(
             fresh.append(item)
     links = [p for p in fresh if isinstance(p, ProtectedLink)]
     numbers = {p.contract_number for p in links}
+    repo.hold_contracts(numbers)  # a termination, an erasure or a reseal of one waits, or went first
     # the mobiles the batch's logins read as: an interactive account's login, a personal
     # account's alias; held so that a conflict by reading is seen across workers too
     repo.hold({key for p in links if (key := p.reads_as_mobile) is not None})

@@ -24,6 +24,14 @@ class AccountRepository(Protocol):
         before (the others are duplicates)."""
         ...
 
+    def hold_contracts(self, numbers: Collection[str]) -> None:
+        """Hold these contracts until the transaction ends: a link batch, a termination, an
+        erasure or a reseal of one of them in another transaction (the linking process, the
+        worker's database thread, another worker) waits until then. Called before their
+        accounts and erasure markers are read, so that none of them writes over what another
+        committed after its read (a row that does not exist yet included)."""
+        ...
+
     def by_contracts(self, numbers: Collection[str]) -> dict[str, Account]: ...
 
     def active_holders(self, login_keys: Collection[str]) -> dict[str, str]:
@@ -97,6 +105,10 @@ class SupportRepository(Protocol):
     def hold(self, keys: Collection[str]) -> None:
         """Until the transaction ends, no link batch judges a login that reads as these mobile
         login keys (``AccountRepository.hold``)."""
+        ...
+
+    def hold_contracts(self, numbers: Collection[str]) -> None:
+        """As ``AccountRepository.hold_contracts``."""
         ...
 
     def backfill_done(self, name: str) -> bool:

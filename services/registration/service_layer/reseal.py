@@ -62,7 +62,12 @@ class ResealAccounts:
 
     def _one_chunk(self, repo: SupportRepository, *, after: uuid.UUID | None
                    ) -> tuple[int, int, int, uuid.UUID | None]:
-        found = repo.accounts_after(after, self.chunk)
+        # the chunk's contracts held first, as a link batch, a termination or an erasure holds
+        # them, then read again as they stand, locked: none of them writes over the other
+        read = repo.accounts_after(after, self.chunk, lock=False)
+        held = {a.contract_number for a in read}
+        repo.hold_contracts(held)
+        found = [a for a in repo.accounts_after(after, self.chunk) if a.contract_number in held]
         changed: list[Account] = []
         bad = 0
         for account in found:
@@ -79,7 +84,8 @@ class ResealAccounts:
                 changed.append(account)
         repo.save_sealed(changed)
         repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in changed])
-        return len(found), len(changed), bad, found[-1].account_id if found else None
+        # paged by the first read: an account erased meanwhile does not end the run early
+        return len(read), len(changed), bad, read[-1].account_id if read else None
 
     def _sealed_again(self, account: Account) -> SealedContacts | None:
         """The contacts sealed with the newest key, or None when they already are."""

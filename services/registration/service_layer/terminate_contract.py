@@ -28,8 +28,10 @@ async def terminate_contracts(
     def work(repo: AccountRepository) -> Counter[Outcome]:
         ids = {c.event_id for c in ordered}
         fresh = fresh_commands(ordered, ids - repo.claim(ids))
+        numbers = {c.contract_number for c in fresh.values()}
+        repo.hold_contracts(numbers)  # a link batch of one of them waits, or went first
         registry = Registry(
-            accounts=repo.by_contracts({c.contract_number for c in fresh.values()}),
+            accounts=repo.by_contracts(numbers),
             holders={},
             protector=protector,
         )
