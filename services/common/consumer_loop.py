@@ -34,10 +34,12 @@ import re
 import time
 from asyncio import CancelledError
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from mode import CrashingSupervisor
 from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 
@@ -56,7 +58,7 @@ P = TypeVar("P")
 log = logging.getLogger(__name__)
 
 
-async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[list[Any]]:
+async def take_batches(stream: Any, max_: int, within: float) -> AsyncGenerator[list[Any], None]:
     """Batches from a faust stream that cost nothing while the topic is idle.
 
     faust's ``Stream.take_events(max_, within)`` wakes every ``within`` seconds even when no
@@ -72,7 +74,6 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     full = asyncio.Event()
     consumed = asyncio.Event()
     consuming: asyncio.Future[None] | None = None
-    enable_acks: bool = stream.enable_acks
     channel_it = aiter(stream.channel)
 
     async def add_to_buffer(value: Any) -> Any:
@@ -120,7 +121,8 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
                 notify(consuming)
                 consumed.set()
     finally:
-        stream.enable_acks = enable_acks
+        # acks stay with the caller (not given back to faust as ``take_events`` does): a record
+        # the stream still passes while the worker stops must not be acked unhandled
         remove_processor(stream, add_to_buffer)
 
 
@@ -354,20 +356,49 @@ class BatchRunner(Generic[E]):
         self.tombstones = tombstones
 
     async def run(self, stream: Any) -> None:
-        """The agent body: each batch is acked (in order) once its ``finish`` is done."""
+        """The agent body: each batch is acked (in order) once its ``finish`` is done. A
+        ``finish`` that fails ends the run with its error at once, even while the topic is idle
+        (no later batch to notice it)."""
         await self.relay.flush()  # leftovers of a previous run
-        batches: AsyncIterator[Sequence[Any]] = take_batches(stream, self.batch_size, self.within_s)
         finishing: deque[asyncio.Task[None]] = deque()
+        failed: list[BaseException] = []
+        idle = [False]  # waiting for the next batch, which may never come
+        running = asyncio.current_task()
+
+        def on_finished(task: asyncio.Task[None]) -> None:
+            if task.cancelled() or task.exception() is None or failed:
+                return
+            failed.append(task.exception())  # type: ignore[arg-type]
+            if idle[0] and running is not None:
+                running.cancel()  # the wait below turns it into the failure
+
         try:
-            async for events in batches:
-                finish = await self.begin([_raw(event.message) for event in events])
-                previous = finishing[-1] if finishing else None
-                finishing.append(asyncio.ensure_future(
-                    self._finish_then_ack(finish, events, stream, previous)))
-                while finishing and (len(finishing) > self.depth or finishing[0].done()):
+            # closed as soon as the loop ends, however it ends: its processor leaves the stream
+            async with aclosing(take_batches(stream, self.batch_size, self.within_s)) as batches:
+                while True:
+                    if failed:
+                        raise failed[0]
+                    idle[0] = True
+                    try:
+                        events = await anext(batches)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError:
+                        if failed and running is not None:  # by a failed finish, not a stop
+                            running.uncancel()
+                            raise failed[0] from None
+                        raise
+                    finally:
+                        idle[0] = False
+                    finish = await self.begin([_raw(event.message) for event in events])
+                    previous = finishing[-1] if finishing else None
+                    finishing.append(asyncio.ensure_future(
+                        self._finish_then_ack(finish, events, stream, previous)))
+                    finishing[-1].add_done_callback(on_finished)
+                    while finishing and (len(finishing) > self.depth or finishing[0].done()):
+                        await finishing.popleft()
+                while finishing:
                     await finishing.popleft()
-            while finishing:
-                await finishing.popleft()
         finally:
             for pending in finishing:
                 pending.cancel()
@@ -563,7 +594,15 @@ class Runners:
 def register_agents(app: Any, settings: CommonSettings,
                     runners: Sequence[BatchRunner[Any]]) -> None:
     """One agent per runner, named ``<service>.<topic>``, on the runner's topic (keys and values
-    as bytes); each body is ``await runner.run(stream)``."""
+    as bytes); each body is ``await runner.run(stream)``.
+
+    An exception out of a runner (what its own retries and dead-lettering did not settle: the
+    broker away past the producer's time-out, a dead-letter record the broker refuses) stops the
+    worker, which exits 1 (``CrashingSupervisor``) and is started again by what supervises it
+    (Kubernetes restarts the container): the batches not acked are read again from the
+    committed offsets. faust's default restarts the agent alone on the same stream, where the
+    batches it had taken would never be handled nor acked, and the partition's offsets would
+    stop moving without a word."""
     for runner in runners:
         topic = app.topic(settings.topic(runner.topic), key_type=bytes, value_type=bytes,
                           internal=False)
@@ -573,7 +612,7 @@ def register_agents(app: Any, settings: CommonSettings,
 
         name = f"{settings.service}.{runner.topic}"
         agent.__name__ = agent.__qualname__ = re.sub(r"\W", "_", name)
-        app.agent(topic, name=name)(agent)
+        app.agent(topic, name=name, supervisor_strategy=CrashingSupervisor)(agent)
 
 
 def _raw(message: Any) -> RawRecord:

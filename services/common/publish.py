@@ -184,6 +184,14 @@ def _log_failed_delete(deleted: asyncio.Future[None]) -> None:
                     type(deleted.exception()).__name__)
 
 
+# The most of an original value a dead-letter record carries: below a broker's default
+# ``message.max.bytes`` (1 MiB) with the headers, and the .dlq topics' 2 MiB. A record larger
+# than that can reach a consumer only compressed (the inbound topics take at most 2 MiB as the
+# producer sent it); sent on uncompressed and whole, the broker would refuse it, and the batch
+# could then be neither handled nor dead-lettered.
+DLQ_VALUE_MAX_BYTES = 512 * 1024
+
+
 def dead_letter_record(
     *,
     topic: str,
@@ -196,7 +204,8 @@ def dead_letter_record(
     service: str,
 ) -> WireRecord:
     """The original record unchanged, with plain-text headers saying where it came from and why.
-    A tombstone stays a tombstone (a null value, not an empty one)."""
+    A tombstone stays a tombstone (a null value, not an empty one). A value larger than
+    ``DLQ_VALUE_MAX_BYTES`` is cut to that size, and ``dlq_value_truncated`` gives its length."""
     headers = [
         ("dlq_original_topic", topic),
         ("dlq_original_partition", str(partition)),
@@ -206,6 +215,9 @@ def dead_letter_record(
         ("dlq_service", service),
         ("dlq_failed_at", datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")),
     ]
+    if value is not None and len(value) > DLQ_VALUE_MAX_BYTES:
+        headers.append(("dlq_value_truncated", str(len(value))))
+        value = value[:DLQ_VALUE_MAX_BYTES]
     return WireRecord(
         key=key, value=value, headers=[(k, v.encode("utf-8")) for k, v in headers]
     )

@@ -8,6 +8,7 @@ Start it with ``python -m tests.support.probe_service worker``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -17,8 +18,8 @@ from sqlalchemy.orm import Session
 from schemas.events import ContractRejected, ContractRejectReason, ContractTerminated
 from schemas.topics import CONTRACT_REJECTED, CONTRACT_TERMINATED
 from services.common.app import make_app
-from services.common.codec import encode
-from services.common.consumer_loop import BatchRunner, Inbound
+from services.common.codec import WireRecord, encode
+from services.common.consumer_loop import BatchRunner, Inbound, register_agents
 from services.common.db import Database, Staged, outbox_table, stage_outbox
 from services.common.metrics import ServiceMetrics
 from services.common.publish import OutboxRelay, Publisher
@@ -34,6 +35,15 @@ class ProbeSettings(CommonSettings):
     web_port: int = web_port("probe", 6199)
     database_url: str = database_url("probe")
     fail_on_contract: str = Field(default="", validation_alias="PROBE_FAIL_ON_CONTRACT")
+    # the broker refuses every dead-letter record (one too large for the .dlq, say)
+    dead_letters_fail: bool = Field(default=False, validation_alias="PROBE_DEAD_LETTERS_FAIL")
+
+
+class RefusingDeadLetters(Publisher):
+    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
+        if any(topic.endswith(".dlq") for topic, _ in items):
+            raise RuntimeError("the broker refused a dead-letter record")
+        await super().send_all(items)
 
 
 def build() -> Any:
@@ -46,7 +56,8 @@ def build() -> Any:
         return {"database": await db.ping()}
 
     app = make_app(settings=settings, metrics=metrics, ready_checks=ready)
-    publisher = Publisher(app=app, topic_prefix=settings.topic_prefix)
+    publisher = (RefusingDeadLetters if settings.dead_letters_fail else Publisher)(
+        app=app, topic_prefix=settings.topic_prefix)
     relay = OutboxRelay(db=db, table=outbox_rows, publisher=publisher)
 
     async def handle(items: list[Inbound[ContractTerminated]]) -> None:
@@ -78,12 +89,7 @@ def build() -> Any:
         publisher=publisher, relay=relay, metrics=metrics,
         max_record_bytes=settings.max_record_bytes, batch_size=settings.batch_size,
     )
-    source = app.topic(settings.topic(CONTRACT_TERMINATED), key_type=bytes, value_type=bytes)
-
-    @app.agent(source)
-    async def terminated(stream: Any) -> None:
-        await runner.run(stream)
-
+    register_agents(app, settings, [runner])
     return app
 
 
