@@ -76,9 +76,7 @@ class OutboxRelay:
         async with self._lock:
             try:
                 if self._read_table:
-                    self._committed.clear()  # all of it is in the table too
-                    self._read_table = False
-                    return await self._drain()
+                    return await self._read_all()
                 sent = 0
                 while self._committed:
                     staged = self._committed[:5000]
@@ -94,8 +92,12 @@ class OutboxRelay:
         """Publish the rows another writer left: in the table at the last sweep and at this one,
         and never in this worker's memory. Returns how many."""
         async with self._lock:
-            if self._read_table:
-                return 0  # the next flush reads all of the table
+            if self._read_table:  # a publish failed: all of the table now, not at a flush to come
+                try:
+                    return await self._read_all()
+                except BaseException:
+                    self._read_table = True
+                    raise
             # under the lock no flush runs, and the deletes of what flushes published are queued
             # on the database thread ahead of this read: a row of this worker's own is in memory
             waiting = await self._db.run(lambda s: pending_outbox(s, self._table))
@@ -126,6 +128,13 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox sweep failed (%s); trying again in %.0f s",
                             type(exc).__name__, every_s)
+
+    async def _read_all(self) -> int:
+        """Publish all of the table (at the start, and after a failed publish); the memory
+        queue holds nothing the table does not."""
+        self._committed.clear()
+        self._read_table = False
+        return await self._drain()
 
     async def _drain(self) -> int:
         sent: set[int] = set()

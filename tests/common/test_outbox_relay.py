@@ -182,11 +182,31 @@ async def test_the_sweep_runs_on_its_own_and_survives_a_failed_round(setup: Setu
             if not publisher.fail:
                 break
         assert not publisher.fail  # the second sweep's publish failed
-        await asyncio.sleep(0.2)  # a few more rounds: the loop goes on, and leaves the row
+        await asyncio.sleep(0.2)  # a few more rounds: the loop goes on, and reads the table
         assert not task.done()
     finally:
         task.cancel()
-    # to the next flush, which reads the table
-    assert publisher.sent == []
-    assert await relay.flush() == 1
-    assert publisher.sent == [("a", b"r1")]
+    assert publisher.sent == [("a", b"r1")]  # published by a later round, not left to a flush
+    assert await relay.flush() == 0
+
+
+async def test_after_a_failed_publish_the_sweep_publishes_what_waits_without_a_flush(
+        setup: Setup) -> None:
+    """A flush fails (the broker away): its rows stay in the table. On a worker where no
+    further flush comes (an idle one; a login's notice flushed in the background), the next
+    sweep must publish them, not wait for a flush."""
+    db, relay = setup.db, setup.relay
+    await db.run(staging(setup.table, "a", 1, 2), after_commit=relay.committed)  # type: ignore[arg-type]
+    sent = setup.publisher.send_all
+
+    async def broker_away(_items: Sequence[tuple[str, WireRecord]]) -> None:
+        raise ConnectionError("broker away")
+
+    setup.publisher.send_all = broker_away  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await relay.flush()
+    setup.publisher.send_all = sent  # type: ignore[method-assign]
+    assert await relay.sweep() == 2
+    assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2")]
+    assert await db.run(lambda s: pending_outbox(s, setup.table)) == []
+    assert await relay.flush() == 0 and await relay.sweep() == 0  # nothing twice
