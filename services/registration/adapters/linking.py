@@ -23,12 +23,12 @@ import logging
 import multiprocessing
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 
@@ -45,9 +45,30 @@ from services.registration.service_layer.link_contract import link_batch, link_c
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class LinkFailed(Exception):
     """The linking process failed on a batch for a reason other than the database being away."""
+
+
+class Calls:
+    """The calls in flight, for ``settled``: a termination or an erasure of the worker waits for
+    the link batches before it, so that their rows reach the relay (and the topic) before its own,
+    as they were committed before its own (it holds their contracts: ``hold_contracts``)."""
+
+    def __init__(self) -> None:
+        self._running: set[asyncio.Future[Any]] = set()
+
+    async def run(self, call: Awaitable[T]) -> T:
+        future = asyncio.ensure_future(call)
+        self._running.add(future)
+        future.add_done_callback(self._running.discard)
+        return await future
+
+    async def settled(self) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running))
 
 
 class InProcessLinker:
@@ -56,10 +77,14 @@ class InProcessLinker:
     def __init__(self, *, db: Database, keyring: Keyring, hand_over: HandOver) -> None:
         self._uow = SqlUnitOfWork(db=db, hand_over=hand_over)
         self._protector = KeyringProtector(keyring=keyring)
+        self._calls = Calls()
 
     async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
-        return await link_contracts(commands, uow=self._uow, protector=self._protector,
-                                    not_after=not_after)
+        return await self._calls.run(link_contracts(
+            commands, uow=self._uow, protector=self._protector, not_after=not_after))
+
+    async def settled(self) -> None:
+        await self._calls.settled()
 
     async def warm_up(self) -> None:
         return None
@@ -76,6 +101,7 @@ class ProcessLinker:
         self._keyring = keyring
         self._hand_over = hand_over  # the worker's relay publishes what the process committed
         self._pool: ProcessPoolExecutor | None = None
+        self._calls = Calls()
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -86,6 +112,13 @@ class ProcessLinker:
         return self._pool
 
     async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
+        return await self._calls.run(self._link(commands, not_after))
+
+    async def settled(self) -> None:
+        await self._calls.settled()
+
+    async def _link(self, commands: Sequence[LinkContract], not_after: datetime
+                    ) -> Counter[Outcome]:
         rows = [_command_row(c) for c in commands]
         limit = not_after.isoformat()
         loop = asyncio.get_running_loop()

@@ -103,10 +103,12 @@ class ContractHandlers:
 
     async def contracts_terminated(self, items: list[Inbound[InboundContractTerminated]]) -> None:
         commands = [to_termination(item.event) for item in items]
+        await self.linker.settled()  # the links before it reach the topic before it
         self.metrics.count("terminate", await terminate_contracts(
             commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))
 
     async def contracts_erased(self, items: list[Inbound[InboundContractErased]]) -> None:
         commands = [to_erasure(item.event) for item in items]
+        await self.linker.settled()  # the links before it reach the topic before its tombstones
         self.metrics.count("erase", await erase_contracts(
             commands, uow=self.uow, protector=self.protector, not_after=self.not_after()))

@@ -73,6 +73,11 @@ class Linker(Protocol):
         """``not_after``: a link dated later is refused (``invalid_event_time``)."""
         ...
 
+    async def settled(self) -> None:
+        """Returns once every call started before it has ended (committed and handed its rows
+        over to the relay, or failed)."""
+        ...
+
 
 class UnitOfWork(Protocol):
     async def run(self, work: Callable[[AccountRepository], T]) -> T:
