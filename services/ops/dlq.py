@@ -77,6 +77,10 @@ async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *,
     original = record.headers.get("dlq_original_topic")
     if not original:
         raise ReplayRefused("the dead letter has no dlq_original_topic header")
+    if "dlq_value_truncated" in record.headers:  # even with force: it is not the record sent
+        raise ReplayRefused(
+            f"the dead letter holds the first {len(record.value or b'')} bytes of a "
+            f"{record.headers['dlq_value_truncated']}-byte value: its producer must send it again")
     marker = f"{dlq_topic}:{partition}:{offset}"
     if not force:
         async for earlier in scan(bootstrap, [original]):

@@ -149,6 +149,20 @@ def test_dlq_replay_sends_a_fixed_record_back_once_and_it_is_processed(
     assert len(source) == 2  # the original and exactly one replay
 
 
+def test_dlq_replay_refuses_a_dead_letter_that_holds_only_part_of_its_value(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    headers = [("dlq_original_topic", (prefix + CONTRACT_TERMINATED).encode()),
+               ("dlq_error_class", b"oversized_record"), ("dlq_value_truncated", b"3145800")]
+    asyncio.run(produce(kafka_bootstrap, prefix + dlq_of(CONTRACT_TERMINATED),
+                        [(b"77-HUGE", b"{" + b"x" * 1000, headers)]))
+    for force in ([], ["--force"]):
+        refused = runner.invoke(app, ["dlq", "replay", dlq_of(CONTRACT_TERMINATED), "0", *force])
+        assert refused.exit_code == 2, refused.output
+        assert "holds the first 1001 bytes of a 3145800-byte value" in refused.output
+    assert asyncio.run(read_all(kafka_bootstrap, prefix + CONTRACT_TERMINATED)) == []
+
+
 def test_topics_apply_twice_changes_nothing(kafka_bootstrap: str, prefix: str) -> None:
     result = runner.invoke(app, ["topics", "apply"])
     assert result.exit_code == 0 and "nothing changed" in result.output
