@@ -93,11 +93,7 @@ class OutboxRelay:
         and never in this worker's memory. Returns how many."""
         async with self._lock:
             if self._read_table:  # a publish failed: all of the table now, not at a flush to come
-                try:
-                    return await self._read_all()
-                except BaseException:
-                    self._read_table = True
-                    raise
+                return await self._read_all()
             # under the lock no flush runs, and the deletes of what flushes published are queued
             # on the database thread ahead of this read: a row of this worker's own is in memory
             waiting = await self._db.run(lambda s: pending_outbox(s, self._table))
@@ -134,7 +130,11 @@ class OutboxRelay:
         queue holds nothing the table does not."""
         self._committed.clear()
         self._read_table = False
-        return await self._drain()
+        try:
+            return await self._drain()
+        except BaseException:
+            self._read_table = True  # read it all again next time
+            raise
 
     async def _drain(self) -> int:
         sent: set[int] = set()
