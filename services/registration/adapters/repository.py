@@ -142,8 +142,8 @@ def hold_keys(session: Session, keys: Collection[str]) -> None:
     order of their hashes (two transactions never wait for each other in a cycle). SQLite: the
     one write lock, taken now by a write that changes nothing (the driver begins a transaction
     at its first write; a link batch, a termination and an erasure hold it already, from their
-    first statement, ``claim``; a reseal or the alias fill takes it here, before it reads what
-    it will write)."""
+    first statement, ``claim``; a reseal takes it here, before its locked read, and the alias
+    fill before its writes, which change only rows as it read them)."""
     if not keys:
         return
     if not is_postgres(session):
