@@ -98,6 +98,21 @@ class Worker:
     def start(self, ready_timeout_s: float = 60.0, path: str = "/readyz") -> Worker:
         """Start the process and wait until ``path`` answers 200 (``/livez`` for a worker that
         may get no partition: one more worker than a topic's partitions can feed)."""
+        self.spawn()
+        assert self.proc is not None
+        deadline = time.monotonic() + ready_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.module} exited: {self.log_tail()}")
+            if ready(self.base_url, path):
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{self.module} not ready in {ready_timeout_s}s: {self.log_tail()}")
+
+    def spawn(self) -> Worker:
+        """Start the process without waiting for it to be ready (for a worker expected to
+        exit, possibly before it ever answers)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # services.recovery -> RECOVERY_WEB_PORT; tests.support.probe_service -> PROBE_WEB_PORT
         service = self.module.split(".")[-1].removesuffix("_service").upper()
@@ -108,15 +123,7 @@ class Worker:
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        deadline = time.monotonic() + ready_timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.module} exited: {self.log_tail()}")
-            if ready(self.base_url, path):
-                return self
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"{self.module} not ready in {ready_timeout_s}s: {self.log_tail()}")
+        return self
 
     def stop(self, timeout_s: float = 20.0) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -134,9 +134,10 @@ async def test_a_batch_the_loop_cannot_settle_stops_the_worker_and_is_redone_aft
     env = service_env(bootstrap=kafka_bootstrap, prefix=topic_prefix, var_dir=tmp_path)
     records = [(b"C1", good("C1")), (b"bad", b"contract C2 terminated"), (b"C3", good("C3"))]
     await produce(kafka_bootstrap, topic_prefix + CONTRACT_TERMINATED, records)
+    # spawned, not started: it may crash on the batch before its /readyz ever answers
     refusing = Worker(module="tests.support.probe_service",
                       env={**env, "PROBE_DEAD_LETTERS_FAIL": "1"}, log_path=tmp_path / "p1.log",
-                      web_port=free_port()).start()
+                      web_port=free_port()).spawn()
     try:
         assert refusing.proc is not None
         code = await asyncio.to_thread(refusing.proc.wait, 60)
