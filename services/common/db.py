@@ -353,9 +353,19 @@ HandOver = Callable[[Sequence[Staged]], None]
 def stage_outbox(session: Session, table: Table, topic: str,
           records: Sequence[WireRecord]) -> list[Staged]:
     """Add records for ``topic`` (a public topic name) to the outbox, in the caller's
-    transaction; returns the rows inserted, for the caller to hand over once it has committed."""
+    transaction; returns the rows inserted, for the caller to hand over once it has committed.
+
+    A tombstone is the last record of its key: the rows of that key still in the outbox for
+    ``topic`` go first. Published already (their delete lost to a database blip), or committed by
+    a worker that died, they would otherwise go out at the next read or sweep of the table, after
+    the tombstone, and compaction would keep them as the key's last record: an erased
+    subscriber's record back on the topic for good. A row some relay holds in memory is still
+    published from there, ahead of the tombstone (its transaction committed first)."""
     if not records:
         return []
+    ended = list(dict.fromkeys(r.key for r in records if r.value is None and r.key is not None))
+    for condition in one_of(session, table.c.key, ended):
+        session.execute(table.delete().where(table.c.topic == topic, condition))
     # header values are bytes: kept as base64 so any header survives the JSON column
     headers = [[[k, _b64(v)] for k, v in r.headers] for r in records]
     if is_postgres(session):  # one list per column, the headers as JSON text (bulk loads)

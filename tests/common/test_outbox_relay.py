@@ -210,3 +210,31 @@ async def test_after_a_failed_publish_the_sweep_publishes_what_waits_without_a_f
     assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2")]
     assert await db.run(lambda s: pending_outbox(s, setup.table)) == []
     assert await relay.flush() == 0 and await relay.sweep() == 0  # nothing twice
+
+
+async def test_a_tombstone_takes_the_rows_of_its_key_still_in_the_table_with_it(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record is published and its delete is lost (the database away for a moment), so its row
+    stays; then its key is erased. The row must not go out again after the tombstone (at a sweep
+    or a read of the table): compaction would keep it as the key's last record. The rows of other
+    keys, and of the same key on another topic, are left to the relay."""
+    db, relay = setup.db, setup.relay
+    await db.run(staging(setup.table, "a", 1, 2), after_commit=relay.committed)  # type: ignore[arg-type]
+    monkeypatch.setattr("services.common.publish.delete_outbox", lambda *_: None)  # lost
+    assert await relay.flush() == 2
+    await db.run(lambda s: None)  # the queued deletes have run (and done nothing)
+    monkeypatch.undo()
+    # someone else's row of the same key on another topic, committed and never published
+    await db.run(staging(setup.table, "b", 1))  # type: ignore[arg-type]
+
+    def erase(session: Session) -> list[Staged]:
+        return stage_outbox(session, setup.table, "a", [WireRecord(key=b"1", value=None,
+                                                                   headers=[])])
+
+    await db.run(erase, after_commit=relay.committed)  # type: ignore[arg-type]
+    assert await relay.flush() == 1
+    assert await relay.sweep() == 0
+    assert await relay.sweep() == 2  # the lost delete's row of key 2, and topic b's row
+    assert setup.publisher.sent == [("a", b"r1"), ("a", b"r2"), ("a", None), ("a", b"r2"),
+                                    ("b", b"r1")]
+    assert await db.run(lambda s: pending_outbox(s, setup.table)) == []
