@@ -77,8 +77,13 @@ def render_login(login: str, view: dict[str, Any]) -> list[str]:
         if not any(c["usable"] for c in view["channels"].values()):
             lines.append("  no channel works: the subscriber must call support")
     lock = view["lockout"]
-    lines.append("lock-out: " + (f"LOCKED until {_when(lock['locked_until'])}" if lock["locked"]
-                                 else f"open ({lock['failures']} failed logins in a row)"))
+    line = "lock-out: " + (f"LOCKED until {_when(lock['locked_until'])}" if lock["locked"]
+                           else f"open ({lock['failures']} failed logins in a row)")
+    if lock.get("addresses_locked"):
+        n = lock["addresses_locked"]
+        line += (f"; LOCKED from {n} client address{'es' if n > 1 else ''} until "
+                 f"{_when(lock['addresses_locked_until'])}")
+    lines.append(line)
     requests = view.get("requests", [])
     lines.append(f"last requests ({len(requests)}, newest first):" if requests
                  else "last requests: none")

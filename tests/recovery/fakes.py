@@ -144,8 +144,12 @@ class FakeFailureCounts:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
         self.touched: list[str] = []
+        self.logins: dict[str, str] = {}  # a count per login and address → its login's subject
 
-    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float) -> int | None:
+    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float,
+                login: str | None = None) -> int | None:
+        if login is not None:
+            self.logins[subject] = login
         if subject not in self.store.failures:
             self.store.failures[subject] = (1, now + lock_s if limit <= 1 else None)
             return 1
@@ -169,9 +173,16 @@ class FakeFailureCounts:
     def failures(self, subject: str) -> tuple[int, float | None]:
         return self.store.failures.get(subject, (0, None))
 
+    def locked_addresses(self, login: str, now: float) -> tuple[int, float | None]:
+        locks = [until for subject, of in self.logins.items() if of == login
+                 and (until := self.store.failures.get(subject, (0, None))[1]) is not None
+                 and until > now]
+        return len(locks), max(locks, default=None)
+
     def delete_subjects(self, subjects: Collection[str]) -> None:
-        for subject in subjects:
+        for subject in [*subjects, *(s for s, of in self.logins.items() if of in subjects)]:
             self.store.failures.pop(subject, None)
+            self.logins.pop(subject, None)
 
 
 class FakeCodes:

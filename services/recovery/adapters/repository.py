@@ -160,8 +160,9 @@ class SqlFailureCounts:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float) -> int | None:
-        return reserve(self.session, subject, limit=limit, lock_s=lock_s, now=now)
+    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float,
+                login: str | None = None) -> int | None:
+        return reserve(self.session, subject, limit=limit, lock_s=lock_s, now=now, login=login)
 
     def release(self, subject: str, place: int, *, limit: int) -> None:
         release(self.session, subject, place, limit=limit)
@@ -172,8 +173,12 @@ class SqlFailureCounts:
     def failures(self, subject: str) -> tuple[int, float | None]:
         return failures(self.session, subject)
 
+    def locked_addresses(self, login: str, now: float) -> tuple[int, float | None]:
+        return locked_addresses(self.session, login, now)
+
     def delete_subjects(self, subjects: Collection[str]) -> None:
         _delete_in(self.session, login_failures.c.subject, subjects)
+        _delete_in(self.session, login_failures.c.login, subjects)
 
 
 class SqlCodes:
@@ -371,7 +376,7 @@ def take(session: Session, subject: str, window: Window, now: float) -> int | No
 
 
 def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: float,
-           now: float, guarded: bool) -> int | None:
+           now: float, guarded: bool, login: str | None = None) -> int | None:
     """The one upsert behind ``reserve`` (``step`` 1, ``guarded``: only while a place is free)
     and ``touch`` (``step`` 0, unguarded: the row stays as it is)."""
     f = login_failures.c
@@ -380,13 +385,14 @@ def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: flo
     until = now + lock_s
     stmt = _insert(session, login_failures).values(
         subject=subject, failures=step, locked_until=until if step >= limit else None,
-        touched_at=now)
+        touched_at=now, login=login)
     stmt = stmt.on_conflict_do_update(
         index_elements=[f.subject],
         set_={"failures": placed,
               "locked_until": case((placed >= limit, literal(until)), (expired, None),
                                    else_=f.locked_until),
-              "touched_at": now},
+              "touched_at": now,
+              **({} if login is None else {"login": login})},
         where=or_(expired, and_(f.locked_until.is_(None), f.failures < limit)) if guarded
         else literal(True),
     ).returning(f.failures)
@@ -395,10 +401,12 @@ def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: flo
 
 
 def reserve(session: Session, subject: str, *, limit: int, lock_s: float,
-            now: float) -> int | None:
+            now: float, login: str | None = None) -> int | None:
     """Take the next place in ``subject``'s failure count: its number (1 = first), or ``None``
-    when the subject is locked or every place is taken by attempts still being verified."""
-    return _count(session, subject, step=1, limit=limit, lock_s=lock_s, now=now, guarded=True)
+    when the subject is locked or every place is taken by attempts still being verified.
+    ``login``: the login's own subject, for a count per login and client address."""
+    return _count(session, subject, step=1, limit=limit, lock_s=lock_s, now=now, guarded=True,
+                  login=login)
 
 
 def release(session: Session, subject: str, place: int, *, limit: int) -> None:
@@ -419,6 +427,15 @@ def touch(session: Session, subject: str, *, now: float) -> None:
 def failures(session: Session, subject: str) -> tuple[int, float | None]:
     row = session.execute(select(login_failures).where(login_failures.c.subject == subject)).first()
     return (0, None) if row is None else (row.failures, row.locked_until)
+
+
+def locked_addresses(session: Session, login: str, now: float) -> tuple[int, float | None]:
+    """How many client addresses ``login`` (its own subject) is locked from now, and until when
+    the last of those locks lasts."""
+    f = login_failures.c
+    row = session.execute(select(func.count(), func.max(f.locked_until)).where(
+        f.login == login, f.locked_until > now)).one()
+    return int(row[0]), row[1]
 
 
 # --- Logins ----------------------------------------------------------------------------------

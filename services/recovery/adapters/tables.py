@@ -94,6 +94,10 @@ login_failures = Table(
     Column("locked_until", Float, nullable=True),  # set when the count reaches the limit
     # the last attempt counted or refused (Unix seconds): an idle count ages out by retention
     Column("touched_at", Float, nullable=True),
+    # a count per login and client address: the login's own subject, by which support finds
+    # the addresses it is locked from and an erasure deletes them (null: a login's own count)
+    Column("login", String(64), nullable=True),
+    Index("ix_login_failures_login", "login"),
 )
 
 # sliding-window counts shared by workers (``services.common.db.take_window``); slots out of

@@ -127,7 +127,7 @@ class LogInHandler:
             if repos.windows.take(address, policy.login_ip, now) is not None:
                 return _Loaded(throttled=True)
         pair_place = repos.failures.reserve(subjects.pair, limit=policy.lockout_failures,
-                                            lock_s=policy.lockout_s, now=now)
+                                            lock_s=policy.lockout_s, now=now, login=subjects.login)
         login_place = None
         if pair_place is not None:  # refusals at one address do not count against the login
             login_place = repos.failures.reserve(subjects.login,

@@ -117,8 +117,10 @@ class Windows(Protocol):
 class FailureCounts(Protocol):
     """The lock-out counts of failed logins (see ``log_in``)."""
 
-    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float) -> int | None:
-        """The next place in the count (1 = first), or ``None``: locked, or every place taken."""
+    def reserve(self, subject: str, *, limit: int, lock_s: float, now: float,
+                login: str | None = None) -> int | None:
+        """The next place in the count (1 = first), or ``None``: locked, or every place taken.
+        ``login``: the login's own subject, for a count per login and client address."""
         ...
 
     def release(self, subject: str, place: int, *, limit: int) -> None:
@@ -134,7 +136,13 @@ class FailureCounts(Protocol):
         """(places taken, locked until)."""
         ...
 
-    def delete_subjects(self, subjects: Collection[str]) -> None: ...
+    def locked_addresses(self, login: str, now: float) -> tuple[int, float | None]:
+        """(client addresses the login is locked from now, until when the last lock lasts)."""
+        ...
+
+    def delete_subjects(self, subjects: Collection[str]) -> None:
+        """These counts, and the counts per client address of these logins."""
+        ...
 
 
 class Codes(Protocol):

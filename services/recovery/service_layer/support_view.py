@@ -44,15 +44,19 @@ class ViewLogin:
         account = resolve(candidates, repos.accounts.by_keys([candidates])) \
             if candidates else None
         route = route_key(self.keyring, typed)
-        # the per-login count (every address); per-address counts are keyed by the address too
-        failures, locked_until = repos.failures.failures(self.keyring.keyed_hash("lockout", route))
+        # the per-login count (every address), and the client addresses it is locked from
+        login = self.keyring.keyed_hash("lockout", route)
+        failures, locked_until = repos.failures.failures(login)
+        addresses, addresses_until = repos.failures.locked_addresses(login, now)
         answer: dict[str, Any] = {
             "login_valid": bool(candidates),
             "found": account is not None,
             "requests": [_request(e) for e in repos.request_log.last(route)],
             "lockout": {"failures": failures,
                         "locked": locked_until is not None and locked_until > now,
-                        "locked_until": locked_until if locked_until and locked_until > now else None},
+                        "locked_until": locked_until if locked_until and locked_until > now else None,
+                        "addresses_locked": addresses,
+                        "addresses_locked_until": addresses_until},
         }
         if account is not None:
             answer["account"] = {

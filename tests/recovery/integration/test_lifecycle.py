@@ -29,7 +29,7 @@ from services.recovery.adapters.tables import (
     windows,
 )
 from services.recovery.domain.model import route_key
-from tests.recovery.builders import mobile_of, request
+from tests.recovery.builders import POLICY, mobile_of, request
 from tests.recovery.conftest import account_changed
 from tests.recovery.integration.harness import Harness, harness
 
@@ -100,10 +100,15 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     await h.requests(request(login))  # within the cool-down: refused, logged for the account
     assert await h.login(login, password) == str(acc.account_id)
     assert await h.login(login, "wrong-pass") is None  # a failure row for the login
+    # and counts per login and client address: one locked, one not
+    for _ in range(POLICY.lockout_failures):
+        assert await h.login(login, "wrong-pass", ip="198.51.100.7") is None
+    assert await h.login(login, "wrong-pass", ip="198.51.100.8") is None
     await issue(h, other_login)
     login_subject = h.keyring.keyed_hash("lockout", route_key(h.keyring, login))
     assert count(h, rate_events) > 0
     assert count(h, login_failures, login_failures.c.subject == login_subject) == 1
+    assert count(h, login_failures, login_failures.c.login == login_subject) == 3  # "-" and two
     assert count(h, windows) > 0 and count(h, window_slots) > 0
     route = route_key(h.keyring, login)
     logged = h.db.run_sync(lambda s: s.execute(
@@ -125,9 +130,9 @@ async def test_a_tombstone_deletes_everything_kept_for_the_account(h: Harness) -
     assert count(h, request_log, request_log.c.login_key == route) == 0
     assert count(h, request_log, request_log.c.account_id == aid) == 0
     assert count(h, request_log, request_log.c.account_id == str(other.account_id)) == 1
-    # the login's lock-out goes; the count per login and client address cannot be found from
-    # the account (a keyed hash of login and address) and ages out by retention
+    # the login's lock-out goes, and so do its counts per client address
     assert count(h, login_failures, login_failures.c.subject == login_subject) == 0
+    assert count(h, login_failures, login_failures.c.login == login_subject) == 0
     day = h.keyring.keyed_hash("limit", "account-day:" + aid)
     assert count(h, windows, windows.c.subject == day) == 0
     assert count(h, window_slots, window_slots.c.subject == day) == 0

@@ -14,7 +14,7 @@ from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.adapters.tables import login_failures
 from services.recovery.domain.model import route_key
 from services.recovery.service_layer.support_view import ViewLogin
-from tests.recovery.builders import request
+from tests.recovery.builders import POLICY, request
 from tests.recovery.conftest import account_changed, new_mobile
 from tests.recovery.integration.harness import Harness, harness
 
@@ -44,7 +44,8 @@ async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Ha
                    ("rejected", "channel_unavailable", "email")]
     issued = [t for t, v in h.staged() if t == "selfcare.code.issued.v1"]
     assert len(issued) == 1 and view["requests"][1]["code_id"] == h.codes()[0].code_id
-    assert view["lockout"] == {"failures": 0, "locked": False, "locked_until": None}
+    assert view["lockout"] == {"failures": 0, "locked": False, "locked_until": None,
+                               "addresses_locked": 0, "addresses_locked_until": None}
     assert all(r["requested_at"] is not None and r["decided_at"] == h.clock.now() - 2 + i
                for i, r in enumerate(reversed(view["requests"])))
     assert mobile[2:] not in str(view)
@@ -62,6 +63,30 @@ async def test_a_dead_mobile_and_a_lock_out_are_shown(h: Harness) -> None:
     assert view["lockout"]["locked"] and view["lockout"]["locked_until"] == h.clock.now() + 600
     unknown = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
     assert not unknown["found"] and unknown["login_valid"] and "account" not in unknown
+
+
+async def test_a_lock_out_from_one_client_address_is_shown(h: Harness) -> None:
+    """The common lock (``LOGIN_LOCKOUT_FAILURES`` wrong passwords from one address) is kept per
+    login and address; support's view of the login shows how many addresses it is locked from,
+    and until when, and no address."""
+    mobile = new_mobile()
+    await h.accounts(account_changed(h.keyring, mobile=mobile))
+    for _ in range(POLICY.lockout_failures):
+        assert await h.login(mobile, "wrong-pass", ip="198.51.100.7") is None
+    h.clock.advance(60)
+    for _ in range(POLICY.lockout_failures):
+        assert await h.login("8" + mobile[2:], "wrong-pass", ip="2001:db8::7") is None
+    assert await h.login(mobile, "wrong-pass", ip="198.51.100.8") is None  # open there
+    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile)
+    lock = view["lockout"]
+    assert not lock["locked"]  # not locked everywhere
+    assert lock["failures"] == 2 * POLICY.lockout_failures + 1
+    assert lock["addresses_locked"] == 2
+    assert lock["addresses_locked_until"] == h.clock.now() + POLICY.lockout_s
+    assert "198.51.100" not in str(view) and "2001:db8" not in str(view)
+    h.clock.advance(POLICY.lockout_s - 59)  # the first lock is over, the second is not
+    lock = (await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile))["lockout"]
+    assert lock["addresses_locked"] == 1
 
 
 def test_pruning_keeps_the_newest_rows_per_login_and_drops_old_ones(h: Harness) -> None:
