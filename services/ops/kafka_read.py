@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,6 +23,10 @@ class Record:
     headers: dict[str, str]
 
 
+class NotFound(LookupError):
+    """The cluster has no such topic, or the topic no such partition; the message says which."""
+
+
 async def partitions(c: AIOKafkaConsumer, topic: str) -> set[int]:
     """The topic's partitions (fetching its metadata first if the client has none)."""
     found = c.partitions_for_topic(topic)
@@ -30,6 +34,17 @@ async def partitions(c: AIOKafkaConsumer, topic: str) -> set[int]:
         await wait_on_metadata(c, topic)
         found = c.partitions_for_topic(topic)
     return set(found or ())
+
+
+async def require(c: AIOKafkaConsumer, topic: str, partition: int | None = None) -> set[int]:
+    """The partitions of ``topic``; :class:`NotFound` when it, or ``partition`` of it, does not exist
+    (instead of waiting on metadata that never comes)."""
+    if topic not in await c.topics():
+        raise NotFound(f"no such topic: {topic}")
+    found = await partitions(c, topic)
+    if partition is not None and partition not in found:
+        raise NotFound(f"no such partition: {topic} has no partition {partition}")
+    return found
 
 
 def consumer(kafka: KafkaSettings | str) -> AIOKafkaConsumer:
@@ -45,12 +60,22 @@ def admin(kafka: KafkaSettings | str) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**aiokafka_kwargs(kafka))
 
 
-async def scan(bootstrap: KafkaSettings | str, topics: list[str]) -> AsyncIterator[Record]:
-    """Every record now in ``topics`` (missing topics are skipped), then stop."""
+async def scan(
+    bootstrap: KafkaSettings | str, topics: list[str], *, strict: bool = False
+) -> AsyncGenerator[Record, None]:
+    """Every record now in ``topics``, then stop. A missing topic is skipped (``strict``:
+    :class:`NotFound`).
+
+    A partition is done once the position reaches its end offset; one whose records are all gone
+    (retention or ``delete_records``: first offset == end offset) is done from the start, as a
+    fetch never returns an empty partition."""
     c = consumer(bootstrap)
     await c.start()
     try:
         existing = await c.topics()
+        missing = [t for t in topics if t not in existing]
+        if strict and missing:
+            raise NotFound(f"no such topic: {missing[0]}")
         tps = [
             TopicPartition(t, p)
             for t in topics if t in existing
@@ -60,18 +85,19 @@ async def scan(bootstrap: KafkaSettings | str, topics: list[str]) -> AsyncIterat
             return
         c.assign(tps)
         await c.seek_to_beginning(*tps)
+        starts = await c.beginning_offsets(tps)
         ends = await c.end_offsets(tps)
-        remaining = {tp for tp in tps if ends[tp] > 0}
+        remaining = {tp for tp in tps if starts[tp] < ends[tp]}
         for tp in tps:
-            if ends[tp] == 0:
+            if tp not in remaining:
                 c.pause(tp)
         while remaining:
             batch = await c.getmany(timeout_ms=500)
             for tp, msgs in batch.items():
                 for m in msgs:
-                    if m.offset >= ends[tp]:
-                        continue
-                    yield to_record(m)
+                    if m.offset < ends[tp]:
+                        yield to_record(m)
+            for tp in sorted(remaining):
                 if await c.position(tp) >= ends[tp]:
                     remaining.discard(tp)
                     c.pause(tp)
