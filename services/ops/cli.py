@@ -33,7 +33,7 @@ from services.common.kafka_config import KafkaSettings
 from services.ops import dlq as dead_letters
 from services.ops import lag as group_lag
 from services.ops import support
-from services.ops.kafka_read import consumer, to_record
+from services.ops.kafka_read import NotFound, consumer, require, to_record
 from services.ops.present import describe_value
 from services.ops.trace import as_json, trace
 
@@ -63,6 +63,16 @@ def _prefix() -> str:
     return os.environ.get("TOPIC_PREFIX", "")
 
 
+def _topic(name: str) -> str:
+    """A topic as typed, with or without ``TOPIC_PREFIX``, as it is named on the cluster."""
+    return _prefix() + name.removeprefix(_prefix())
+
+
+def _not_found(exc: NotFound) -> typer.Exit:
+    typer.echo(str(exc), err=True)
+    return typer.Exit(2)
+
+
 @app.command("trace")
 def trace_cmd(ident: str, as_json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """The timeline of one code request, by the request's event id or the code id."""
@@ -81,7 +91,10 @@ def tail_cmd(
     idle_exit_s: Annotated[float, typer.Option(help="stop after this long without records (0: never)")] = 0,
 ) -> None:
     """Pretty-print a topic live, masked."""
-    asyncio.run(_tail(_prefix() + topic, from_beginning, limit, idle_exit_s))
+    try:
+        asyncio.run(_tail(_topic(topic), from_beginning, limit, idle_exit_s))
+    except NotFound as exc:
+        raise _not_found(exc) from None
 
 
 async def _tail(topic: str, from_beginning: bool, limit: int, idle_exit_s: float) -> None:
@@ -92,6 +105,7 @@ async def _tail(topic: str, from_beginning: bool, limit: int, idle_exit_s: float
     shown = 0
     idle_since = asyncio.get_running_loop().time()
     try:
+        await require(c, topic)
         c.subscribe([topic])
         while True:
             batch = await c.getmany(timeout_ms=500)
@@ -121,7 +135,11 @@ def dlq_list(topic: Annotated[str | None, typer.Argument()] = None) -> None:
         for name, count in asyncio.run(dead_letters.counts(_bootstrap(), _prefix())).items():
             typer.echo(f"{name:55} {count}")
         return
-    for r in asyncio.run(dead_letters.records(_bootstrap(), _prefix() + topic.removeprefix(_prefix()))):
+    try:
+        found = asyncio.run(dead_letters.records(_bootstrap(), _topic(topic)))
+    except NotFound as exc:
+        raise _not_found(exc) from None
+    for r in found:
         h = r.headers
         typer.echo(
             f"p{r.partition}@{r.offset} {h.get('dlq_error_class', '?'):18} "
@@ -134,8 +152,11 @@ def dlq_list(topic: Annotated[str | None, typer.Argument()] = None) -> None:
 def dlq_show(topic: str, offset: int, partition: int = 0,
              raw: Annotated[bool, typer.Option("--raw", help="print the original bytes")] = False) -> None:
     """One dead letter: its headers, and its payload masked (or raw with --raw)."""
-    name = _prefix() + topic.removeprefix(_prefix())
-    r = asyncio.run(dead_letters.fetch_one(_bootstrap(), name, offset, partition))
+    name = _topic(topic)
+    try:
+        r = asyncio.run(dead_letters.fetch_one(_bootstrap(), name, offset, partition))
+    except NotFound as exc:
+        raise _not_found(exc) from None
     if r is None:
         typer.echo(f"no record at {name}:{partition}:{offset}", err=True)
         raise typer.Exit(1)
@@ -152,13 +173,14 @@ def dlq_show(topic: str, offset: int, partition: int = 0,
 def dlq_replay(topic: str, offset: int, partition: int = 0,
                force: Annotated[bool, typer.Option("--force")] = False) -> None:
     """Send a dead letter back to its original topic (once; --force to send it again)."""
-    name = _prefix() + topic.removeprefix(_prefix())
     try:
-        where = asyncio.run(dead_letters.replay(_bootstrap(), name, offset, partition=partition,
-                                                force=force))
+        where = asyncio.run(dead_letters.replay(_bootstrap(), _topic(topic), offset, partition=partition,
+                                                force=force, prefix=_prefix()))
     except dead_letters.ReplayRefused as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(2) from None
+    except NotFound as exc:
+        raise _not_found(exc) from None
     typer.echo(f"replayed to {where}")
 
 
@@ -180,9 +202,11 @@ def lag_cmd(
     group: Annotated[list[str] | None, typer.Option(
         "--group", help="a consumer group (repeatable); default: every selfcare-* group but ops'")] = None,
     max_lag: Annotated[int | None, typer.Option(
-        help="exit 1 when any partition is more than this many records behind")] = None,
+        help="exit 1 when any partition is more than this many records behind, "
+        "or a group's lag is unknown")] = None,
 ) -> None:
-    """Records behind per consumer group and partition (end offset minus committed offset)."""
+    """Records behind per consumer group and partition (end offset minus committed offset; a
+    partition never committed on counts from its first retained offset)."""
     groups = group or [
         g for g in asyncio.run(group_lag.groups_with_prefix(_bootstrap(), f"{_prefix()}selfcare-"))
         if not g.startswith(f"{_prefix()}selfcare-ops")
@@ -194,10 +218,13 @@ def lag_cmd(
     typer.echo(group_lag.HEADER)
     for row in rows:
         typer.echo(row.line())
+    unknown = [name for name in groups if not any(r.group == name for r in rows)]
     for name in groups:
-        total = sum(r.lag for r in rows if r.group == name)
-        typer.echo(f"{name}: {total} records behind")
-    if max_lag is not None and any(r.lag > max_lag for r in rows):
+        if name in unknown:
+            typer.echo(f"{name}: no committed offsets and no members: its topics are unknown")
+        else:
+            typer.echo(f"{name}: {sum(r.lag for r in rows if r.group == name)} records behind")
+    if max_lag is not None and (unknown or any(r.lag > max_lag for r in rows)):
         raise typer.Exit(1)
 
 

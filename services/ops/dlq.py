@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from schemas.topics import topic_specs
+from schemas.topics import dlq_of, topic_specs
 from services.common.kafka_config import KafkaSettings, aiokafka_kwargs
-from services.ops.kafka_read import Record, consumer, partitions, scan, to_record
+from services.ops.kafka_read import Record, consumer, partitions, require, scan, to_record
 
 REPLAY_HEADER = "dlq_replayed_from"
 
@@ -16,7 +18,8 @@ def dlq_topics(prefix: str = "") -> list[str]:
 
 
 async def records(bootstrap: KafkaSettings | str, topic: str) -> list[Record]:
-    return [r async for r in scan(bootstrap, [topic])]
+    """The topic's records (:class:`~services.ops.kafka_read.NotFound` if it does not exist)."""
+    return [r async for r in scan(bootstrap, [topic], strict=True)]
 
 
 async def counts(bootstrap: KafkaSettings | str, prefix: str = "") -> dict[str, int]:
@@ -44,6 +47,7 @@ async def fetch_one(
     c = consumer(bootstrap)
     await c.start()
     try:
+        await require(c, topic, partition)
         tp = TopicPartition(topic, partition)
         c.assign([tp])
         end = (await c.end_offsets([tp]))[tp]
@@ -64,31 +68,41 @@ class ReplayRefused(Exception):
     pass
 
 
+def is_compacted(topic: str, prefix: str = "") -> bool:
+    """Whether the topic keeps only each key's last record (its ``cleanup.policy`` in
+    schemas/topics.yaml); a topic not in the list is taken as compacted."""
+    for spec in topic_specs():
+        if prefix + spec.name == topic:
+            return "compact" in spec.cleanup_policy.split(",")
+    return True
+
+
 async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *, partition: int = 0,
-                 force: bool = False) -> str:
+                 force: bool = False, prefix: str = "") -> str:
     """Send the dead letter's original record back to its original topic, once.
 
     The replayed record carries ``dlq_replayed_from: <dlq topic>:<partition>:<offset>``; a second
     replay of the same dead letter finds that marker on the original topic and is refused
-    (``force`` overrides)."""
+    (``force`` overrides). Refused even with ``force``: a dead letter whose original topic is not
+    the one ``dlq_topic`` belongs to, one that holds only part of its value, and one that a
+    compacted original topic already has a later record of the same key for (appended after
+    it, the replay would supersede that record: a newer version, or an erasure's tombstone)."""
     record = await fetch_one(bootstrap, dlq_topic, offset, partition)
     if record is None:
         raise ReplayRefused(f"no record at {dlq_topic}:{partition}:{offset}")
     original = record.headers.get("dlq_original_topic")
     if not original:
         raise ReplayRefused("the dead letter has no dlq_original_topic header")
+    if dlq_of(original) != dlq_topic:
+        raise ReplayRefused(f"the dead letter names {original} as its original topic, whose "
+                            f"dead letters go to {dlq_of(original)}, not {dlq_topic}")
     if "dlq_value_truncated" in record.headers:  # even with force: it is not the record sent
         raise ReplayRefused(
             f"the dead letter holds the first {len(record.value or b'')} bytes of a "
             f"{record.headers['dlq_value_truncated']}-byte value: its producer must send it again")
     marker = f"{dlq_topic}:{partition}:{offset}"
-    if not force:
-        async for earlier in scan(bootstrap, [original]):
-            if earlier.headers.get(REPLAY_HEADER) == marker:
-                raise ReplayRefused(
-                    f"already replayed to {original} at partition {earlier.partition} "
-                    f"offset {earlier.offset} (use --force to send it again)"
-                )
+    await _check_original(bootstrap, original, record, marker, force=force,
+                          compacted=is_compacted(original, prefix))
     headers = [(k, v.encode()) for k, v in record.headers.items() if not k.startswith("dlq_")]
     headers.append((REPLAY_HEADER, marker.encode()))
     producer = AIOKafkaProducer(**aiokafka_kwargs(bootstrap), acks="all", enable_idempotence=True,
@@ -100,3 +114,40 @@ async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *,
     finally:
         await producer.stop()
     return f"{original}:{meta.partition}:{meta.offset}"
+
+
+async def _check_original(bootstrap: KafkaSettings | str, original: str, dead: Record, marker: str,
+                          *, force: bool, compacted: bool) -> None:
+    """One pass over the original topic: refuse a second replay (unless ``force``) and, on a
+    compacted topic, a replay that would land after a later record of the dead letter's key."""
+    since = _original_place(dead.headers)
+    later: Record | None = None
+    async with aclosing(scan(bootstrap, [original], strict=True)) as found:
+        async for r in found:
+            if r.headers.get(REPLAY_HEADER) == marker:  # an earlier replay of this very record
+                if not force:
+                    raise ReplayRefused(
+                        f"already replayed to {original} at partition {r.partition} "
+                        f"offset {r.offset} (use --force to send it again)")
+                continue
+            if not compacted or dead.key is None or r.key != dead.key:
+                continue
+            if since is None or (r.partition == since[0] and r.offset > since[1]):
+                later = r
+    if later is not None:
+        erased = later.value is None
+        where = (f"after the original's offset {since[1]}" if since is not None
+                 else "and the dead letter has no dlq_original_partition/offset to tell which is later")
+        raise ReplayRefused(
+            f"{original} is compacted and holds {'a tombstone (an erasure)' if erased else 'a record'} "
+            f"of the same key at partition {later.partition} offset {later.offset}, {where}: "
+            f"compaction keeps a key's last record, so the replay would supersede it"
+            f"{' and bring back what it erased' if erased else ''} (not even --force sends it)")
+
+
+def _original_place(headers: dict[str, str]) -> tuple[int, int] | None:
+    """(partition, offset) of the dead letter's original record, when its headers say."""
+    try:
+        return int(headers["dlq_original_partition"]), int(headers["dlq_original_offset"])
+    except (KeyError, ValueError):
+        return None
