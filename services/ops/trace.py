@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import CodeIssued, CodeRejected, CodeRequested, NotificationStatus
+from schemas.events import CodeIssued, CodeRejected, CodeRequested, NotificationKind, NotificationStatus
 from schemas.topics import CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED, NOTIFICATION_STATUS
 from services.common.kafka_config import KafkaSettings
 from services.ops.kafka_read import scan
@@ -63,9 +63,10 @@ async def trace(bootstrap: KafkaSettings | str, ident: str, prefix: str = "") ->
             steps.append(Step(j.occurred_at, f"rejected: {j.reason.value}", {
                 "advice": j.advice, "support_phone": j.support_phone,
                 "retry_after_s": j.retry_after_s}))
-    for s in statuses:
+    for s in statuses:  # a notice (password changed) carries the code's id but is not its delivery
         if str(s.code_id) in codes:
-            steps.append(Step(s.occurred_at, s.status.value, {
+            what = s.status.value if s.kind == NotificationKind.CODE else f"{s.kind.value} {s.status.value}"
+            steps.append(Step(s.occurred_at, what, {
                 "attempts": s.attempts, "to": s.destination_masked, "reason": s.reason,
                 "message_id": s.message_id}))
     return sorted(steps, key=lambda step: step.at)

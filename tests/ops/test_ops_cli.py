@@ -20,6 +20,7 @@ from schemas.events import (
     ContractLinked,
     DeliveryStatus,
     Locale,
+    NotificationKind,
     NotificationStatus,
 )
 from schemas.topics import (
@@ -68,25 +69,32 @@ def test_trace_follows_a_request_by_event_id_and_by_code_id(kafka_bootstrap: str
                         occurred_at=now + timedelta(milliseconds=30))
     sent = NotificationStatus(code_id=code_id, channel=Channel.SMS, status=DeliveryStatus.SENT, attempts=2,
                               destination_masked="+7******4567", occurred_at=now + timedelta(seconds=1))
+    # the password-changed notice of that code's first use carries its code id: not a delivery step
+    notice = NotificationStatus(code_id=code_id, channel=Channel.SMS, status=DeliveryStatus.FAILED,
+                                attempts=1, destination_masked="+7******4567", kind=NotificationKind.NOTICE,
+                                occurred_at=now + timedelta(seconds=2))
     other = CodeRequested(login="8 916 000 00 00", channel=Channel.EMAIL, occurred_at=now)
     rejected = CodeRejected(request_event_id=other.event_id, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
                             advice="contact_support", support_phone="8 800 250-08-90",
                             occurred_at=now + timedelta(milliseconds=5))
     send(kafka_bootstrap, prefix + CODE_REQUESTED, request, other)
     send(kafka_bootstrap, prefix + CODE_ISSUED, issued)
-    send(kafka_bootstrap, prefix + NOTIFICATION_STATUS, sent)
+    send(kafka_bootstrap, prefix + NOTIFICATION_STATUS, sent, notice)
     send(kafka_bootstrap, prefix + CODE_REJECTED, rejected)
 
     by_event = runner.invoke(app, ["trace", str(request.event_id)])
     assert by_event.exit_code == 0, by_event.output
     lines = by_event.output.strip().splitlines()
-    assert [line.split()[1] for line in lines] == ["requested", "issued", "sent"]
-    assert "attempts=2" in lines[2]
+    assert [line.split()[1:3] for line in lines] == [
+        ["requested", "event_id=" + str(request.event_id)], ["issued", f"code_id={code_id}"],
+        ["sent", "attempts=2"], ["notice", "failed"]]
+    assert "attempts=1" in lines[3]
     assert "+79161234567" not in by_event.output and "916 123-45-67" not in by_event.output
     assert "+7******4567" in by_event.output
 
     by_code = runner.invoke(app, ["trace", str(code_id), "--json"])
-    assert [step["what"] for step in json.loads(by_code.output)] == ["requested", "issued", "sent"]
+    assert [step["what"] for step in json.loads(by_code.output)] == [
+        "requested", "issued", "sent", "notice failed"]
 
     support = runner.invoke(app, ["trace", str(other.event_id)])
     assert "rejected: channel_unavailable" in support.output
