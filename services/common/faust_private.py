@@ -87,3 +87,16 @@ def set_auto_offset_reset(consumer: AIOKafkaConsumer, policy: str) -> None:
     """Change where a consumer not yet started begins without a committed offset
     (``"earliest"`` or ``"latest"``)."""
     consumer._auto_offset_reset = policy
+
+
+# aiokafka: the consumer protocol's encoding (the ops CLI's lag of a group that never committed)
+
+def assigned_partitions(protocol_type: str, assignment: bytes) -> list[tuple[str, int]]:
+    """(topic, partition) of one group member's assignment, as ``describe_consumer_groups``
+    returns it; none for a group of another protocol or a member with no assignment."""
+    from aiokafka.coordinator.protocol import ConsumerProtocol, ConsumerProtocolMemberAssignment
+
+    if protocol_type != ConsumerProtocol.PROTOCOL_TYPE or not assignment:
+        return []
+    decoded = ConsumerProtocolMemberAssignment.decode(assignment)
+    return [(tp.topic, tp.partition) for tp in decoded.partitions()]

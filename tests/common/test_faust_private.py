@@ -127,3 +127,13 @@ async def test_consumer_metadata_and_offset_reset(kafka_bootstrap: str, topic_pr
         finally:
             await consumer.stop()
     assert positions == {"earliest": 0, "latest": 1}
+
+
+def test_a_member_assignment_is_decoded_as_the_consumer_protocol_encodes_it() -> None:
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+
+    encoded = ConsumerProtocolMemberAssignment(0, [("t.a", [0, 2]), ("t.b", [1])], b"").encode()
+    assert sorted(faust_private.assigned_partitions("consumer", encoded)) == [
+        ("t.a", 0), ("t.a", 2), ("t.b", 1)]
+    assert faust_private.assigned_partitions("consumer", b"") == []
+    assert faust_private.assigned_partitions("connect", encoded) == []

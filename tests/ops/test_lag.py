@@ -72,7 +72,8 @@ def test_lag_is_end_minus_committed_per_partition(kafka_bootstrap: str, setup: t
     group = f"{prefix}selfcare-notifier"
     rows = asyncio.run(group_lag.lag(kafka_bootstrap, [group]))
     got = {(r.topic, r.partition): (r.committed, r.end, r.lag) for r in rows}
-    assert got == {(topic, 0): (4, 5, 1), (topic, 1): (1, 3, 2), (topic, 2): (2, 2, 0)}
+    assert got == {(topic, 0): (4, 5, 1), (topic, 1): (1, 3, 2), (topic, 2): (2, 2, 0),
+                   (topic, 3): (None, 0, 0)}  # never committed on (and empty)
 
 
 def test_cli_prints_every_partition_and_the_total(setup: tuple[str, str]) -> None:
@@ -86,6 +87,7 @@ def test_cli_prints_every_partition_and_the_total(setup: tuple[str, str]) -> Non
         [f"{prefix}selfcare-notifier", topic, "0", "4", "5", "1"],
         [f"{prefix}selfcare-notifier", topic, "1", "1", "3", "2"],
         [f"{prefix}selfcare-notifier", topic, "2", "2", "2", "0"],
+        [f"{prefix}selfcare-notifier", topic, "3", "-", "0", "0"],
     ]
     assert f"{prefix}selfcare-notifier: 3 records behind" in result.output
     assert "selfcare-ops-tail" not in result.output
@@ -106,3 +108,49 @@ def test_a_group_without_commits_is_reported(setup: tuple[str, str]) -> None:
     result = runner.invoke(app, ["lag", "--group", f"{prefix}selfcare-nobody"])
     assert result.exit_code == 1
     assert "no committed offsets" in result.output
+
+
+def test_records_on_a_partition_never_committed_on_count_and_fail_max_lag(
+    kafka_bootstrap: str, setup: tuple[str, str]
+) -> None:
+    prefix, topic = setup
+    group = f"{prefix}selfcare-notifier"
+    assert runner.invoke(app, ["lag", "--group", group, "--max-lag", "2"]).exit_code == 0
+    asyncio.run(_produce(kafka_bootstrap, topic, {3: 3}))  # the group never read partition 3
+    result = runner.invoke(app, ["lag", "--group", group, "--max-lag", "2"])
+    assert result.exit_code == 1, result.output
+    assert [group, topic, "3", "-", "3", "3"] in [line.split() for line in result.output.splitlines()]
+    assert f"{group}: 6 records behind" in result.output
+
+
+def test_a_group_with_a_member_but_no_commits_counts_from_the_first_offset(
+    kafka_bootstrap: str, setup: tuple[str, str]
+) -> None:
+    prefix, topic = setup
+    group = f"{prefix}selfcare-recovery"
+
+    async def check_while_a_member() -> list[group_lag.PartitionLag]:
+        c = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
+                             enable_auto_commit=False, auto_offset_reset="latest")
+        await c.start()
+        try:
+            deadline = asyncio.get_running_loop().time() + 30
+            while not c.assignment():  # joined and assigned; it reads nothing and commits nothing
+                assert asyncio.get_running_loop().time() < deadline
+                await c.getmany(timeout_ms=200)
+            return await group_lag.lag(kafka_bootstrap, [group])
+        finally:
+            await c.stop()
+
+    rows = asyncio.run(check_while_a_member())
+    got = {(r.topic, r.partition): (r.committed, r.end, r.lag) for r in rows}
+    assert got == {(topic, 0): (None, 5, 5), (topic, 1): (None, 3, 3), (topic, 2): (None, 2, 2),
+                   (topic, 3): (None, 0, 0)}
+
+
+def test_max_lag_fails_for_a_group_whose_lag_is_unknown(setup: tuple[str, str]) -> None:
+    prefix, _ = setup
+    result = runner.invoke(app, ["lag", "--group", f"{prefix}selfcare-notifier",
+                                 "--group", f"{prefix}selfcare-nobody", "--max-lag", "5"])
+    assert result.exit_code == 1, result.output
+    assert f"{prefix}selfcare-nobody: no committed offsets and no members" in result.output
