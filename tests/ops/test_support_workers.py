@@ -22,6 +22,7 @@ from deploy.local_stack import LocalStack
 from schemas.topics import CODE_REQUESTED, CONTRACT_LINKED
 from services.common.crypto import generate_key
 from services.ops.cli import app as ops_cli
+from services.ops.ops_api import OpsApiError, call
 from tests.support.kafka import create_topics, new_prefix, produce
 from tests.support.workers import TEST_HASH_PEPPER, Worker, free_port, service_env
 
@@ -67,10 +68,13 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         s.stop()
 
 
+def ops_env(stack: LocalStack, token: str) -> dict[str, str]:
+    return {"OPS_API_TOKEN": token, "REGISTRATION_OPS_URL": stack.url("registration"),
+            "RECOVERY_OPS_URL": stack.url("recovery"), "NOTIFIER_OPS_URL": stack.url("notifier")}
+
+
 def ops(stack: LocalStack, *args: str, token: str = TOKEN) -> Result:
-    env = {"OPS_API_TOKEN": token, "REGISTRATION_OPS_URL": stack.url("registration"),
-           "RECOVERY_OPS_URL": stack.url("recovery"), "NOTIFIER_OPS_URL": stack.url("notifier")}
-    return CliRunner().invoke(ops_cli, list(args), env=env)
+    return CliRunner().invoke(ops_cli, list(args), env=ops_env(stack, token))
 
 
 def eventually(stack: LocalStack, login: str, *wanted: str, timeout_s: float = 60) -> str:
@@ -132,12 +136,27 @@ def test_no_channel_at_all_says_call_support(stack: LocalStack) -> None:
 
 
 def test_ops_routes_need_the_token(stack: LocalStack) -> None:
-    for service in ("registration", "recovery"):
-        result = ops(stack, "login", "600000000003", token="wrong-token-0123456789")
-        assert result.exit_code == 2 and "unauthorized" in result.output, service
+    wrong = ops_env(stack, "wrong-token-0123456789")
+    routes = {  # each service's routes, called directly
+        ("registration", "/ops/v1/keys/reseal"): {},
+        ("registration", "/ops/v1/identify"): {"operator": "op-42", "contract": "SP-2",
+                                               "passport": "4510 765432", "full_name": NAME},
+        ("recovery", "/ops/v1/login"): {"login": "600000000003"},
+        ("notifier", "/ops/v1/deliveries"): {"code_ids": [str(uuid.uuid4())]},
+    }
+    for (service, path), body in routes.items():
+        with pytest.raises(OpsApiError, match=f"^{service}: unauthorized"):
+            call(service, path, body, env=wrong)
+    # the same read-only routes answer the right token
+    assert call("recovery", "/ops/v1/login", {"login": "600000000003"}, env=ops_env(stack, TOKEN))[0] == 200
+    assert call("notifier", "/ops/v1/deliveries", {"code_ids": []}, env=ops_env(stack, TOKEN)) == (
+        200, {"deliveries": {}})
+    # and the CLI says so
+    result = ops(stack, "login", "600000000003", token="wrong-token-0123456789")
+    assert result.exit_code == 2 and "recovery: unauthorized" in result.output
     refused = ops(stack, "identify", "--contract", "SP-2", "--passport", "4510 765432",
                   "--name", NAME, "--operator", "op-42", token="wrong-token-0123456789")
-    assert refused.exit_code == 2 and "unauthorized" in refused.output
+    assert refused.exit_code == 2 and "registration: unauthorized" in refused.output
 
 
 def test_identify_confirms_only_a_full_match_and_logs_no_identity(stack: LocalStack) -> None:
