@@ -511,7 +511,7 @@ def epochs(session: Session, account_ids: Collection[str]) -> dict[str, tuple[in
         return {}
     c = accounts.c
     rows = session.execute(select(c.account_id, c.version, c.holder_epoch, c.contacts_epoch)
-                           .where(c.account_id.in_(sorted(account_ids))))
+                           .where(c.account_id.in_(sorted(account_ids))).with_for_update())
     return {r.account_id: (r.version, r.holder_epoch, r.contacts_epoch) for r in rows}
 
 

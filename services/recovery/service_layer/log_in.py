@@ -98,7 +98,7 @@ class LogInHandler:
             self.metrics.logins.labels("failure").inc()
             return None
         account_id, noticed = await self.uow.run(
-            lambda r: self._succeed(r, loaded, subjects, current_ok, now))
+            lambda r: self._succeed(r, loaded, subjects, current_ok, pending_ok, now))
         if noticed:
             self.metrics.notices.inc()
             if self.flush is not None:  # published now, but the answer does not wait for it
@@ -149,15 +149,27 @@ class LogInHandler:
                        current=current, pending=pending)
 
     def _succeed(self, repos: Repositories, loaded: _Loaded, subjects: _Subjects,
-                 current_ok: bool, now: float) -> tuple[str | None, bool]:
-        """(account id or ``None``, whether a notice was staged)."""
+                 current_ok: bool, pending_ok: bool, now: float) -> tuple[str | None, bool]:
+        """(account id or ``None``, whether a notice was staged).
+
+        The hashes were verified outside any transaction, which takes seconds under load: the
+        account is locked and read again first. Closed or erased meanwhile, it is not logged
+        into; a password replaced or revoked meanwhile (a new holder, an activated code) no
+        longer counts. A pending code is checked by its activation (a change of holder or of
+        contacts voids it)."""
         assert loaded.account is not None
         assert loaded.pair_place is not None and loaded.login_place is not None
+        aid = loaded.account.account_id
         account_id: str | None = None
         noticed = False
+        repos.accounts.lock_versions([aid])
+        still = repos.accounts.by_ids([aid])
+        if not still or still[0].status is not AccountStatus.ACTIVE:
+            return None, False
+        current_ok = current_ok and repos.credentials.current(aid) == loaded.current
         if current_ok:
-            account_id = loaded.account.account_id
-        elif loaded.pending is not None:
+            account_id = aid
+        elif pending_ok and loaded.pending is not None:
             code_id, hash_ = loaded.pending
             activated = repos.codes.activate(code_id, now)
             if activated is not None:

@@ -60,7 +60,9 @@ class Accounts(Protocol):
         ...
 
     def epochs(self, account_ids: Collection[str]) -> dict[str, tuple[int, int, int]]:
-        """account_id → (version, holder_epoch, contacts_epoch) of the stored ones."""
+        """account_id → (version, holder_epoch, contacts_epoch) of the stored ones, their rows
+        locked until the transaction ends, like ``lock_versions``: every transaction that changes
+        an account and its codes or credentials locks the account first."""
         ...
 
     def insert(self, accounts: Sequence[ProjectAccount], now: float) -> None: ...

@@ -79,6 +79,7 @@ def project_accounts(repos: Repositories, changes: Sequence[ProjectAccount], now
 
 
 def erase_accounts(repos: Repositories, account_ids: Sequence[str], keyring: Keyring) -> int:
+    repos.accounts.lock_versions(account_ids)  # first, as every writer of an account does
     known = repos.accounts.by_ids(account_ids)
     limits: set[str] = set()
     lockouts: set[str] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from services.recovery.domain.commands import EraseAccount
 from services.recovery.domain.model import CodeStatus, Policy, Window, route_key
 from services.recovery.entrypoints.agents import project_account
 from tests.recovery.builders import mobile_of
-from tests.recovery.conftest import account_changed, new_mobile
+from tests.recovery.conftest import FakeHasher, account_changed, new_mobile
 from tests.recovery.fakes import FakeConflict, FakeDatabaseAway
 from tests.recovery.unit.fake_service import FakeService
 
@@ -346,3 +347,82 @@ async def test_a_login_that_activates_a_code_answers_whatever_the_broker_does(
         await asyncio.sleep(0)
     assert "a password notice waits for the outbox sweep (KafkaConnectionError)" in caplog.text
     assert await s.login(login, password) == str(acc.account_id)  # the current password now
+
+
+class ChangingHasher(FakeHasher):
+    """Runs ``meanwhile`` once, while the next login's hashes are verified (outside any
+    transaction, seconds under load)."""
+
+    meanwhile: Callable[[], Awaitable[None]] | None = None
+
+    async def verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        if self.meanwhile is not None:
+            change, self.meanwhile = self.meanwhile, None
+            await change()
+        return await super().verify_many(pairs)
+
+
+async def logged_in_once(s: FakeService, acc: AccountChanged, login: str) -> str:
+    """The account's password, set by logging in with an issued code."""
+    await s.issue(s.command(login))
+    password = s.password(s.published(CODE_ISSUED)[-1])
+    assert await s.login(login, password) == str(acc.account_id)
+    return password
+
+
+@pytest.mark.parametrize("change", ["relinked", "closed", "erased"])
+async def test_a_password_revoked_while_it_is_verified_does_not_log_in(change: str) -> None:
+    """The old holder logs in by the personal account, which a re-link keeps; the re-link (or a
+    termination, or an erasure) is projected while the hashes are verified. The password it
+    revoked must not open the account as it now stands."""
+    hasher = ChangingHasher()
+    s = FakeService(hasher=hasher)
+    acc = account_changed(s.keyring, product=TvProduct.LINEAR, personal_account="500100201")
+    await s.accounts(acc)
+    password = await logged_in_once(s, acc, "500100201")
+
+    async def meanwhile() -> None:
+        if change == "relinked":
+            await s.accounts(relinked(acc, s.keyring, version=3))
+        elif change == "closed":
+            await s.accounts(acc.model_copy(update={"version": 3, "status": AccountStatus.CLOSED}))
+        else:
+            await s.projection.erase([EraseAccount(account_id=str(acc.account_id))])
+
+    hasher.meanwhile = meanwhile
+    assert await s.login("500100201", password, ip="192.0.2.9") is None
+
+
+async def test_a_code_of_an_account_closed_while_it_is_verified_is_not_activated() -> None:
+    hasher = ChangingHasher()
+    s = FakeService(hasher=hasher)
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    await s.issue(s.command(login))
+    code = s.password(s.published(CODE_ISSUED)[0])
+
+    async def close() -> None:
+        await s.accounts(acc.model_copy(update={"version": 2, "status": AccountStatus.CLOSED}))
+
+    hasher.meanwhile = close
+    assert await s.login(login, code) is None
+    assert [c.status for c in s.uow.store.codes] == [CodeStatus.PENDING]
+    assert s.published(PASSWORD_CHANGED) == []
+
+
+async def test_a_change_that_keeps_the_holder_and_the_password_still_logs_in() -> None:
+    """A new version (here a product change) while the hashes are verified: the password is
+    still the account's, and it opens it."""
+    hasher = ChangingHasher()
+    s = FakeService(hasher=hasher)
+    acc = account_changed(s.keyring)
+    await s.accounts(acc)
+    login = mobile_of(s.keyring, acc)
+    password = await logged_in_once(s, acc, login)
+
+    async def keep() -> None:
+        await s.accounts(acc.model_copy(update={"version": 3, "tv_product": TvProduct.INTERACTIVE}))
+
+    hasher.meanwhile = keep
+    assert await s.login(login, password) == str(acc.account_id)
