@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,26 @@ from services.common.db import Database, Staged, delete_outbox, pending_outbox
 from services.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+
+
+def in_background(flush: Callable[[], Awaitable[object]], what: str) -> Callable[[], Awaitable[None]]:
+    """``flush`` started and not waited for: for an answer that must not wait for the broker
+    once its records are committed in the outbox (a broker away delays them: the relay's sweep
+    publishes them later). A failure is one WARNING line naming ``what`` waits."""
+    running: set[asyncio.Future[object]] = set()
+
+    def _done(task: asyncio.Future[object]) -> None:
+        running.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning("%s waits for the outbox sweep (%s)", what, type(exc).__name__)
+
+    async def start() -> None:
+        task = asyncio.ensure_future(flush())
+        running.add(task)
+        task.add_done_callback(_done)
+
+    return start
+
 
 class Publisher:
     """Sends records with faust's producer and waits until the broker has them (acks=all)."""

@@ -17,7 +17,7 @@ from services.common.db import Database
 from services.common.http_edge import harden_web_server
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
-from services.common.publish import Publisher, start_relay
+from services.common.publish import Publisher, in_background, start_relay
 from services.common.retention import Pruner, pruned_counter
 from services.notifier.adapters.repository import SqlUnitOfWork
 from services.notifier.adapters.sms_http import HttpSmsGateway
@@ -149,7 +149,8 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
         await pruner.run_forever(clock, every_s=PRUNE_EVERY_S)
     register_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     register_webhook(
-        app, apply_report=partial(apply_delivery_report, uow=uow, metrics=metrics, flush=relay.flush),
+        app, apply_report=partial(apply_delivery_report, uow=uow, metrics=metrics,
+                                  flush=in_background(relay.flush, "a delivery report's status")),
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)

@@ -3,12 +3,15 @@
 The gateway must present ``Authorization: Bearer $SMS_STATUS_TOKEN`` — a token of its own, never
 the one we send to it (``SMS_GATEWAY_TOKEN``). The body (at most ``max_body`` bytes, received
 within the read time-out) is decoded by ``services.common.http_edge``: anything malformed is a
-400, never a 5xx. ``schemas/openapi.yaml`` documents every answer.
+400, never a 5xx; a report that could not be recorded (the database away) is a 503, which the
+gateway retries. The answer does not wait for the status to be published. ``schemas/openapi.yaml``
+documents every answer.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +30,7 @@ from services.notifier.service_layer.delivery_reports import CARRIER_STATUSES, R
 
 PATH = "/api/v1/sms-status"
 MAX_BODY = 4096
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ def parse_report(raw: bytes) -> ApplyDeliveryReport | None:
         return None
     message_id, status = data.get("message_id"), data.get("status")
     if not isinstance(message_id, str) or not 0 < len(message_id) <= 64:
+        return None
+    if CONTROL.search(message_id):  # NUL among them: PostgreSQL refuses it as text
         return None
     if status not in CARRIER_STATUSES:
         return None
@@ -66,7 +72,11 @@ def register_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], 
             report = parse_report(raw)
             if report is None:
                 return self.json({"error": "bad_request"}, status=400)
-            result = await apply_report(report)
+            try:
+                result = await apply_report(report)
+            except Exception as exc:  # the database away, mostly: the gateway sends it again
+                log.warning("a delivery report was not recorded (%s)", type(exc).__name__)
+                return self.json({"error": "unavailable"}, status=503)
             if result == ReportResult.UNKNOWN:
                 return self.json({"error": "unknown_message_id"}, status=404)
             return self.json({"result": result.value}, status=200)
