@@ -59,7 +59,8 @@ class LimitSettings(EnvSettings):
                                                validation_alias="LOGIN_LOCKOUT_FAILURES")
     login_global_lockout_failures: AtLeastOne = Field(default=DEFAULT.global_lockout_failures,
                                                       validation_alias="LOGIN_GLOBAL_LOCKOUT_FAILURES")
-    login_lockout_s: EnvInt = Field(default=int(DEFAULT.lockout_s), validation_alias="LOGIN_LOCKOUT_S")
+    login_lockout_s: AtLeastOne = Field(default=int(DEFAULT.lockout_s),
+                                        validation_alias="LOGIN_LOCKOUT_S")
 
     @property
     def policy(self) -> Policy:

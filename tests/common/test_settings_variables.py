@@ -163,6 +163,7 @@ def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: 
     (RegistrationSettings, "SUPPORT_IDENTIFY_MAX", "x", "SUPPORT_IDENTIFY_MAX must be an integer"),
     (RecoverySettings, "LIMIT_IP_MAX", "lots", "LIMIT_IP_MAX must be an integer"),
     (RecoverySettings, "LOGIN_LOCKOUT_FAILURES", "0", "LOGIN_LOCKOUT_FAILURES must be at least 1"),
+    (RecoverySettings, "LOGIN_LOCKOUT_S", "0", "LOGIN_LOCKOUT_S must be at least 1"),
     (RecoverySettings, "SMS_HOURLY_BUDGET", "0", "SMS_HOURLY_BUDGET must be at least 1"),
     (RecoverySettings, "RECOVERY_HASH_WORKERS", "0", "RECOVERY_HASH_WORKERS must be at least 1"),
     (RecoverySettings, "PASSWORD_LENGTH", "6", "PASSWORD_LENGTH must be at least 8"),

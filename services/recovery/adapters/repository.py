@@ -380,7 +380,11 @@ def _count(session: Session, subject: str, *, step: int, limit: int, lock_s: flo
     """The one upsert behind ``reserve`` (``step`` 1, ``guarded``: only while a place is free)
     and ``touch`` (``step`` 0, unguarded: the row stays as it is)."""
     f = login_failures.c
-    expired = and_(f.locked_until.is_not(None), f.locked_until <= now)
+    # a lock that has ended, or a count already at the limit with no lock (the limit was lowered
+    # since: it counts as locked from its last counted attempt, so it ends as a lock would)
+    expired = or_(and_(f.locked_until.is_not(None), f.locked_until <= now),
+                  and_(f.locked_until.is_(None), f.failures >= limit,
+                       or_(f.touched_at.is_(None), f.touched_at <= now - lock_s)))
     placed = case((expired, step), else_=f.failures + step)
     until = now + lock_s
     stmt = _insert(session, login_failures).values(

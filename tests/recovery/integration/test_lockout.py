@@ -186,3 +186,25 @@ async def test_a_personal_account_typed_two_ways_has_one_lock_out_count(h: Harne
     assert await h.login(spaced, password, "203.0.113.5") is None  # locked whichever way typed
     assert await h.login(spaced, "wrong-5", "203.0.113.5") is None
     assert judged([h], "failure") == 5
+
+
+@pytest.mark.parametrize("lowered", ["per address", "everywhere"])
+async def test_a_count_over_a_lowered_limit_is_a_lock_that_ends(
+        h: Harness, database_url: str, keyring: Keyring, lowered: str) -> None:
+    """Four wrong guesses under a limit of 5 leave a count of 4 and no lock. Lowered to 3 (the
+    operators' answer to an attack), that count is over the limit: it must hold as a lock from
+    its last counted attempt and end as a lock does, not refuse the right password for as long
+    as the row lives (retention: weeks)."""
+    login, password, account_id = await with_password(h)
+    for n in range(4):
+        assert await h.login(login, "wrong-pass", ip="192.0.2.7" if lowered == "per address"
+                             else f"192.0.2.{10 + n}") is None
+    policy = (replace(POLICY_5, lockout_failures=3) if lowered == "per address"
+              else replace(POLICY_5, global_lockout_failures=3))
+    lower = harness(database_url, keyring, policy, clock=h.clock)
+    try:
+        assert await lower.login(login, password, ip="192.0.2.7") is None  # locked for now
+        h.clock.advance(policy.lockout_s + 1)
+        assert await lower.login(login, password, ip="192.0.2.7") == account_id
+    finally:
+        lower.db.close()
