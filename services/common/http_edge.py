@@ -58,9 +58,11 @@ class ClientGone(Exception):
 
 
 def bearer_ok(authorization: str | None, token: str) -> bool:
-    """Whether the header is ``Bearer <token>`` (constant time over the header's bytes)."""
-    presented = (authorization or "").encode("utf-8", "surrogatepass")
-    return bool(token) and hmac.compare_digest(presented, f"Bearer {token}".encode())
+    """Whether the header is ``Bearer <token>``: the scheme in any case (RFC 9110), the token
+    compared in constant time over its bytes; an empty ``token`` admits nobody."""
+    scheme, _, given = (authorization or "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogatepass"), token.encode("utf-8"))
 
 
 async def read_body(request: Any, *, max_body: int, timeout_s: float,

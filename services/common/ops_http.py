@@ -9,7 +9,6 @@ that is the default until an operator sets one; local/demo mode generates it.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +16,14 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from services.common.http_edge import ClientGone, HttpError, closing, decode_object, read_body
+from services.common.http_edge import (
+    ClientGone,
+    HttpError,
+    bearer_ok,
+    closing,
+    decode_object,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +37,6 @@ class OpsError(Exception):
     def __init__(self, status: int, error: str, message: str) -> None:
         super().__init__(message)
         self.status, self.error, self.message = status, error, message
-
-
-def authorised(header: str | None, token: str) -> bool:
-    """``Authorization: Bearer <token>``, in constant time (bytes: any text compares safely)."""
-    scheme, _, given = (header or "").partition(" ")
-    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8"))
 
 
 def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHandler],
@@ -57,7 +56,7 @@ def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
               read_timeout_s: float) -> None:
     class OpsRoute(View):
         async def post(self, request: Request) -> Response:
-            if not authorised(request.headers.get("Authorization"), token):
+            if not bearer_ok(request.headers.get("Authorization"), token):
                 return self.json({"error": "unauthorized"}, status=401)
             try:
                 body = await read_body(request, max_body=MAX_BODY, timeout_s=read_timeout_s)

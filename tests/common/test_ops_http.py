@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.ops_http import authorised
+from services.common.http_edge import bearer_ok as authorised
 
 TOKEN = "ops-token-0123456789abcdef"
 
