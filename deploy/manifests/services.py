@@ -40,6 +40,11 @@ class Resources:
         }
 
 
+# the readiness path that answers 200 only while the worker holds partitions
+# (services/common/app.py); "/readyz/http" answers without them
+READY_WITH_PARTITIONS = "/readyz"
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
@@ -53,8 +58,13 @@ class ServiceSpec:
     settings: dict[str, str] = field(default_factory=dict)  # ConfigMap selfcare-<name>
     # what the readiness probe asks: a service that takes HTTP from outside (the portal's API,
     # the gateway's delivery reports) is ready to serve it without partitions ("/readyz/http");
-    # "/readyz" also waits for partitions, which a standby worker or a rebalance lacks
-    ready_path: str = "/readyz"
+    # "/readyz" (READY_WITH_PARTITIONS) also waits for partitions, which a standby worker or a
+    # rebalance lacks
+    ready_path: str = READY_WITH_PARTITIONS
+
+    @property
+    def ready_needs_partitions(self) -> bool:
+        return self.ready_path == READY_WITH_PARTITIONS
 
     @property
     def group(self) -> str:

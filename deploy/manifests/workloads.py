@@ -52,6 +52,18 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
             "timeoutSeconds": 3, "failureThreshold": failures}
 
 
+def rolling_update(svc: ServiceSpec) -> dict[str, int]:
+    """One pod at a time. A service ready without partitions starts a new pod before an old one
+    stops (the group rebalances once per pod). One whose readiness waits for partitions
+    (registration) stops an old pod first: a surge pod is one worker more than the replicas, and
+    faust's sticky assignor leaves it without a partition (a standby, docs/reliability.md
+    "Observations"), so it would never be ready, no old pod would stop and the rollout would
+    never finish. The PodDisruptionBudget allows the same one pod down."""
+    if svc.ready_needs_partitions:
+        return {"maxSurge": 0, "maxUnavailable": 1}
+    return {"maxSurge": 1, "maxUnavailable": 0}
+
+
 def deployment(svc: ServiceSpec) -> Manifest:
     container = {
         "name": svc.name,
@@ -86,9 +98,7 @@ def deployment(svc: ServiceSpec) -> Manifest:
         "spec": {
             "replicas": svc.replicas,
             "selector": {"matchLabels": selector(svc)},
-            # one new pod before an old one stops: the group rebalances once per pod
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rolling_update(svc)},
             "template": {
                 "metadata": {
                     "labels": labels(svc),

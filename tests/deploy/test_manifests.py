@@ -70,16 +70,25 @@ def test_a_kafka_topic_per_topic_with_its_settings() -> None:
                                **({"max.compaction.lag.ms": 86_400_000} if compacted else {})}
 
 
+def _notifier_acls(users: list[dict[str, Any]]) -> dict[str, list[str]]:
+    (notifier,) = [u for u in users if u["metadata"]["name"] == "notifier"]
+    return {a["resource"]["name"]: a["operations"] for a in notifier["spec"]["authorization"]["acls"]}
+
+
 def test_a_new_topic_in_the_list_gets_its_topic_its_dlq_and_its_acls() -> None:
+    # a name the list does not hold: the topics and ACLs below can come only from the specs given
+    new, dlq = "selfcare.test.added.v1", "selfcare.test.added.v1.dlq"
+    assert not {new, dlq} & {s.name for s in topic_specs()}
+    assert not {new, dlq} & {t["metadata"]["name"] for t in strimzi.topics()}
+    assert not {new, dlq} & set(_notifier_acls(strimzi.users()))
     issued = next(s for s in topic_specs() if s.name == "selfcare.code.issued.v1")
-    added = dataclasses.replace(issued, name="selfcare.password.changed.v1", event="PasswordChanged")
+    added = dataclasses.replace(issued, name=new, event="TestAdded")
     specs = (*topic_specs(), added, added.dlq_spec())
     names = {t["metadata"]["name"] for t in strimzi.topics(specs)}
-    assert {"selfcare.password.changed.v1", "selfcare.password.changed.v1.dlq"} <= names
-    users = {u["metadata"]["name"]: u for u in strimzi.users(specs)}
-    notifier = {a["resource"]["name"]: a["operations"] for a in users["notifier"]["spec"]["authorization"]["acls"]}
-    assert notifier["selfcare.password.changed.v1"] == ["Describe", "Read"]
-    assert notifier["selfcare.password.changed.v1.dlq"] == ["Describe", "Write"]
+    assert {new, dlq} <= names
+    notifier = _notifier_acls(strimzi.users(specs))
+    assert notifier[new] == ["Describe", "Read"]
+    assert notifier[dlq] == ["Describe", "Write"]
 
 
 def _from_acls(user: dict[str, Any]) -> dict[str, set[str]]:
@@ -251,6 +260,32 @@ def test_deployments_replicas_probes_and_secrets(where: str) -> None:
     assert set(by_kind(objs, "PodDisruptionBudget")) == {s.name for s in SERVICE_SPECS}
     services = by_kind(objs, "Service")
     assert {n: s["spec"]["ports"][0]["port"] for n, s in services.items()} == {"recovery": 6102, "notifier": 6103}
+
+
+@pytest.mark.parametrize("where", ["base", *OVERLAYS])
+def test_a_deployment_ready_only_with_partitions_does_not_surge(where: str) -> None:
+    """A rollout with ``maxSurge: 1`` starts one pod more than the replicas before it stops an
+    old one. That pod's worker joins the consumer group as a member more than the workers
+    already holding the partitions, and faust's sticky assignor gives it none (4 partitions,
+    2 workers: the third is a standby, docs/reliability.md "Observations"). A readiness probe on
+    ``/readyz`` answers 503 without partitions, so the surge pod never turns ready; with
+    ``maxUnavailable: 0`` no old pod is stopped for it, and the rollout never finishes. Such a
+    Deployment stops an old pod first (``maxSurge: 0``, ``maxUnavailable`` at least 1): the new
+    pod then replaces a member, and the rebalance gives it the partitions the old one held."""
+    objs = base_objects() if where == "base" else build(K8S / "overlays" / where)
+    gated = []
+    for name, d in by_kind(objs, "Deployment").items():
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        strategy = d["spec"]["strategy"]
+        # no default: Kubernetes' own is maxSurge 25 %, rounded up to one pod
+        assert strategy["type"] == "RollingUpdate" and set(strategy["rollingUpdate"]) == {
+            "maxSurge", "maxUnavailable"}, name
+        if c["readinessProbe"]["httpGet"]["path"] != "/readyz":
+            continue
+        gated.append(name)
+        assert strategy["rollingUpdate"]["maxSurge"] in (0, "0%"), name
+        assert strategy["rollingUpdate"]["maxUnavailable"] == 1, name  # 0 and 0: no rollout at all
+    assert "registration" in gated  # the test has something to check
 
 
 @pytest.mark.parametrize("where", ["base", *OVERLAYS])
