@@ -24,6 +24,17 @@ from sqlalchemy.engine import Connection
 
 log = logging.getLogger(__name__)
 
+# Revisions whose ``upgrade()`` drops or alters an existing table or column, per service. Each
+# worker migrates at start, so in a rolling update the first new pod would take away what the
+# old pods still use: an upgrade across one of these stops the service first (docs/scaling.md,
+# "Upgrades that drop or alter"; tests/common/test_stop_the_world_migrations.py keeps this, the
+# revisions and that list in step). New revisions add; they drop a release later.
+STOP_THE_WORLD: dict[str, frozenset[str]] = {
+    "registration": frozenset({"0003"}),  # drops identify_attempts (now windows, window_slots)
+    "recovery": frozenset({"0003"}),  # drops counters (now windows, window_slots)
+    "notifier": frozenset(),
+}
+
 
 @dataclass(frozen=True)
 class MigrationScripts:
