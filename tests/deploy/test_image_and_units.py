@@ -129,6 +129,68 @@ def test_the_unit_is_templated_and_hardened() -> None:
     assert "User=selfcare" in text and "User=root" not in text
 
 
+def _service_section() -> dict[str, list[str]]:
+    section = UNIT.read_text().split("[Service]\n", 1)[1].split("\n[", 1)[0]
+    out: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _systemd_docs() -> str:
+    doc = (ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    section = doc[doc.index("\n## systemd\n"):]
+    return section.split("\n## ", 2)[1]
+
+
+def test_each_instance_runs_as_a_user_of_its_own() -> None:
+    """One user for every service let the notifier (which takes HTTP from the gateway) read the
+    others' state; each instance (``%i``, the service) runs as its own user."""
+    unit = _service_section()
+    (user,) = unit["User"]
+    names = [svc.name for svc in SERVICE_SPECS]
+    users = {user.replace("%i", name) for name in names}
+    assert "%i" in user and len(users) == len(names), user
+    assert all("%i" in group for group in unit.get("Group", [])), unit["Group"]
+    if unit.get("DynamicUser") != ["yes"]:  # static users: the docs create exactly these
+        doc = _systemd_docs()
+        assert f"for s in {' '.join(names)}; do" in doc and user.replace("%i", "$s") in doc
+        assert re.search(r"useradd --system[^\n]*\\\n[^\n]*" + re.escape(user.replace("%i", "$s")), doc)
+
+
+def _env_examples(doc: str) -> dict[str, dict[str, str]]:
+    blocks = re.findall(r"^`/etc/selfcare/([\w-]+)\.env`:\n\n```ini\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    return {name: dict(line.split("=", 1) for line in body.splitlines() if line.strip())
+            for name, body in blocks}
+
+
+def test_the_env_files_are_roots_alone_and_the_kafka_login_is_per_service() -> None:
+    """systemd reads ``EnvironmentFile=`` as root, so the files need no group: a group-readable
+    file would hand every service's keys to any service in that group. Each service's Kafka
+    principal goes in its own file; in ``common.env`` every service would share one."""
+    doc, unit = _systemd_docs(), UNIT.read_text()
+    header = "\n".join(line for line in unit.splitlines() if line.startswith("#"))
+    for text in (doc, header):
+        assert "root:root 0600" in text
+        # the old advice: root:selfcare 0640, "mode 0640, group selfcare"
+        assert not re.search(r"root:selfcare\b|(-g|--group|group) selfcare\b|\bg\+r\b|\b0?6[1-7]0\b", text)
+        assert "KAFKA_*" not in text  # "common.env: KAFKA_*, …" put every service's login there
+        for line in text.splitlines():
+            if ".env" in line:  # a mode or owner given to an env file: 0600, root's
+                assert all(m in ("0600", "600") for m in re.findall(r"\b0?[0-7]{3}\b", line)), line
+                assert "chown" not in line or "root:root" in line, line
+    examples = _env_examples(doc)
+    secret_keys = {"KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} | {
+        k for svc in SERVICE_SPECS for k in (*svc.secrets, *svc.optional_secrets)}
+    assert examples["common"] and not secret_keys & set(examples["common"]), examples["common"]
+    services = {name: env for name, env in examples.items() if name != "common"}
+    assert services and set(services) <= {svc.name for svc in SERVICE_SPECS}
+    for name, env in services.items():
+        assert env["KAFKA_SASL_USERNAME"] == name and "KAFKA_SASL_PASSWORD" in env, name
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 @pytest.mark.parametrize("service", [s.name for s in SERVICE_SPECS])
 def test_systemd_analyze_verifies_the_unit(service: str, tmp_path: Path) -> None:
