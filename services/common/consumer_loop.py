@@ -555,7 +555,7 @@ class BatchRunner(Generic[E]):
         return dead_letter_record(
             topic=record.topic, partition=record.partition, offset=record.offset,
             key=record.key, value=record.value, error_class=error_class, reason=reason,
-            service=self.service,
+            service=self.service, original_headers=record.headers,
         )
 
 

@@ -219,6 +219,9 @@ def _log_failed_delete(deleted: asyncio.Future[None]) -> None:
 # producer sent it); sent on uncompressed and whole, the broker would refuse it, and the batch
 # could then be neither handled nor dead-lettered.
 DLQ_VALUE_MAX_BYTES = 512 * 1024
+# the most of the original headers a dead letter carries, for the same reason: beyond it they
+# are left out and ``dlq_headers_dropped`` says how many there were
+DLQ_HEADERS_MAX_BYTES = 64 * 1024
 
 
 def dead_letter_record(
@@ -231,10 +234,18 @@ def dead_letter_record(
     error_class: str,
     reason: str,
     service: str,
+    original_headers: Sequence[tuple[str, bytes]] = (),
 ) -> WireRecord:
-    """The original record unchanged, with plain-text headers saying where it came from and why.
-    A tombstone stays a tombstone (a null value, not an empty one). A value larger than
-    ``DLQ_VALUE_MAX_BYTES`` is cut to that size, and ``dlq_value_truncated`` gives its length."""
+    """The original record unchanged — its key, value and headers (its CloudEvents headers, say) —
+    with plain-text ``dlq_*`` headers after them saying where it came from and why (an original
+    header of that name is left out: it would be taken for ours). A tombstone stays a tombstone
+    (a null value, not an empty one). A value larger than ``DLQ_VALUE_MAX_BYTES`` is cut to that
+    size, and ``dlq_value_truncated`` gives its length; original headers larger than
+    ``DLQ_HEADERS_MAX_BYTES`` together are left out, and ``dlq_headers_dropped`` gives how many."""
+    kept = [(k, v) for k, v in original_headers if not k.startswith("dlq_")]
+    dropped = 0
+    if sum(len(k) + len(v or b"") for k, v in kept) > DLQ_HEADERS_MAX_BYTES:
+        kept, dropped = [], len(kept)
     headers = [
         ("dlq_original_topic", topic),
         ("dlq_original_partition", str(partition)),
@@ -247,6 +258,8 @@ def dead_letter_record(
     if value is not None and len(value) > DLQ_VALUE_MAX_BYTES:
         headers.append(("dlq_value_truncated", str(len(value))))
         value = value[:DLQ_VALUE_MAX_BYTES]
+    if dropped:
+        headers.append(("dlq_headers_dropped", str(dropped)))
     return WireRecord(
-        key=key, value=value, headers=[(k, v.encode("utf-8")) for k, v in headers]
+        key=key, value=value, headers=[*kept, *((k, v.encode("utf-8")) for k, v in headers)]
     )

@@ -103,7 +103,7 @@ async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *,
     marker = f"{dlq_topic}:{partition}:{offset}"
     await _check_original(bootstrap, original, record, marker, force=force,
                           compacted=is_compacted(original, prefix))
-    headers = [(k, v.encode()) for k, v in record.headers.items() if not k.startswith("dlq_")]
+    headers = [(k, v) for k, v in record.raw_headers if not k.startswith("dlq_")]
     headers.append((REPLAY_HEADER, marker.encode()))
     producer = AIOKafkaProducer(**aiokafka_kwargs(bootstrap), acks="all", enable_idempotence=True,
                                 max_request_size=4 * 1024 * 1024)

@@ -20,7 +20,8 @@ class Record:
     timestamp_ms: int
     key: bytes | None
     value: bytes | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # as text, for reading (a null value as "")
+    raw_headers: tuple[tuple[str, bytes | None], ...] = ()  # as they are, in order
 
 
 class NotFound(LookupError):
@@ -109,5 +110,6 @@ def to_record(m: object) -> Record:
     return Record(
         topic=m.topic, partition=m.partition, offset=m.offset,  # type: ignore[attr-defined]
         timestamp_ms=m.timestamp, key=m.key, value=m.value,  # type: ignore[attr-defined]
-        headers={k: v.decode("utf-8", "replace") for k, v in (m.headers or [])},  # type: ignore[attr-defined]
+        headers={k: (v or b"").decode("utf-8", "replace") for k, v in (m.headers or [])},  # type: ignore[attr-defined]
+        raw_headers=tuple(m.headers or ()),  # type: ignore[attr-defined]
     )

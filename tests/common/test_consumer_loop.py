@@ -113,6 +113,25 @@ async def test_a_completion_failing_on_a_poison_record_dead_letters_only_that_re
     assert poison["dlq_original_offset"] == b"1" and poison["dlq_error_message"] == b"ValueError"
 
 
+async def test_a_dead_letter_keeps_the_original_headers_before_its_own() -> None:
+    """DESIGN: the original record, unchanged — its headers too (its CloudEvents type and
+    source tell ops what it was); an original header named like ours is left out, and headers
+    too large for any .dlq are left out with their count."""
+    handler, sent, relay = TwoPhase(), Sent(), Relay()
+    ce = [("ce_type", b"crm.contract.linked.v1"), ("ce_source", b"crm"), ("x-null", None),
+          ("dlq_error_class", b"forged")]
+    huge = [(f"h{i}", b"x" * 1024) for i in range(70)]
+    records = [RawRecord(topic="in", partition=0, offset=1, key=b"a", value=b" ", headers=ce),
+               RawRecord(topic="in", partition=0, offset=2, key=b"b", value=b" ", headers=huge)]
+    await runner(handler, sent, relay).process(records)
+    dead = {r.key: r.headers for topic, r in sent.records if topic == "in.dlq"}
+    assert dead[b"a"][:3] == ce[:3]  # unchanged, in order, first
+    assert dict(dead[b"a"])["dlq_error_class"] == b"invalid_json"
+    assert [k for k, _ in dead[b"a"]].count("dlq_error_class") == 1
+    assert not [k for k, _ in dead[b"b"] if k.startswith("h")]
+    assert dict(dead[b"b"])["dlq_headers_dropped"] == b"70"
+
+
 async def test_a_tombstone_is_dead_lettered_as_a_tombstone_with_its_key() -> None:
     handler, sent, relay = TwoPhase(), Sent(), Relay()
     tombstone = RawRecord(topic="in", partition=2, offset=7, key=b"k-1", value=None, headers=[])

@@ -35,6 +35,8 @@ from schemas.topics import (
 )
 from services.common.codec import encode
 from services.ops.cli import app
+from services.ops.dlq import REPLAY_HEADER
+from services.ops.dlq import records as topic_records
 from tests.support.kafka import create_topics, new_prefix, produce, read_all
 from tests.support.workers import Worker, free_port, service_env
 
@@ -122,7 +124,8 @@ def test_dlq_replay_sends_a_fixed_record_back_once_and_it_is_processed(
 ) -> None:
     big = json.dumps({"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-24T09:30:00Z",
                       "contract_number": "77-BIG", "note": "x" * 3000}).encode()
-    asyncio.run(produce(kafka_bootstrap, prefix + CONTRACT_TERMINATED, [(b"77-BIG", big)]))
+    ce = [("ce_type", b"crm.contract.terminated.v1"), ("ce_id", b"\x00\xff binary")]
+    asyncio.run(produce(kafka_bootstrap, prefix + CONTRACT_TERMINATED, [(b"77-BIG", big, ce)]))
     env = service_env(bootstrap=kafka_bootstrap, prefix=prefix, var_dir=tmp_path,
                       extra={"MAX_RECORD_BYTES": "2048"})
     worker = Worker(module="tests.support.probe_service", env=env, log_path=tmp_path / "1.log",
@@ -155,6 +158,12 @@ def test_dlq_replay_sends_a_fixed_record_back_once_and_it_is_processed(
     assert b"77-BIG" in (out[0].value or b"")
     source = asyncio.run(read_all(kafka_bootstrap, prefix + CONTRACT_TERMINATED))
     assert len(source) == 2  # the original and exactly one replay
+    # the dead letter kept the original headers, and the replay sent them back byte for byte
+    [dead] = asyncio.run(topic_records(kafka_bootstrap, prefix + dlq_of(CONTRACT_TERMINATED)))
+    assert list(dead.raw_headers[:2]) == ce
+    replayed = asyncio.run(topic_records(kafka_bootstrap, prefix + CONTRACT_TERMINATED))[1]
+    assert list(replayed.raw_headers) == [*ce, (REPLAY_HEADER, b"%s:0:0" % (
+        prefix + dlq_of(CONTRACT_TERMINATED)).encode())]
 
 
 def test_dlq_replay_refuses_a_dead_letter_that_holds_only_part_of_its_value(
