@@ -58,6 +58,12 @@ def _token_length(value: str) -> str:
     return value
 
 
+def _short_text(value: str) -> str:
+    if not 1 <= len(value) <= 64:
+        raise ValueError("must be 1 to 64 characters")
+    return value
+
+
 LocalMode = Annotated[bool, BeforeValidator(_local)]
 Secret = Annotated[str, AfterValidator(_token_length)]
 
@@ -130,7 +136,9 @@ class CommonSettings(RuntimeSettings, KafkaClientSettings, DatabaseSettings, Web
     # whether the service makes keyed hashes (HASH_PEPPER); the notifier makes none
     needs_pepper: ClassVar[bool] = True
 
-    support_phone: Text = Field(default="8 800 250-08-90", validation_alias="SUPPORT_PHONE")
+    # it goes into CodeRejected.support_phone and the notices, 1-64 characters there
+    support_phone: Annotated[Text, AfterValidator(_short_text)] = Field(
+        default="8 800 250-08-90", validation_alias="SUPPORT_PHONE")
     code_ttl_s: EnvInt = Field(default=3600, validation_alias="CODE_TTL_S")
     # an inbound occurred_at further in the future is refused
     max_clock_skew_s: PositiveInt = Field(default=300, validation_alias="MAX_CLOCK_SKEW_S")

@@ -39,11 +39,12 @@ class LimitSettings(EnvSettings):
 
     limit_login_cooldown_s: EnvInt = Field(default=int(DEFAULT.login_cooldown.window_s),
                                            validation_alias="LIMIT_LOGIN_COOLDOWN_S")
-    limit_destination_max: EnvInt = Field(default=DEFAULT.per_destination.max_events,
+    limit_destination_max: AtLeastOne = Field(default=DEFAULT.per_destination.max_events,
                                           validation_alias="LIMIT_DESTINATION_MAX")
     limit_destination_window_s: EnvInt = Field(default=int(DEFAULT.per_destination.window_s),
                                                validation_alias="LIMIT_DESTINATION_WINDOW_S")
-    limit_ip_max: EnvInt = Field(default=DEFAULT.per_ip.max_events, validation_alias="LIMIT_IP_MAX")
+    limit_ip_max: AtLeastOne = Field(default=DEFAULT.per_ip.max_events,
+                                     validation_alias="LIMIT_IP_MAX")
     limit_ip_window_s: EnvInt = Field(default=int(DEFAULT.per_ip.window_s),
                                       validation_alias="LIMIT_IP_WINDOW_S")
     limit_account_daily_max: AtLeastOne = Field(default=DEFAULT.account_daily.max_events,
@@ -52,7 +53,8 @@ class LimitSettings(EnvSettings):
                                           validation_alias="SMS_HOURLY_BUDGET")
     sms_allowed_prefixes: Prefixes = Field(default=DEFAULT.sms_prefixes,
                                            validation_alias="SMS_ALLOWED_PREFIXES")
-    login_ip_max: EnvInt = Field(default=DEFAULT.login_ip.max_events, validation_alias="LOGIN_IP_MAX")
+    login_ip_max: AtLeastOne = Field(default=DEFAULT.login_ip.max_events,
+                                     validation_alias="LOGIN_IP_MAX")
     login_ip_window_s: EnvInt = Field(default=int(DEFAULT.login_ip.window_s),
                                       validation_alias="LOGIN_IP_WINDOW_S")
     login_lockout_failures: AtLeastOne = Field(default=DEFAULT.lockout_failures,

@@ -150,6 +150,8 @@ def test_the_database_default_and_files_follow_the_var_dir(tmp_path: Path) -> No
     ("OPS_API_TOKEN", "short", "OPS_API_TOKEN must be at least 16 characters"),
     ("KAFKA_SECURITY_PROTOCOL", "TLS", "KAFKA_SECURITY_PROTOCOL must be one of"),
     ("KAFKA_SESSION_TIMEOUT_S", "1.5", "KAFKA_SESSION_TIMEOUT_S must be an integer"),
+    ("SUPPORT_PHONE", "", "SUPPORT_PHONE must be 1 to 64 characters"),
+    ("SUPPORT_PHONE", "8" * 65, "SUPPORT_PHONE must be 1 to 64 characters"),
 ])
 def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
                                                tmp_path: Path) -> None:
@@ -164,6 +166,9 @@ def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: 
     (RecoverySettings, "LIMIT_IP_MAX", "lots", "LIMIT_IP_MAX must be an integer"),
     (RecoverySettings, "LOGIN_LOCKOUT_FAILURES", "0", "LOGIN_LOCKOUT_FAILURES must be at least 1"),
     (RecoverySettings, "LOGIN_LOCKOUT_S", "0", "LOGIN_LOCKOUT_S must be at least 1"),
+    (RecoverySettings, "LIMIT_IP_MAX", "0", "LIMIT_IP_MAX must be at least 1"),
+    (RecoverySettings, "LIMIT_DESTINATION_MAX", "-1", "LIMIT_DESTINATION_MAX must be at least 1"),
+    (RecoverySettings, "LOGIN_IP_MAX", "0", "LOGIN_IP_MAX must be at least 1"),
     (RecoverySettings, "SMS_HOURLY_BUDGET", "0", "SMS_HOURLY_BUDGET must be at least 1"),
     (RecoverySettings, "RECOVERY_HASH_WORKERS", "0", "RECOVERY_HASH_WORKERS must be at least 1"),
     (RecoverySettings, "PASSWORD_LENGTH", "6", "PASSWORD_LENGTH must be at least 8"),
