@@ -81,7 +81,9 @@ class DeliveryStatus(StrEnum):
 
 
 def _is_ip(value: str) -> str:
-    ipaddress.ip_address(value)  # ValueError -> validation error
+    address = ipaddress.ip_address(value)  # ValueError -> validation error
+    if getattr(address, "scope_id", None):  # fe80::1%eth0: not an address the schema's format takes
+        raise ValueError("an IPv6 address with a zone index")
     return value
 
 
@@ -279,8 +281,8 @@ class PasswordChanged(Event):
     """A newly issued password was used for the first time: tell every linked contact."""
 
     type_name: ClassVar[str] = "PasswordChanged"
-    account_id: uuid.UUID
-    code_id: uuid.UUID
+    account_id: Uuid
+    code_id: Uuid
     locale: Locale = Locale.RU
     contacts: Annotated[tuple[NoticeContact, ...], Field(min_length=1, max_length=4)]
 

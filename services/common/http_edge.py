@@ -172,7 +172,8 @@ def parse_address(text: str) -> IPAddress | None:
     """An address as found in a peer name or a forwarded-for entry, or None if it is not one.
 
     Accepts ``1.2.3.4``, ``::1``, ``[::1]``, ``1.2.3.4:5678`` and ``[::1]:5678``; an IPv4
-    address mapped into IPv6 (``::ffff:1.2.3.4``) is taken as the IPv4 address.
+    address mapped into IPv6 (``::ffff:1.2.3.4``) is taken as the IPv4 address, and a zone
+    (``fe80::1%eth0``) is dropped.
     """
     text = text.strip()
     if not text or len(text) > 64:
@@ -193,6 +194,9 @@ def parse_address(text: str) -> IPAddress | None:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        # a link-local peer's zone (fe80::1%eth0) names this host's interface, not the client
+        return ipaddress.IPv6Address(text.partition("%")[0])
     return address
 
 

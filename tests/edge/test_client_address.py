@@ -61,6 +61,10 @@ def test_parse_refuses_garbage_and_accepts_cidrs() -> None:
         TrustedProxies.parse("10.0.0.0/8,nonsense")
     assert not TrustedProxies.parse(" , ")
     assert parse_address("::ffff:127.0.0.1") == ipaddress.ip_address("127.0.0.1")
+    # a link-local peer's zone names this host's interface: the client is the address alone
+    # (a CodeRequested refuses an address with a zone)
+    assert str(parse_address("fe80::1%eth0")) == "fe80::1"
+    assert client_address("[fe80::1%eth0]:5000", [], PROXIES) == "fe80::1"
 
 
 ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)

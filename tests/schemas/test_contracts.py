@@ -249,6 +249,7 @@ def test_outbound_examples_carry_no_personal_data_in_clear(path: Path) -> None:
 LINKED, REQUESTED = "ContractLinked.design", "CodeRequested.design"
 ACCOUNT, ISSUED = "AccountChanged.interactive", "CodeIssued.sms"
 REJECTED, STATUS = "CodeRejected.rate-limited", "NotificationStatus.sent"
+NOTICE = "PasswordChanged.two-contacts"
 CONTRACT_REJECTED, TERMINATED = "ContractRejected.invalid-mobile", "ContractTerminated.basic"
 NAIVE = "2026-11-24T09:30:00"
 
@@ -333,6 +334,10 @@ BAD_CASES = [
     bad(STATUS, setting("attempts", 1.5), "status-attempts-fraction"),
     bad(STATUS, setting("status", "queued"), "status-unknown-status"),
     bad(STATUS, setting("code_id", None), "status-code_id-null"),
+    bad(NOTICE, setting("account_id", "{7b0c1f0e-5a53-4a43-9a59-2b0d7f0c9a11}"), "notice-account_id-braced"),
+    bad(NOTICE, setting("code_id", "7b0c1f0e5a534a439a592b0d7f0c9a11"), "notice-code_id-bare-hex"),
+    bad(NOTICE, setting("code_id", "urn:uuid:7b0c1f0e-5a53-4a43-9a59-2b0d7f0c9a11"), "notice-code_id-urn"),
+    bad(REQUESTED, setting("client_ip", "fe80::1%eth0"), "requested-client_ip-with-a-zone"),
 ]
 
 
