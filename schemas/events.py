@@ -210,7 +210,7 @@ class Channels(BaseModel):
 
 
 class Contacts(BaseModel):
-    """Contacts, masked for people and encrypted (AES-GCM, SECRET_KEYS) for the services."""
+    """Contacts, masked for people and encrypted (AES-GCM, CONTACT_KEYS) for the services."""
 
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
     mobile_masked: Masked

@@ -3,7 +3,7 @@
 Each service lists its ``Prunable`` tables (which rows are old, given "now" and the retention)
 and runs a ``Pruner`` from a periodic task. A batch is one short transaction deleting at most
 ``batch`` rows by primary key (of one column or several), so a large backlog never holds locks
-for long nor delays the consumers' transactions much; ``selfcare_<service>_rows_pruned_total``
+for long nor delays the consumers' transactions much; ``<service>_rows_pruned_total``
 ``{table}`` counts the rows.
 
 A table whose rows were published, keyed by their primary key, on a compacted topic (the

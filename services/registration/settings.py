@@ -13,7 +13,7 @@ from services.common.tokens import ReadTimeoutSettings
 
 
 class IdentifySettings(EnvSettings):
-    """The support desk's identify look-ups: at most ``SUPPORT_IDENTIFY_MAX`` per operator in
+    """The support desk's identify look-ups: at most ``SUPPORT_IDENTIFY_MAX`` per account in
     ``SUPPORT_IDENTIFY_WINDOW_S``."""
 
     identify_max: EnvInt = Field(default=5, validation_alias="SUPPORT_IDENTIFY_MAX")
