@@ -10,6 +10,7 @@ a ``client_ip`` in the body is ignored.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ ACCEPTED_MESSAGE = ("If the login exists, a password is on its way. "
                     "If nothing arrives, call the support phone.")
 UNAUTHORIZED = {"error": "invalid_credentials", "message": "Login or password is incorrect."}
 NO_TOKEN = {"error": "unauthorized", "message": "a valid bearer token is required"}
+UNAVAILABLE = {"error": "unavailable", "message": "try again later"}
 
 
 def accepted_body(support_phone: str) -> dict[str, str]:
@@ -53,6 +55,9 @@ class HttpConfig:
     api_token: str
     max_body: int = 4096
     read_timeout_s: float = 10.0
+    # how long "Get code" waits for the broker to take the request (the producer alone would wait
+    # for its request time-out, minutes, with the broker away)
+    publish_timeout_s: float = 10.0
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     support_phone: str = "8 800 250-08-90"
 
@@ -108,7 +113,14 @@ def register_http(app: faust.App, *, request_code: RequestCode, log_in: LogInHan
     class CodeRequests(View):
         async def post(self, request: Request) -> Response:
             async def call(data: dict[str, Any], address: str | None) -> Response:
-                await request_code(code_request(data, address))
+                event = code_request(data, address)
+                try:
+                    async with asyncio.timeout(config.publish_timeout_s):
+                        await request_code(event)
+                except TimeoutError:  # not known to be on the broker: the page asks again later
+                    log.warning("a code request was not published within %.0f s",
+                                config.publish_timeout_s)
+                    return self.json(UNAVAILABLE, status=503)
                 return self.json(accepted, status=202)
 
             return await guarded(self, request, call)
