@@ -50,7 +50,11 @@ async def read_all(
     idle_s: float = 1.0,
 ) -> list[Consumed]:
     """Read ``topic`` from the beginning (no group). Stops when ``until`` holds, or — without
-    ``until`` — after ``idle_s`` with nothing new; raises ``TimeoutError`` if ``until`` never holds."""
+    ``until`` — once every partition was read up to the end offset it had when the read began,
+    and then ``idle_s`` passed with nothing new (so records produced a moment later are still
+    awaited). Raises ``TimeoutError`` if ``until`` never holds, or — without ``until`` — if those
+    end offsets are not reached within ``timeout_s`` (a slow broker gives an error, never a
+    silently short list)."""
     consumer = AIOKafkaConsumer(
         **aiokafka_kwargs(bootstrap), enable_auto_commit=False, auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=8 * 1024 * 1024,
@@ -70,8 +74,15 @@ async def read_all(
                     await asyncio.sleep(0.2)
         if not parts:
             raise TimeoutError(f"topic {topic} not found")
-        consumer.assign([TopicPartition(topic, p) for p in parts])
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
         await consumer.seek_to_beginning()
+        # without ``until``: what the topic held when the read began must all be read before the
+        # idle clock may run (a slow first fetch must not end the read with nothing)
+        pending: dict[TopicPartition, int] = {}
+        if until is None:
+            ends = await asyncio.wait_for(consumer.end_offsets(tps), max(0.1, deadline - time.monotonic()))
+            pending = {tp: end for tp, end in ends.items() if end > 0}
         last_new = time.monotonic()
         while True:
             batch = await consumer.getmany(timeout_ms=200)
@@ -85,11 +96,22 @@ async def read_all(
                     last_new = time.monotonic()
             if until is not None and until(out):
                 return out
-            if until is None and time.monotonic() - last_new > idle_s:
+            if pending:
+                for tp in list(pending):
+                    position = await asyncio.wait_for(
+                        consumer.position(tp), max(0.1, deadline - time.monotonic()))
+                    if position >= pending[tp]:
+                        del pending[tp]
+                if not pending:
+                    last_new = time.monotonic()  # caught up: idle_s counts from here
+            if until is None and not pending and time.monotonic() - last_new > idle_s:
                 return out
             if time.monotonic() > deadline:
+                if until is None and not pending:
+                    return out  # records kept arriving past the deadline: what was read so far
                 if until is None:
-                    return out
+                    raise TimeoutError(
+                        f"{topic}: end offsets {pending} not reached after {timeout_s}s ({len(out)} records)")
                 raise TimeoutError(f"{topic}: condition not met after {timeout_s}s ({len(out)} records)")
     finally:
         await consumer.stop()
