@@ -23,7 +23,7 @@ from deploy import broker
 from deploy import topics as topic_admin
 from deploy.local_stack import LocalStack
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_LINKED
-from tests.e2e.test_workflow import PASSWORD, linked
+from tests.e2e.test_workflow import PASSWORD, linked, wait_for_projection
 from tests.support.kafka import new_prefix, produce, read_all
 from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS, free_port
 
@@ -85,7 +85,8 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
         ])
         await read_all(bootstrap, prefix + ACCOUNT_CHANGED, timeout_s=90,
                        until=lambda got: len(got) >= SUBSCRIBERS)
-        await asyncio.sleep(3)  # recovery's projection catches up
+        # recovery's projection has every account (its own metric), or a request may find none
+        await asyncio.to_thread(wait_for_projection, stack, SUBSCRIBERS, 90.0)
 
         victim = broker._nodes(3, BASE_PORT, var_dir)[1]
         pid = int(victim.pid_file.read_text())

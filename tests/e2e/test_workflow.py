@@ -53,15 +53,17 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
                    "LIMIT_LOGIN_COOLDOWN_S": "1", "SUPPORT_PHONE": "8 800 250-08-90"},
     )
     s.start()
-    asyncio.run(produce(kafka_bootstrap, prefix + CONTRACT_LINKED, [
-        (b"E2E-1", linked("E2E-1", "100000000101", "interactive", "+7 916 200-00-01", "anna@example.ru")),
-        (b"E2E-2", linked("E2E-2", "500000000202", "linear", "8 (903) 200-00-02", None)),
-        (b"E2E-3", linked("E2E-3", "700000000303", "satellite", "+7 925 200 00 03", "sat@example.ru",
-                          mobile_active=False)),
-    ]))
-    wait_for_projection(s, 3)  # registration → AccountChanged → recovery's projection
-    yield s
-    s.stop()
+    try:  # a failure below stops the services too
+        asyncio.run(produce(kafka_bootstrap, prefix + CONTRACT_LINKED, [
+            (b"E2E-1", linked("E2E-1", "100000000101", "interactive", "+7 916 200-00-01", "anna@example.ru")),
+            (b"E2E-2", linked("E2E-2", "500000000202", "linear", "8 (903) 200-00-02", None)),
+            (b"E2E-3", linked("E2E-3", "700000000303", "satellite", "+7 925 200 00 03", "sat@example.ru",
+                              mobile_active=False)),
+        ]))
+        wait_for_projection(s, 3)  # registration → AccountChanged → recovery's projection
+        yield s
+    finally:
+        s.stop()
 
 
 def wait_for_projection(stack: LocalStack, accounts: int, timeout_s: float = 60.0) -> None:
