@@ -20,6 +20,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from schemas.events import AccountChanged, CodeIssued
 from schemas.topics import (
     ACCOUNT_CHANGED,
     CODE_ISSUED,
+    CODE_REJECTED,
     CODE_REQUESTED,
     CONTRACT_ERASED,
     CONTRACT_LINKED,
@@ -108,26 +110,82 @@ async def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
 
 def sms_to(stack: LocalStack, e164: str) -> list[str]:
     """The codes' texts sent to ``e164`` (not the notices of a password change)."""
+    return list(code_sms_to(stack, e164).values())
+
+
+def code_sms_to(stack: LocalStack, e164: str) -> dict[str, str]:
+    """client_ref (the code id) -> text of the codes' SMS to ``e164``, in the order accepted."""
     assert stack.sms_gateway is not None
-    texts = stack.sms_gateway.call(lambda s: [m.text for m in s.accepted.values() if m.to == e164])
-    return [t for t in texts if PASSWORD.search(t)]
+    sent = stack.sms_gateway.call(lambda s: [(m.client_ref, m.text) for m in s.accepted.values() if m.to == e164])
+    return {ref: text for ref, text in sent if PASSWORD.search(text)}
+
+
+ASK_WAIT_S = 6.0  # after an ask, how long its SMS may take before the code is asked for again
 
 
 async def new_code(stack: LocalStack, login: str, e164: str) -> str:
-    """Ask for a code until one more SMS arrives (the first ask may precede the projection)."""
-    before = len(sms_to(stack, e164))
+    """Ask for a code until one more SMS arrives (the first ask may precede the projection).
 
-    async def arrived() -> list[str] | None:
-        texts = sms_to(stack, e164)
-        if len(texts) > before:
-            return texts
-        await post(stack, "/api/v1/code-requests", {"login": login, "channel": "sms"})
-        await asyncio.sleep(1.2)  # the per-login cool-down
-        texts = sms_to(stack, e164)
-        return texts if len(texts) > before else None
+    After each ask its SMS is awaited (up to ``ASK_WAIT_S``) before asking again: an ask voids
+    the code before it, so asking while an SMS is on its way would make that SMS's code void.
+    After more than one ask, the code returned is the newest one these asks got (see
+    ``newest_code``), whichever SMS came first."""
+    since = time.time()
+    before = set(code_sms_to(stack, e164))
+    deadline = time.monotonic() + 60
+    asks = 0
+    new: dict[str, str] = {}
+    while not new:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no code reached {e164} after {asks} asks")
+        assert (await post(stack, "/api/v1/code-requests", {"login": login, "channel": "sms"}))[0] == 202
+        asks += 1
+        wait_until = min(deadline, time.monotonic() + ASK_WAIT_S)  # longer than the cool-down (1 s)
+        while True:
+            new = {ref: t for ref, t in code_sms_to(stack, e164).items() if ref not in before}
+            if new or time.monotonic() > wait_until:
+                break
+            await asyncio.sleep(0.2)
+    if asks == 1 and len(new) == 1:
+        (text,) = new.values()  # one ask, one code
+    else:
+        code_id = await newest_code(stack, login, since=since, asks=asks)
+        text = await wait_for(lambda: code_sms_to(stack, e164).get(code_id), timeout_s=30)
+    return PASSWORD.search(text).group(1)  # type: ignore[no-any-return,union-attr]
 
-    texts = await wait_for(arrived, timeout_s=60)
-    return PASSWORD.search(texts[-1]).group(1)  # type: ignore[no-any-return,union-attr]
+
+async def newest_code(stack: LocalStack, login: str, *, since: float, asks: int) -> str:
+    """The code id of the newest code issued for the last ``asks`` requests of ``login``: their
+    ``CodeRequested`` (the login as typed, stamped after ``since``), once each has its outcome;
+    of their ``CodeIssued`` (keyed by the account: one partition, in the order issued) the last.
+    The SMS's client_ref is the code id."""
+    def ours(got: list[Consumed]) -> set[str]:
+        ids = set()
+        for r in got:
+            try:  # the topic may hold a hostile test's garbage too
+                body = json.loads(r.value or b"")
+                if body.get("login") == login and datetime.fromisoformat(body["occurred_at"]).timestamp() >= since:
+                    ids.add(str(body["event_id"]))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                continue
+        return ids
+
+    prefix = stack.topic_prefix
+    ids = ours(await read_all(stack.bootstrap, prefix + CODE_REQUESTED, timeout_s=30,
+                              until=lambda got: len(ours(got)) >= asks))
+    deadline = time.monotonic() + 30
+    while True:
+        issued = [r for r in await read_all(stack.bootstrap, prefix + CODE_ISSUED, idle_s=0.3)
+                  if r.value and json.loads(r.value)["request_event_id"] in ids]
+        rejected = [r for r in await read_all(stack.bootstrap, prefix + CODE_REJECTED, idle_s=0.3)
+                    if r.value and json.loads(r.value)["request_event_id"] in ids]
+        if {json.loads(r.value or b"{}")["request_event_id"] for r in issued + rejected} >= ids:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every ask for {login} has an outcome")
+        await asyncio.sleep(0.3)
+    assert issued, f"none of {asks} asks for {login} was issued a code"
+    return str(json.loads(max(issued, key=lambda r: r.offset).value or b"{}")["code_id"])
 
 
 async def login_status(stack: LocalStack, login: str, password: str) -> int:
