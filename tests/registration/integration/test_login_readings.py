@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from typing import Any
@@ -56,9 +57,15 @@ async def test_a_login_that_reads_both_ways_is_held_by_one_active_account(
 
 
 class SlowSeal(KeyringProtector):
-    """Seals slowly: the batch's transaction stays open after it has read the holders."""
+    """Seals slowly: the batch's transaction stays open after it has read the holders.
+    ``sealing`` is set once it seals (its holds taken and the holders read)."""
+
+    def __init__(self, *, keyring: Keyring) -> None:
+        super().__init__(keyring=keyring)
+        self.sealing = threading.Event()
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts:
+        self.sealing.set()
         time.sleep(0.2)
         return super().seal(account_id, link)
 
@@ -78,15 +85,18 @@ async def test_two_workers_linking_both_readings_at_once_keep_one_of_each_pair(
         mobiles = [linked(f"I-{i}", mobile=f"+7916111000{i}", account=f"55500000000{i}")
                    for i in range(5)]
 
+        slow = SlowSeal(keyring=keyring)
+
         async def link(uow: SqlUnitOfWork, protector: KeyringProtector,
-                       events: list[dict[str, Any]], after_s: float) -> dict[Outcome, int]:
-            await asyncio.sleep(after_s)
+                       events: list[dict[str, Any]], after: threading.Event | None) -> dict[Outcome, int]:
+            if after is not None:  # worker 2 starts once worker 1 holds the readings and is sealing
+                assert await asyncio.to_thread(after.wait, 30), "worker 1 never sealed"
             commands = [to_link(ContractLinked.model_validate_json(json.dumps(e))) for e in events]
             return dict(await link_contracts(commands, uow=uow, protector=protector,
                                              not_after=not_after()))
 
-        results = await asyncio.gather(link(first, SlowSeal(keyring=keyring), personal, 0),
-                                       link(second, KeyringProtector(keyring=keyring), mobiles, 0.3))
+        results = await asyncio.gather(link(first, slow, personal, None),
+                                       link(second, KeyringProtector(keyring=keyring), mobiles, slow.sealing))
         assert results == [{Outcome.CREATED: 5}, {Outcome.REJECTED: 5}]
         with db.engine.connect() as conn:
             active = conn.execute(select(accounts.c.contract_number)
