@@ -14,6 +14,7 @@ from services.notifier.domain.model import RetryPolicy
 from services.notifier.entrypoints.agents import to_record_code
 from services.notifier.service_layer.dispatch import Dispatcher, SmsRoutes
 from services.notifier.service_layer.metrics import NotifierMetrics
+from services.notifier.service_layer.ports import Clock, utc_now
 from services.notifier.service_layer.record_codes import record_codes
 from tests.notifier.fakes import FakeUnitOfWork
 from tests.notifier.support import KEYRING, FakeGateway
@@ -58,13 +59,13 @@ class Desk:
 
 def desk(uow: FakeUnitOfWork | None = None, *, routes: SmsRoutes | None = None,
          sms: FakeGateway | None = None, worker_id: str | None = None,
-         takeover_s: float = 6.0) -> Desk:
+         takeover_s: float = 6.0, clock: Clock = utc_now) -> Desk:
     uow = uow or FakeUnitOfWork()
     metrics = NotifierMetrics(ServiceMetrics("notifier"))
     sms, email = sms or FakeGateway(), FakeGateway()
     dispatcher = Dispatcher(
         uow=uow, keyring=KEYRING, gateways={"sms": sms, "email": email}, metrics=metrics,
         policy=RetryPolicy(initial_s=30, max_s=60), flush=no_flush, support_phone=SUPPORT_PHONE,
-        lease_s=30, sms=routes, takeover_s=takeover_s, worker_id=worker_id,
+        lease_s=30, sms=routes, takeover_s=takeover_s, worker_id=worker_id, clock=clock,
     )
     return Desk(uow, dispatcher, sms, email, metrics)

@@ -3,7 +3,6 @@ fields, failover and pins with circuit breakers, and takeover of a silent worker
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -211,23 +210,30 @@ async def test_a_worker_whose_own_heartbeat_is_late_does_not_take_its_own_sends_
 
 
 async def test_no_worker_is_taken_for_dead_right_after_the_database_was_away() -> None:
+    # the dispatchers' clock is the test's: the takeover window is stepped through, not slept
+    # through (a loaded machine can take longer than a short window between two steps)
+    takeover_s = 3.0
+    clock = [datetime.now(UTC)]
     shared = FakeUnitOfWork()
-    silent = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=0.3)
-    alive = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=0.3)
+    silent = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=takeover_s, clock=lambda: clock[0])
+    alive = desk(shared, worker_id=str(uuid.uuid4()), takeover_s=takeover_s, clock=lambda: clock[0])
     event = code_issued(to="+79163330002")
     await silent.record(event)
-    now = datetime.now(UTC)
+    clock[0] = now = datetime.now(UTC)  # after the row was recorded: it is due
     await shared.run(lambda tx: tx.deliveries.claim_due(
         now=now, lease_until=now + timedelta(seconds=60), limit=10,
         worker_id=silent.dispatcher.worker_id, gateway="primary"))
-    shared.store.heartbeats[silent.dispatcher.worker_id] = now - timedelta(seconds=1)
+    # silent for longer than takeover_s already
+    shared.store.heartbeats[silent.dispatcher.worker_id] = now - timedelta(seconds=2 * takeover_s)
     shared.fail_next = 1  # the database is away for the alive worker too
     with pytest.raises(ConnectionError):
         await alive.dispatcher.step()
-    # back: the silent worker could not beat either, so it is not dead yet
+    # back: the silent worker could not beat either, so it is not dead yet, up to takeover_s later
     assert await alive.dispatch() == 0
-    await asyncio.sleep(0.35)  # a whole takeover_s since, and it still has not beaten
-    shared.store.heartbeats[silent.dispatcher.worker_id] = datetime.now(UTC) - timedelta(seconds=1)
+    clock[0] = now + timedelta(seconds=takeover_s * 0.9)
+    assert await alive.dispatch() == 0
+    # a whole takeover_s since, and it still has not beaten
+    clock[0] = now + timedelta(seconds=takeover_s + 0.1)
     assert await alive.dispatch() == 1
     assert [m.code_id for m in alive.sms.sent] == [str(event.code_id)]
     assert alive.metrics.resends.labels("sms")._value.get() == 1
