@@ -176,14 +176,21 @@ def port_of(case: Case, recovery: Worker, notifier: Stack) -> int:
     return recovery.web_port if case.service == "recovery" else notifier.worker.web_port
 
 
+# a normal request after a bad one: answered, in time (not stuck behind the bad one); it does
+# real work (a database write, a publish to the broker), so it gets more than the 2 s bound of
+# the bad requests, which are refused without that work
+SERVING_S = 5.0
+
+
 async def still_serving(recovery: Worker, notifier: Stack) -> None:
-    answer = await exchange(recovery.web_port, [api(LOGIN, GOOD_LOGIN)])
-    assert answer.status == 401 and answer.seconds < 2  # a well-formed, wrong login
-    answer = await exchange(recovery.web_port, [api(CODES, GOOD_CODE)])
-    assert answer.status == 202 and answer.seconds < 2
+    answer = await exchange(recovery.web_port, [api(LOGIN, GOOD_LOGIN)], timeout_s=2 * SERVING_S)
+    assert answer.status == 401 and answer.seconds < SERVING_S, answer.seconds  # a well-formed, wrong login
+    answer = await exchange(recovery.web_port, [api(CODES, GOOD_CODE)], timeout_s=2 * SERVING_S)
+    assert answer.status == 202 and answer.seconds < SERVING_S, answer.seconds
     answer = await exchange(notifier.worker.web_port, [request(
-        "POST", REPORT, headers=HOOK, body=b'{"message_id": "m-none", "status": "delivered"}')])
-    assert answer.status == 404 and answer.seconds < 2  # an unknown message id, as documented
+        "POST", REPORT, headers=HOOK, body=b'{"message_id": "m-none", "status": "delivered"}')],
+        timeout_s=2 * SERVING_S)
+    assert answer.status == 404 and answer.seconds < SERVING_S, answer.seconds  # an unknown message id, as documented
 
 
 def test_the_table_holds_forty_kinds() -> None:
