@@ -13,19 +13,10 @@ from typer.testing import CliRunner
 
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_LINKED, CONTRACT_TERMINATED, dlq_of
 from services.ops.cli import app
-from tests.support.kafka import Consumed, create_topics, new_prefix, produce, read_all
+from tests.support.kafka import Consumed, produce, read_all
 
 pytestmark = pytest.mark.kafka
 runner = CliRunner()
-
-
-@pytest.fixture
-def prefix(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    value = new_prefix()
-    asyncio.run(create_topics(kafka_bootstrap, value))
-    monkeypatch.setenv("TOPIC_PREFIX", value)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    return value
 
 
 def dead_letter(original: str, key: bytes, value: bytes | None, at: Consumed | None) -> tuple[object, ...]:

@@ -37,21 +37,12 @@ from services.common.codec import encode
 from services.ops.cli import app
 from services.ops.dlq import REPLAY_HEADER
 from services.ops.dlq import records as topic_records
-from tests.support.kafka import create_topics, new_prefix, produce, read_all
+from tests.support.kafka import produce, read_all
 from tests.support.workers import Worker, free_port, service_env
 
 pytestmark = pytest.mark.kafka
 runner = CliRunner()
 ENC = "v1.0a1b2c3d.QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo"
-
-
-@pytest.fixture
-def prefix(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    value = new_prefix()
-    asyncio.run(create_topics(kafka_bootstrap, value))
-    monkeypatch.setenv("TOPIC_PREFIX", value)
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    return value
 
 
 def send(bootstrap: str, topic: str, *events: object) -> None:
