@@ -9,14 +9,13 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
-import faust
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from deploy.launch import free_port
 from services.notifier.domain.commands import ApplyDeliveryReport
 from services.notifier.entrypoints.webhook import register_webhook
 from services.notifier.service_layer.delivery_reports import ReportResult
+from tests.support.web import serving
 
 TOKEN = "status-token-0123456789"
 Apply = Callable[[ApplyDeliveryReport], Awaitable[ReportResult]]
@@ -36,16 +35,10 @@ class Handler:
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[str, Handler]]:
-    port = free_port()
-    app = faust.App("webhook-answers", broker="kafka://127.0.0.1:1", autodiscover=False,
-                    web_port=port, web_bind="127.0.0.1", web_host="127.0.0.1")
     handler = Handler()
-    register_webhook(app, apply_report=handler, token=TOKEN)
-    await app.web.start_server()
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1/sms-status", handler
-    finally:
-        await app.web.stop_server()
+    async with serving("webhook-answers",
+                       lambda app: register_webhook(app, apply_report=handler, token=TOKEN)) as url:
+        yield url + "/api/v1/sms-status", handler
 
 
 async def post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:

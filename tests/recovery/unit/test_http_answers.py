@@ -9,12 +9,11 @@ import json
 from collections.abc import AsyncIterator
 
 import aiohttp
-import faust
 import pytest
 
-from deploy.launch import free_port
 from schemas.events import CodeRequested
 from services.recovery.entrypoints.http import HttpConfig, register_http
+from tests.support.web import serving
 
 TOKEN = "recovery-token-0123456789"
 
@@ -32,17 +31,12 @@ class Publishing:
 
 @pytest.fixture
 async def served() -> AsyncIterator[tuple[str, Publishing]]:
-    port = free_port()
-    app = faust.App("http-answers", broker="kafka://127.0.0.1:1", autodiscover=False,
-                    web_port=port, web_bind="127.0.0.1", web_host="127.0.0.1")
     publishing = Publishing()
-    register_http(app, request_code=publishing, log_in=None,  # type: ignore[arg-type]
-                  config=HttpConfig(api_token=TOKEN, publish_timeout_s=0.5))
-    await app.web.start_server()
-    try:
-        yield f"http://127.0.0.1:{port}/api/v1/code-requests", publishing
-    finally:
-        await app.web.stop_server()
+    config = HttpConfig(api_token=TOKEN, publish_timeout_s=0.5)
+    async with serving("http-answers", lambda app: register_http(
+            app, request_code=publishing, log_in=None,  # type: ignore[arg-type]
+            config=config)) as url:
+        yield url + "/api/v1/code-requests", publishing
 
 
 async def post(url: str) -> tuple[int, dict[str, object], float]:
