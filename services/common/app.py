@@ -17,6 +17,7 @@ from faust.web import Request, Response, View
 from services.common.faust_private import SelfcareApp
 from services.common.logs import logging_config
 from services.common.metrics import ServiceMetrics
+from services.common.partitioner import KeyPartitioner
 from services.common.settings import CommonSettings
 
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -53,6 +54,7 @@ def make_app(
         producer_max_request_size=4 * 1024 * 1024,
         producer_linger=producer_linger_s,
         producer_max_batch_size=producer_batch_bytes,
+        producer_partitioner=KeyPartitioner(),  # Kafka's default, in fewer Python steps
         consumer_max_fetch_size=4 * 1024 * 1024,
         broker_commit_every=1000,
         # how soon a dead worker's partitions move to the others (faust's default is 60 s)
