@@ -73,12 +73,12 @@ def decode(model: type[E], value: bytes | None, *, max_bytes: int) -> E:
     if len(value) > max_bytes:
         raise DecodeError("oversized_record", f"{len(value)} bytes > limit {max_bytes}")
     try:
-        value.decode("utf-8")
+        text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DecodeError("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
     try:
         event = model.model_validate_json(value)
-        _strict_json(value)
+        _strict_json(text)
     except ValidationError as exc:
         raise DecodeError(*describe(exc)) from None
     except RecursionError:
@@ -116,11 +116,15 @@ def _no_constant(name: str) -> Any:
     raise _NotStrictJson(f"{name} is not JSON")
 
 
-def _strict_json(value: bytes) -> None:
+# made once: ``json.loads`` with hooks builds a decoder per call
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def _strict_json(text: str) -> None:
     """Refuses what the model's parser takes but RFC 8259 does not (it runs after the model
     accepted the value, so only well-formed, shallow JSON reaches it)."""
     try:
-        json.loads(value, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        _STRICT_DECODER.decode(text)
     except _NotStrictJson as exc:
         raise DecodeError("invalid_json", str(exc)) from None
     except ValueError:  # e.g. an integer longer than int's digit limit
