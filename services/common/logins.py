@@ -33,6 +33,9 @@ LOGIN_BY_PRODUCT: dict[TvProduct, LoginKind] = {
 }
 
 PERSONAL_ACCOUNT_RE = re.compile(r"[0-9]{6,20}", re.ASCII)
+_NOT_PHONE_CHAR = re.compile(r"[^0-9+\-() .]")
+_NON_DIGITS = re.compile(r"\D")
+_SPACES = re.compile(r"\s")
 
 
 class InvalidLogin(ValueError):
@@ -42,9 +45,9 @@ class InvalidLogin(ValueError):
 def normalise_mobile(text: str) -> str:
     """A Russian mobile number as people type it (``+7…``, ``8…``, ``7…``, spaces, dashes,
     brackets) in E.164 (``+79161234567``); raises ``InvalidLogin`` otherwise."""
-    if not text or len(text) > 32 or re.search(r"[^0-9+\-() .]", text):
+    if not text or len(text) > 32 or _NOT_PHONE_CHAR.search(text):
         raise InvalidLogin("mobile has characters other than digits, spaces, +, -, brackets")
-    digits = re.sub(r"\D", "", text)
+    digits = _NON_DIGITS.sub("", text)
     if len(digits) == 11 and digits[0] == "8" and not text.lstrip().startswith("+"):
         digits = "7" + digits[1:]
     elif len(digits) == 10 and not text.lstrip().startswith("+"):
@@ -78,7 +81,7 @@ def _russian_number(digits: str) -> phonenumbers.PhoneNumber | None:
 
 def normalise_personal_account(text: str) -> str:
     """A personal account number: digits, spaces allowed when typed; 6 to 20 digits."""
-    compact = re.sub(r"\s", "", text or "")
+    compact = _SPACES.sub("", text or "")
     if not PERSONAL_ACCOUNT_RE.fullmatch(compact):
         raise InvalidLogin("personal account must be 6 to 20 digits")
     return compact

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+_NON_DIGITS = re.compile(r"\D")
+
 
 def mask_phone(e164: str) -> str:
     """Keep the country code and the last four digits: ``+79161234567`` → ``+7******4567``."""
-    digits = re.sub(r"\D", "", e164)
+    digits = _NON_DIGITS.sub("", e164)
     if len(digits) < 6:
         return "*" * len(digits)
     if len(digits) == 11 and digits[0] in "78":

@@ -11,6 +11,9 @@ from services.common.masking import mask_email, mask_phone
 from services.registration.domain.model import ProtectedLink, SealedContacts
 from services.registration.domain.validation import NormalisedLink
 
+# made once: ``json.dumps`` with an argument builds an encoder per call (three per link)
+_json = json.JSONEncoder(ensure_ascii=False).encode
+
 
 class KeyringProtector:
     def __init__(self, *, keyring: Keyring) -> None:
@@ -26,10 +29,10 @@ class KeyringProtector:
         # a personal-account login that a mobile typed as digits would reach as well
         reads_as = (mobile_reading(link.personal_account)
                     if link.login_kind is LoginKind.PERSONAL_ACCOUNT else None)
-        content = json.dumps([
+        content = _json([
             link.command.tv_product.value, link.mobile, link.email, link.personal_account,
             link.full_name, link.passport, link.command.mobile_active,
-        ], ensure_ascii=False)
+        ])
         return ProtectedLink(
             link=link,
             login_key=keys[link.login_kind],
@@ -39,9 +42,9 @@ class KeyringProtector:
             fingerprint=self._keyring.keyed_hash("registration:link-content", content),
             holder_hash=self._keyring.keyed_hash(
                 "registration:holder",
-                json.dumps([link.passport, link.full_name.casefold()], ensure_ascii=False)),
+                _json([link.passport, link.full_name.casefold()])),
             contacts_hash=self._keyring.keyed_hash(
-                "registration:contacts", json.dumps([link.mobile, link.email], ensure_ascii=False)),
+                "registration:contacts", _json([link.mobile, link.email])),
             alias_key=None if reads_as is None else login_key(self._keyring, LoginKind.MOBILE,
                                                               reads_as),
         )

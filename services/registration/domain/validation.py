@@ -45,6 +45,7 @@ class NormalisedLink:
 
 
 # RFC 5322's dot-atom in ASCII: the local part almost every address has
+_SPACES = re.compile(r"\s")
 _PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 # local parts email-validator lower-cases (RFC 2142): left to it
 _ROLE_NAMES = frozenset({
@@ -93,7 +94,7 @@ def _domain(domain: str) -> tuple[str, str] | None:
 
 
 def normalise_passport(series: str, number: str) -> str:
-    return re.sub(r"\s", "", series + number).upper()
+    return _SPACES.sub("", series + number).upper()
 
 
 def normalise_link(command: LinkContract) -> NormalisedLink:
