@@ -95,7 +95,7 @@ def kafka_topic(spec: TopicSpec) -> Manifest:
         "spec": {
             "topicName": spec.name,
             "partitions": spec.partitions,
-            "replicas": REPLICATION_FACTOR,
+            "replicas": spec.replication_factor,  # the topic list's (AsyncAPI says the same)
             "config": config,
         },
     }
