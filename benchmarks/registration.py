@@ -264,11 +264,13 @@ async def newest_timestamp(consumer: AIOKafkaConsumer, start: dict[TopicPartitio
     newest = 0
     for tp in grown:
         consumer.seek(tp, end[tp] - 1)
-        while True:
+        for _ in range(15):  # 30 s: the record is on the broker, its end offset says so
             records = (await consumer.getmany(tp, timeout_ms=2000, max_records=1)).get(tp, [])
             if records:
                 newest = max(newest, records[0].timestamp)
                 break
+        else:
+            raise TimeoutError(f"the last record of {tp} could not be read")
     return newest
 
 
