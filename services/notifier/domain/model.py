@@ -211,6 +211,17 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"  # the open time is over; one probe decides
 
 
+@dataclass(frozen=True, eq=False)
+class Permit:
+    """One call's permission from a ``CircuitBreaker``; ``probe`` when it is the half-open
+    circuit's one probe. Compared by identity: a probe's permit is only ever its own call's."""
+
+    probe: bool
+
+
+_CALL = Permit(probe=False)  # a closed circuit's permission: any number at once
+
+
 class CircuitBreaker:
     def __init__(
         self, *, failures: int = 5, open_s: float = 30.0,
@@ -221,7 +232,7 @@ class CircuitBreaker:
         self.on_change = on_change
         self._consecutive = 0
         self._opened_at: float | None = None
-        self._probing = False
+        self._probe: Permit | None = None  # the probe in flight, if any
 
     @property
     def state(self) -> CircuitState:
@@ -234,21 +245,24 @@ class CircuitBreaker:
     def available(self) -> bool:
         """Would a call be let through now (without taking the probe)?"""
         state = self.state
-        return state == CircuitState.CLOSED or (state == CircuitState.HALF_OPEN and not self._probing)
+        return state == CircuitState.CLOSED or (state == CircuitState.HALF_OPEN and self._probe is None)
 
-    def acquire(self) -> bool:
-        """Take permission for one call: always when closed, once (the probe) when half-open."""
+    def acquire(self) -> Permit | None:
+        """Permission for one call: always when closed, once (the probe) when half-open;
+        ``None`` when refused."""
         state = self.state
         if state == CircuitState.CLOSED:
-            return True
-        if state == CircuitState.HALF_OPEN and not self._probing:
-            self._probing = True
-            return True
-        return False
+            return _CALL
+        if state == CircuitState.HALF_OPEN and self._probe is None:
+            self._probe = Permit(probe=True)
+            return self._probe
+        return None
 
-    def release(self) -> None:
-        """Give back a permission that was not used for a call."""
-        self._probing = False
+    def release(self, permit: Permit) -> None:
+        """Give back a permission that was not used for a call: a probe's frees the probe; any
+        other changes nothing (in particular, not a probe another call holds)."""
+        if permit is self._probe:
+            self._probe = None
 
     def reopens_in(self) -> float:
         """Seconds until the circuit lets a probe through (0 when it would now)."""
@@ -258,13 +272,13 @@ class CircuitBreaker:
 
     def record_success(self) -> None:
         was_open = self._opened_at is not None
-        self._consecutive, self._opened_at, self._probing = 0, None, False
+        self._consecutive, self._opened_at, self._probe = 0, None, None
         if was_open:
             self._changed(CircuitState.CLOSED)
 
     def record_failure(self) -> None:
         """A definite failure."""
-        if self._probing or self.state == CircuitState.HALF_OPEN:
+        if self._probe is not None or self.state == CircuitState.HALF_OPEN:
             self._open()
             return
         if self._opened_at is not None:  # a call that started before the circuit opened
@@ -273,13 +287,14 @@ class CircuitBreaker:
         if self._consecutive >= self.failures:
             self._open()
 
-    def record_inconclusive(self) -> None:
-        """A time-out: the gateway may have taken the call. A probe that times out reopens."""
-        if self._probing:
+    def record_inconclusive(self, permit: Permit) -> None:
+        """A time-out of the call ``permit`` let through: the gateway may have taken it. The
+        probe's reopens the circuit; any other call's neither counts nor resets."""
+        if permit is self._probe:
             self._open()
 
     def _open(self) -> None:
-        self._opened_at, self._probing, self._consecutive = self.clock(), False, 0
+        self._opened_at, self._probe, self._consecutive = self.clock(), None, 0
         self._changed(CircuitState.OPEN)
 
     def _changed(self, state: CircuitState) -> None:

@@ -334,32 +334,34 @@ class SmsRoutes:
             log.warning("delivery pinned to an unconfigured SMS gateway",
                         extra={"code_id": delivery.code_id, "gateway": name})
             return Routed(SendResult.transient("gateway_unconfigured", 60.0), None, name)
-        if not self.breakers[name].acquire():
+        permit = self.breakers[name].acquire()
+        if permit is None:
             other = self.other(name) if fresh else None
-            if other is None or not self.breakers[other].acquire():
+            permit = self.breakers[other].acquire() if other is not None else None
+            if other is None or permit is None:
                 wait = max(1.0, self.breakers[name].reopens_in())
                 skipped = SendResult.transient("circuit_open", wait, definite=True)
                 return Routed(skipped, None, None if fresh else name)
             try:
                 pinned = await repin(delivery, other)
             except BaseException:  # the database away: no call, the probe (if taken) is free
-                self.breakers[other].release()
+                self.breakers[other].release(permit)
                 raise
             if not pinned:  # the row was taken over meanwhile: no call
-                self.breakers[other].release()
+                self.breakers[other].release(permit)
                 return Routed(SendResult.transient("lease_lost"), None, other)
             name = other
         breaker = self.breakers[name]
         try:
             result = await self.gateways[name].send(message)
         except BaseException:  # no answer to judge the gateway by: a later call may probe
-            breaker.release()
+            breaker.release(permit)
             raise
         if result.verdict == Verdict.TRANSIENT and result.definite:
             breaker.record_failure()
             return Routed(result, name, None if fresh else name)
         if result.verdict == Verdict.TRANSIENT:
-            breaker.record_inconclusive()
+            breaker.record_inconclusive(permit)
         else:  # accepted, or refused for good (a 4xx is an answer: the gateway is up)
             breaker.record_success()
         return Routed(result, name, name)
