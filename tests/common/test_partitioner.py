@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 from services.common.app import make_app
 from services.common.metrics import ServiceMetrics
 from services.common.partitioner import KeyPartitioner, murmur2
+from tests.support.probe_service import ProbeSettings
 
 # org.apache.kafka.common.utils.UtilsTest#testMurmur2 (Java's signed ints)
 JAVA_VECTORS = {
@@ -47,9 +51,7 @@ def test_a_record_without_a_key_goes_to_an_available_partition() -> None:
     assert KeyPartitioner()(None, [0, 1], []) in {0, 1}
 
 
-def test_the_service_apps_produce_with_it(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from tests.support.probe_service import ProbeSettings
-
+def test_the_service_apps_produce_with_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SELFCARE_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("SELFCARE_ENV", "local")
     app = make_app(settings=ProbeSettings.from_env(), metrics=ServiceMetrics("probe-partitioner"))
