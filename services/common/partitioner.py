@@ -10,9 +10,10 @@ length, and the partitions equal over partition counts.
 
 from __future__ import annotations
 
-import random
 import struct
 from collections.abc import Sequence
+
+from aiokafka.partitioner import DefaultPartitioner
 
 _SEED = 0x9747B28C
 _M = 0x5BD1E995
@@ -41,12 +42,12 @@ def murmur2(data: bytes) -> int:
     return h ^ (h >> 15)
 
 
-class KeyPartitioner:
-    """aiokafka's ``partitioner`` callable: a key's partition as Kafka's default one chooses it;
-    a record without a key goes to a random available partition."""
+class KeyPartitioner(DefaultPartitioner):
+    """aiokafka's default partitioner with the murmur2 above: a key's partition as Kafka's
+    default one chooses it; a record without a key is left to aiokafka's own choice."""
 
     def __call__(self, key: bytes | None, all_partitions: Sequence[int],
                  available: Sequence[int]) -> int:
         if key is None:
-            return random.choice(available or all_partitions)
+            return int(super().__call__(key, all_partitions, available))
         return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
