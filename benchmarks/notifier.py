@@ -2,8 +2,14 @@
 
 Produces ``--count`` CodeIssued (default 20,000) on the real broker under a fresh topic prefix,
 starts the local gateway (``deploy.devgateway``, every answer after ``--delay-ms``)
-and one notifier worker, and measures sends/s until the gateway has accepted every code. Prints
-the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and duplicates (0).
+and ``--workers`` notifier workers, and measures sends/s until the gateway has accepted every
+code. Prints the gateway's own counts: distinct ``client_ref``s (must equal the backlog) and
+duplicates (0).
+
+Before that, in the same run, the floor (``benchmarks.notifier_floor``): as many faust agents that
+each make one gateway call per record of the same backlog (same HTTP client, connection limit and
+in-flight bound, a gateway of their own with the same delay), nothing recorded. The notifier's
+rate is printed as a share of the floor's.
 
     .venv/bin/python -m benchmarks.notifier [--count 20000] [--delay-ms 50]
         [--postgres-url $(.venv/bin/python -m deploy.postgres url) [--workers 2]] [--primary-down]
@@ -25,6 +31,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -97,6 +104,7 @@ async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
         await produce(bootstrap, prefix + CODE_ISSUED, records[i:i + 5000])
     print(f"backlog: {count} CodeIssued produced in {time.perf_counter() - started:.1f}s")
 
+    floor_rate = await floor(bootstrap, prefix, count, delay_ms, timeout_s, worker_count)
     gateway = DevGateway(token=TOKEN, delay_s=delay_ms / 1000).start()
     dead_port = free_port()
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as tmp:
@@ -114,33 +122,84 @@ async def measure(bootstrap: str, prefix: str, count: int, delay_ms: float,
             workers.append(Worker(module="services.notifier", env=env,
                                   log_path=Path(tmp) / f"worker{n}.log", web_port=port))
         try:
-            t0 = time.perf_counter()
-            with ThreadPoolExecutor(max_workers=len(workers)) as pool:  # join the group together
-                list(pool.map(lambda w: w.start(), workers))
-            ready = time.perf_counter() - t0
-            accepted = 0
-            while accepted < count and time.perf_counter() - t0 < timeout_s:
-                await asyncio.sleep(0.2)
-                accepted = gateway.call(lambda s: len(s.accepted))
-            elapsed = time.perf_counter() - t0
-            cpu_s = sum(process_cpu_s(w.proc.pid) for w in workers if w.proc)
-            distinct, duplicates, calls = gateway.call(
-                lambda s: (len(s.calls), s.duplicates, sum(s.calls.values()))
-            )
+            run = await drive(workers, gateway, count, timeout_s)
         finally:
-            for worker in workers:
-                worker.stop()
             gateway.stop()
     mode = "primary down, every send through the fallback" if primary_down else "primary gateway"
-    print(f"{worker_count} worker(s) ready after {ready:.1f}s; "
+    print(f"{worker_count} worker(s) ready after {run.ready:.1f}s; "
           f"gateway answers after {delay_ms:.0f} ms; {mode}")
-    print(f"sent {accepted}/{count} in {elapsed:.1f}s (from worker start, start-up included): "
-          f"{accepted / elapsed:.0f} sends/s; after ready: {accepted / (elapsed - ready):.0f} sends/s")
-    print(f"worker CPU: {cpu_s:.1f}s in all = {1000 * cpu_s / max(accepted, 1):.2f} ms per send "
+    print(f"sent {run.accepted}/{count} in {run.elapsed:.1f}s (from worker start, start-up included): "
+          f"{run.accepted / run.elapsed:.0f} sends/s; after ready: {run.rate:.0f} sends/s")
+    print(f"worker CPU: {run.cpu_s:.1f}s in all = {1000 * run.cpu_s / max(run.accepted, 1):.2f} ms per send "
           f"(consume + record + send + status), load average {os.getloadavg()[0]:.1f} at the end")
-    print(f"gateway: calls={calls} distinct client_refs={distinct} duplicates={duplicates}")
-    if accepted != count or distinct != count or duplicates:
+    print(f"gateway: calls={run.calls} distinct client_refs={run.distinct} duplicates={run.duplicates}")
+    print(f"notifier / floor (after ready): {run.rate / floor_rate:.1%}")
+    if run.accepted != count or run.distinct != count or run.duplicates:
         raise SystemExit("FAILED: gateway counts differ from the backlog")
+
+
+@dataclass(frozen=True)
+class Run:
+    ready: float  # seconds from the start until every worker was ready
+    elapsed: float  # seconds from the start until the gateway had every code (or the time-out)
+    accepted: int
+    cpu_s: float  # the workers' CPU seconds
+    distinct: int
+    duplicates: int
+    calls: int
+
+    @property
+    def rate(self) -> float:
+        """Sends/s once every worker was ready."""
+        return self.accepted / max(self.elapsed - self.ready, 1e-9)
+
+
+async def drive(workers: list[Worker], gateway: DevGateway, count: int, timeout_s: float) -> Run:
+    """Starts ``workers`` together, waits until ``gateway`` has accepted ``count`` codes (or
+    ``timeout_s``), stops them; what the gateway and the workers' CPU counted."""
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=len(workers)) as pool:  # join the group together
+            list(pool.map(lambda w: w.start(), workers))
+        ready = time.perf_counter() - t0
+        accepted = 0
+        while accepted < count and time.perf_counter() - t0 < timeout_s:
+            await asyncio.sleep(0.2)
+            accepted = gateway.call(lambda s: len(s.accepted))
+        elapsed = time.perf_counter() - t0
+        cpu_s = sum(process_cpu_s(w.proc.pid) for w in workers if w.proc)
+        distinct, duplicates, calls = gateway.call(
+            lambda s: (len(s.calls), s.duplicates, sum(s.calls.values())))
+    finally:
+        for worker in workers:
+            worker.stop()
+    return Run(ready=ready, elapsed=elapsed, accepted=accepted, cpu_s=cpu_s, distinct=distinct,
+               duplicates=duplicates, calls=calls)
+
+
+async def floor(bootstrap: str, prefix: str, count: int, delay_ms: float, timeout_s: float,
+                worker_count: int) -> float:
+    """The floor's sends/s once ready (``benchmarks.notifier_floor``): as many workers, the same
+    backlog (its own consumer group), a gateway of its own with the same delay."""
+    gateway = DevGateway(token=TOKEN, delay_s=delay_ms / 1000).start()
+    with tempfile.TemporaryDirectory(prefix="notifier-floor-") as tmp:
+        workers = [
+            Worker(module="benchmarks.notifier_floor", log_path=Path(tmp) / f"floor{n}.log",
+                   web_port=free_port(),
+                   env=service_env(bootstrap=bootstrap, prefix=prefix, var_dir=Path(tmp) / f"f{n}",
+                                   extra={"SMS_GATEWAY_URL": gateway.url, "SMS_GATEWAY_TOKEN": TOKEN,
+                                          "LOG_LEVEL": "WARNING"}))
+            for n in range(worker_count)]
+        try:
+            run = await drive(workers, gateway, count, timeout_s)
+        finally:
+            gateway.stop()
+    print(f"floor ({worker_count} no-op agent(s), one gateway call per record): "
+          f"{run.accepted}/{count} sent, {run.rate:.0f} sends/s after ready; "
+          f"CPU {1000 * run.cpu_s / max(run.accepted, 1):.2f} ms per send", flush=True)
+    if run.accepted != count:
+        raise SystemExit("FAILED: the floor did not send the whole backlog")
+    return run.rate
 
 
 def main() -> None:
