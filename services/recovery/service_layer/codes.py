@@ -302,11 +302,17 @@ class IssueCodes:
         account as it stands (``redecide``). The accounts stay locked until the write commits,
         so a change after this waits for the code and then voids it as it voids every pending
         code. Also what must not be written of the requests whose account was erased meanwhile:
-        their log entries and their account's rate events, which the erasure deleted."""
+        their log entries and their account's rate events, which the erasure deleted. A refusal
+        that names an account locks it too, so its log entry is either written before the
+        erasure (which then deletes it) or not at all."""
         issues = [d for d in decisions if isinstance(d, Issue)]
-        versions = repos.accounts.lock_versions({i.account.account_id for i in issues})
+        refusals = [d for d in decisions if isinstance(d, Reject) and d.account_id is not None]
+        versions = repos.accounts.lock_versions(
+            {i.account.account_id for i in issues} | {r.account_id for r in refusals
+                                                      if r.account_id is not None})
         stale = [i for i in issues if versions.get(i.account.account_id) != i.account.version]
-        erased = Erased(requests=set(), limits=set())
+        erased = Erased(requests={r.command.request_event_id for r in refusals
+                                  if r.account_id not in versions}, limits=set())
         if not stale:
             return decisions, erased
         candidates = [candidate_keys(self.keyring, i.command.login) for i in stale]

@@ -281,3 +281,19 @@ async def test_a_relink_or_an_erasure_projected_while_a_batch_is_hashed_is_what_
     assert [(c.code_id, c.status) for c in h.codes()] == [(code_id, "pending")]
     logged = h.db.run_sync(lambda s: s.execute(select(request_log.c.account_id)).scalars().all())
     assert logged == [str(acc.account_id)]
+
+
+async def test_a_refusal_decided_before_an_erasure_leaves_no_log_entry_of_the_account(
+        h: Harness) -> None:
+    """A terminated account's request is refused (``account_closed``, naming the account in
+    support's log); its erasure is projected before the batch is written: no log row of it."""
+    closed = account_changed(h.keyring).model_copy(update={"status": AccountStatus.CLOSED})
+    await h.accounts(closed)
+    by_mobile = request(acc_mobile(h, closed))
+    complete = await h.issue([inbound(by_mobile)])
+    await h.tombstones([RawRecord(topic="t", partition=0, offset=0,
+                                  key=str(closed.account_id).encode(), value=None, headers=())])
+    await complete()
+    assert outcomes(h)[str(by_mobile.event_id)]["reason"] == "account_closed"
+    logged = h.db.run_sync(lambda s: s.execute(select(request_log.c.account_id)).scalars().all())
+    assert logged == []

@@ -307,6 +307,26 @@ async def test_a_code_decided_before_an_erasure_leaves_nothing_of_the_account(
     assert {gone.request_event_id, kept.request_event_id} <= s.uow.store.processed
 
 
+@pytest.mark.parametrize("change, reason", [
+    ({"status": AccountStatus.CLOSED}, "account_closed"),  # terminated, then erased
+    ({"channels": Channels(sms=False, email=False)}, "channel_unavailable"),
+], ids=["account_closed", "channel_unavailable"])
+async def test_a_refusal_decided_before_an_erasure_leaves_no_log_entry_of_the_account(
+        s: FakeService, change: dict[str, object], reason: str) -> None:
+    """A refusal names its account in support's log; written after the account's erasure, it
+    would put the erased account's id and login back into the database."""
+    acc = account_changed(s.keyring).model_copy(update=change)
+    await s.accounts(acc)
+    aid = str(acc.account_id)
+    command = s.command(mobile_of(s.keyring, acc))
+    complete = await s.decide(command)
+    await s.projection.erase([EraseAccount(account_id=aid)])
+    await complete()
+    assert s.outcome(command)["reason"] == reason  # answered as decided
+    assert s.uow.store.request_log == []
+    assert command.request_event_id in s.uow.store.processed
+
+
 async def test_a_version_change_that_keeps_the_destination_issues_as_decided(
         s: FakeService) -> None:
     acc = account_changed(s.keyring, email="ivanov@example.ru")
