@@ -58,7 +58,8 @@ class FakeAccountRepository:
     def erasures(self, numbers: Collection[str]) -> dict[str, Erasure]:
         return {n: self.erased[n] for n in numbers if n in self.erased}
 
-    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
+    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure],
+              counted: Collection[str] = ()) -> None:
         for account in erased:
             del self.accounts[account.contract_number]
         self.erased.update((m.contract_number, m) for m in markers)

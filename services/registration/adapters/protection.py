@@ -8,7 +8,12 @@ import uuid
 from services.common.crypto import Keyring, contact_aad
 from services.common.logins import LoginKind, login_key, mobile_reading
 from services.common.masking import mask_email, mask_phone
-from services.registration.domain.model import ProtectedLink, SealedContacts
+from services.registration.domain.model import (
+    IDENTIFY,
+    ProtectedLink,
+    SealedContacts,
+    contract_identified,
+)
 from services.registration.domain.validation import NormalisedLink
 
 # made once: ``json.dumps`` with an argument builds an encoder per call (three per link)
@@ -48,6 +53,9 @@ class KeyringProtector:
             alias_key=None if reads_as is None else login_key(self._keyring, LoginKind.MOBILE,
                                                               reads_as),
         )
+
+    def contract_subject(self, number: str) -> str:
+        return self._keyring.keyed_hash(IDENTIFY, contract_identified(number))
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts:
         aid = str(account_id)

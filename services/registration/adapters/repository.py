@@ -111,14 +111,17 @@ class SqlAccountRepository:
                     erased_at=row.erased_at)
         return result
 
-    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
-        """Delete the accounts' rows and what is counted per account, and keep (or advance) the
+    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure],
+              counted: Collection[str] = ()) -> None:
+        """Delete the accounts' rows and what is counted of them, and keep (or advance) the
         erasure markers."""
         ids = [a.account_id for a in erased]
         if ids:
             self.session.execute(delete(accounts).where(accounts.c.account_id.in_(ids)))
-            # support's identity checks counted per account (``service_layer.identify``)
-            forget_windows(self.session, [str(i) for i in ids])
+            # support's identity checks (``service_layer.identify``): per account, and per mobile
+            # or contract number while no active account held it (a terminated contract)
+            forget_windows(self.session, {*(str(i) for i in ids),
+                                          *(a.mobile_key for a in erased), *counted})
         stamp = now()
         numbers = [m.contract_number for m in markers]
         if numbers:

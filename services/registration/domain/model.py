@@ -80,12 +80,26 @@ class SealedContacts:
     personal_account_enc: str | None = None
 
 
+IDENTIFY = "identify"  # the keyed-hash purpose of support's identity-check counts
+
+
+def contract_identified(number: str) -> str:
+    """What support's identity-check count of a contract number is the keyed hash of (purpose
+    ``IDENTIFY``), when no active account holds that number."""
+    return "contract:" + number.strip()
+
+
 class Protector(Protocol):
     """Port: keyed hashes and authenticated encryption of a link's personal data."""
 
     def protect(self, link: NormalisedLink) -> ProtectedLink: ...
 
     def seal(self, account_id: uuid.UUID, link: NormalisedLink) -> SealedContacts: ...
+
+    def contract_subject(self, number: str) -> str:
+        """The subject of support's identity-check count of a contract number with no active
+        account (``service_layer.identify``)."""
+        ...
 
 
 @dataclass(kw_only=True)

@@ -53,7 +53,8 @@ async def erase_contracts(
         registry.end_each(fresh.values(), duplicates=len(ordered) - len(fresh),
                           not_after=not_after, end=registry.erase)
         erased = registry.to_erase()
-        repo.erase(erased, registry.new_erasures())
+        repo.erase(erased, registry.new_erasures(),
+                   counted=[protector.contract_subject(a.contract_number) for a in erased])
         repo.stage(ACCOUNT_CHANGED, [account_erased(a) for a in erased])
         repo.stage(CONTRACT_REJECTED, [contract_rejected(r) for r in registry.rejections])
         return registry.outcomes

@@ -28,7 +28,7 @@ from services.common.logins import (
     login_key,
     normalise_mobile,
 )
-from services.registration.domain.model import Account
+from services.registration.domain.model import IDENTIFY, Account, contract_identified
 from services.registration.domain.validation import normalise_passport
 from services.registration.service_layer.ports import SupportRepository, SupportUnitOfWork
 
@@ -93,7 +93,7 @@ class IdentifyHolder:
         if command.contract:
             number = command.contract.strip()
             return repo.active_by_contract(number), self.keyring.keyed_hash(
-                "identify", "contract:" + number)
+                IDENTIFY, contract_identified(number))
         typed = command.mobile or ""
         try:
             key = login_key(self.keyring, LoginKind.MOBILE, normalise_mobile(typed))

@@ -57,8 +57,11 @@ class AccountRepository(Protocol):
         """contract_number → its erasure marker, for those of ``numbers`` that were erased."""
         ...
 
-    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure]) -> None:
-        """Delete the accounts (every personal field goes with the row); store the markers."""
+    def erase(self, erased: Sequence[Account], markers: Sequence[Erasure],
+              counted: Collection[str] = ()) -> None:
+        """Delete the accounts (every personal field goes with the row) and support's
+        identity-check counts of them: per account, per mobile (``mobile_key``) and the
+        ``counted`` subjects; store the markers."""
         ...
 
     def stage(self, topic: str, records: Sequence[WireRecord]) -> None:

@@ -14,16 +14,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from schemas.events import ContractLinked
+from schemas.events import ContractErased, ContractLinked, ContractTerminated
 from services.common.crypto import Keyring
 from services.common.db import Database
 from services.common.migrations import migrate
 from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.support_repository import SqlSupportUnitOfWork
+from services.registration.adapters.support_tables import windows
 from services.registration.adapters.tables import MIGRATIONS
-from services.registration.entrypoints.agents import to_link
+from services.registration.entrypoints.agents import to_erasure, to_link, to_termination
+from services.registration.service_layer.erase_contract import erase_contracts
 from services.registration.service_layer.identify import (
     IdentifyCommand,
     IdentifyHolder,
@@ -31,7 +34,8 @@ from services.registration.service_layer.identify import (
     normalise_name,
 )
 from services.registration.service_layer.link_contract import link_contracts
-from tests.registration.events import linked, not_after
+from services.registration.service_layer.terminate_contract import terminate_contracts
+from tests.registration.events import erased, linked, not_after, terminated
 
 PASSPORT = "4510 123456"
 NAME = "Семёнов Пётр Иванович"
@@ -133,3 +137,27 @@ async def test_the_limit_per_account_is_exact_with_simultaneous_attempts_on_two_
         for r in lines)
     assert "account_id" in logged and "verdict" in logged
     assert "Семёнов" not in logged and "4510" not in logged and "123456" not in logged
+
+
+async def test_an_erasure_forgets_the_checks_counted_by_mobile_and_by_contract(
+    db: Database, keyring: Keyring
+) -> None:
+    """A terminated contract has no active account: support's checks of it are counted under
+    the keyed hash of the mobile or of the contract number. Its erasure forgets those counts
+    too, not only the account's own."""
+    await link(db, keyring, linked("ER-1", name=NAME, mobile="+7 916 500-00-09"))
+    uow = SqlUnitOfWork(db=db, hand_over=lambda rows: None)
+    protector = KeyringProtector(keyring=keyring)
+    await terminate_contracts([to_termination(ContractTerminated.model_validate_json(
+        json.dumps(terminated("ER-1"))))], uow=uow, protector=protector, not_after=not_after())
+    check = holder(db, keyring)
+    await check(ask(mobile="+7 916 500-00-09"))
+    await check(ask(contract="ER-1"))
+    assert len(await subjects(db)) == 2
+    await erase_contracts([to_erasure(ContractErased.model_validate_json(
+        json.dumps(erased("ER-1"))))], uow=uow, protector=protector, not_after=not_after())
+    assert await subjects(db) == []
+
+
+async def subjects(db: Database) -> list[str]:
+    return await db.run(lambda s: list(s.execute(select(windows.c.subject)).scalars()))
