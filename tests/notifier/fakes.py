@@ -74,7 +74,7 @@ class FakeDeliveries:
     def finish(self, updates: Sequence[DeliveryUpdate], now: datetime) -> list[DeliveryUpdate]:
         fresh = [u for u in updates if u.code_id in self.store.rows
                  and self.store.rows[u.code_id]["attempts"] == u.attempts
-                 and self.store.rows[u.code_id]["state"] not in _FINAL]
+                 and self.store.rows[u.code_id]["state"] == DeliveryState.SENDING.value]
         for u in fresh:
             r = self.store.rows[u.code_id]
             r.update(state=u.state, lease_until=None, last_error=u.error or u.reason, gateway=u.gateway,
@@ -161,6 +161,10 @@ class FakeUnitOfWork:
         self.fail_next = 0
 
     async def run(self, work: Callable[[Transaction], T]) -> T:
+        return self.apply(work)
+
+    def apply(self, work: Callable[[Transaction], T]) -> T:
+        """One transaction: ``work`` on a copy of the store, which replaces it if it succeeds."""
         if self.fail_next:
             self.fail_next -= 1
             raise ConnectionError("database away")

@@ -115,7 +115,9 @@ class SqlDeliveries:
         return bool(getattr(result, "rowcount", 0))
 
     def finish(self, outcomes: Sequence[DeliveryUpdate], now: datetime) -> list[DeliveryUpdate]:
-        """Writes updates whose row is still that attempt's (a stale writer changes nothing).
+        """Writes updates whose row is still that attempt's lease (state ``sending``, same
+        attempt count): a stale writer, or the same update written again (a stop that cancelled
+        the wait for a transaction which then committed), changes nothing.
 
         One guarded read and one ``executemany`` per new state, whatever the batch size.
         """
@@ -128,8 +130,7 @@ class SqlDeliveries:
             query = query.with_for_update()
         current = {r.code_id: (r.attempts, r.state) for r in self.session.execute(query)}
         fresh = [o for o in outcomes
-                 if current.get(o.code_id, (None, None))[0] == o.attempts
-                 and current[o.code_id][1] not in _FINAL]
+                 if current.get(o.code_id, (None, None)) == (o.attempts, DeliveryState.SENDING.value)]
         for state in {o.state for o in fresh}:
             group = [o for o in fresh if o.state == state]
             values: dict[str, Any] = {"state": state, "updated_at": now, "lease_until": None,

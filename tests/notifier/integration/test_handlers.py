@@ -348,6 +348,24 @@ async def test_graceful_stop_records_calls_in_flight_and_hands_back_waiting_rows
     assert {s["code_id"] for s in harness.statuses()} == in_flight
 
 
+async def test_an_update_written_twice_counts_once(harness: Harness) -> None:
+    """A stop that cancelled the wait for the recorder's transaction, which then committed,
+    writes the same batch again: the second write finds the row no longer leased and changes
+    nothing (a skipped attempt counted twice would make the status's ``attempts`` wrong)."""
+    event = code_issued(to="+79160000019")
+    await harness.consume(event)
+    now = datetime.now(UTC)
+    [claimed] = await harness.db.run(lambda s: SqlDeliveries(s).claim_due(
+        now=now, lease_until=now + timedelta(seconds=30), limit=10))
+    skipped = DeliveryUpdate(code_id=str(event.code_id), attempts=claimed.attempts, state="retry",
+                             next_attempt_at=now, error="circuit_open", called=False)
+    for expected in ([skipped], []):
+        written = await harness.db.run(lambda s: SqlDeliveries(s).finish([skipped], now))
+        assert written == expected
+    row = harness.row(event.code_id)
+    assert (row["state"], row["attempts"], row["skipped"]) == ("retry", 1, 1)
+
+
 async def test_a_crashing_gateway_adapter_means_a_retry_not_a_stuck_row(harness: Harness) -> None:
     class CrashingGateway(FakeGateway):
         async def send(self, message: OutgoingMessage) -> SendResult:
