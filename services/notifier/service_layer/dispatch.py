@@ -163,9 +163,21 @@ class Dispatcher:
         away_lately = self._database_failed_at is not None and self._database_failed_at > takeover_from
         stale_before = None if away_lately else takeover_from
         gateway = self.preferred_gateway()
-        claimed = await self._reaching_database(self.uow.run(lambda tx: tx.deliveries.claim_due(
-            now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
-            stale_before=stale_before, gateway=gateway)))
+        claim = asyncio.ensure_future(self._reaching_database(self.uow.run(
+            lambda tx: tx.deliveries.claim_due(
+                now=now, lease_until=lease_until, limit=limit, worker_id=self.worker_id,
+                stale_before=stale_before, gateway=gateway))))
+        try:
+            claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # a stop: the claim's transaction runs on in the database thread and may commit;
+            # its rows are then accepted, so that the stop hands them back rather than leave
+            # them leased to a stopped worker
+            try:
+                self.accept(await asyncio.wait_for(claim, timeout=self.shutdown_grace_s))
+            except Exception as exc:  # failed: nothing claimed; too slow: left to a takeover
+                log.warning("claim at stop not settled (%s)", type(exc).__name__)
+            raise
         self.accept(claimed)
         return len(claimed)
 
@@ -216,6 +228,8 @@ class Dispatcher:
             return failed(d, FailReason.UNDECRYPTABLE.value, called=False)
         async with self._slots:
             self._waiting.pop(d.code_id, None)
+            if d.expires_at <= self.clock():  # it expired while it waited for a slot
+                return failed(d, FailReason.EXPIRED.value, called=False)
             started = time.perf_counter()
             if d.channel == "sms" and self.sms is not None:
                 routed = await self.sms.send(d, message, self._repin)
@@ -354,7 +368,13 @@ class SmsRoutes:
         breaker = self.breakers[name]
         try:
             result = await self.gateways[name].send(message)
-        except BaseException:  # no answer to judge the gateway by: a later call may probe
+        except Exception as exc:  # a bug in the adapter, maybe after the request went out: the
+            # pin stays on this gateway (the re-pin above is in the database, not in ``delivery``)
+            breaker.release(permit)
+            log.error("send attempt crashed (%s)", type(exc).__name__,
+                      extra={"code_id": delivery.code_id, "gateway": name})
+            return Routed(SendResult.transient("internal_error"), name, name)
+        except BaseException:  # cancelled: no answer to judge the gateway by; a later call may probe
             breaker.release(permit)
             raise
         if result.verdict == Verdict.TRANSIENT and result.definite:

@@ -3,18 +3,27 @@ fields, failover and pins with circuit breakers, and takeover of a silent worker
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import pytest
 
 from schemas.events import Channel, Locale
-from services.notifier.domain.model import CircuitState, DeliveryUpdate, SendResult
+from services.notifier.domain.messages import OutgoingMessage
+from services.notifier.domain.model import CircuitState, Delivery, DeliveryUpdate, SendResult
 from services.notifier.service_layer.dispatch import SmsRoutes
-from tests.notifier.fakes import FakeUnitOfWork
+from services.notifier.service_layer.ports import Transaction
+from tests.notifier.fakes import FakeDeliveries, FakeUnitOfWork
 from tests.notifier.support import FakeGateway, code_issued
 from tests.notifier.unit.doubles import desk
+
+T = TypeVar("T")
 
 DOWN = SendResult.transient("connection_ClientConnectorError", definite=True)
 
@@ -237,3 +246,116 @@ async def test_no_worker_is_taken_for_dead_right_after_the_database_was_away() -
     assert await alive.dispatch() == 1
     assert [m.code_id for m in alive.sms.sent] == [str(event.code_id)]
     assert alive.metrics.resends.labels("sms")._value.get() == 1
+
+
+class HeldFor(FakeGateway):
+    """Holds every call to ``held`` until ``release`` is set."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__()
+        self.held, self.release = held, asyncio.Event()
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        if message.to == self.held:
+            await self.release.wait()
+        return await super().send(message)
+
+
+async def test_a_code_that_expires_while_it_waits_for_a_slot_is_failed_with_no_call() -> None:
+    now = [datetime.now(UTC)]
+    sms = HeldFor("+79161110011")
+    d = desk(sms=sms, clock=lambda: now[0])
+    d.dispatcher._slots = asyncio.Semaphore(1)  # NOTIFIER_MAX_IN_FLIGHT=1: the slot is taken
+    slow, short = code_issued(to="+79161110011"), code_issued(to="+79161110012", expires_in_s=3)
+    await d.record(slow, short)
+    now[0] = datetime.now(UTC)  # both due
+    assert await d.dispatcher.step() == 2  # both claimed; the short-lived one waits for the slot
+    await asyncio.sleep(0.01)
+    now[0] += timedelta(seconds=10)  # the slow call takes 10 s
+    sms.release.set()
+    await d.dispatcher.drain()
+    assert [m.to for m in sms.sent] == ["+79161110011"]
+    [status] = d.statuses(short.code_id)
+    assert (status["status"], status["reason"], status["attempts"]) == ("failed", "expired", 0)
+
+
+class ThreadedUnitOfWork(FakeUnitOfWork):
+    """As ``Database.run``: each transaction in one worker thread, where a cancelled caller does
+    not stop it; ``gate`` holds a transaction that has started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.executor = ThreadPoolExecutor(max_workers=1)
+        self.gate, self.started = threading.Event(), threading.Event()
+        self.gate.set()
+
+    async def run(self, work: Callable[[Transaction], T]) -> T:
+        def held() -> T:
+            self.started.set()
+            self.gate.wait()
+            return self.apply(work)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, held)
+
+
+async def test_a_stop_while_updates_are_written_does_not_write_them_twice() -> None:
+    """The stop cancels the recorder while its transaction runs in the database thread; the
+    transaction commits all the same and the stop records the batch again: the second write must
+    change nothing (a skipped attempt counted twice would make the status's attempts wrong)."""
+    uow = ThreadedUnitOfWork()
+    sms = FakeGateway()
+    routes = SmsRoutes(gateways={"primary": sms}, failures=5, open_s=30)
+    d = desk(uow, routes=routes, sms=sms)
+    event = code_issued(to="+79161110010")
+    await d.record(event)
+    routes.breakers["primary"]._opened_at = routes.breakers["primary"].clock()
+    await d.dispatcher.step()  # the circuit is open: skipped, no call
+    await asyncio.wait(list(d.dispatcher._tasks.values()))
+    uow.gate.clear()
+    uow.started.clear()
+    recording = asyncio.create_task(d.dispatcher.recorder.run())
+    while not uow.started.is_set():  # the recorder's transaction has started
+        await asyncio.sleep(0.01)
+    stopping = asyncio.create_task(d.dispatcher._stop(recording))  # SIGTERM now
+    await asyncio.sleep(0.05)
+    uow.gate.set()  # the transaction commits after all
+    await stopping
+    assert (d.row(event.code_id)["attempts"], d.row(event.code_id)["skipped"]) == (1, 1)
+    routes.breakers["primary"]._opened_at = -1e9  # the gateway is back
+    d.make_due()
+    await d.dispatch()
+    [status] = [s for s in d.statuses(event.code_id) if s["status"] == "sent"]
+    assert status["attempts"] == len(sms.sent) == 1
+    uow.executor.shutdown()
+
+
+async def test_rows_claimed_while_the_worker_stops_are_handed_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop (faust cancels the dispatcher) while the claim's transaction runs in the database
+    thread: the claim commits all the same, and its rows are handed back due now, with no call,
+    rather than left leased to a stopped worker until another takes them over as a resend."""
+    uow = ThreadedUnitOfWork()
+    d = desk(uow, worker_id=str(uuid.uuid4()), takeover_s=3)
+    event = code_issued(to="+79161110013")
+    await d.record(event)
+    in_claim, go_on = threading.Event(), threading.Event()
+    claim_due = FakeDeliveries.claim_due
+
+    def held_claim(self: FakeDeliveries, **kwargs: Any) -> list[Delivery]:
+        in_claim.set()
+        go_on.wait()
+        return claim_due(self, **kwargs)
+
+    monkeypatch.setattr(FakeDeliveries, "claim_due", held_claim)
+    running = asyncio.create_task(d.dispatcher.run())
+    while not in_claim.is_set():
+        await asyncio.sleep(0.01)
+    running.cancel()  # SIGTERM
+    await asyncio.sleep(0.05)
+    go_on.set()  # the claim commits
+    await asyncio.gather(running, return_exceptions=True)
+    await uow.run(lambda tx: None)  # the database thread has finished what it was given
+    row = d.row(event.code_id)
+    assert (row["state"], row["attempts"], row["skipped"], row["last_error"]) == (
+        "retry", 1, 1, "shutdown")
+    assert d.sms.sent == []
+    uow.executor.shutdown()

@@ -99,7 +99,7 @@ def fresh_delivery(code_id: str) -> Delivery:
 
 async def test_a_probe_taken_for_a_failover_is_given_back_when_the_repin_or_the_call_fails() -> None:
     """The primary's circuit is open and the fallback's half-open: a fresh code takes the
-    fallback's one probe. If the re-pin's write fails (the database away) or the gateway call
+    fallback's one probe. If the re-pin's write fails (the database away) or the gateway adapter
     raises, no answer judged the fallback, so the probe must be free for the next code; kept,
     the fallback would stay unusable in this worker until it restarts."""
     routes = SmsRoutes(gateways={"primary": FakeGateway(), "fallback": FakeGateway()},
@@ -122,9 +122,41 @@ async def test_a_probe_taken_for_a_failover_is_given_back_when_the_repin_or_the_
     broken = routes.gateways["fallback"]
     assert isinstance(broken, FakeGateway)
     broken.raises = RuntimeError("a bug in the adapter")
-    with pytest.raises(RuntimeError):
-        await routes.send(fresh_delivery("c-2"), message, repinned)
+    crashed = await routes.send(fresh_delivery("c-2"), message, repinned)
+    # a retry, pinned to the gateway that may have the code (the re-pin's, not the claim's)
+    assert (crashed.result.error, crashed.gateway, crashed.pin) == ("internal_error", "fallback",
+                                                                   "fallback")
     assert fallback.available()
     broken.raises = None
     routed = await routes.send(fresh_delivery("c-3"), message, repinned)
     assert routed.result.verdict == Verdict.ACCEPTED and fallback.state == CircuitState.CLOSED
+
+
+class CrashesAfterSending(FakeGateway):
+    """An adapter with a bug that shows only after the request went out."""
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        self.sent.append(message)
+        raise RuntimeError("a bug after the request was written")
+
+
+async def test_a_crash_after_a_failover_keeps_the_code_on_the_gateway_it_was_sent_to() -> None:
+    """Claimed with a fresh pin to the primary, re-pinned to the fallback when the primary's
+    circuit opened, and the fallback's adapter crashes after sending: the retry stays on the
+    fallback (its pin in the database), never the primary the claim had chosen."""
+    primary, fallback = FakeGateway(), CrashesAfterSending()
+    routes = SmsRoutes(gateways={"primary": primary, "fallback": fallback}, failures=5, open_s=30)
+    d = desk(routes=routes, sms=primary)
+    event = code_issued(to="+79161110009")
+    await d.record(event)
+    await d.dispatcher.step()  # claimed, pinned (fresh) to the primary, waiting for its call
+    routes.breakers["primary"]._opened_at = routes.breakers["primary"].clock()  # other codes' failures
+    await d.dispatcher.drain()  # re-pinned to the fallback, called, crashed
+    assert calls(fallback, event.code_id) == 1
+    assert (d.row(event.code_id)["state"], d.row(event.code_id)["gateway"]) == ("retry", "fallback")
+    routes.breakers["primary"]._opened_at = -1e9  # the primary is back
+    fallback.__class__ = FakeGateway  # and the fallback's bug fixed
+    await rounds(d, 1)
+    assert calls(primary, event.code_id) == 0 and calls(fallback, event.code_id) == 2
+    [status] = [s for s in d.statuses(event.code_id) if s["status"] == "sent"]
+    assert status["gateway"] == "fallback"
