@@ -359,8 +359,11 @@ def stage_outbox(session: Session, table: Table, topic: str,
     ``topic`` go first. Published already (their delete lost to a database blip), or committed by
     a worker that died, they would otherwise go out at the next read or sweep of the table, after
     the tombstone, and compaction would keep them as the key's last record: an erased
-    subscriber's record back on the topic for good. A row some relay holds in memory is still
-    published from there, ahead of the tombstone (its transaction committed first)."""
+    subscriber's record back on the topic for good. A row this worker's relay holds in memory is
+    still published from there, ahead of the tombstone (its transaction committed first, and one
+    relay publishes in commit order). A row another worker's relay holds is not ordered against
+    this worker's tombstone: two producers' records reach the broker in either order (see
+    docs/reliability.md, "Known limits")."""
     if not records:
         return []
     ended = list(dict.fromkeys(r.key for r in records if r.value is None and r.key is not None))
