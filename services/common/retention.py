@@ -6,8 +6,8 @@ and runs a ``Pruner`` from a periodic task. A batch is one short transaction del
 for long nor delays the consumers' transactions much; ``<service>_rows_pruned_total``
 ``{table}`` counts the rows.
 
-A table whose rows were published, keyed by their primary key, on a compacted topic (the
-notifier's deliveries: their statuses, by code id) names that topic: each batch stages a
+A table whose rows were published on a compacted topic (the notifier's deliveries: their
+statuses, by code id) names that topic and what its records are keyed by: each batch stages a
 tombstone for every row it deletes in the same transaction, so what the topic still holds of them
 goes with them. An erasure finds the records to retract through those rows; without the
 tombstones, a row pruned before the erasure (``RETENTION_DAYS`` below the topic's retention) would
@@ -41,8 +41,11 @@ class Prunable:
 
     table: Table
     old: Callable[[float, float], ColumnElement[bool]]
-    # the compacted topic keyed by this table's primary key, and the outbox to stage its tombstones in
+    # the compacted topic this table's rows were published on, and the outbox to stage its
+    # tombstones in
     tombstones: tuple[str, Table] | None = None
+    # what each row's records on that topic are keyed by; None: the table's one-column primary key
+    published_key: ColumnElement[Any] | None = None
 
 
 def window_prunables(windows: Table, window_slots: Table) -> list[Prunable]:
@@ -60,15 +63,21 @@ def prune_batch(session: Session, item: Prunable, now: float, retention_s: float
     keys = list(item.table.primary_key.columns)
     ids = [tuple(row) for row in session.execute(
         select(*keys).where(item.old(now, retention_s)).limit(batch))]
+    if not ids:
+        return 0, []
+    key = keys[0] if len(keys) == 1 else tuple_(*keys)
+    # old still: a row written again since the select (a lock-out count reaching its lock, a
+    # reused window slot) stays; PostgreSQL checks the condition on the row's newest version
+    published = item.published_key if item.published_key is not None else keys[0]
+    deleted = list(session.execute(item.table.delete().where(
+        key.in_([i[0] for i in ids] if len(keys) == 1 else ids), item.old(now, retention_s),
+    ).returning(published)).scalars())
     staged: list[Staged] = []
-    if ids:
-        if item.tombstones is not None:  # a table published by key has a key of one column
-            topic, outbox = item.tombstones
-            staged = stage_outbox(session, outbox, topic, [tombstone(str(i)) for (i,) in ids])
-        key = keys[0] if len(keys) == 1 else tuple_(*keys)
-        session.execute(item.table.delete().where(
-            key.in_([i[0] for i in ids] if len(keys) == 1 else ids)))
-    return len(ids), staged
+    if deleted and item.tombstones is not None:
+        topic, outbox = item.tombstones
+        staged = stage_outbox(session, outbox, topic,
+                              [tombstone(str(k)) for k in dict.fromkeys(deleted)])
+    return len(deleted), staged
 
 
 class Pruner:

@@ -4,20 +4,26 @@ erasure (tombstones), retention with the clock moved forward."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from schemas.topics import CODE_ISSUED, PASSWORD_CHANGED
 from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, code_aad
-from services.common.retention import DAY_S, Pruner
+from services.common.db import Database
+from services.common.migrations import migrate
+from services.common.retention import DAY_S, Pruner, prune_batch
+from services.recovery.adapters.repository import reserve
 from services.recovery.adapters.support_tables import request_log
 from services.recovery.adapters.tables import (
+    MIGRATIONS,
     accounts,
     codes,
     credentials,
@@ -205,3 +211,47 @@ async def test_an_idle_failure_count_ages_out_and_a_touched_one_stays(h: Harness
     assert await pruner.prune(h.clock.now()) == 2
     assert counts() == {}
     assert pruned.labels("login_failures")._value.get() == 3
+
+
+class WrittenMeanwhile:
+    """The pruner's session; ``meanwhile`` runs right after its first statement (the select of
+    old rows), as another transaction committing there would."""
+
+    def __init__(self, session: Session, meanwhile: Callable[[], None]) -> None:
+        self._session, self._meanwhile, self._statements = session, meanwhile, 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = self._session.execute(*args, **kwargs)
+        self._statements += 1
+        if self._statements == 1:
+            self._meanwhile()
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def test_a_count_that_locks_between_the_prunes_select_and_its_delete_is_kept(
+        database_url: str) -> None:
+    """A lock-out count last touched past the retention is selected by the pruner; the fifth
+    wrong guess locks it before the delete: the delete checks the age again and keeps it
+    (DESIGN: no attempt can erase a lock)."""
+    db = Database(url=database_url, name="prune-race")
+    migrate(db.engine, MIGRATIONS)
+    now = time.time()
+    item = next(p for p in prunable if p.table is login_failures)
+    try:
+        with Session(db.engine) as s, s.begin():
+            s.execute(login_failures.insert().values(subject="S", failures=4, locked_until=None,
+                                                     touched_at=now - 31 * DAY_S, login=None))
+        places: list[int | None] = []
+        with Session(db.engine) as s, s.begin():
+            guess = partial(reserve, s, "S", limit=5, lock_s=900.0, now=now)
+            deleted, _ = prune_batch(WrittenMeanwhile(s, lambda: places.append(guess())),  # type: ignore[arg-type]
+                                     item, now, 30 * DAY_S, 500)
+        assert places == [5] and deleted == 0
+        with Session(db.engine) as s:
+            [row] = s.execute(select(login_failures)).all()
+        assert (row.failures, row.locked_until) == (5, now + 900.0)
+    finally:
+        db.close()
