@@ -17,6 +17,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    func,
     or_,
 )
 
@@ -86,12 +87,14 @@ def _aged(column: Any, now: float, keep_s: float) -> ColumnElement[bool]:
 
 # bookkeeping pruned after RETENTION_DAYS (``services.common.retention``): ids of processed
 # events, and deliveries that are final (sent or failed) or whose code expired long ago; a pruned
-# delivery's statuses (keyed by its code id) are tombstoned with it, so that no status is left
-# that an erasure of its account could no longer find
+# delivery's statuses (keyed by its code id; a notice's by the activated code's id,
+# ``status_code_id``) are tombstoned with it, so that no status is left that an erasure of its
+# account could no longer find
 prunable = [
     Prunable(processed_events, lambda now, keep: _aged(processed_events.c.processed_at, now, keep)),
     Prunable(deliveries, lambda now, keep: or_(
         and_(deliveries.c.state.in_(["sent", "failed"]), _aged(deliveries.c.updated_at, now, keep)),
         _aged(deliveries.c.expires_at, now, keep)),
-        tombstones=(NOTIFICATION_STATUS, outbox)),
+        tombstones=(NOTIFICATION_STATUS, outbox),
+        published_key=func.coalesce(deliveries.c.status_code_id, deliveries.c.code_id)),
 ]

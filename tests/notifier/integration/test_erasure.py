@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PromCounter
 from sqlalchemy import select
 
-from schemas.events import Channel, Event
+from schemas.events import Channel, Event, PasswordChanged
 from schemas.topics import ACCOUNT_CHANGED, NOTIFICATION_STATUS
 from services.common.codec import WireRecord, header
 from services.common.consumer_loop import BatchRunner, RawRecord, tombstones_as
@@ -22,10 +22,13 @@ from services.common.metrics import ServiceMetrics
 from services.common.retention import DAY_S, Pruner
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, prunable
 from services.notifier.domain.commands import EraseDeliveries
-from services.notifier.entrypoints.agents import erase_deliveries_of
+from services.notifier.domain.notices import notice_delivery_id
+from services.notifier.entrypoints.agents import erase_deliveries_of, passwords_changed
 from services.notifier.service_layer.erase_deliveries import erase_deliveries
+from services.notifier.service_layer.record_notices import record_notices
 from tests.notifier.integration.test_handlers import Harness
 from tests.notifier.integration.test_handlers import harness as harness_fixture
+from tests.notifier.integration.test_routing import notice_raw, password_changed
 from tests.notifier.support import code_issued
 
 harness = harness_fixture  # the fixture of test_handlers, on SQLite and PostgreSQL
@@ -160,3 +163,38 @@ async def test_a_pruned_delivery_takes_its_statuses_off_the_topic_so_an_erasure_
     assert [(t, r.key, r.value) for t, r in harness.publisher.sent[before:]] == [
         (NOTIFICATION_STATUS, str(fresh.code_id).encode(), None)]
     assert rows(harness) == []
+
+
+async def test_a_pruned_notice_takes_its_statuses_off_the_topic_under_the_codes_key(
+    harness: Harness,
+) -> None:
+    """A notice's statuses are keyed by the activated code's id (``status_code_id``), not by the
+    notice's own delivery id: its prune tombstones that key. Keyed by the row's own id, the
+    tombstone would retract nothing, and a notice status published after the code's own row was
+    pruned would stay on the compacted topic past the account's erasure."""
+    account = uuid.uuid4()
+    code = code_issued(to="+79161234567", account_id=account, expires_in_s=600)
+    await harness.consume(code)
+    await harness.dispatch()
+    notices: BatchRunner[PasswordChanged] = BatchRunner(
+        service="notifier", topic="selfcare.password.changed.v1", model=PasswordChanged,
+        handler=passwords_changed(partial(record_notices, uow=harness.uow, ttl_s=600)),
+        publisher=harness.runner.publisher, relay=harness.runner.relay,
+        metrics=harness.metrics.base, max_record_bytes=65536)
+    changed = password_changed({Channel.SMS: "+79161234567"}, code_id=code.code_id)
+    await notices.process([notice_raw(changed.model_copy(update={"account_id": account}))])
+    await harness.dispatch()
+    notice_id = notice_delivery_id(str(code.code_id), "sms")
+    assert harness.row(uuid.UUID(notice_id))["state"] == "sent"
+    harness.db.run_sync(lambda s: s.execute(deliveries.update().where(  # the code's row is kept
+        deliveries.c.code_id == str(code.code_id)).values(
+        updated_at=datetime.now(UTC) + timedelta(days=6), expires_at=datetime.now(UTC) + timedelta(days=6))))
+    pruner = Pruner(db=harness.db, tables=prunable, retention_days=7,
+                    pruned=PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry()),
+                    hand_over=harness.relay.committed, flush=harness.relay.flush)
+    await harness.relay.flush()
+    before = len(harness.publisher.sent)
+    await pruner.prune(time.time() + 8 * DAY_S)
+    assert [r.code_id for r in rows(harness)] == [str(code.code_id)]  # type: ignore[attr-defined]
+    assert [(t, r.key, r.value) for t, r in harness.publisher.sent[before:]] == [
+        (NOTIFICATION_STATUS, str(code.code_id).encode(), None)]
