@@ -137,13 +137,15 @@ class Registry:
     def erase(self, command: EraseContract) -> Outcome:
         """Always erases what is kept (it is the subscriber's right, whatever the order of
         events); the marker's time is the newest event seen, so nothing already applied can be
-        brought back by a redelivery. A contract never linked gets a marker too."""
+        brought back by a redelivery. A contract never linked gets a marker too. An erasure not
+        newer than the contract's marker was carried out already: read again once its event id
+        is pruned, it leaves a later re-link's account (a new holder's, perhaps) alone."""
         number = command.contract_number
-        account = self.accounts.pop(number, None)
         before = self.erasures.get(number)
+        if before is not None and command.occurred_at <= before.erased_at:
+            return self._count(Outcome.UNCHANGED)
+        account = self.accounts.pop(number, None)
         if account is None:
-            if before is not None and command.occurred_at <= before.erased_at:
-                return self._count(Outcome.UNCHANGED)
             self._mark(Erasure(contract_number=number,
                                account_id=before.account_id if before else None,
                                erased_at=command.occurred_at))

@@ -278,6 +278,29 @@ async def test_an_erasure_older_than_the_last_link_still_erases(
     assert await store.link(linked("O-1", minutes=100)) == {Outcome.STALE: 1}
 
 
+async def test_an_erasure_read_again_after_its_id_was_pruned_leaves_a_later_relink_alone(
+    db: Database, protector: KeyringProtector
+) -> None:
+    """Linked, erased, then linked again for a new holder: the first erasure read again once its
+    event id is pruned (``RETENTION_DAYS`` below the CRM topics' retention, or an offset reset)
+    is not newer than the contract's marker, so it was carried out already."""
+    store = Store(db, protector)
+    erasure = erased("Z-1", minutes=10)
+    await store.link(linked("Z-1", minutes=0))
+    assert await store.erase(erasure) == {Outcome.ERASED: 1}
+    assert await store.link(linked("Z-1", minutes=60, name="Петров Пётр Петрович",
+                                   passport=("4511", "654321"))) == {Outcome.CREATED: 1}
+    relinked = store.row("Z-1").account_id
+    pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
+    pruner = Pruner(db=db, tables=prunable, retention_days=2, pruned=pruned)
+    await pruner.prune(time.time() + 3 * DAY_S)
+    assert store.count(processed_events) == 0
+    assert await store.erase(erasure) == {Outcome.UNCHANGED: 1}
+    assert store.row("Z-1").account_id == relinked
+    assert await store.erase(erased("Z-1", minutes=70)) == {Outcome.ERASED: 1}  # a newer one erases
+    assert store.row("Z-1") is None
+
+
 async def test_retention_prunes_processed_events_and_an_old_redelivery_stays_harmless(
     db: Database, protector: KeyringProtector
 ) -> None:
