@@ -119,9 +119,12 @@ async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *,
 async def _check_original(bootstrap: KafkaSettings | str, original: str, dead: Record, marker: str,
                           *, force: bool, compacted: bool) -> None:
     """One pass over the original topic: refuse a second replay (unless ``force``) and, on a
-    compacted topic, a replay that would land after a later record of the dead letter's key."""
+    compacted topic, a replay that would land after a later record of the dead letter's key, or
+    whose original record is no longer there (compaction dropped it under a later record: an
+    erasure's tombstone, itself removed a day later)."""
     since = _original_place(dead.headers)
     later: Record | None = None
+    kept = False  # the original record itself is still on the topic
     async with aclosing(scan(bootstrap, [original], strict=True)) as found:
         async for r in found:
             if r.headers.get(REPLAY_HEADER) == marker:  # an earlier replay of this very record
@@ -132,8 +135,21 @@ async def _check_original(bootstrap: KafkaSettings | str, original: str, dead: R
                 continue
             if not compacted or dead.key is None or r.key != dead.key:
                 continue
+            if since is not None and (r.partition, r.offset) == since:
+                kept = True
             if since is None or (r.partition == since[0] and r.offset > since[1]):
                 later = r
+    if compacted and dead.key is not None and later is None and not kept:
+        # compaction drops a key's record only under a later one of that key; a tombstone is
+        # itself dropped ``delete.retention.ms`` later: a key with nothing left was erased, or
+        # its records are gone some other way, and the replay would bring them back for good
+        place = (f"its original record (partition {since[0]} offset {since[1]})" if since is not None
+                 else "no record of its key, and the dead letter has no "
+                      "dlq_original_partition/offset to tell where it was")
+        raise ReplayRefused(
+            f"{original} is compacted and no longer holds {place}: a later record of the key "
+            f"superseded it (an erasure's tombstone, perhaps, since removed), so the replay "
+            f"could bring back what was erased (not even --force sends it)")
     if later is not None:
         erased = later.value is None
         where = (f"after the original's offset {since[1]}" if since is not None

@@ -9,6 +9,7 @@ import time
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
 
 from schemas.topics import ACCOUNT_CHANGED, CONTRACT_LINKED, CONTRACT_TERMINATED, dlq_of
@@ -87,6 +88,47 @@ def test_replay_refuses_to_supersede_a_later_record_of_the_key_on_a_compacted_to
     assert forced.exit_code == 0, forced.output  # its own earlier replay supersedes nothing
     after = asyncio.run(read_all(kafka_bootstrap, original))
     assert [r.key for r in after].count(b"A") == 2 and [r.key for r in after].count(b"B") == 4
+
+
+def test_replay_refuses_a_dead_letter_whose_original_compaction_removed(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    """Account A's version 3 was dead-lettered, then A was erased; compaction dropped the record
+    under the tombstone, and ``delete.retention.ms`` later the tombstone too. Nothing of A is
+    left to show that a replay would supersede anything, yet it would bring the erased
+    subscriber back for good: refused, even with --force."""
+    original, dlq = prefix + ACCOUNT_CHANGED, prefix + dlq_of(ACCOUNT_CHANGED)
+    asyncio.run(produce(kafka_bootstrap, original, [(b"A", b'{"v": 3}'), (b"A", None)]))
+    on_topic = asyncio.run(read_all(kafka_bootstrap, original, until=lambda got: len(got) == 2))
+    a3, tombstone = on_topic
+    asyncio.run(produce(kafka_bootstrap, dlq, [dead_letter(original, b"A", b'{"v": 3}', a3)]))
+    asyncio.run(remove_records(kafka_bootstrap, original, tombstone.partition, tombstone.offset + 1))
+    for force in ([], ["--force"]):
+        refused = runner.invoke(app, ["dlq", "replay", dlq_of(ACCOUNT_CHANGED), "0", *force])
+        assert refused.exit_code == 2, refused.output
+        assert (f"{original} is compacted and no longer holds its original record (partition "
+                f"{a3.partition} offset {a3.offset})") in refused.output
+    assert asyncio.run(read_all(kafka_bootstrap, original)) == []
+
+
+async def remove_records(bootstrap: str, topic: str, partition: int, before: int) -> None:
+    """What compaction and then the tombstone's expiry do to a key whose last record was a
+    tombstone (the broker refuses to delete records of a compacted topic, so it is made a
+    deleting one for the moment)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+
+    async def cleanup(policy: str) -> None:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                  configs={"cleanup.policy": policy})])
+
+    await admin.start()
+    try:
+        await cleanup("delete")
+        await admin.delete_records({TopicPartition(topic, partition):
+                                    RecordsToDelete(before_offset=before)})
+        await cleanup("compact")
+    finally:
+        await admin.close()
 
 
 def test_replay_refuses_a_dead_letter_that_names_another_original_topic(
