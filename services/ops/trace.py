@@ -42,10 +42,15 @@ async def trace(bootstrap: KafkaSettings | str, ident: str, prefix: str = "") ->
             rejected.append(event)
         elif isinstance(event, NotificationStatus):
             statuses.append(event)
+    # the statuses outlive the requests and codes (14 days against 24 h): each code delivery's
+    # status carries its request's id, so a request or a code is still found through them
     request_id = ident
     for code in issued:
         if str(code.code_id) == ident:
             request_id = str(code.request_event_id)
+    for s in statuses:
+        if str(s.code_id) == ident and s.request_event_id is not None:
+            request_id = str(s.request_event_id)
     steps: list[Step] = []
     if request_id in requests:
         r = requests[request_id]
@@ -53,6 +58,8 @@ async def trace(bootstrap: KafkaSettings | str, ident: str, prefix: str = "") ->
             "event_id": r.event_id, "login": mask_login(r.login), "channel": r.channel.value,
             "locale": r.locale.value}))
     codes = {str(c.code_id) for c in issued if str(c.request_event_id) == request_id}
+    codes |= {str(s.code_id) for s in statuses if str(s.request_event_id) == request_id
+              or str(s.code_id) == ident}
     for c in issued:
         if str(c.code_id) in codes:
             steps.append(Step(c.occurred_at, "issued", {

@@ -96,6 +96,25 @@ def test_trace_follows_a_request_by_event_id_and_by_code_id(kafka_bootstrap: str
     assert runner.invoke(app, ["trace", str(uuid.uuid4())]).exit_code == 1
 
 
+def test_trace_finds_a_request_and_its_code_by_their_statuses_once_the_rest_aged_out(
+        kafka_bootstrap: str, prefix: str) -> None:
+    """The statuses are kept 14 days, the requests and codes 24 h: after a day only the
+    statuses are left, and each code delivery's status carries its request's id."""
+    now = datetime.now(UTC)
+    request_id, code_id = uuid.uuid4(), uuid.uuid4()
+    sent = NotificationStatus(code_id=code_id, request_event_id=request_id, channel=Channel.SMS,
+                              status=DeliveryStatus.SENT, attempts=1,
+                              destination_masked="+7******4567", occurred_at=now)
+    notice = NotificationStatus(code_id=code_id, channel=Channel.SMS, status=DeliveryStatus.SENT,
+                                attempts=1, destination_masked="+7******4567",
+                                kind=NotificationKind.NOTICE, occurred_at=now + timedelta(minutes=5))
+    send(kafka_bootstrap, prefix + NOTIFICATION_STATUS, sent, notice)
+    for ident in (code_id, request_id):
+        found = runner.invoke(app, ["trace", str(ident), "--json"])
+        assert found.exit_code == 0, found.output
+        assert [step["what"] for step in json.loads(found.output)] == ["sent", "notice sent"]
+
+
 def test_tail_masks_inbound_personal_data(kafka_bootstrap: str, prefix: str) -> None:
     linked = ContractLinked.model_validate_json(
         (Path(__file__).parents[2] / "schemas/examples/ContractLinked.design.json").read_text()
