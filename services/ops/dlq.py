@@ -132,6 +132,7 @@ async def _check_original(bootstrap: KafkaSettings | str, original: str, dead: R
                     raise ReplayRefused(
                         f"already replayed to {original} at partition {r.partition} "
                         f"offset {r.offset} (use --force to send it again)")
+                kept = True  # it stands for the original, which compaction may have dropped
                 continue
             if not compacted or dead.key is None or r.key != dead.key:
                 continue

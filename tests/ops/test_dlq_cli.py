@@ -111,6 +111,23 @@ def test_replay_refuses_a_dead_letter_whose_original_compaction_removed(
     assert asyncio.run(read_all(kafka_bootstrap, original)) == []
 
 
+def test_a_forced_replay_again_stands_on_the_earlier_replay_once_the_original_is_compacted(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    """Replayed once, then compaction drops the original under that replay (the same record of
+    the key, later): the earlier replay stands for it, so --force may send it again."""
+    original, dlq = prefix + ACCOUNT_CHANGED, prefix + dlq_of(ACCOUNT_CHANGED)
+    asyncio.run(produce(kafka_bootstrap, original, [(b"B", b'{"v": 2}')]))
+    [b2] = asyncio.run(read_all(kafka_bootstrap, original, until=lambda got: len(got) == 1))
+    asyncio.run(produce(kafka_bootstrap, dlq, [dead_letter(original, b"B", b'{"v": 2}', b2)]))
+    first = runner.invoke(app, ["dlq", "replay", dlq_of(ACCOUNT_CHANGED), "0"])
+    assert first.exit_code == 0, first.output
+    asyncio.run(remove_records(kafka_bootstrap, original, b2.partition, b2.offset + 1))
+    forced = runner.invoke(app, ["dlq", "replay", dlq_of(ACCOUNT_CHANGED), "0", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert [r.value for r in asyncio.run(read_all(kafka_bootstrap, original))] == [b'{"v": 2}'] * 2
+
+
 async def remove_records(bootstrap: str, topic: str, partition: int, before: int) -> None:
     """What compaction and then the tombstone's expiry do to a key whose last record was a
     tombstone (the broker refuses to delete records of a compacted topic, so it is made a
