@@ -6,7 +6,8 @@ one call, one transaction, so the event loop never blocks on I/O and SQLite neve
 writers from one process. ``postgresql+psycopg://`` and ``sqlite:///`` URLs both work.
 
 - **Set-based statements**: one statement per batch, cheap for the worker's CPU (``one_of``,
-  ``insert_rows``, ``insert_columns_returning_ids``; the services' repositories use them too).
+  ``insert_rows``, ``insert_columns_returning_ids``, ``unnest_columns``; the services'
+  repositories use them too).
 - **Processed events**: the "seen this event" record every consumer keeps, in the same
   transaction as its work (``already_processed``, ``mark_processed``).
 - **The transactional outbox**: records to publish, written in the same transaction as the work
@@ -51,7 +52,9 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    cast,
     create_engine,
+    func,
     select,
     text,
 )
@@ -61,6 +64,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import Subquery
 
 from services.common.codec import WireRecord
 
@@ -200,6 +204,19 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         session.execute(table.insert(), list(rows))
         return
     _insert_columns(session, table, {name: [row[name] for row in rows] for name in rows[0]})
+
+
+def unnest_columns(table: Table, columns: Mapping[str, list[Any]]) -> Subquery:
+    """PostgreSQL only: rows given as one list per column (all of the same length) as a subquery,
+    one column per name, typed as ``table``'s column of that name: ``SELECT unnest(array) AS
+    name, ...``. An ``UPDATE`` joined to it by key writes a batch of rows, each its own values, in
+    one statement of the same text whatever the batch size."""
+    arrays = {name: ARRAY(table.c[name].type) for name in columns}
+    return select(*(
+        func.unnest(cast(bindparam(None, values, type_=arrays[name]), arrays[name]),
+                    type_=table.c[name].type).label(name)
+        for name, values in columns.items()
+    )).subquery()
 
 
 def insert_columns_returning_ids(

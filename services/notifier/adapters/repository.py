@@ -14,10 +14,18 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from services.common.db import RepositoryUnitOfWork, SqlOutbox, claim_events
+from services.common.db import (
+    RepositoryUnitOfWork,
+    SqlOutbox,
+    claim_events,
+    insert_rows,
+    is_postgres,
+    one_of,
+    unnest_columns,
+)
 from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
 
@@ -53,16 +61,14 @@ class SqlDeliveries:
         self.session = session
 
     def existing(self, code_ids: Collection[str]) -> set[str]:
-        if not code_ids:
-            return set()
-        query = select(deliveries.c.code_id).where(deliveries.c.code_id.in_(list(code_ids)))
-        return set(self.session.scalars(query))
+        found: set[str] = set()
+        for condition in one_of(self.session, deliveries.c.code_id, list(code_ids)):
+            found.update(self.session.scalars(select(deliveries.c.code_id).where(condition)))
+        return found
 
     def add(self, rows: Sequence[NewDelivery]) -> None:
-        if rows:
-            self.session.execute(deliveries.insert(), [
-                {**{name: getattr(r, name) for name in _NEW}, "updated_at": r.created_at}
-                for r in rows])
+        insert_rows(self.session, deliveries, [
+            {**{name: getattr(r, name) for name in _NEW}, "updated_at": r.created_at} for r in rows])
 
     def claim_due(
         self, *, now: datetime, lease_until: datetime, limit: int,
@@ -91,12 +97,13 @@ class SqlDeliveries:
             return []
         pin = case((deliveries.c.channel == _SMS, func.coalesce(deliveries.c.gateway, gateway)),
                    else_=None)
-        self.session.execute(
-            update(deliveries)
-            .where(deliveries.c.code_id.in_([r.code_id for r in rows]))
-            .values(state=DeliveryState.SENDING.value, lease_until=lease_until, leased_by=worker_id,
-                    attempts=deliveries.c.attempts + 1, updated_at=now, gateway=pin)
-        )
+        for condition in one_of(self.session, deliveries.c.code_id, [r.code_id for r in rows]):
+            self.session.execute(
+                update(deliveries).where(condition)
+                .values(state=DeliveryState.SENDING.value, lease_until=lease_until,
+                        leased_by=worker_id, attempts=deliveries.c.attempts + 1, updated_at=now,
+                        gateway=pin)
+            )
         return [_delivery(
             r, attempts=r.attempts + 1, state=DeliveryState.SENDING.value,
             resumed=r.state == DeliveryState.SENDING.value,
@@ -119,38 +126,53 @@ class SqlDeliveries:
         attempt count): a stale writer, or the same update written again (a stop that cancelled
         the wait for a transaction which then committed), changes nothing.
 
-        One guarded read and one ``executemany`` per new state, whatever the batch size.
+        One guarded read, and one statement per new state whatever the batch size (PostgreSQL:
+        an ``UPDATE ... FROM unnest(...)``; SQLite: an ``executemany``).
         """
         if not outcomes:
             return []
-        query = select(deliveries.c.code_id, deliveries.c.attempts, deliveries.c.state).where(
-            deliveries.c.code_id.in_([o.code_id for o in outcomes])
-        )
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        current = {r.code_id: (r.attempts, r.state) for r in self.session.execute(query)}
+        current: dict[str, tuple[int, str]] = {}
+        postgres = is_postgres(self.session)
+        for condition in one_of(self.session, deliveries.c.code_id, [o.code_id for o in outcomes]):
+            query = select(deliveries.c.code_id, deliveries.c.attempts, deliveries.c.state).where(condition)
+            if postgres:
+                query = query.with_for_update()
+            current.update((r.code_id, (r.attempts, r.state)) for r in self.session.execute(query))
         fresh = [o for o in outcomes
-                 if current.get(o.code_id, (None, None)) == (o.attempts, DeliveryState.SENDING.value)]
+                 if current.get(o.code_id) == (o.attempts, DeliveryState.SENDING.value)]
         for state in {o.state for o in fresh}:
             group = [o for o in fresh if o.state == state]
-            values: dict[str, Any] = {"state": state, "updated_at": now, "lease_until": None,
-                                      "last_error": bindparam("b_error"), "gateway": bindparam("b_gateway"),
-                                      "skipped": deliveries.c.skipped + bindparam("b_skipped")}
+            columns: dict[str, list[Any]] = {
+                "code_id": [o.code_id for o in group],
+                "last_error": [o.error or o.reason for o in group],
+                "gateway": [o.gateway for o in group],
+                "skipped": [0 if o.called else 1 for o in group],
+            }
             if state == DeliveryState.RETRY.value:
-                values["next_attempt_at"] = bindparam("b_next")
+                columns["next_attempt_at"] = [o.next_attempt_at for o in group]
             if state == DeliveryState.SENT.value:
-                values["message_id"] = bindparam("b_message_id")
-                values["destination_prefix"] = bindparam("b_prefix")
+                columns["message_id"] = [o.message_id for o in group]
+                columns["destination_prefix"] = [o.prefix for o in group]
+            new: dict[str, ColumnElement[Any]]
+            if postgres:  # one statement: the new values as arrays, joined by code id
+                source = unnest_columns(deliveries, columns)
+                new = {name: source.c[name] for name in columns}
+            else:  # one statement run once per row
+                new = {name: bindparam(f"b_{name}") for name in columns}
+            values: dict[str, Any] = {
+                "state": state, "updated_at": now, "lease_until": None,
+                **{name: new[name] for name in columns if name not in ("code_id", "skipped")},
+                "skipped": deliveries.c.skipped + new["skipped"],
+            }
             if state in _FINAL:
                 values.update(destination_enc=None, password_enc=None)
-            statement = (update(deliveries)
-                         .where(deliveries.c.code_id == bindparam("b_code_id")).values(**values))
-            self.session.execute(statement, [
-                {"b_code_id": o.code_id, "b_error": o.error or o.reason, "b_next": o.next_attempt_at,
-                 "b_message_id": o.message_id, "b_gateway": o.gateway, "b_prefix": o.prefix,
-                 "b_skipped": 0 if o.called else 1}
-                for o in group
-            ])
+            statement = update(deliveries).where(deliveries.c.code_id == new["code_id"]).values(**values)
+            if postgres:
+                self.session.execute(statement)
+            else:
+                names = [f"b_{name}" for name in columns]
+                self.session.execute(statement, [dict(zip(names, row, strict=True))
+                                                 for row in zip(*columns.values(), strict=True)])
         return fresh
 
     def by_message_id(self, message_id: str) -> tuple[Delivery, str | None] | None:
