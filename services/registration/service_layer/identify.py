@@ -98,7 +98,7 @@ class IdentifyHolder:
         try:
             key = login_key(self.keyring, LoginKind.MOBILE, normalise_mobile(typed))
         except InvalidLogin:
-            return [], self.keyring.keyed_hash("identify", "mobile:" + typed.strip())
+            return [], self.keyring.keyed_hash(IDENTIFY, "mobile:" + typed.strip())
         return repo.active_by_mobile_key(key), key
 
     def _check(self, repo: SupportRepository,
