@@ -7,7 +7,7 @@ import asyncio
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -297,11 +297,22 @@ class ThreadedUnitOfWork(FakeUnitOfWork):
         return await asyncio.get_running_loop().run_in_executor(self.executor, held)
 
 
-async def test_a_stop_while_updates_are_written_does_not_write_them_twice() -> None:
+@pytest.fixture
+def threaded_uow() -> Iterator[ThreadedUnitOfWork]:
+    uow = ThreadedUnitOfWork()
+    try:
+        yield uow
+    finally:  # a held transaction is let go, so that its thread ends with the test
+        uow.gate.set()
+        uow.executor.shutdown(wait=True)
+
+
+async def test_a_stop_while_updates_are_written_does_not_write_them_twice(
+        threaded_uow: ThreadedUnitOfWork) -> None:
     """The stop cancels the recorder while its transaction runs in the database thread; the
     transaction commits all the same and the stop records the batch again: the second write must
     change nothing (a skipped attempt counted twice would make the status's attempts wrong)."""
-    uow = ThreadedUnitOfWork()
+    uow = threaded_uow
     sms = FakeGateway()
     routes = SmsRoutes(gateways={"primary": sms}, failures=5, open_s=30)
     d = desk(uow, routes=routes, sms=sms)
@@ -325,15 +336,14 @@ async def test_a_stop_while_updates_are_written_does_not_write_them_twice() -> N
     await d.dispatch()
     [status] = [s for s in d.statuses(event.code_id) if s["status"] == "sent"]
     assert status["attempts"] == len(sms.sent) == 1
-    uow.executor.shutdown()
 
 
 async def test_rows_claimed_while_the_worker_stops_are_handed_back(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, threaded_uow: ThreadedUnitOfWork) -> None:
     """A stop (faust cancels the dispatcher) while the claim's transaction runs in the database
     thread: the claim commits all the same, and its rows are handed back due now, with no call,
     rather than left leased to a stopped worker until another takes them over as a resend."""
-    uow = ThreadedUnitOfWork()
+    uow = threaded_uow
     d = desk(uow, worker_id=str(uuid.uuid4()), takeover_s=3)
     event = code_issued(to="+79161110013")
     await d.record(event)
@@ -347,15 +357,16 @@ async def test_rows_claimed_while_the_worker_stops_are_handed_back(
 
     monkeypatch.setattr(FakeDeliveries, "claim_due", held_claim)
     running = asyncio.create_task(d.dispatcher.run())
-    while not in_claim.is_set():
-        await asyncio.sleep(0.01)
-    running.cancel()  # SIGTERM
-    await asyncio.sleep(0.05)
-    go_on.set()  # the claim commits
+    try:
+        while not in_claim.is_set():
+            await asyncio.sleep(0.01)
+        running.cancel()  # SIGTERM
+        await asyncio.sleep(0.05)
+    finally:
+        go_on.set()  # the claim commits
     await asyncio.gather(running, return_exceptions=True)
     await uow.run(lambda tx: None)  # the database thread has finished what it was given
     row = d.row(event.code_id)
     assert (row["state"], row["attempts"], row["skipped"], row["last_error"]) == (
         "retry", 1, 1, "shutdown")
     assert d.sms.sent == []
-    uow.executor.shutdown()
