@@ -113,5 +113,18 @@ def topic_specs() -> tuple[TopicSpec, ...]:
     return tuple(specs)
 
 
+SERVICES = ("registration", "recovery", "notifier")
+DAY_MS = 86_400_000
+
+
+def longest_inbound_retention_days() -> int:
+    """The longest retention, in whole days, of a topic that a service consumes and that ages out
+    (compacted topics keep their records for good): a redelivered event older than this cannot
+    come back, so a ``processed_events`` id kept that long meets every redelivery of its event."""
+    longest = max(spec.retention_ms for spec in topic_specs()
+                  if spec.retention_ms > 0 and set(spec.consumers) & set(SERVICES))
+    return -(-longest // DAY_MS)
+
+
 def dlq_of(name: str) -> str:
     return name + DLQ_SUFFIX

@@ -15,6 +15,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
 
+from schemas.topics import longest_inbound_retention_days
 from services.common.crypto import Keyring, load_local_keys
 from services.common.env_settings import (
     EnvFloat,
@@ -23,6 +24,7 @@ from services.common.env_settings import (
     PositiveInt,
     Text,
     TextPath,
+    at_least,
 )
 from services.common.errors import ConfigError as ConfigError
 from services.common.kafka_config import KafkaSettings
@@ -92,8 +94,11 @@ class KafkaClientSettings(EnvSettings):
 
 class DatabaseSettings(EnvSettings):
     database_url: str = database_url("common")
-    # bookkeeping rows older than this are pruned
-    retention_days: PositiveInt = Field(default=30, validation_alias="RETENTION_DAYS")
+    # bookkeeping rows older than this are pruned; not below the inbound topics' retention, so an
+    # event redelivered from its topic still meets its processed id (a code request read again
+    # would otherwise send a second code)
+    retention_days: Annotated[EnvInt, at_least(longest_inbound_retention_days())] = Field(
+        default=30, validation_alias="RETENTION_DAYS")
 
 
 class WebSettings(EnvSettings):

@@ -35,7 +35,7 @@ COMMON: list[tuple[str, str, Any, Any]] = [
     ("SUPPORT_PHONE", "0611", lambda s: s.support_phone, "0611"),
     ("CODE_TTL_S", "60", lambda s: s.code_ttl_s, 60),
     ("LOG_LEVEL", "debug", lambda s: s.log_level, "DEBUG"),
-    ("RETENTION_DAYS", "3", lambda s: s.retention_days, 3),
+    ("RETENTION_DAYS", "10", lambda s: s.retention_days, 10),
     ("MAX_CLOCK_SKEW_S", "5", lambda s: s.max_clock_skew_s, 5),
     ("SELFCARE_ENV", "demo", lambda s: s.local_mode, True),
     ("SELFCARE_VAR_DIR", "/srv/selfcare", lambda s: s.var_dir, Path("/srv/selfcare")),
@@ -145,7 +145,8 @@ def test_the_database_default_and_files_follow_the_var_dir(tmp_path: Path) -> No
 @pytest.mark.parametrize("cls", [RegistrationSettings, RecoverySettings, NotifierSettings])
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("BATCH_SIZE", "many", "BATCH_SIZE must be an integer"),
-    ("RETENTION_DAYS", "0", "RETENTION_DAYS must be a positive integer"),
+    ("RETENTION_DAYS", "0", "RETENTION_DAYS must be at least 7"),
+    ("RETENTION_DAYS", "6", "RETENTION_DAYS must be at least 7"),
     ("MAX_CLOCK_SKEW_S", "-1", "MAX_CLOCK_SKEW_S must be a positive integer"),
     ("OPS_API_TOKEN", "short", "OPS_API_TOKEN must be at least 16 characters"),
     ("KAFKA_SECURITY_PROTOCOL", "TLS", "KAFKA_SECURITY_PROTOCOL must be one of"),
