@@ -17,6 +17,8 @@ keys_app = typer.Typer(no_args_is_help=True, help="Encryption keys: reseal after
 WHY = {
     "no_email_linked": "no email linked",
     "mobile_out_of_service": "mobile out of service",
+    "mobile_outside_sms_prefixes": "mobile outside SMS_ALLOWED_PREFIXES",
+    "mobile_unreadable": "the mobile does not open with CONTACT_KEYS",
     "account_closed": "account closed",
 }
 

@@ -123,7 +123,8 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)
     register_ops(app, token=settings.ops_api_token, read_timeout_s=settings.http_read_timeout_s,
-                 view_login=ViewLogin(uow=uow, keyring=settings.contact_keys, clock=clock))
+                 view_login=ViewLogin(uow=uow, keyring=settings.contact_keys, clock=clock,
+                                      sms_allowed=settings.policy.sms_allowed))
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(app: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

@@ -8,32 +8,42 @@ ids, outcomes and times.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from schemas.events import AccountStatus
-from services.common.crypto import Keyring
+from services.common.crypto import DecryptError, Keyring, contact_aad
 from services.common.logins import LOGIN_BY_PRODUCT, candidate_keys
 from services.recovery.domain.model import Account, LoggedRequest, resolve, route_key
 from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
 NO_EMAIL = "no_email_linked"
 MOBILE_OUT_OF_SERVICE = "mobile_out_of_service"
+MOBILE_OUTSIDE_SMS_PREFIXES = "mobile_outside_sms_prefixes"
+MOBILE_UNREADABLE = "mobile_unreadable"
 ACCOUNT_CLOSED = "account_closed"
 
 
-def channels(account: Account) -> dict[str, dict[str, Any]]:
-    """Each channel: usable or not, and why not (what "call support" means for this login)."""
+def channels(account: Account, *, sms_prefix: str | None = None) -> dict[str, dict[str, Any]]:
+    """Each channel: usable or not, and why not (what "call support" means for this login), as a
+    code request would find it. ``sms_prefix``: why an SMS may not go to the mobile itself (it is
+    outside ``SMS_ALLOWED_PREFIXES``, or it does not open), found by the caller."""
     closed = account.status is not AccountStatus.ACTIVE
-    sms_reason = ACCOUNT_CLOSED if closed else (None if account.sms_usable else MOBILE_OUT_OF_SERVICE)
+    sms_reason = ACCOUNT_CLOSED if closed else (
+        sms_prefix if account.sms_usable else MOBILE_OUT_OF_SERVICE)
     email_reason = ACCOUNT_CLOSED if closed else (None if account.email_usable else NO_EMAIL)
     return {"sms": {"usable": sms_reason is None, "reason": sms_reason},
             "email": {"usable": email_reason is None, "reason": email_reason}}
 
 
 class ViewLogin:
-    def __init__(self, *, uow: UnitOfWork, keyring: Keyring, clock: Clock) -> None:
+    def __init__(self, *, uow: UnitOfWork, keyring: Keyring, clock: Clock,
+                 sms_allowed: Callable[[str], bool]) -> None:
+        """``sms_allowed``: the mobiles an SMS may go to (``Policy.sms_allowed``, from
+        ``SMS_ALLOWED_PREFIXES``), as a code request judges them."""
         self.uow, self.keyring, self.clock = uow, keyring, clock
+        self.sms_allowed = sms_allowed
 
     async def __call__(self, typed: str) -> dict[str, Any]:
         return await self.uow.run(lambda repos: self._view(repos, typed))
@@ -65,8 +75,17 @@ class ViewLogin:
                 "login_kind": LOGIN_BY_PRODUCT[account.tv_product].value,
                 "mobile_masked": account.mobile_masked, "email_masked": account.email_masked,
             }
-            answer["channels"] = channels(account)
+            answer["channels"] = channels(account, sms_prefix=self._sms_prefix(account))
         return answer
+
+    def _sms_prefix(self, account: Account) -> str | None:
+        """Why an SMS may not go to the account's mobile (opened here, never shown), if so."""
+        try:
+            mobile = self.keyring.decrypt(account.mobile_enc or "",
+                                          aad=contact_aad(account.account_id, "mobile"))
+        except DecryptError:  # sealed with a key recovery no longer holds: see key rotation
+            return MOBILE_UNREADABLE
+        return None if self.sms_allowed(mobile) else MOBILE_OUTSIDE_SMS_PREFIXES
 
 
 def _request(entry: LoggedRequest) -> dict[str, Any]:

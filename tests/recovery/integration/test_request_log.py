@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import insert
 
-from services.common.crypto import Keyring
+from services.common.crypto import Keyring, contact_aad, generate_key
 from services.recovery.adapters import repository
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
 from services.recovery.adapters.support_tables import request_log as table
 from services.recovery.adapters.tables import login_failures
-from services.recovery.domain.model import route_key
+from services.recovery.domain.model import Policy, route_key
 from services.recovery.service_layer.support_view import ViewLogin
 from tests.recovery.builders import POLICY, request
 from tests.recovery.conftest import account_changed, new_mobile
@@ -26,6 +27,10 @@ def h(database_url: str, keyring: Keyring) -> Iterator[Harness]:
     made.db.close()
 
 
+def viewer(h: Harness, policy: Policy = POLICY) -> ViewLogin:
+    return ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock, sms_allowed=policy.sms_allowed)
+
+
 async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Harness) -> None:
     mobile = new_mobile()
     await h.accounts(account_changed(h.keyring, mobile=mobile))
@@ -34,7 +39,7 @@ async def test_each_decision_is_logged_with_its_outcome_and_shown_by_login(h: Ha
     await h.requests(request("8" + mobile[2:], "sms"))
     h.clock.advance(1)
     await h.requests(request(mobile, "sms"))  # within the cool-down
-    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(
+    view = await viewer(h)(
         "+7 " + mobile[2:5] + " " + mobile[5:])
     assert view["found"] and view["account"]["mobile_masked"].startswith("+7******")
     assert view["channels"] == {"sms": {"usable": True, "reason": None},
@@ -58,11 +63,46 @@ async def test_a_dead_mobile_and_a_lock_out_are_shown(h: Harness) -> None:
     # a lock of the login everywhere (what reaching LOGIN_GLOBAL_LOCKOUT_FAILURES writes)
     h.db.run_sync(lambda s: s.execute(insert(login_failures).values(
         subject=subject, failures=100, locked_until=h.clock.now() + 600)))
-    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile)
+    view = await viewer(h)(mobile)
     assert view["channels"]["sms"] == {"usable": False, "reason": "mobile_out_of_service"}
     assert view["lockout"]["locked"] and view["lockout"]["locked_until"] == h.clock.now() + 600
-    unknown = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)("+7 999 000-11-22")
+    unknown = await viewer(h)("+7 999 000-11-22")
     assert not unknown["found"] and unknown["login_valid"] and "account" not in unknown
+
+
+async def test_a_mobile_outside_the_sms_prefixes_is_shown_as_a_code_request_finds_it(
+        h: Harness, database_url: str) -> None:
+    """``SMS_ALLOWED_PREFIXES`` narrowed to part of the country: a mobile outside it is refused
+    SMS codes (``channel_unavailable``), and support's view says so and why, not "usable"."""
+    narrowed = replace(POLICY, sms_prefixes=("+7916",))
+    inside, outside = new_mobile(), "+7903" + new_mobile()[5:]
+    for mobile in (inside, outside):
+        await h.accounts(account_changed(h.keyring, mobile=mobile))
+    assert (await viewer(h, narrowed)(inside))["channels"]["sms"] == {"usable": True, "reason": None}
+    shown = await viewer(h, narrowed)(outside)
+    assert shown["channels"]["sms"] == {"usable": False, "reason": "mobile_outside_sms_prefixes"}
+    assert outside[2:] not in str(shown)
+    assert (await viewer(h)(outside))["channels"]["sms"]["usable"]  # the default +79 takes it
+    worker = harness(database_url, h.keyring, narrowed, clock=h.clock)  # recovery, narrowed
+    try:
+        await worker.requests(request(outside, "sms"))
+    finally:
+        worker.db.close()
+    assert [r["reason"] for r in (await viewer(h, narrowed)(outside))["requests"]] == [
+        "channel_unavailable"]
+
+
+async def test_a_mobile_that_does_not_open_is_shown_as_such(h: Harness) -> None:
+    """A mobile sealed with a key recovery does not hold (``CONTACT_KEYS`` rotated without the
+    old key kept): support sees why SMS does not work."""
+    mobile = new_mobile()
+    event = account_changed(h.keyring, mobile=mobile)
+    retired = Keyring.from_config(secret_keys=generate_key(), hash_pepper=None)
+    foreign = retired.encrypt(mobile, aad=contact_aad(str(event.account_id), "mobile"))
+    await h.accounts(event.model_copy(update={
+        "contacts": event.contacts.model_copy(update={"mobile_enc": foreign})}))
+    shown = await viewer(h)(mobile)
+    assert shown["channels"]["sms"] == {"usable": False, "reason": "mobile_unreadable"}
 
 
 async def test_a_lock_out_from_one_client_address_is_shown(h: Harness) -> None:
@@ -77,7 +117,7 @@ async def test_a_lock_out_from_one_client_address_is_shown(h: Harness) -> None:
     for _ in range(POLICY.lockout_failures):
         assert await h.login("8" + mobile[2:], "wrong-pass", ip="2001:db8::7") is None
     assert await h.login(mobile, "wrong-pass", ip="198.51.100.8") is None  # open there
-    view = await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile)
+    view = await viewer(h)(mobile)
     lock = view["lockout"]
     assert not lock["locked"]  # not locked everywhere
     assert lock["failures"] == 2 * POLICY.lockout_failures + 1
@@ -85,7 +125,7 @@ async def test_a_lock_out_from_one_client_address_is_shown(h: Harness) -> None:
     assert lock["addresses_locked_until"] == h.clock.now() + POLICY.lockout_s
     assert "198.51.100" not in str(view) and "2001:db8" not in str(view)
     h.clock.advance(POLICY.lockout_s - 59)  # the first lock is over, the second is not
-    lock = (await ViewLogin(uow=h.uow, keyring=h.keyring, clock=h.clock)(mobile))["lockout"]
+    lock = (await viewer(h)(mobile))["lockout"]
     assert lock["addresses_locked"] == 1
 
 
