@@ -9,7 +9,10 @@
 3. Refused if either count gave no place (a lock, or attempts still in flight fill it). A wrong
    guess writes nothing: its place stays taken. A success gives back its places (see
    ``FailureCounts.release``) and, when it activates a pending code, stages ``PasswordChanged`` in
-   the outbox in the same transaction.
+   the outbox in the same transaction. The right password refused only because the login is
+   locked everywhere is no wrong guess from its address: its place there is given back after the
+   answer (so that the answer's time does not tell it from a wrong one), and the subscriber
+   retrying at home is not locked out there past the lock everywhere.
 
 Since every attempt is counted before it is verified, simultaneous attempts on any number of
 workers can never verify more wrong guesses than the limits allow, and no write of a later
@@ -71,7 +74,7 @@ class LogInHandler:
         self.policy = policy
         self.metrics = metrics
         self.flush = flush  # publishes what the outbox holds (the relay), after a notice
-        self._publishing: set[asyncio.Future[None]] = set()
+        self._background: set[asyncio.Future[None]] = set()  # work after the answer
 
     async def __call__(self, command: LogIn) -> str | None:
         """The account id on success, ``None`` on any failure (the caller answers 401)."""
@@ -93,6 +96,8 @@ class LogInHandler:
         pending_ok = pending_ok and loaded.pending is not None
         if not loaded.allowed:
             self.metrics.logins.labels("locked").inc()
+            if (current_ok or pending_ok) and loaded.pair_place is not None:
+                self._after_answer(self._give_back(subjects.pair, loaded.pair_place))
             return None
         if not (current_ok or pending_ok):
             self.metrics.logins.labels("failure").inc()
@@ -102,13 +107,30 @@ class LogInHandler:
         if noticed:
             self.metrics.notices.inc()
             if self.flush is not None:  # published now, but the answer does not wait for it
-                publishing = asyncio.ensure_future(self._publish_notice(self.flush))
-                self._publishing.add(publishing)
-                publishing.add_done_callback(self._publishing.discard)
+                self._after_answer(self._publish_notice(self.flush))
         outcome = "failure" if account_id is None else ("activated" if noticed or not current_ok
                                                         else "success")
         self.metrics.logins.labels(outcome).inc()
         return account_id
+
+    def _after_answer(self, work: Awaitable[None]) -> None:
+        running = asyncio.ensure_future(work)
+        self._background.add(running)
+        running.add_done_callback(self._background.discard)
+
+    async def settled(self) -> None:
+        """Waits for the work left running after the answers given so far (tests)."""
+        while self._background:
+            await asyncio.wait(list(self._background))
+
+    async def _give_back(self, pair: str, place: int) -> None:
+        """The place of an attempt refused by the lock everywhere whose password was right, in
+        its address's count, as a success at that address would (a failure leaves it taken)."""
+        try:
+            await self.uow.run(lambda r: r.failures.release(
+                pair, place, limit=self.policy.lockout_failures))
+        except Exception as exc:  # the place stays taken: as before, a lock of that address
+            log.warning("a locked login's place at its address is kept (%s)", type(exc).__name__)
 
     @staticmethod
     async def _publish_notice(flush: Callable[[], Awaitable[object]]) -> None:

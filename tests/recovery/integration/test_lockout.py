@@ -122,6 +122,33 @@ async def test_failures_from_one_address_do_not_lock_another_until_the_global_co
         h.db.close()
 
 
+async def test_the_right_password_during_the_lock_everywhere_does_not_lock_its_address(
+        database_url: str, keyring: Keyring) -> None:
+    """While the login is locked everywhere (an attack from many addresses), the subscriber
+    typing the right password at home is refused each time, and is not locked out at home past
+    the lock everywhere for it; wrong guesses from an address still lock that address."""
+    policy = replace(POLICY, lockout_failures=3, global_lockout_failures=10,
+                     login_ip=replace(POLICY.per_ip, max_events=1000, window_s=60))
+    h = harness(database_url, keyring, policy)
+    try:
+        login, password, account_id = await with_password(h)
+        for n in range(4):  # 12 wrong guesses from four addresses: locked everywhere
+            for _ in range(3):
+                await h.login(login, "guess", f"203.0.113.{100 + n}")
+        h.clock.advance(policy.lockout_s - 100)  # late in the lock everywhere:
+        for _ in range(2 * policy.lockout_failures):  # home, the right password, refused
+            assert await h.login(login, password, "192.0.2.10") is None
+            await h.log_in.settled()
+        for _ in range(policy.lockout_failures):  # an attacker's address
+            assert await h.login(login, "guess", "192.0.2.66") is None
+        await h.log_in.settled()
+        h.clock.advance(101)  # the lock everywhere is over, the attacker's address's is not
+        assert await h.login(login, password, "192.0.2.10") == account_id
+        assert await h.login(login, password, "192.0.2.66") is None
+    finally:
+        h.db.close()
+
+
 async def test_a_success_resets_the_counts_and_a_new_code_does_not(h: Harness) -> None:
     login, password, account_id = await with_password(h)
     for _ in range(4):
