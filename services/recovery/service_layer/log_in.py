@@ -2,17 +2,16 @@
 
 1. One transaction: the client address's login window (beyond it: refused with no hashing and
    nothing counted), then a place in the failure counts — per login and client address, then
-   per login — taken *before* any hashing, and the account's hashes.
+   per login — taken *before* any hashing, and the account's hashes. While the login is locked
+   everywhere no place is taken at all: nothing is judged then, so the subscriber typing the
+   right password at home does not lock home out past the lock everywhere.
 2. Exactly two argon2id verifications, whatever happened in step 1: a missing hash is replaced
    by the dummy hash, and a locked login verifies its real hashes too, so neither an unknown
    login nor a lock shows in the time of the answer.
 3. Refused if either count gave no place (a lock, or attempts still in flight fill it). A wrong
    guess writes nothing: its place stays taken. A success gives back its places (see
    ``FailureCounts.release``) and, when it activates a pending code, stages ``PasswordChanged`` in
-   the outbox in the same transaction. The right password refused only because the login is
-   locked everywhere is no wrong guess from its address: its place there is given back after the
-   answer (so that the answer's time does not tell it from a wrong one), and the subscriber
-   retrying at home is not locked out there past the lock everywhere.
+   the outbox in the same transaction.
 
 Since every attempt is counted before it is verified, simultaneous attempts on any number of
 workers can never verify more wrong guesses than the limits allow, and no write of a later
@@ -96,8 +95,6 @@ class LogInHandler:
         pending_ok = pending_ok and loaded.pending is not None
         if not loaded.allowed:
             self.metrics.logins.labels("locked").inc()
-            if (current_ok or pending_ok) and loaded.pair_place is not None:
-                self._after_answer(self._give_back(subjects.pair, loaded.pair_place))
             return None
         if not (current_ok or pending_ok):
             self.metrics.logins.labels("failure").inc()
@@ -118,20 +115,6 @@ class LogInHandler:
         self._background.add(running)
         running.add_done_callback(self._background.discard)
 
-    async def settled(self) -> None:
-        """Waits for the work left running after the answers given so far (tests)."""
-        while self._background:
-            await asyncio.wait(list(self._background))
-
-    async def _give_back(self, pair: str, place: int) -> None:
-        """The place of an attempt refused by the lock everywhere whose password was right, in
-        its address's count, as a success at that address would (a failure leaves it taken)."""
-        try:
-            await self.uow.run(lambda r: r.failures.release(
-                pair, place, limit=self.policy.lockout_failures))
-        except Exception as exc:  # the place stays taken: as before, a lock of that address
-            log.warning("a locked login's place at its address is kept (%s)", type(exc).__name__)
-
     @staticmethod
     async def _publish_notice(flush: Callable[[], Awaitable[object]]) -> None:
         """The notice is committed in the outbox with the activation: a broker away delays it
@@ -148,15 +131,21 @@ class LogInHandler:
             address = self.keyring.keyed_hash("limit", "login-ip:" + command.client_ip)
             if repos.windows.take(address, policy.login_ip, now) is not None:
                 return _Loaded(throttled=True)
-        pair_place = repos.failures.reserve(subjects.pair, limit=policy.lockout_failures,
-                                            lock_s=policy.lockout_s, now=now, login=subjects.login)
+        # the same statements either way, here and below: a lock must not answer faster
+        _, locked_until = repos.failures.failures(subjects.login)
+        if locked_until is not None and locked_until > now:  # everywhere: nothing is judged
+            repos.failures.touch(subjects.pair, now=now)
+            pair_place = None
+        else:
+            pair_place = repos.failures.reserve(subjects.pair, limit=policy.lockout_failures,
+                                                lock_s=policy.lockout_s, now=now,
+                                                login=subjects.login)
         login_place = None
         if pair_place is not None:  # refusals at one address do not count against the login
             login_place = repos.failures.reserve(subjects.login,
                                                  limit=policy.global_lockout_failures,
                                                  lock_s=policy.lockout_s, now=now)
         else:
-            # the same statements either way: a lock must not answer faster
             repos.failures.touch(subjects.login, now=now)
         candidates = candidate_keys(self.keyring, command.login)
         account = resolve(candidates, repos.accounts.by_keys([candidates]))
