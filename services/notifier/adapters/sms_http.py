@@ -9,17 +9,18 @@ import ssl
 import aiohttp
 
 from services.notifier.domain.messages import OutgoingMessage
-from services.notifier.domain.model import SendResult
+from services.notifier.domain.model import SendResult, bounded_retry_after, message_id_usable
 
 log = logging.getLogger(__name__)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` in seconds (the delta-seconds form; an HTTP date is ignored)."""
+    """``Retry-After`` in seconds (the delta-seconds form, at most a day; an HTTP date is
+    ignored)."""
     if not value:
         return None
     try:
-        return max(float(value.strip()), 0.0)
+        return bounded_retry_after(float(value.strip()))
     except ValueError:
         return None
 
@@ -33,8 +34,9 @@ class HttpSmsGateway:
     """One gateway. Every call carries ``Idempotency-Key: <client_ref>``.
 
     A failure is *definite* (the gateway did not take the message) for a refused connection, a
-    5xx or a 429; a time-out, a connection lost after the request went out, or a 2xx without a
-    message id are not: the gateway may have accepted.
+    5xx, a 429 or a redirect (never followed: the message and its password go to the configured
+    URL only); a time-out, a connection lost after the request went out, or a 2xx without a
+    usable message id (``message_id_usable``) are not: the gateway may have accepted.
     """
 
     def __init__(
@@ -69,14 +71,21 @@ class HttpSmsGateway:
         body = {"to": message.to, "text": message.text, "client_ref": message.code_id}
         try:
             headers = {"Idempotency-Key": message.code_id}
-            async with self._session.post(self.url, json=body, headers=headers) as response:
+            async with self._session.post(self.url, json=body, headers=headers,
+                                          allow_redirects=False) as response:
                 status = response.status
                 if 200 <= status < 300:
                     data = await response.json(content_type=None)
                     message_id = data.get("message_id") if isinstance(data, dict) else None
-                    if not isinstance(message_id, str) or not message_id:
+                    if message_id is None or message_id == "":
                         return SendResult.transient("no_message_id")
-                    return SendResult.accepted(message_id[:64])
+                    if not message_id_usable(message_id):
+                        log.warning("the SMS gateway answered a message id that cannot be kept",
+                                    extra={"code_id": message.code_id})
+                        return SendResult.transient("bad_message_id")
+                    return SendResult.accepted(message_id)
+                if 300 <= status < 400:  # not followed: the body holds the password
+                    return SendResult.transient(f"http_{status}", definite=True)
                 if status == 429:
                     return SendResult.transient(
                         "http_429", retry_after_seconds(response.headers.get("Retry-After")),

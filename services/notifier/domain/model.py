@@ -11,12 +11,15 @@ and a circuit breaker per SMS gateway. No database, no gateway calls.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import TypeGuard
 
 # --- Deliveries ------------------------------------------------------------------------------
 
@@ -134,6 +137,24 @@ class Verdict(StrEnum):
     ACCEPTED = "accepted"
     TRANSIENT = "transient"
     PERMANENT = "permanent"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+MAX_RETRY_AFTER_S = 86_400.0  # a code lives far less; a longer wait is the same as this one
+
+
+def message_id_usable(value: object) -> TypeGuard[str]:
+    """A gateway's message id that can be stored and met again by its delivery report: text of 1
+    to 64 characters, none of them a control character (PostgreSQL refuses NUL in text)."""
+    return isinstance(value, str) and 0 < len(value) <= 64 and not _CONTROL.search(value)
+
+
+def bounded_retry_after(seconds: float) -> float | None:
+    """A gateway's ``Retry-After`` as a wait we can schedule: at least 0, at most
+    ``MAX_RETRY_AFTER_S``; ``None`` for a value that is no number (``nan``)."""
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 @dataclass(frozen=True)

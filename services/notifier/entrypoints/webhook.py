@@ -11,7 +11,6 @@ documents every answer.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,11 +25,11 @@ from services.common.http_edge import (
     read_body,
 )
 from services.notifier.domain.commands import ApplyDeliveryReport
+from services.notifier.domain.model import message_id_usable
 from services.notifier.service_layer.delivery_reports import CARRIER_STATUSES, ReportResult
 
 PATH = "/api/v1/sms-status"
 MAX_BODY = 4096
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +41,7 @@ def parse_report(raw: bytes) -> ApplyDeliveryReport | None:
     except HttpError:
         return None
     message_id, status = data.get("message_id"), data.get("status")
-    if not isinstance(message_id, str) or not 0 < len(message_id) <= 64:
-        return None
-    if CONTROL.search(message_id):  # NUL among them: PostgreSQL refuses it as text
+    if not message_id_usable(message_id):  # NUL among control characters: PostgreSQL refuses it
         return None
     if status not in CARRIER_STATUSES:
         return None

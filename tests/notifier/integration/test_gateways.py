@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
+from aiohttp import web
 
 from deploy.devgateway import DevGateway
 from services.notifier.adapters.sms_http import HttpSmsGateway, retry_after_seconds
@@ -96,8 +98,67 @@ async def test_wrong_token_is_permanent_and_connection_refused_is_transient(devg
 def test_retry_after_parsing() -> None:
     assert retry_after_seconds("12") == 12.0
     assert retry_after_seconds(" 0.5 ") == 0.5
+    assert retry_after_seconds("-3") == 0.0
     assert retry_after_seconds("Wed, 21 Oct 2026 07:28:00 GMT") is None
     assert retry_after_seconds(None) is None
+    # no wait beyond a day, and none that cannot be scheduled (an overflow was a crash)
+    assert retry_after_seconds("1e12") == retry_after_seconds("inf") == 86_400.0
+    assert retry_after_seconds("nan") is None
+
+
+def replying(response: web.StreamResponse) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def answer(_: web.Request) -> web.StreamResponse:
+        return response
+    return answer
+
+
+@asynccontextmanager
+async def answering(answer: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                    seen: list[str]) -> AsyncIterator[str]:
+    """A gateway on loopback that records each request's body and gives ``answer``; its URL."""
+    async def handle(request: web.Request) -> web.StreamResponse:
+        seen.append(await request.text())
+        return await answer(request)
+
+    app = web.Application()
+    app.router.add_post("/sms", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}/sms"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed(status: int) -> None:
+    """The body holds the number and the password: it goes to the configured URL only. A redirect
+    is a definite failure (the gateway did not take it), so the other gateway may."""
+    elsewhere: list[str] = []
+    async with answering(replying(web.json_response({"message_id": "m-1"})), elsewhere) as target:
+        redirect = web.Response(status=status, headers={"Location": target})
+        seen: list[str] = []
+        async with answering(replying(redirect), seen) as url:
+            assert await send(url, sms("+79160000103", "r3")) == (
+                Verdict.TRANSIENT, f"http_{status}", None, True)
+    assert len(seen) == 1 and elsewhere == []
+
+
+@pytest.mark.parametrize("message_id", ["m\x00-1", "m-\n1", "m" * 65, 42, ["m-1"]])
+async def test_a_message_id_that_cannot_be_kept_is_not_taken_as_accepted(
+        message_id: object, caplog: pytest.LogCaptureFixture) -> None:
+    """A NUL would make every later write of the recorder's batch fail on PostgreSQL, and a
+    report could never meet an id cut to 64 characters: like an answer with no id, it is not a
+    definite failure (the gateway may have the message) and is retried under the same
+    ``Idempotency-Key``."""
+    seen: list[str] = []
+    async with answering(replying(web.json_response({"message_id": message_id})), seen) as url:
+        assert await send(url, sms("+79160000104", "r4")) == (
+            Verdict.TRANSIENT, "bad_message_id", None, False)
+    assert len(seen) == 1
+    assert "message id that cannot be kept" in caplog.text
 
 
 def email(to: str, code_id: str = "0b7a0c1e-0000-4000-8000-000000000001") -> OutgoingMessage:
