@@ -216,7 +216,7 @@ class TrustedProxies:
             if not item:
                 continue
             try:
-                networks.append(ipaddress.ip_network(item, strict=False))
+                networks.append(_unmapped(ipaddress.ip_network(item, strict=False)))
             except ValueError as exc:
                 raise ValueError(f"TRUSTED_PROXIES entry {item!r} is not an address or CIDR") from exc
         return cls(tuple(networks))
@@ -226,6 +226,19 @@ class TrustedProxies:
 
     def trusts(self, address: IPAddress) -> bool:
         return any(address in network for network in self.networks)
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: IPNetwork) -> IPNetwork:
+    """An IPv6 network of IPv4-mapped addresses (``::ffff:10.0.0.0/104``) as the IPv4 network it
+    maps, since ``parse_address`` takes a mapped peer as its IPv4 address."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        first = network.network_address.ipv4_mapped
+        assert first is not None
+        return ipaddress.IPv4Network((first, network.prefixlen - 96))
+    return network
 
 
 def forwarded_entries(header_values: Iterable[str]) -> list[str]:

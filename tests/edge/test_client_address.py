@@ -67,6 +67,17 @@ def test_parse_refuses_garbage_and_accepts_cidrs() -> None:
     assert client_address("[fe80::1%eth0]:5000", [], PROXIES) == "fe80::1"
 
 
+@pytest.mark.parametrize("entry", ["::ffff:10.0.0.1", "::ffff:10.0.0.0/104", "::FFFF:a00:1"])
+@pytest.mark.parametrize("peer", ["::ffff:10.0.0.1", "10.0.0.1", "[::ffff:10.0.0.1]:443"])
+def test_a_proxy_written_in_its_ipv4_mapped_form_is_trusted(entry: str, peer: str) -> None:
+    """A mapped peer is taken as its IPv4 address, so a mapped entry must match it too (it was
+    accepted and never matched: every subscriber then shared the proxy's address)."""
+    trusted = TrustedProxies.parse(entry)
+    assert client_address(peer, ["198.51.100.7"], trusted) == "198.51.100.7"
+    assert client_address("::ffff:10.0.0.2", ["198.51.100.7"], TrustedProxies.parse(
+        "::ffff:10.0.0.1")) == "10.0.0.2"  # the mapped entry is one address, not more
+
+
 ips = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str)
 
 
