@@ -87,11 +87,9 @@ class FakeDeliveries:
                 r.update(destination_enc=None, password_enc=None)
         return fresh
 
-    def by_message_id(self, message_id: str) -> tuple[Delivery, str | None] | None:
-        for r in self.store.rows.values():
-            if r["message_id"] == message_id:
-                return _delivery(r), r["destination_prefix"]
-        return None
+    def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
+        return [(_delivery(r), r["destination_prefix"]) for r in self.store.rows.values()
+                if r["message_id"] == message_id][:2]
 
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
         if code_id not in self.store.rows:

@@ -175,11 +175,13 @@ class SqlDeliveries:
                                                  for row in zip(*columns.values(), strict=True)])
         return fresh
 
-    def by_message_id(self, message_id: str) -> tuple[Delivery, str | None] | None:
-        """The delivery with this message id, and its destination prefix."""
-        row = self.session.execute(select(*_COLUMNS, deliveries.c.destination_prefix)
-                              .where(deliveries.c.message_id == message_id)).first()
-        return None if row is None else (_delivery(row), row.destination_prefix)
+    def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
+        """The deliveries with this message id, each with its destination prefix (locked)."""
+        query = (select(*_COLUMNS, deliveries.c.destination_prefix)
+                 .where(deliveries.c.message_id == message_id).limit(2))
+        if is_postgres(self.session):
+            query = query.with_for_update()
+        return [(_delivery(row), row.destination_prefix) for row in self.session.execute(query)]
 
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
         result = self.session.execute(

@@ -76,4 +76,6 @@ def register_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], 
                 return self.json({"error": "unavailable"}, status=503)
             if result == ReportResult.UNKNOWN:
                 return self.json({"error": "unknown_message_id"}, status=404)
+            if result == ReportResult.AMBIGUOUS:
+                return self.json({"error": "ambiguous_message_id"}, status=409)
             return self.json({"result": result.value}, status=200)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +16,8 @@ from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork, utc_now
 from services.notifier.service_layer.statuses import status_record
 
+log = logging.getLogger(__name__)
+
 CARRIER_STATUSES = (DeliveryStatus.DELIVERED.value, DeliveryStatus.UNDELIVERED.value)
 
 
@@ -22,6 +25,7 @@ class ReportResult(StrEnum):
     RECORDED = "recorded"
     UNCHANGED = "unchanged"  # the same verdict again
     UNKNOWN = "unknown"  # no delivery has this message id
+    AMBIGUOUS = "ambiguous"  # both gateways gave this message id: whose verdict it is is unknown
 
 
 async def apply_delivery_report(
@@ -43,9 +47,13 @@ async def apply_delivery_report(
 def _apply(tx: Transaction, command: ApplyDeliveryReport, now: datetime
            ) -> tuple[ReportResult, Delivery | None, str | None]:
     found = tx.deliveries.by_message_id(command.message_id)
-    if found is None:
+    if not found:
         return ReportResult.UNKNOWN, None, None
-    delivery, prefix = found
+    if len(found) > 1:  # another subscriber's verdict is worse than none
+        log.warning("a delivery report's message id was given by both SMS gateways; not applied",
+                    extra={"code_ids": [d.code_id for d, _ in found]})
+        return ReportResult.AMBIGUOUS, None, None
+    [(delivery, prefix)] = found
     if delivery.carrier_status == command.status:
         return ReportResult.UNCHANGED, delivery, prefix
     if not tx.deliveries.set_carrier_status(delivery.code_id, command.status, now):

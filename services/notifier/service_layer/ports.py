@@ -57,8 +57,10 @@ class Deliveries(Protocol):
         (a stale writer changes nothing). A final row loses its sealed fields."""
         ...
 
-    def by_message_id(self, message_id: str) -> tuple[Delivery, str | None] | None:
-        """The delivery the gateway accepted as ``message_id``, and its destination prefix."""
+    def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
+        """The deliveries a gateway accepted as ``message_id`` (each gateway numbers its own, so
+        there may be two), each with its destination prefix; locked until the transaction ends,
+        so that two reports of one message are applied one after the other."""
         ...
 
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:

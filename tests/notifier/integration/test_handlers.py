@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -306,6 +308,64 @@ async def test_delivery_reports_become_statuses(harness: Harness) -> None:
         await harness.reports(message_id="m-1", status="read")
     assert [s["status"] for s in harness.statuses(event.code_id)] == ["sent", "delivered"]
     assert harness.row(event.code_id)["carrier_status"] == "delivered"
+
+
+async def test_a_message_id_given_by_both_gateways_is_applied_to_neither(
+        database_url: str) -> None:
+    """Each gateway numbers its own messages and both report to one webhook: when both gave the
+    same id, whose verdict a report is cannot be told, and another subscriber's verdict is
+    worse than none."""
+    primary = FakeGateway(scripts={"+79160000021": [SendResult.accepted("42")]})
+    fallback = FakeGateway(scripts={"+79160000022": [SendResult.accepted("42")]})
+    routes = SmsRoutes(gateways={"primary": primary, "fallback": fallback}, failures=5, open_s=30)
+    h = make_harness(database_url, routes=routes, sms=primary)
+    try:
+        a = code_issued(to="+79160000021")
+        await h.consume(a)
+        await h.dispatch()
+        for _ in range(5):  # the primary's circuit opens: the next code goes to the fallback
+            routes.breakers["primary"].record_failure()
+        b = code_issued(to="+79160000022")
+        await h.consume(b)
+        await h.dispatch()
+        assert (h.row(a.code_id)["gateway"], h.row(b.code_id)["gateway"]) == ("primary", "fallback")
+        assert await h.reports(message_id="42", status="undelivered") == ReportResult.AMBIGUOUS
+        assert h.row(a.code_id)["carrier_status"] is None is h.row(b.code_id)["carrier_status"]
+        assert [s["status"] for s in h.statuses()] == ["sent", "sent"]
+    finally:
+        h.db.close()
+
+
+async def test_one_report_sent_to_two_workers_at_once_is_recorded_once(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway retries a report it thinks lost, and the two copies reach two workers
+    together: the second waits for the first's row and finds the verdict there (one status, one
+    event id), instead of both reading no verdict and both publishing it."""
+    a, b = make_harness(postgres_url), make_harness(postgres_url)
+    try:
+        event = code_issued(to="+79160000023")
+        await a.consume(event)
+        await a.dispatch()
+        message_id = str(a.row(event.code_id)["message_id"])
+        read, first = SqlDeliveries.by_message_id, threading.Event()
+
+        def read_then_linger(self: SqlDeliveries, mid: str) -> list[tuple[Delivery, str | None]]:
+            found = read(self, mid)
+            if not first.is_set():  # the first reader holds its transaction a while
+                first.set()
+                time.sleep(1.0)
+            return found
+
+        monkeypatch.setattr(SqlDeliveries, "by_message_id", read_then_linger)
+        results = await asyncio.gather(a.reports(message_id=message_id, status="delivered"),
+                                       b.reports(message_id=message_id, status="delivered"))
+        assert sorted(results) == [ReportResult.RECORDED, ReportResult.UNCHANGED]
+        delivered = [s for h in (a, b) for s in h.statuses(event.code_id)
+                     if s["status"] == "delivered"]
+        assert len(delivered) == 1
+    finally:
+        a.db.close()
+        b.db.close()
 
 
 @dataclass

@@ -140,7 +140,7 @@ async def test_a_report_on_a_delivery_erased_after_it_was_read_publishes_nothing
     await d.dispatch()
     read = FakeDeliveries.by_message_id
 
-    def read_then_erased(self: FakeDeliveries, message_id: str) -> tuple[Delivery, str | None] | None:
+    def read_then_erased(self: FakeDeliveries, message_id: str) -> list[tuple[Delivery, str | None]]:
         found = read(self, message_id)
         self.store.rows.clear()  # the erasure, committed right after the read
         return found

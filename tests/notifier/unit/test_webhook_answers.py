@@ -25,12 +25,13 @@ class Handler:
     def __init__(self) -> None:
         self.seen: list[ApplyDeliveryReport] = []
         self.fail: Exception | None = None
+        self.result = ReportResult.RECORDED
 
     async def __call__(self, report: ApplyDeliveryReport) -> ReportResult:
         self.seen.append(report)
         if self.fail is not None:
             raise self.fail
-        return ReportResult.RECORDED
+        return self.result
 
 
 @pytest.fixture
@@ -67,3 +68,16 @@ async def test_a_message_id_with_a_control_character_is_a_400_and_goes_no_furthe
     assert await post(url, {"message_id": message_id, "status": "delivered"}) == (
         400, {"error": "bad_request"})
     assert handler.seen == []
+
+
+@pytest.mark.parametrize(("result", "answer"), [
+    (ReportResult.RECORDED, (200, {"result": "recorded"})),
+    (ReportResult.UNCHANGED, (200, {"result": "unchanged"})),
+    (ReportResult.UNKNOWN, (404, {"error": "unknown_message_id"})),
+    (ReportResult.AMBIGUOUS, (409, {"error": "ambiguous_message_id"})),
+])
+async def test_each_result_has_its_answer(served: tuple[str, Handler], result: ReportResult,
+                                          answer: tuple[int, dict[str, object]]) -> None:
+    url, handler = served
+    handler.result = result
+    assert await post(url, {"message_id": "m-1", "status": "delivered"}) == answer
