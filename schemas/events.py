@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
@@ -277,6 +278,12 @@ class NoticeContact(BaseModel):
     destination_enc: Secret
 
 
+def _one_per_channel(contacts: tuple[NoticeContact, ...]) -> tuple[NoticeContact, ...]:
+    if len({c.channel for c in contacts}) < len(contacts):  # its type names it in a dead letter
+        raise PydanticCustomError("one_contact_per_channel", "two contacts of one channel")
+    return contacts
+
+
 class PasswordChanged(Event):
     """A newly issued password was used for the first time: tell every linked contact."""
 
@@ -284,7 +291,9 @@ class PasswordChanged(Event):
     account_id: Uuid
     code_id: Uuid
     locale: Locale = Locale.RU
-    contacts: Annotated[tuple[NoticeContact, ...], Field(min_length=1, max_length=4)]
+    # one per channel: a notice's id, client_ref and sealing are derived from its channel
+    contacts: Annotated[tuple[NoticeContact, ...], Field(min_length=1, max_length=4),
+                        AfterValidator(_one_per_channel)]
 
 
 class NotificationStatus(Event):

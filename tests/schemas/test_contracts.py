@@ -338,6 +338,11 @@ BAD_CASES = [
     bad(NOTICE, setting("code_id", "7b0c1f0e5a534a439a592b0d7f0c9a11"), "notice-code_id-bare-hex"),
     bad(NOTICE, setting("code_id", "urn:uuid:7b0c1f0e-5a53-4a43-9a59-2b0d7f0c9a11"), "notice-code_id-urn"),
     bad(REQUESTED, setting("client_ip", "fe80::1%eth0"), "requested-client_ip-with-a-zone"),
+    bad(NOTICE, lambda doc: {**doc, "contacts": [doc["contacts"][1], doc["contacts"][1]]},
+        "notice-two-contacts-of-one-channel"),
+    bad(NOTICE, lambda doc: {**doc, "contacts": [doc["contacts"][0], doc["contacts"][1],
+                                                 {**doc["contacts"][0], "destination_masked": "+7******0000"}]},
+        "notice-two-mobiles"),
 ]
 
 
