@@ -38,7 +38,8 @@ AFTER_THE_LISTS: dict[str, dict[str, set[str]]] = {"recovery": {"login_failures"
                                                   "notifier": {"deliveries": {"skipped"}},
                                                   "registration": {"accounts": {"alias_key"}}}
 TABLES_AFTER_THE_LISTS: dict[str, set[str]] = {"recovery": {"windows", "window_slots"},
-                                              "registration": {"windows", "window_slots", "backfills"}}
+                                              "registration": {"windows", "window_slots", "backfills"},
+                                              "notifier": {"early_reports"}}
 
 
 def tables_of(service: str) -> ModuleType:

@@ -23,6 +23,7 @@ class FakeStore:
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # code_id → columns
     heartbeats: dict[str, datetime] = field(default_factory=dict)  # worker_id → last beat
     processed: set[str] = field(default_factory=set)
+    parked: dict[str, str] = field(default_factory=dict)  # message_id → status
     outbox: list[tuple[str, WireRecord]] = field(default_factory=list)
 
 
@@ -96,6 +97,12 @@ class FakeDeliveries:
             return False
         self.store.rows[code_id]["carrier_status"] = status
         return True
+
+    def park_report(self, message_id: str, status: str, now: datetime) -> None:
+        self.store.parked[message_id] = status
+
+    def take_parked(self, message_ids: Collection[str]) -> dict[str, str]:
+        return {m: self.store.parked.pop(m) for m in message_ids if m in self.store.parked}
 
     def status_keys(self, account_ids: Collection[str]) -> set[str]:
         return {r["status_code_id"] or c for c, r in self.store.rows.items()

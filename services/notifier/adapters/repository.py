@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.common.db import (
@@ -26,7 +28,13 @@ from services.common.db import (
     one_of,
     unnest_columns,
 )
-from services.notifier.adapters.tables import deliveries, outbox, processed_events, workers
+from services.notifier.adapters.tables import (
+    deliveries,
+    early_reports,
+    outbox,
+    processed_events,
+    workers,
+)
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate, NewDelivery, as_utc
 
 # --- Deliveries ------------------------------------------------------------------------------
@@ -189,6 +197,22 @@ class SqlDeliveries:
             .values(carrier_status=status, updated_at=now)
         )
         return bool(getattr(result, "rowcount", 0))
+
+    def park_report(self, message_id: str, status: str, now: datetime) -> None:
+        insert = postgres_insert if is_postgres(self.session) else sqlite_insert
+        statement = insert(early_reports).values(message_id=message_id, status=status,
+                                                 received_at=now)
+        self.session.execute(statement.on_conflict_do_update(
+            index_elements=[early_reports.c.message_id],
+            set_={"status": status, "received_at": now}))
+
+    def take_parked(self, message_ids: Collection[str]) -> dict[str, str]:
+        parked: dict[str, str] = {}
+        for condition in one_of(self.session, early_reports.c.message_id, list(message_ids)):
+            parked.update((row.message_id, row.status) for row in self.session.execute(
+                delete(early_reports).where(condition)
+                .returning(early_reports.c.message_id, early_reports.c.status)))
+        return parked
 
     def status_keys(self, account_ids: Collection[str]) -> set[str]:
         if not account_ids:

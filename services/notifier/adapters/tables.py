@@ -65,6 +65,17 @@ deliveries = Table(
     Index("ix_deliveries_message_id", "message_id"),
 )
 
+# carrier reports whose message id no delivery had yet (its gateway answer not recorded yet),
+# applied when the delivery is recorded sent (``delivery_reports.apply_parked``); a day at most
+early_reports = Table(
+    "early_reports",
+    metadata,
+    Column("message_id", String(64), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+)
+PARKED_KEEP_S = 86_400.0
+
 outbox = outbox_table(metadata)
 
 # one row per running worker: a lease held by a worker whose heartbeat stopped is taken over
@@ -86,10 +97,10 @@ def _aged(column: Any, now: float, keep_s: float) -> ColumnElement[bool]:
 
 
 # bookkeeping pruned after RETENTION_DAYS (``services.common.retention``): ids of processed
-# events, and deliveries that are final (sent or failed) or whose code expired long ago; a pruned
-# delivery's statuses (keyed by its code id; a notice's by the activated code's id,
-# ``status_code_id``) are tombstoned with it, so that no status is left that an erasure of its
-# account could no longer find
+# events, parked reports (after a day), and deliveries that are final (sent or failed) or whose
+# code expired long ago; a pruned delivery's statuses (keyed by its code id; a notice's by the
+# activated code's id, ``status_code_id``) are tombstoned with it, so that no status is left that
+# an erasure of its account could no longer find
 prunable = [
     Prunable(processed_events, lambda now, keep: _aged(processed_events.c.processed_at, now, keep)),
     Prunable(deliveries, lambda now, keep: or_(
@@ -97,4 +108,6 @@ prunable = [
         _aged(deliveries.c.expires_at, now, keep)),
         tombstones=(NOTIFICATION_STATUS, outbox),
         published_key=func.coalesce(deliveries.c.status_code_id, deliveries.c.code_id)),
+    # a report parked a day matches no message of ours: whatever RETENTION_DAYS is
+    Prunable(early_reports, lambda now, _keep: _aged(early_reports.c.received_at, now, PARKED_KEEP_S)),
 ]

@@ -74,6 +74,8 @@ def register_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], 
             except Exception as exc:  # the database away, mostly: the gateway sends it again
                 log.warning("a delivery report was not recorded (%s)", type(exc).__name__)
                 return self.json({"error": "unavailable"}, status=503)
+            if result == ReportResult.PARKED:  # applied once its delivery is recorded sent
+                return self.json({"result": result.value}, status=202)
             if result == ReportResult.UNKNOWN:
                 return self.json({"error": "unknown_message_id"}, status=404)
             if result == ReportResult.AMBIGUOUS:

@@ -67,6 +67,14 @@ class Deliveries(Protocol):
         """Whether the delivery was still there to take it (an erasure may have come between)."""
         ...
 
+    def park_report(self, message_id: str, status: str, now: datetime) -> None:
+        """Keeps a report whose message id no delivery has yet; a later one of the id replaces it."""
+        ...
+
+    def take_parked(self, message_ids: Collection[str]) -> dict[str, str]:
+        """The parked reports of these message ids (id → status), no longer kept."""
+        ...
+
     def status_keys(self, account_ids: Collection[str]) -> set[str]:
         """The distinct keys (public code ids) of the statuses of the accounts' deliveries."""
         ...

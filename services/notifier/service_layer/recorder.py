@@ -1,5 +1,6 @@
 """Records the updates of finished attempts in small batches: one transaction each, with the
-NotificationStatus of every delivery that became final staged in the outbox."""
+NotificationStatus of every delivery that became final staged in the outbox, and the carrier's
+verdicts that came before the delivery was recorded sent (``delivery_reports.apply_parked``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from schemas.events import DeliveryStatus
 from schemas.topics import NOTIFICATION_STATUS
 from services.common.codec import WireRecord
 from services.notifier.domain.model import Delivery, DeliveryState, DeliveryUpdate
+from services.notifier.service_layer.delivery_reports import apply_parked, count_verdict
 from services.notifier.service_layer.metrics import NotifierMetrics
 from services.notifier.service_layer.ports import Clock, Transaction, UnitOfWork
 from services.notifier.service_layer.statuses import status_record
@@ -50,18 +52,20 @@ class Recorder:
             return
         now = self.clock()
         try:
-            written = await self.uow.run(lambda tx: self._write(tx, batch, now))
+            written, verdicts = await self.uow.run(lambda tx: self._write(tx, batch, now))
         except BaseException:
             self._pending[:0] = batch
             self._ready.set()
             raise
         for delivery, update in written:
             self._count(delivery, update)
+        for delivery, update, status in verdicts:
+            count_verdict(self.metrics, delivery, status, update.prefix)
         await self.flush()
 
     def _write(
         self, tx: Transaction, batch: list[tuple[Delivery, DeliveryUpdate]], now: datetime
-    ) -> list[tuple[Delivery, DeliveryUpdate]]:
+    ) -> tuple[list[tuple[Delivery, DeliveryUpdate]], list[tuple[Delivery, DeliveryUpdate, str]]]:
         by_code = {update.code_id: delivery for delivery, update in batch}
         fresh = tx.deliveries.finish([update for _, update in batch], now)
         if len(fresh) < len(batch):
@@ -80,7 +84,8 @@ class Recorder:
                     gateway=update.gateway if update.state == DeliveryState.SENT else None,
                 ))
         tx.outbox.stage(NOTIFICATION_STATUS, statuses)
-        return written
+        sent = [(d, u) for d, u in written if u.state == DeliveryState.SENT]
+        return written, apply_parked(tx, sent, now) if sent else []
 
     def _count(self, delivery: Delivery, update: DeliveryUpdate) -> None:
         if update.state == DeliveryState.RETRY:

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
 from sqlalchemy import select, update
 
 from schemas.events import Channel, CodeIssued, Locale
@@ -23,8 +25,16 @@ from services.common.db import Database
 from services.common.metrics import ServiceMetrics
 from services.common.migrations import migrate
 from services.common.publish import OutboxRelay
+from services.common.retention import Pruner
 from services.notifier.adapters.repository import SqlDeliveries, SqlUnitOfWork, SqlWorkers
-from services.notifier.adapters.tables import MIGRATIONS, deliveries, outbox
+from services.notifier.adapters.tables import (
+    MIGRATIONS,
+    PARKED_KEEP_S,
+    deliveries,
+    early_reports,
+    outbox,
+    prunable,
+)
 from services.notifier.domain.commands import ApplyDeliveryReport
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import Delivery, DeliveryUpdate, RetryPolicy, SendResult, as_utc
@@ -303,11 +313,34 @@ async def test_delivery_reports_become_statuses(harness: Harness) -> None:
     await harness.dispatch()
     assert await harness.reports(message_id="m-1", status="delivered") == ReportResult.RECORDED
     assert await harness.reports(message_id="m-1", status="delivered") == ReportResult.UNCHANGED
-    assert await harness.reports(message_id="nope", status="delivered") == ReportResult.UNKNOWN
+    assert await harness.reports(message_id="nope", status="delivered") == ReportResult.PARKED
     with pytest.raises(ValueError):
         await harness.reports(message_id="m-1", status="read")
     assert [s["status"] for s in harness.statuses(event.code_id)] == ["sent", "delivered"]
     assert harness.row(event.code_id)["carrier_status"] == "delivered"
+
+
+async def test_a_report_before_its_send_is_recorded_is_applied_when_it_is(harness: Harness) -> None:
+    """The gateway answered the call and the carrier's verdict came before the recorder wrote the
+    answer: the report is parked, then applied in the transaction that records the send, after
+    its ``sent`` status; a report of no message of ours is dropped after a day."""
+    event = code_issued(to="+79160000024")
+    await harness.consume(event)
+    assert await harness.reports(message_id="m-1", status="undelivered") == ReportResult.PARKED
+    assert await harness.reports(message_id="m-1", status="delivered") == ReportResult.PARKED
+    assert await harness.reports(message_id="m-404", status="delivered") == ReportResult.PARKED
+    await harness.dispatch()  # the gateway answers m-1; the recorder writes it
+    assert harness.row(event.code_id)["carrier_status"] == "delivered"  # the later report won
+    assert [s["status"] for s in harness.statuses(event.code_id)] == ["sent", "delivered"]
+    assert harness.metrics.sms_reports_by_prefix.labels("+7916", "delivered")._value.get() == 1
+    assert await harness.reports(message_id="m-1", status="delivered") == ReportResult.UNCHANGED
+    parked = harness.db.run_sync(lambda s: s.execute(select(early_reports.c.message_id)).all())
+    assert [r.message_id for r in parked] == ["m-404"]
+    pruned = PromCounter("rows_pruned_total", "test", ["table"], registry=CollectorRegistry())
+    pruner = Pruner(db=harness.db, tables=prunable, retention_days=30, pruned=pruned)
+    assert await pruner.prune(time.time() + PARKED_KEEP_S - 60) == 0
+    assert await pruner.prune(time.time() + PARKED_KEEP_S + 60) == 1  # a day, whatever the retention
+    assert harness.db.run_sync(lambda s: s.execute(select(early_reports)).all()) == []
 
 
 async def test_a_message_id_given_by_both_gateways_is_applied_to_neither(

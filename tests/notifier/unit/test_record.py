@@ -110,7 +110,7 @@ async def test_a_password_change_records_one_notice_per_contact_once() -> None:
     assert {s["kind"] for s in d.statuses(event.code_id)} == {"notice"}
 
 
-async def test_a_delivery_report_is_recorded_once_and_unknown_ids_are_told() -> None:
+async def test_a_delivery_report_is_recorded_once_and_unknown_ids_are_parked() -> None:
     d = desk()
     event = code_issued(to="+79160000010")
     await d.record(event)
@@ -122,12 +122,26 @@ async def test_a_delivery_report_is_recorded_once_and_unknown_ids_are_told() -> 
 
     assert await report("m-1", "delivered") == ReportResult.RECORDED
     assert await report("m-1", "delivered") == ReportResult.UNCHANGED
-    assert await report("nope", "delivered") == ReportResult.UNKNOWN
+    assert await report("nope", "delivered") == ReportResult.PARKED
     with pytest.raises(ValueError):
         await report("m-1", "read")
     assert [s["status"] for s in d.statuses(event.code_id)] == ["sent", "delivered"]
     assert d.row(event.code_id)["carrier_status"] == "delivered"
     assert d.metrics.sms_reports_by_prefix.labels("+7916", "delivered")._value.get() == 1
+    assert d.uow.store.parked == {"nope": "delivered"}
+
+
+async def test_a_report_that_comes_before_its_send_is_recorded_follows_the_sent_status() -> None:
+    d = desk()
+    event = code_issued(to="+79160000014")
+    await d.record(event)
+    assert await apply_delivery_report(
+        ApplyDeliveryReport(message_id="m-1", status="undelivered"), uow=d.uow,
+        metrics=d.metrics, flush=no_flush) == ReportResult.PARKED
+    await d.dispatch()
+    assert [s["status"] for s in d.statuses(event.code_id)] == ["sent", "undelivered"]
+    assert d.row(event.code_id)["carrier_status"] == "undelivered" and d.uow.store.parked == {}
+    assert d.metrics.sms_reports_by_prefix.labels("+7916", "undelivered")._value.get() == 1
 
 
 async def test_a_report_on_a_delivery_erased_after_it_was_read_publishes_nothing(

@@ -73,6 +73,7 @@ async def test_a_message_id_with_a_control_character_is_a_400_and_goes_no_furthe
 @pytest.mark.parametrize(("result", "answer"), [
     (ReportResult.RECORDED, (200, {"result": "recorded"})),
     (ReportResult.UNCHANGED, (200, {"result": "unchanged"})),
+    (ReportResult.PARKED, (202, {"result": "parked"})),
     (ReportResult.UNKNOWN, (404, {"error": "unknown_message_id"})),
     (ReportResult.AMBIGUOUS, (409, {"error": "ambiguous_message_id"})),
 ])
