@@ -60,11 +60,14 @@ class Calls:
     def __init__(self) -> None:
         self._running: set[asyncio.Future[Any]] = set()
 
-    async def run(self, call: Awaitable[T]) -> T:
+    def start(self, call: Awaitable[T]) -> asyncio.Future[T]:
+        """``call`` as a future, counted by ``settled`` from now on, before its first step: an
+        erasure woken in the same turn of the loop as the link's agent, and run first, still
+        finds the link in flight."""
         future = asyncio.ensure_future(call)
         self._running.add(future)
         future.add_done_callback(self._running.discard)
-        return await future
+        return future
 
     async def settled(self) -> None:
         if self._running:
@@ -79,8 +82,9 @@ class InProcessLinker:
         self._protector = KeyringProtector(keyring=keyring)
         self._calls = Calls()
 
-    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
-        return await self._calls.run(link_contracts(
+    def link(self, commands: Sequence[LinkContract],
+             not_after: datetime) -> asyncio.Future[Counter[Outcome]]:
+        return self._calls.start(link_contracts(
             commands, uow=self._uow, protector=self._protector, not_after=not_after))
 
     async def settled(self) -> None:
@@ -111,8 +115,9 @@ class ProcessLinker:
             )
         return self._pool
 
-    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
-        return await self._calls.run(self._link(commands, not_after))
+    def link(self, commands: Sequence[LinkContract],
+             not_after: datetime) -> asyncio.Future[Counter[Outcome]]:
+        return self._calls.start(self._link(commands, not_after))
 
     async def settled(self) -> None:
         await self._calls.settled()

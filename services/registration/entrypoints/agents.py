@@ -9,7 +9,6 @@ number is a malformed record (DLQ), not an account.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated
@@ -91,12 +90,11 @@ class ContractHandlers:
         in the order asked for; the rules are order-safe anyway (``occurred_at`` decides)."""
         commands = [to_link(i.event) for i in items]
         not_after = self.not_after()
-        started = [asyncio.ensure_future(self.linker.link(commands, not_after))]
+        started = [self.linker.link(commands, not_after)]  # in flight for an erasure from now
 
         async def transaction() -> None:
             # a retry (the database was away) asks the linker again
-            running = started.pop() if started else asyncio.ensure_future(
-                self.linker.link(commands, not_after))
+            running = started.pop() if started else self.linker.link(commands, not_after)
             self.metrics.count("link", await running)
 
         return transaction

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -72,8 +72,10 @@ class AccountRepository(Protocol):
 class Linker(Protocol):
     """Runs ``link_contracts``: each call one transaction, run in the order of the calls."""
 
-    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
-        """``not_after``: a link dated later is refused (``invalid_event_time``)."""
+    def link(self, commands: Sequence[LinkContract],
+             not_after: datetime) -> Awaitable[Counter[Outcome]]:
+        """Starts the call now (``settled`` counts it from the moment it is made, not from its
+        first step); ``not_after``: a link dated later is refused (``invalid_event_time``)."""
         ...
 
     async def settled(self) -> None:

@@ -38,12 +38,13 @@ class HeldLinker:
         self.release = asyncio.Event()
         self.calls = Calls()
 
-    async def link(self, commands: Sequence[LinkContract], not_after: datetime) -> Counter[Outcome]:
+    def link(self, commands: Sequence[LinkContract],
+             not_after: datetime) -> asyncio.Future[Counter[Outcome]]:
         async def held() -> Counter[Outcome]:
             await self.release.wait()
             return await link_contracts(commands, uow=self.uow, protector=self.protector,
                                         not_after=not_after)
-        return await self.calls.run(held())
+        return self.calls.start(held())
 
     async def settled(self) -> None:
         await self.calls.settled()
@@ -74,3 +75,25 @@ async def test_a_termination_and_an_erasure_wait_for_the_link_batches_before_the
     assert [(v["version"], v["status"]) for v in versions if v is not None][:2] == [
         (1, "active"), (2, "closed")]
 
+
+
+async def test_an_erasure_woken_before_the_links_first_step_still_waits_for_it(
+        protector: KeyringProtector) -> None:
+    """faust hands a link batch and an erasure to their agents in one turn of the loop: the
+    erasure's agent may run first, before the link's call has taken a step. The link is in
+    flight all the same (handed to the linker), and the erasure's tombstone must come after its
+    AccountChanged, as the last record of the contract."""
+    uow = FakeUnitOfWork()
+    linker = HeldLinker(uow, protector)
+    handlers = ContractHandlers(uow=uow, protector=protector, linker=linker,
+                                metrics=RegistrationMetrics(ServiceMetrics("registration")))
+    erasing = asyncio.ensure_future(handlers.contracts_erased(  # scheduled first
+        [inbound(InboundContractErased, erased("H-3", minutes=5))]))
+    finish = await handlers.contracts_linked([inbound(InboundContractLinked, linked("H-3"))])
+    await asyncio.sleep(0.05)
+    assert not erasing.done() and uow.repo.staged == []  # the erasure waits for the link
+    linker.release.set()
+    await finish()
+    await erasing
+    staged = [r.value for _, r in uow.repo.staged]
+    assert staged[0] is not None and staged[-1] is None  # the account, then its tombstone
