@@ -126,6 +126,8 @@ class Registry:
     def terminate(self, command: TerminateContract) -> Outcome:
         number = command.contract_number
         account = self.accounts.get(number)
+        if account is None and number in self.erasures:  # erased: nothing is kept to close
+            return self._count(Outcome.UNCHANGED)
         if account is None:
             return self.reject(number, command.event_id, ContractRejectReason.UNKNOWN_CONTRACT)
         outcome = account.close(command.occurred_at)

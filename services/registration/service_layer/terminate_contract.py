@@ -31,8 +31,7 @@ async def terminate_contracts(
         numbers = {c.contract_number for c in fresh.values()}
         repo.hold_contracts(numbers)  # a link batch of one of them waits, or went first
         registry = Registry(
-            accounts=repo.by_contracts(numbers),
-            holders={},
+            accounts=repo.by_contracts(numbers), erasures=repo.erasures(numbers), holders={},
             protector=protector,
         )
         registry.end_each(fresh.values(), duplicates=len(ordered) - len(fresh),

@@ -248,6 +248,10 @@ async def test_erasure_deletes_the_account_tombstones_it_and_keeps_only_a_marker
     assert await store.erase(event) == {Outcome.DUPLICATE: 1}
     assert await store.erase(erased("E-1", minutes=40)) == {Outcome.UNCHANGED: 1}
     assert len([v for _, v in store.published(ACCOUNT_CHANGED) if v is None]) == 1
+    # a late termination (dated before the erasure, read after it) is no unknown contract: the
+    # contract was linked, and nothing is kept to close (no rejection for the CRM to resend)
+    assert await store.terminate(terminated("E-1", minutes=10)) == {Outcome.UNCHANGED: 1}
+    assert store.published(CONTRACT_REJECTED) == []
     # a late link older than the erasure brings nothing back
     assert await store.link(linked("E-1", minutes=20)) == {Outcome.STALE: 1}
     assert store.row("E-1") is None
