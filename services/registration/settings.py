@@ -7,17 +7,17 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.env_settings import EnvBool, EnvInt, EnvSettings
+from services.common.env_settings import EnvBool, EnvInt, EnvSettings, PositiveInt
 from services.common.settings import CommonSettings, batch_linger, database_url, web_port
 from services.common.tokens import ReadTimeoutSettings
 
 
 class IdentifySettings(EnvSettings):
     """The support desk's identify look-ups: at most ``SUPPORT_IDENTIFY_MAX`` per account in
-    ``SUPPORT_IDENTIFY_WINDOW_S``."""
+    ``SUPPORT_IDENTIFY_WINDOW_S``; both positive (0 or less would turn the limit off)."""
 
-    identify_max: EnvInt = Field(default=5, validation_alias="SUPPORT_IDENTIFY_MAX")
-    identify_window_s: EnvInt = Field(default=3600, validation_alias="SUPPORT_IDENTIFY_WINDOW_S")
+    identify_max: PositiveInt = Field(default=5, validation_alias="SUPPORT_IDENTIFY_MAX")
+    identify_window_s: PositiveInt = Field(default=3600, validation_alias="SUPPORT_IDENTIFY_WINDOW_S")
 
 
 class RegistrationSettings(CommonSettings, IdentifySettings, ReadTimeoutSettings):

@@ -83,6 +83,38 @@ def test_masks_match_the_design() -> None:
     assert mask_email("ivanov@example.ru") == "i*****v@example.ru"
 
 
+LONG_DOMAIN = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 56]) + ".ru"  # 251 characters
+
+
+@pytest.mark.parametrize(("email", "masked"), [
+    ("ivanov@example.ru", "i*****v@example.ru"),
+    ("abc@example.ru", "a*****c@example.ru"),
+    ("ab@example.ru", "a*****@example.ru"),  # the last character would show the whole of it
+    ("a@example.ru", "a*****@example.ru"),
+])
+def test_an_email_mask_never_shows_the_whole_local_part(email: str, masked: str) -> None:
+    assert mask_email(email) == masked
+
+
+@pytest.mark.parametrize(("email", "head"), [
+    (f"ab@{LONG_DOMAIN}", "a*****@*"), (f"a@x{LONG_DOMAIN}", "a*****@*"),
+    (f"abc@{LONG_DOMAIN[1:]}", "a*****c@*"), (f"ivanov@{LONG_DOMAIN[4:]}", "i*****v@*"),
+])
+def test_the_mask_of_a_254_character_email_fits_in_254_characters(email: str, head: str) -> None:
+    assert len(email) == 254
+    masked = mask_email(email)
+    assert len(masked) == 254 and masked.startswith(head)
+    assert masked.endswith("c" * 63 + "." + "d" * 56 + ".ru")  # the end of the domain is kept
+    assert mask_email("x" * 300) == "*" * 254
+
+
+def test_redaction_shows_no_short_local_part_whole_and_leaves_masked_copies_alone() -> None:
+    out = redact_text("from a@example.ru, ab@example.ru and ivanov@example.ru; "
+                      "masked a*****@example.ru, i*****v@example.ru")
+    assert out == ("from a***@example.ru, a***@example.ru and i***v@example.ru; "
+                   "masked a*****@example.ru, i*****v@example.ru")
+
+
 @pytest.mark.parametrize("text", [
     "+79161234567", "+7 916 123-45-67", "8 (916) 123-45-67", "89161234567", "ivanov@example.ru",
 ])

@@ -65,9 +65,22 @@ class ResealAccounts:
         # the chunk's contracts held first, as a link batch, a termination or an erasure holds
         # them, then read again as they stand, locked: none of them writes over the other
         read = repo.accounts_after(after, self.chunk, lock=False)
+        if not read:
+            return 0, 0, 0, None
+        last = read[-1].account_id
         held = {a.contract_number for a in read}
         repo.hold_contracts(held)
-        found = [a for a in repo.accounts_after(after, self.chunk) if a.contract_number in held]
+        # read again up to the first read's last account: accounts linked meanwhile inside that
+        # range take places in a locked read of ``chunk``, so it goes on until it reaches that
+        # account; paging goes on after it, so none is left out
+        found: list[Account] = []
+        start = after
+        while True:
+            locked = repo.accounts_after(start, self.chunk)
+            found += [a for a in locked if a.account_id <= last and a.contract_number in held]
+            if len(locked) < self.chunk or locked[-1].account_id >= last:
+                break
+            start = locked[-1].account_id
         changed: list[Account] = []
         bad = 0
         for account in found:
@@ -85,7 +98,7 @@ class ResealAccounts:
         repo.save_sealed(changed)
         repo.stage(ACCOUNT_CHANGED, [account_changed(a) for a in changed])
         # paged by the first read: an account erased meanwhile does not end the run early
-        return len(read), len(changed), bad, read[-1].account_id if read else None
+        return len(read), len(changed), bad, last
 
     def _sealed_again(self, account: Account) -> SealedContacts | None:
         """The contacts sealed with the newest key, or None when they already are."""

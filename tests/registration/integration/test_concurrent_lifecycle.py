@@ -11,6 +11,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import select
@@ -18,16 +19,16 @@ from sqlalchemy import select
 from schemas.events import ContractErased, ContractLinked, ContractTerminated
 from schemas.topics import ACCOUNT_CHANGED
 from services.common.crypto import Keyring, generate_key
-from services.common.db import Database, Staged
+from services.common.db import Database, Staged, in_transaction
 from services.registration.adapters.protection import KeyringProtector
-from services.registration.adapters.repository import SqlUnitOfWork
-from services.registration.adapters.support_repository import SqlSupportUnitOfWork
+from services.registration.adapters.repository import SqlAccountRepository, SqlUnitOfWork
+from services.registration.adapters.support_repository import SqlSupportRepository, SqlSupportUnitOfWork
 from services.registration.adapters.tables import accounts, erasures, outbox
 from services.registration.domain.model import SealedContacts
 from services.registration.domain.validation import NormalisedLink
 from services.registration.entrypoints.agents import to_erasure, to_link, to_termination
 from services.registration.service_layer.erase_contract import erase_contracts
-from services.registration.service_layer.link_contract import link_contracts
+from services.registration.service_layer.link_contract import link_batch, link_contracts
 from services.registration.service_layer.reseal import ResealAccounts
 from services.registration.service_layer.terminate_contract import terminate_contracts
 from tests.registration.events import erased, linked, not_after, terminated
@@ -157,3 +158,52 @@ async def test_a_reseal_during_a_link_batch_of_a_contract_waits_for_it_and_seals
     assert row.version == 3
     for token in (row.mobile_enc, row.email_enc, row.full_name_enc):
         assert rotated.sealed_with_newest(token)
+
+
+async def test_a_reseal_leaves_out_no_account_when_links_take_places_inside_a_chunk(
+        db: Database, keyring: Keyring) -> None:
+    """Accounts linked between a chunk's first read and its locked read, with ids inside the
+    chunk's range, pushed the chunk's last account out of the locked read (of ``chunk``
+    accounts), and paging went on after it: that account kept its old seal, unreported."""
+    rotated = Keyring.from_config(secret_keys=f"{generate_key()},{TEST_SECRET_KEYS}",
+                                  hash_pepper=TEST_HASH_PEPPER)
+    for n in (1, 3, 5, 7, 9):
+        await link_contracts([link_command(linked(f"RS-{n}", mobile=f"+7 916 700-00-0{n}",
+                                                  account=f"70000000000{n}"))],
+                             uow=SqlUnitOfWork(db=db, hand_over=lambda _: None),
+                             protector=KeyringProtector(keyring=keyring), not_after=not_after(),
+                             new_id=lambda n=n: uuid.UUID(int=n))
+
+    def link_inside(n: int) -> None:  # by a worker that already has the new key
+        command = link_command(linked(f"RS-{n}", mobile=f"+7 916 700-00-0{n}",
+                                      account=f"70000000000{n}"))
+        db.run_sync(lambda s: in_transaction(SqlAccountRepository, lambda repo: link_batch(
+            repo, [command], KeyringProtector(keyring=rotated), not_after(),
+            lambda: uuid.UUID(int=n)), s))
+
+    class LinksBetweenTheReads(SqlSupportRepository):
+        def hold_contracts(self, numbers: Collection[str]) -> None:
+            if "RS-1" in numbers and not inside:
+                inside.extend([2, 4])
+                for n in inside:
+                    link_inside(n)
+            super().hold_contracts(numbers)
+
+    class Support(SqlSupportUnitOfWork):
+        repository = LinksBetweenTheReads
+
+    inside: list[int] = []
+
+    async def flush() -> None:
+        return None
+
+    report = await ResealAccounts(uow=Support(db=db, hand_over=lambda _: None), keyring=rotated,
+                                  flush=flush, chunk=5)()
+    assert inside == [2, 4]
+    assert (report.accounts, report.resealed, report.unreadable) == (5, 5, 0)
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(accounts.c.contract_number, accounts.c.mobile_enc,
+                                   accounts.c.version)).all()
+    assert [r.contract_number for r in rows if not rotated.sealed_with_newest(r.mobile_enc)] == []
+    assert {r.contract_number: r.version for r in rows} == {
+        "RS-1": 2, "RS-2": 1, "RS-3": 2, "RS-4": 1, "RS-5": 2, "RS-7": 2, "RS-9": 2}
