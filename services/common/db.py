@@ -107,11 +107,27 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+# SQLSTATEs of a database away, busy or failing over rather than of a bad record: a read-only
+# transaction (25006: a writer address still on a demoted primary), a serialization failure or
+# deadlock (40001, 40P01), and the classes connection exception (08), insufficient resources (53)
+# and operator intervention (57P: shutting down, cannot connect now)
+TRANSIENT_SQLSTATES = frozenset({"25006", "40001", "40P01"})
+TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P")
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying the whole batch for: the database is away or busy."""
+    """Errors worth retrying the whole batch for: the database is away or busy (an
+    ``OperationalError``, an invalidated connection, or one of the SQLSTATEs above, whatever
+    class the driver raises them as: psycopg raises 25006 as an ``InternalError``)."""
     if isinstance(exc, OperationalError):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith(TRANSIENT_SQLSTATE_PREFIXES))
 
 
 AfterCommit = Callable[[T], object]

@@ -18,6 +18,9 @@ from services.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
+# an outbox row known by its id and its content (``_fingerprint``)
+Fingerprint = tuple[int, str, bytes | None, bytes | None]
+
 
 def in_background(flush: Callable[[], Awaitable[object]], what: str) -> Callable[[], Awaitable[None]]:
     """``flush`` started and not waited for: for an answer that must not wait for the broker
@@ -83,7 +86,7 @@ class OutboxRelay:
         self._lock = asyncio.Lock()
         self._read_table = True
         # the rows in the table at the last sweep that this worker did not hold
-        self._others: set[tuple[int, bytes | None, bytes | None]] = set()
+        self._others: set[Fingerprint] = set()
         # rows of committed transactions not yet published, in commit order; appended to by the
         # database thread (``committed``), taken from the front by ``flush``
         self._committed: list[Staged] = []
@@ -157,18 +160,20 @@ class OutboxRelay:
             raise
 
     async def _drain(self) -> int:
-        sent: set[int] = set()
+        sent: set[Fingerprint] = set()
         while True:
             staged = await self._db.run(lambda s: pending_outbox(s, self._table))
             if not staged:
                 break
             await self._publish(staged)
-            sent.update(item.id for item in staged)
-        # rows committed while the table was read are handed over too: not twice. Only the first
+            sent.update(_fingerprint(item) for item in staged)
+        # rows committed while the table was read are handed over too: not twice. Known by their
+        # bytes as well as their id: once the table is empty SQLite gives a published row's id to
+        # the next one, committed after the last read and so not published here. Only the first
         # ``seen`` entries are replaced, so one the database thread appends meanwhile stays.
         committed = self._committed
         seen = len(committed)
-        committed[:seen] = [i for i in committed[:seen] if i.id not in sent]
+        committed[:seen] = [i for i in committed[:seen] if _fingerprint(i) not in sent]
         return len(sent)
 
     async def _publish(self, staged: list[Staged], *, await_delete: bool = True) -> None:
@@ -203,8 +208,9 @@ def start_relay(app: Any, *, db: Database, table: Table, publisher: Publisher,
     return relay
 
 
-def _fingerprint(item: Staged) -> tuple[int, bytes | None, bytes | None]:
-    return item.id, item.record.key, item.record.value
+def _fingerprint(item: Staged) -> Fingerprint:
+    """A row known by its id and its content: SQLite may give a deleted row's id again."""
+    return item.id, item.topic, item.record.key, item.record.value
 
 
 def _log_failed_delete(deleted: asyncio.Future[None]) -> None:
@@ -214,14 +220,25 @@ def _log_failed_delete(deleted: asyncio.Future[None]) -> None:
 
 
 # The most of an original value a dead-letter record carries: below a broker's default
-# ``message.max.bytes`` (1 MiB) with the headers, and the .dlq topics' 2 MiB. A record larger
-# than that can reach a consumer only compressed (the inbound topics take at most 2 MiB as the
-# producer sent it); sent on uncompressed and whole, the broker would refuse it, and the batch
+# ``message.max.bytes`` (1 MiB) with the key and headers, and the .dlq topics' 2 MiB. A record
+# larger than that can reach a consumer only compressed (the inbound topics take at most 2 MiB as
+# the producer sent it); sent on uncompressed and whole, the broker would refuse it, and the batch
 # could then be neither handled nor dead-lettered.
 DLQ_VALUE_MAX_BYTES = 512 * 1024
+# the most of an original key a dead letter carries, for the same reason: beyond it the key is
+# cut to that size and ``dlq_key_truncated`` gives its length
+DLQ_KEY_MAX_BYTES = 64 * 1024
 # the most of the original headers a dead letter carries, for the same reason: beyond it they
-# are left out and ``dlq_headers_dropped`` says how many there were
+# are left out and ``dlq_headers_dropped`` says how many there were. Each header counts its
+# name's UTF-8 bytes, its value's bytes and ``DLQ_HEADER_OVERHEAD_BYTES`` (the two lengths it is
+# encoded with, at most 3 bytes each below this bound), so a million empty headers count too.
 DLQ_HEADERS_MAX_BYTES = 64 * 1024
+DLQ_HEADER_OVERHEAD_BYTES = 8
+
+
+def _header_bytes(name: str, value: bytes | None) -> int:
+    # surrogatepass: never raises, whatever the name holds
+    return len(name.encode("utf-8", "surrogatepass")) + len(value or b"") + DLQ_HEADER_OVERHEAD_BYTES
 
 
 def dead_letter_record(
@@ -240,12 +257,18 @@ def dead_letter_record(
     with plain-text ``dlq_*`` headers after them saying where it came from and why (an original
     header of that name is left out: it would be taken for ours). A tombstone stays a tombstone
     (a null value, not an empty one). A value larger than ``DLQ_VALUE_MAX_BYTES`` is cut to that
-    size, and ``dlq_value_truncated`` gives its length; original headers larger than
-    ``DLQ_HEADERS_MAX_BYTES`` together are left out, and ``dlq_headers_dropped`` gives how many."""
+    size, and ``dlq_value_truncated`` gives its length; a key larger than ``DLQ_KEY_MAX_BYTES``
+    likewise, with ``dlq_key_truncated``; original headers larger than ``DLQ_HEADERS_MAX_BYTES``
+    together (see ``_header_bytes``) are left out, and ``dlq_headers_dropped`` gives how many. The
+    dead letter is thus well below the .dlq topics' 2 MiB, whatever the original record."""
     kept = [(k, v) for k, v in original_headers if not k.startswith("dlq_")]
     dropped = 0
-    if sum(len(k) + len(v or b"") for k, v in kept) > DLQ_HEADERS_MAX_BYTES:
-        kept, dropped = [], len(kept)
+    size = 0
+    for k, v in kept:
+        size += _header_bytes(k, v)
+        if size > DLQ_HEADERS_MAX_BYTES:
+            kept, dropped = [], len(kept)
+            break
     headers = [
         ("dlq_original_topic", topic),
         ("dlq_original_partition", str(partition)),
@@ -258,6 +281,9 @@ def dead_letter_record(
     if value is not None and len(value) > DLQ_VALUE_MAX_BYTES:
         headers.append(("dlq_value_truncated", str(len(value))))
         value = value[:DLQ_VALUE_MAX_BYTES]
+    if key is not None and len(key) > DLQ_KEY_MAX_BYTES:
+        headers.append(("dlq_key_truncated", str(len(key))))
+        key = key[:DLQ_KEY_MAX_BYTES]
     if dropped:
         headers.append(("dlq_headers_dropped", str(dropped)))
     return WireRecord(

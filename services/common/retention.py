@@ -106,21 +106,37 @@ class Pruner:
 
     async def prune(self, now: float) -> int:
         """Everything old as of ``now``, batch after batch (a pause between them leaves the
-        database thread to the consumers); returns the rows deleted."""
+        database thread to the consumers); returns the rows deleted.
+
+        The tombstones staged are flushed at the end of the pass, and also when a later batch
+        fails: they are committed and in the relay's memory, where its sweep never looks, and the
+        next pass may stage nothing to flush. The batch's error is raised all the same (a failed
+        flush then only logged: the relay reads the table at its next flush or sweep). A pass
+        cancelled at a stop does not wait for the broker: the table read at the next start, or
+        another worker's sweep, publishes them."""
         total = 0
         staged = False
-        for item in self.tables:
-            while True:
-                n, tombstones = await self.db.run(
-                    lambda s, item=item: prune_batch(s, item, now, self.retention_s, self.batch),  # type: ignore[misc]
-                    after_commit=self._hand_over)
-                staged = staged or bool(tombstones)
-                if n:
-                    self.pruned.labels(item.table.name).inc(n)
-                    total += n
-                if n < self.batch:
-                    break
-                await asyncio.sleep(self.pause_s)
+        try:
+            for item in self.tables:
+                while True:
+                    n, tombstones = await self.db.run(
+                        lambda s, item=item: prune_batch(s, item, now, self.retention_s, self.batch),  # type: ignore[misc]
+                        after_commit=self._hand_over)
+                    staged = staged or bool(tombstones)
+                    if n:
+                        self.pruned.labels(item.table.name).inc(n)
+                        total += n
+                    if n < self.batch:
+                        break
+                    await asyncio.sleep(self.pause_s)
+        except Exception:
+            if staged and self.flush is not None:
+                try:
+                    await self.flush()
+                except Exception as exc:
+                    log.warning("tombstones of a failed prune pass wait for the outbox's next read (%s)",
+                                type(exc).__name__)
+            raise
         if staged and self.flush is not None:
             await self.flush()
         return total
