@@ -100,6 +100,10 @@ async def replay(bootstrap: KafkaSettings | str, dlq_topic: str, offset: int, *,
         raise ReplayRefused(
             f"the dead letter holds the first {len(record.value or b'')} bytes of a "
             f"{record.headers['dlq_value_truncated']}-byte value: its producer must send it again")
+    if "dlq_key_truncated" in record.headers:  # the same for the key
+        raise ReplayRefused(
+            f"the dead letter holds the first {len(record.key or b'')} bytes of a "
+            f"{record.headers['dlq_key_truncated']}-byte key: its producer must send it again")
     marker = f"{dlq_topic}:{partition}:{offset}"
     await _check_original(bootstrap, original, record, marker, force=force,
                           compacted=is_compacted(original, prefix))

@@ -190,6 +190,20 @@ def test_dlq_replay_refuses_a_dead_letter_that_holds_only_part_of_its_value(
     assert asyncio.run(read_all(kafka_bootstrap, prefix + CONTRACT_TERMINATED)) == []
 
 
+def test_dlq_replay_refuses_a_dead_letter_that_holds_only_part_of_its_key(
+    kafka_bootstrap: str, prefix: str
+) -> None:
+    headers = [("dlq_original_topic", (prefix + CONTRACT_TERMINATED).encode()),
+               ("dlq_error_class", b"invalid_json"), ("dlq_key_truncated", b"3145728")]
+    asyncio.run(produce(kafka_bootstrap, prefix + dlq_of(CONTRACT_TERMINATED),
+                        [(b"k" * 65536, b"{not json", headers)]))
+    for force in ([], ["--force"]):
+        refused = runner.invoke(app, ["dlq", "replay", dlq_of(CONTRACT_TERMINATED), "0", *force])
+        assert refused.exit_code == 2, refused.output
+        assert "holds the first 65536 bytes of a 3145728-byte key" in refused.output
+    assert asyncio.run(read_all(kafka_bootstrap, prefix + CONTRACT_TERMINATED)) == []
+
+
 def test_topics_apply_twice_changes_nothing(kafka_bootstrap: str, prefix: str) -> None:
     result = runner.invoke(app, ["topics", "apply"])
     assert result.exit_code == 0 and "nothing changed" in result.output

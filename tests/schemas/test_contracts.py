@@ -499,7 +499,8 @@ def test_asyncapi_headers_ce_everywhere_and_dlq_on_dead_letters(spec: Any) -> No
     if spec.name.endswith(".dlq"):
         assert set(headers["required"]) == dlq
         # set only on a value cut to DLQ_VALUE_MAX_BYTES, original headers left out
-        assert set(headers["properties"]) == dlq | {"dlq_value_truncated", "dlq_headers_dropped"}
+        assert set(headers["properties"]) == dlq | {"dlq_value_truncated", "dlq_key_truncated",
+                                                    "dlq_headers_dropped"}
         assert {"$ref": "#/components/schemas/CloudEventsHeaders"} in headers["allOf"]
     else:
         assert headers is ce
