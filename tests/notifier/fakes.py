@@ -168,6 +168,9 @@ class FakeUnitOfWork:
     async def run(self, work: Callable[[Transaction], T]) -> T:
         return self.apply(work)
 
+    def transient(self, exc: BaseException) -> bool:
+        return isinstance(exc, ConnectionError)
+
     def apply(self, work: Callable[[Transaction], T]) -> T:
         """One transaction: ``work`` on a copy of the store, which replaces it if it succeeds."""
         if self.fail_next:

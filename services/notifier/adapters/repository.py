@@ -25,6 +25,7 @@ from services.common.db import (
     claim_events,
     insert_rows,
     is_postgres,
+    is_transient,
     one_of,
     unnest_columns,
 )
@@ -272,3 +273,6 @@ class SqlUnitOfWork(RepositoryUnitOfWork[SqlTransaction]):
     """One ``Database.run`` = one transaction over the repositories of one ``SqlTransaction``."""
 
     repository = SqlTransaction
+
+    def transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)

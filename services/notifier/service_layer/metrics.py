@@ -25,6 +25,12 @@ class NotifierMetrics:
             "Sends taken over from a worker that stopped mid-send (same client_ref, same code).",
             ["channel"],
         )
+        self.unrecorded = base.counter(
+            "updates_unrecorded_total",
+            "Attempts' updates the database refused for a reason that is not transient (the row"
+            " is sent again once its lease runs out).",
+            ["channel"],
+        )
         self.sms_accepted = base.counter(
             "sms_accepted_total", "SMS accepted, by gateway (primary, fallback).", ["gateway"],
         )

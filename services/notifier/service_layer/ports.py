@@ -126,3 +126,7 @@ class UnitOfWork(Protocol):
     async def run(self, work: Callable[[Transaction], T]) -> T:
         """Runs ``work`` in ONE transaction (off the event loop); commits if it returns."""
         ...
+
+    def transient(self, exc: BaseException) -> bool:
+        """Is ``exc`` worth retrying the transaction for (the database away or busy)?"""
+        ...

@@ -50,18 +50,56 @@ class Recorder:
         self._ready.clear()
         if not batch:
             return
-        now = self.clock()
         try:
-            written, verdicts = await self.uow.run(lambda tx: self._write(tx, batch, now))
+            await self._record(batch)
+        except Exception as exc:
+            if self.uow.transient(exc):
+                self._put_back(batch)
+                raise
+            await self._record_each(batch, exc)
         except BaseException:
-            self._pending[:0] = batch
-            self._ready.set()
+            self._put_back(batch)
             raise
+        await self.flush()  # a failed publish leaves the rows to the relay's table read
+
+    async def _record_each(self, batch: list[tuple[Delivery, DeliveryUpdate]],
+                           cause: Exception) -> None:
+        """A batch the database refused for a reason that is not transient: one transaction per
+        update, so that the one it cannot take does not hold back the others for good."""
+        log.warning("recording a batch failed (%s); recording its updates one by one",
+                    type(cause).__name__, extra={"count": len(batch)})
+        for i, item in enumerate(batch):
+            try:
+                await self._record([item])
+            except Exception as exc:
+                if self.uow.transient(exc):
+                    self._put_back(batch[i:])
+                    raise
+                self._unrecordable(*item, exc)
+            except BaseException:
+                self._put_back(batch[i:])
+                raise
+
+    def _unrecordable(self, delivery: Delivery, update: DeliveryUpdate, exc: Exception) -> None:
+        """Dropped: the row keeps its lease, and once the lease runs out it is claimed and sent
+        again under the same idempotency key, until it is recorded or its code expires."""
+        self.metrics.unrecorded.labels(delivery.channel).inc()
+        log.error("a delivery update cannot be recorded (%s); left to its lease",
+                  type(exc).__name__,
+                  extra={"code_id": delivery.code_id, "state": update.state,
+                         "attempts": update.attempts})
+
+    def _put_back(self, items: list[tuple[Delivery, DeliveryUpdate]]) -> None:
+        self._pending[:0] = items
+        self._ready.set()
+
+    async def _record(self, batch: list[tuple[Delivery, DeliveryUpdate]]) -> None:
+        now = self.clock()
+        written, verdicts = await self.uow.run(lambda tx: self._write(tx, batch, now))
         for delivery, update in written:
             self._count(delivery, update)
         for delivery, update, status in verdicts:
             count_verdict(self.metrics, delivery, status, update.prefix)
-        await self.flush()
 
     def _write(
         self, tx: Transaction, batch: list[tuple[Delivery, DeliveryUpdate]], now: datetime

@@ -515,3 +515,29 @@ async def test_with_room_new_codes_are_leased_when_recorded_and_sent_without_a_c
     await dispatcher.drain()
     assert len(harness.sms.sent) == 3
 
+
+
+async def test_an_update_the_database_refuses_does_not_hold_back_the_others(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """PostgreSQL refuses text with a NUL (SQLSTATE 22021, not transient): the batch is written
+    again one update at a time, the others are recorded, and the refused one is left to its
+    lease (logged, counted) instead of failing every later batch of this worker for good."""
+    poison, fine = code_issued(to="+79160000031"), code_issued(to="+79160000032")
+    harness.sms.scripts["+79160000031"] = [SendResult.accepted("m\x00x")]
+    await harness.consume(poison, fine)
+    await harness.dispatch()
+    assert [s["status"] for s in harness.statuses(fine.code_id)] == ["sent"]
+    unrecorded = harness.metrics.unrecorded.labels("sms")._value.get()
+    if harness.db.engine.dialect.name == "sqlite":  # SQLite keeps the NUL: nothing is refused
+        assert [s["status"] for s in harness.statuses(poison.code_id)] == ["sent"]
+        assert unrecorded == 0
+        return
+    row = harness.row(poison.code_id)
+    assert (row["state"], row["attempts"]) == ("sending", 1) and harness.statuses(poison.code_id) == []
+    assert unrecorded == 1
+    [refused] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert refused.code_id == str(poison.code_id) and "\x00" not in refused.getMessage()
+    later = code_issued(to="+79160000033")  # the recorder goes on with the next batches
+    await harness.consume(later)
+    await harness.dispatch()
+    assert [s["status"] for s in harness.statuses(later.code_id)] == ["sent"]

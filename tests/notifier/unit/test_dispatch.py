@@ -7,21 +7,21 @@ import asyncio
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
 
-from schemas.events import Channel, Locale
+from schemas.events import Channel, CodeIssued, Locale
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import CircuitState, Delivery, DeliveryUpdate, SendResult
 from services.notifier.service_layer.dispatch import SmsRoutes
 from services.notifier.service_layer.ports import Transaction
 from tests.notifier.fakes import FakeDeliveries, FakeUnitOfWork
 from tests.notifier.support import FakeGateway, code_issued
-from tests.notifier.unit.doubles import desk
+from tests.notifier.unit.doubles import Desk, desk
 
 T = TypeVar("T")
 
@@ -370,3 +370,54 @@ async def test_rows_claimed_while_the_worker_stops_are_handed_back(
     assert (row["state"], row["attempts"], row["skipped"], row["last_error"]) == (
         "retry", 1, 1, "shutdown")
     assert d.sms.sent == []
+
+
+def refusing(monkeypatch: pytest.MonkeyPatch, refused: CodeIssued, *, away: int = 0) -> None:
+    """The database refuses (not transient) any batch with an update of ``refused``'s code, and
+    is away (transient) for ``away`` more writes after that."""
+    finish, left = FakeDeliveries.finish, [away]
+
+    def refusing_finish(self: FakeDeliveries, updates: Sequence[DeliveryUpdate],
+                        now: datetime) -> list[DeliveryUpdate]:
+        if any(u.code_id == str(refused.code_id) for u in updates):
+            raise ValueError("refused")
+        if left[0]:
+            left[0] -= 1
+            raise ConnectionError("database away")
+        return finish(self, updates, now)
+
+    monkeypatch.setattr(FakeDeliveries, "finish", refusing_finish)
+
+
+async def sent_not_recorded(d: Desk, *events: CodeIssued) -> None:
+    await d.record(*events)
+    await d.dispatcher.step()
+    await asyncio.wait(list(d.dispatcher._tasks.values()))
+
+
+async def test_an_update_the_database_refuses_is_set_aside_and_the_rest_recorded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    d = desk()
+    poison, a, b = (code_issued(to=f"+7916000002{i}") for i in range(3))
+    await sent_not_recorded(d, a, poison, b)
+    refusing(monkeypatch, poison)
+    await d.dispatcher.recorder.record_pending()
+    assert {s["code_id"] for s in d.statuses()} == {str(a.code_id), str(b.code_id)}
+    assert d.row(poison.code_id)["state"] == "sending"  # left to its lease
+    assert d.metrics.unrecorded.labels("sms")._value.get() == 1
+    assert d.dispatcher.recorder._pending == []
+
+
+async def test_the_database_away_while_updates_are_written_one_by_one_keeps_the_rest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    d = desk()
+    poison, a, b = (code_issued(to=f"+7916000003{i}") for i in range(3))
+    await sent_not_recorded(d, poison, a, b)
+    refusing(monkeypatch, poison, away=1)  # away at `a`'s own write
+    with pytest.raises(ConnectionError):
+        await d.dispatcher.recorder.record_pending()
+    pending = [u.code_id for _, u in d.dispatcher.recorder._pending]
+    assert pending == [str(a.code_id), str(b.code_id)]  # the refused one is not tried again
+    await d.dispatcher.recorder.record_pending()
+    assert {s["code_id"] for s in d.statuses()} == {str(a.code_id), str(b.code_id)}
+    assert d.metrics.unrecorded.labels("sms")._value.get() == 1
