@@ -277,7 +277,7 @@ def decide(
     book: LimitBook,
     now: float,
     subject_of: Callable[[str], str],
-    reveal: Callable[[Account, IssueCode], str],
+    reveal: Callable[[Account, Channel], str],
     password_length: int,
     take: Take,
 ) -> Decision:
@@ -299,7 +299,7 @@ def decide(
     if not account.channel_usable(command.channel):
         return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
     login = subject_of("account:" + aid)
-    destination = reveal(account, command)
+    destination = reveal(account, command.channel)
     sms = command.channel is Channel.SMS
     if sms and not book.policy.sms_allowed(destination):
         return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
@@ -331,7 +331,7 @@ def decide(
 
 
 def redecide(issue: Issue, *, candidates: Mapping[LoginKind, str], accounts: list[Account],
-             reveal: Callable[[Account, IssueCode], str], sms_allowed: Callable[[str], bool]
+             reveal: Callable[[Account, Channel], str], sms_allowed: Callable[[str], bool]
              ) -> Decision:
     """An issue whose account changed after it was decided (a re-link, a termination, an
     erasure), decided again on the login's account as it stands: the same code to that account's
@@ -346,7 +346,7 @@ def redecide(issue: Issue, *, candidates: Mapping[LoginKind, str], accounts: lis
         return Reject(command=command, account_id=aid, reason=CodeRejectReason.ACCOUNT_CLOSED)
     if not account.channel_usable(command.channel):
         return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE)
-    destination = reveal(account, command)
+    destination = reveal(account, command.channel)
     if command.channel is Channel.SMS and not sms_allowed(destination):
         return Reject(command=command, account_id=aid, reason=CodeRejectReason.CHANNEL_UNAVAILABLE,
                       guard=Guard.SMS_PREFIX)

@@ -418,9 +418,9 @@ def password_changed(account: Account, *, code_id: str, locale: str, contact_key
     return encode(event, key=account.account_id, source=SOURCE)
 
 
-def reveal(keyring: Keyring, account: Account, command: IssueCode) -> str:
-    """The destination of a code request, opened from the projection (contact keys)."""
-    field = "mobile" if command.channel is Channel.SMS else "email"
+def reveal(keyring: Keyring, account: Account, channel: Channel) -> str:
+    """The account's contact for ``channel``, opened from the projection (contact keys)."""
+    field = "mobile" if channel is Channel.SMS else "email"
     token = account.mobile_enc if field == "mobile" else account.email_enc
     return keyring.decrypt(token or "", aad=contact_aad(account.account_id, field))
 

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from schemas.events import AccountStatus
-from services.common.crypto import DecryptError, Keyring, contact_aad
+from schemas.events import AccountStatus, Channel
+from services.common.crypto import DecryptError, Keyring
 from services.common.logins import LOGIN_BY_PRODUCT, candidate_keys
 from services.recovery.domain.model import Account, LoggedRequest, resolve, route_key
+from services.recovery.service_layer.codes import reveal
 from services.recovery.service_layer.ports import Clock, Repositories, UnitOfWork
 
 NO_EMAIL = "no_email_linked"
@@ -81,8 +82,7 @@ class ViewLogin:
     def _sms_prefix(self, account: Account) -> str | None:
         """Why an SMS may not go to the account's mobile (opened here, never shown), if so."""
         try:
-            mobile = self.keyring.decrypt(account.mobile_enc or "",
-                                          aad=contact_aad(account.account_id, "mobile"))
+            mobile = reveal(self.keyring, account, Channel.SMS)
         except DecryptError:  # sealed with a key recovery no longer holds: see key rotation
             return MOBILE_UNREADABLE
         return None if self.sms_allowed(mobile) else MOBILE_OUTSIDE_SMS_PREFIXES
