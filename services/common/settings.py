@@ -144,7 +144,8 @@ class CommonSettings(RuntimeSettings, KafkaClientSettings, DatabaseSettings, Web
     # it goes into CodeRejected.support_phone and the notices, 1-64 characters there
     support_phone: Annotated[Text, AfterValidator(_short_text)] = Field(
         default="8 800 250-08-90", validation_alias="SUPPORT_PHONE")
-    code_ttl_s: EnvInt = Field(default=3600, validation_alias="CODE_TTL_S")
+    # 0 or less: every code issued already expired
+    code_ttl_s: PositiveInt = Field(default=3600, validation_alias="CODE_TTL_S")
     # an inbound occurred_at further in the future is refused
     max_clock_skew_s: PositiveInt = Field(default=300, validation_alias="MAX_CLOCK_SKEW_S")
 
@@ -197,10 +198,12 @@ def _keyrings(keys: CommonSettings, *, purposes: frozenset[str], needs_pepper: b
               for p in purposes}
     if (pepper or not needs_pepper) and all(text for _, text in chosen.values()):
         try:
-            return {p: Keyring.from_config(secret_keys=text, hash_pepper=pepper, name=name)
+            made = {p: Keyring.from_config(secret_keys=text, hash_pepper=pepper, name=name)
                     for p, (name, text) in chosen.items()}
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
+        _refuse_shared_keys(made, fallback=[p for p, (name, _) in chosen.items() if name == "SECRET_KEYS"])
+        return made
     if keys.local_mode:
         local = load_local_keys(keys.var_dir / "local-keys.json")
         made = {p: local.contact if p == "contact" else local.delivery for p in purposes}
@@ -211,3 +214,15 @@ def _keyrings(keys: CommonSettings, *, purposes: frozenset[str], needs_pepper: b
         f"{needed} must be set "
         "(or SELFCARE_ENV=local for a local/demo run with generated keys under ./var/)"
     )
+
+
+def _refuse_shared_keys(keyrings: dict[str, Keyring], *, fallback: list[str]) -> None:
+    """A service given both purposes (recovery) holds no key in both: registration could then
+    open a password, the notifier a contact. Keys are compared as key material, not as text.
+    ``SECRET_KEYS`` serving as both lists (neither is set) is the one-key set-up DESIGN.md allows."""
+    if len(keyrings) < 2 or len(fallback) == len(keyrings):
+        return
+    if set(keyrings["contact"].keys) & set(keyrings["delivery"].keys):
+        instead = "".join(f" (SECRET_KEYS serves as {_PURPOSE_VARS[p]} here)" for p in fallback)
+        raise ConfigError(f"CONTACT_KEYS and DELIVERY_KEYS must not share a key{instead}: "
+                          "each purpose has keys of its own")

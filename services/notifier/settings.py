@@ -77,6 +77,17 @@ class NotifierSettings(CommonSettings, SmsSettings, SmtpSettings, DispatchSettin
             if self.status_token == gateway_token:
                 raise ConfigError(f"SMS_STATUS_TOKEN must differ from {name}: the webhook's token "
                                   "is never one we send to a gateway")
+        if self.sms_gateway_token and self.sms_gateway_token == self.sms_fallback_token:
+            # each gateway would be sent the other's credential
+            raise ConfigError("SMS_FALLBACK_TOKEN must differ from SMS_GATEWAY_TOKEN: each gateway "
+                              "is sent only its own token")
+        for gateway_held, name in ((self.status_token, SMS_STATUS_TOKEN),
+                                   (self.sms_gateway_token, "SMS_GATEWAY_TOKEN"),
+                                   (self.sms_fallback_token, "SMS_FALLBACK_TOKEN")):
+            # a gateway holds each of these: it could call the ops routes of every service
+            if self.ops_api_token and self.ops_api_token == gateway_held:
+                raise ConfigError(f"OPS_API_TOKEN must differ from {name}: the ops routes' token "
+                                  "is never one a gateway holds")
         if self.takeover_s < 1 or self.sms_circuit_failures < 1 or self.sms_circuit_open_s <= 0:
             raise ConfigError(
                 "NOTIFIER_TAKEOVER_S, SMS_CIRCUIT_FAILURES and SMS_CIRCUIT_OPEN_S must be positive")

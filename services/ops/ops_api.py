@@ -3,6 +3,7 @@
 ``OPS_API_TOKEN`` (in a local/demo set-up, when unset, the one generated into
 ``$SELFCARE_VAR_DIR/local-keys.json``); ``REGISTRATION_OPS_URL``, ``RECOVERY_OPS_URL``,
 ``NOTIFIER_OPS_URL`` (defaults: ``http://127.0.0.1:6101`` / ``6102`` / ``6103``, the web ports).
+No redirect is followed: the token goes to that URL only, never to a ``Location`` an answer names.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 DEFAULT_URLS = {"registration": "http://127.0.0.1:6101", "recovery": "http://127.0.0.1:6102",
                 "notifier": "http://127.0.0.1:6103"}
@@ -21,6 +23,15 @@ DEFAULT_URLS = {"registration": "http://127.0.0.1:6101", "recovery": "http://127
 
 class OpsApiError(Exception):
     """The service could not be reached or refused the call; the message says which."""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx answer stays an answer (an ``HTTPError``): urllib would otherwise send the request,
+    ``Authorization`` included, on to whatever host the ``Location`` names."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Message, newurl: str) -> None:
+        return None
 
 
 def token(env: Mapping[str, str] | None = None) -> str:
@@ -40,7 +51,8 @@ def base_url(service: str, env: Mapping[str, str] | None = None) -> str:
 
 def call(service: str, path: str, body: dict[str, Any], *, timeout_s: float = 60.0,
          env: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    """POSTs ``body`` to a service's ops route; (status, JSON answer). 2xx and 429 are answers."""
+    """POSTs ``body`` to a service's ops route; (status, JSON answer). 2xx and 429 are answers;
+    a 3xx is an error (no redirect is followed)."""
     url = base_url(service, env) + path
     if not url.startswith(("http://", "https://")):
         raise OpsApiError(f"{service.upper()}_OPS_URL must be an http(s) URL")
@@ -48,10 +60,15 @@ def call(service: str, path: str, body: dict[str, Any], *, timeout_s: float = 60
         url, data=json.dumps(body).encode(), method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token(env)}"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:  # noqa: S310
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as answer:
             return answer.status, json.loads(answer.read() or b"{}")
     except urllib.error.HTTPError as exc:
         data = exc.read()
+        if 300 <= exc.code < 400:
+            raise OpsApiError(
+                f"{service}: HTTP {exc.code} redirect not followed (Location "
+                f"{exc.headers.get('Location')!r}): redirects are never followed, set "
+                f"{service.upper()}_OPS_URL to the service's own address") from None
         if exc.code == 429:
             return 429, json.loads(data or b"{}")
         if exc.code == 401:

@@ -21,7 +21,8 @@ DEFAULT = Policy()
 
 def _e164_prefixes(items: tuple[str, ...]) -> tuple[str, ...]:
     """``SMS_ALLOWED_PREFIXES``: comma-separated E.164 prefixes such as ``+79,+7700``."""
-    if not items or any(not (p.startswith("+") and p[1:].isdigit()) for p in items):
+    # ASCII digits only: str.isdigit takes "+７９" (full-width), which no E.164 number matches
+    if not items or any(not (p.startswith("+") and p[1:].isascii() and p[1:].isdigit()) for p in items):
         raise ValueError("must list E.164 prefixes, e.g. +79,+7700")
     return items
 
@@ -35,18 +36,19 @@ Prefixes = Annotated[CommaList, KEEP_EMPTY, AfterValidator(_e164_prefixes)]
 
 
 class LimitSettings(EnvSettings):
-    """The ``LIMIT_*``, ``LOGIN_*`` and SMS-pumping limits, as the domain's :class:`Policy`."""
+    """The ``LIMIT_*``, ``LOGIN_*`` and SMS-pumping limits, as the domain's :class:`Policy`. Every
+    maximum and every window is at least 1: 0 or less would turn its limit off."""
 
-    limit_login_cooldown_s: EnvInt = Field(default=int(DEFAULT.login_cooldown.window_s),
-                                           validation_alias="LIMIT_LOGIN_COOLDOWN_S")
+    limit_login_cooldown_s: AtLeastOne = Field(default=int(DEFAULT.login_cooldown.window_s),
+                                               validation_alias="LIMIT_LOGIN_COOLDOWN_S")
     limit_destination_max: AtLeastOne = Field(default=DEFAULT.per_destination.max_events,
                                           validation_alias="LIMIT_DESTINATION_MAX")
-    limit_destination_window_s: EnvInt = Field(default=int(DEFAULT.per_destination.window_s),
-                                               validation_alias="LIMIT_DESTINATION_WINDOW_S")
+    limit_destination_window_s: AtLeastOne = Field(default=int(DEFAULT.per_destination.window_s),
+                                                   validation_alias="LIMIT_DESTINATION_WINDOW_S")
     limit_ip_max: AtLeastOne = Field(default=DEFAULT.per_ip.max_events,
                                      validation_alias="LIMIT_IP_MAX")
-    limit_ip_window_s: EnvInt = Field(default=int(DEFAULT.per_ip.window_s),
-                                      validation_alias="LIMIT_IP_WINDOW_S")
+    limit_ip_window_s: AtLeastOne = Field(default=int(DEFAULT.per_ip.window_s),
+                                          validation_alias="LIMIT_IP_WINDOW_S")
     limit_account_daily_max: AtLeastOne = Field(default=DEFAULT.account_daily.max_events,
                                                 validation_alias="LIMIT_ACCOUNT_DAILY_MAX")
     sms_hourly_budget: AtLeastOne = Field(default=DEFAULT.sms_hourly.max_events,
@@ -55,8 +57,8 @@ class LimitSettings(EnvSettings):
                                            validation_alias="SMS_ALLOWED_PREFIXES")
     login_ip_max: AtLeastOne = Field(default=DEFAULT.login_ip.max_events,
                                      validation_alias="LOGIN_IP_MAX")
-    login_ip_window_s: EnvInt = Field(default=int(DEFAULT.login_ip.window_s),
-                                      validation_alias="LOGIN_IP_WINDOW_S")
+    login_ip_window_s: AtLeastOne = Field(default=int(DEFAULT.login_ip.window_s),
+                                          validation_alias="LOGIN_IP_WINDOW_S")
     login_lockout_failures: AtLeastOne = Field(default=DEFAULT.lockout_failures,
                                                validation_alias="LOGIN_LOCKOUT_FAILURES")
     login_global_lockout_failures: AtLeastOne = Field(default=DEFAULT.global_lockout_failures,
@@ -125,4 +127,8 @@ class RecoverySettings(CommonSettings, LimitSettings, PasswordSettings, Recovery
     def _derive_token(self) -> Self:
         self._derive(api_token=token_setting(self.api_token, RECOVERY_API_TOKEN,
                                              local_mode=self.local_mode, var_dir=self.var_dir))
+        if self.ops_api_token and self.ops_api_token == self.api_token:
+            # the login page's backend holds the API token: it would open every service's ops routes
+            raise ConfigError("OPS_API_TOKEN must differ from RECOVERY_API_TOKEN: the ops routes' "
+                              "token is never one the portal holds")
         return self

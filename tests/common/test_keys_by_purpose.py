@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from schemas.events import AccountChanged, ContractLinked
-from services.common.crypto import DecryptError, code_aad, contact_aad, generate_key
+from services.common.crypto import DecryptError, Keyring, code_aad, contact_aad, generate_key
 from services.common.settings import ConfigError
 from services.notifier.settings import NotifierSettings
 from services.recovery.settings import RecoverySettings
@@ -64,6 +64,34 @@ def test_secret_keys_serves_as_both_when_they_are_unset(tmp_path: Path) -> None:
     assert both.contact_keys.keys == both.delivery_keys.keys
     only_delivery = RecoverySettings.from_env(env(tmp_path, SECRET_KEYS=CONTACT, DELIVERY_KEYS=DELIVERY))
     assert only_delivery.contact_keys.keys != only_delivery.delivery_keys.keys
+
+
+@pytest.mark.parametrize("keys", [
+    {"CONTACT_KEYS": CONTACT, "DELIVERY_KEYS": f"{DELIVERY},{CONTACT}"},  # an older key in both
+    {"CONTACT_KEYS": f"{CONTACT},{DELIVERY}", "DELIVERY_KEYS": DELIVERY},
+    {"CONTACT_KEYS": CONTACT, "DELIVERY_KEYS": CONTACT},
+    # the same key material written differently (base64 padding, spaces): compared as bytes
+    {"CONTACT_KEYS": CONTACT, "DELIVERY_KEYS": f"{DELIVERY}, {CONTACT}="},
+    # one list set, the other falling back to SECRET_KEYS
+    {"CONTACT_KEYS": CONTACT, "SECRET_KEYS": f"{DELIVERY},{CONTACT}"},
+    {"DELIVERY_KEYS": DELIVERY, "SECRET_KEYS": DELIVERY},
+], ids=["older-in-delivery", "older-in-contact", "same-list", "padded", "contact-and-secret",
+        "delivery-and-secret"])
+def test_recovery_refuses_a_key_in_both_contact_and_delivery_keys(tmp_path: Path,
+                                                                  keys: dict[str, str]) -> None:
+    """A key in both lists would let the notifier open a contact and registration a password."""
+    with pytest.raises(ConfigError, match=r"^CONTACT_KEYS and DELIVERY_KEYS must not share a key") as err:
+        RecoverySettings.from_env(env(tmp_path, **keys))
+    assert CONTACT not in str(err.value) and DELIVERY not in str(err.value)
+    assert Keyring.from_config(secret_keys=CONTACT, hash_pepper=None).newest_key_id not in str(err.value)
+
+
+def test_one_key_and_local_set_ups_still_serve_both_purposes(tmp_path: Path) -> None:
+    """SECRET_KEYS alone is the one-key set-up DESIGN.md allows; local mode generates its keys."""
+    one_key = RecoverySettings.from_env(env(tmp_path, SECRET_KEYS=f"{CONTACT},{DELIVERY}"))
+    assert one_key.contact_keys.keys == one_key.delivery_keys.keys
+    local = RecoverySettings.from_env({"SELFCARE_ENV": "local", "SELFCARE_VAR_DIR": str(tmp_path)})
+    assert local.contact_keys.keys and local.delivery_keys.keys
 
 
 def test_an_old_local_key_file_keeps_working(tmp_path: Path) -> None:

@@ -153,6 +153,9 @@ def test_the_database_default_and_files_follow_the_var_dir(tmp_path: Path) -> No
     ("KAFKA_SESSION_TIMEOUT_S", "1.5", "KAFKA_SESSION_TIMEOUT_S must be an integer"),
     ("SUPPORT_PHONE", "", "SUPPORT_PHONE must be 1 to 64 characters"),
     ("SUPPORT_PHONE", "8" * 65, "SUPPORT_PHONE must be 1 to 64 characters"),
+    # every code would be issued already expired (and spend the limits)
+    ("CODE_TTL_S", "0", "CODE_TTL_S must be a positive integer"),
+    ("CODE_TTL_S", "-3600", "CODE_TTL_S must be a positive integer"),
 ])
 def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
                                                tmp_path: Path) -> None:
@@ -182,6 +185,21 @@ def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: 
     (RecoverySettings, "SMS_ALLOWED_PREFIXES", "", "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
     (RecoverySettings, "SMS_ALLOWED_PREFIXES", "79", "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
     (RecoverySettings, "SMS_ALLOWED_PREFIXES", '["+79"]', "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
+    # digits that str.isdigit takes but no E.164 number has: full-width, Arabic-Indic
+    (RecoverySettings, "SMS_ALLOWED_PREFIXES", "+\uff17\uff19", "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
+    (RecoverySettings, "SMS_ALLOWED_PREFIXES", "+79,+\u0667\u0669",
+     "SMS_ALLOWED_PREFIXES must list E.164 prefixes"),
+    # a window of 0 s or less would turn its limit off
+    (RecoverySettings, "LIMIT_LOGIN_COOLDOWN_S", "0", "LIMIT_LOGIN_COOLDOWN_S must be at least 1"),
+    (RecoverySettings, "LIMIT_LOGIN_COOLDOWN_S", "-60", "LIMIT_LOGIN_COOLDOWN_S must be at least 1"),
+    (RecoverySettings, "LIMIT_DESTINATION_WINDOW_S", "-600", "LIMIT_DESTINATION_WINDOW_S must be at least 1"),
+    (RecoverySettings, "LIMIT_DESTINATION_WINDOW_S", "0", "LIMIT_DESTINATION_WINDOW_S must be at least 1"),
+    (RecoverySettings, "LIMIT_IP_WINDOW_S", "-300", "LIMIT_IP_WINDOW_S must be at least 1"),
+    (RecoverySettings, "LIMIT_IP_WINDOW_S", "0", "LIMIT_IP_WINDOW_S must be at least 1"),
+    (RecoverySettings, "LOGIN_IP_WINDOW_S", "0", "LOGIN_IP_WINDOW_S must be at least 1"),
+    (RecoverySettings, "LOGIN_IP_WINDOW_S", "-60", "LOGIN_IP_WINDOW_S must be at least 1"),
+    (RecoverySettings, "LIMIT_ACCOUNT_DAILY_MAX", "0", "LIMIT_ACCOUNT_DAILY_MAX must be at least 1"),
+    (RecoverySettings, "LOGIN_GLOBAL_LOCKOUT_FAILURES", "0", "LOGIN_GLOBAL_LOCKOUT_FAILURES must be at least 1"),
     (RecoverySettings, "ARGON2_MEMORY_KIB", "1024", "argon2id parameters below OWASP's minimum"),
     (RecoverySettings, "ARGON2_TIME_COST", "two", "ARGON2_TIME_COST must be an integer"),
     (RecoverySettings, "TRUSTED_PROXIES", "proxy.local", "TRUSTED_PROXIES entry 'proxy.local'"),

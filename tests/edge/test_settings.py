@@ -43,6 +43,38 @@ def test_the_webhook_token_is_never_the_fallback_gateway_token(tmp_path: Path) -
     assert NotifierSettings.from_env({**env, "SMS_STATUS_TOKEN": "s" * 20}).status_token == "s" * 20
 
 
+def test_the_ops_token_is_never_recoverys_api_token(tmp_path: Path) -> None:
+    """The login page's backend holds RECOVERY_API_TOKEN: equal to OPS_API_TOKEN, it would open
+    the ops routes of every service."""
+    env = {**KEYS, "SELFCARE_VAR_DIR": str(tmp_path), "RECOVERY_API_TOKEN": "r" * 20}
+    with pytest.raises(ConfigError, match=r"^OPS_API_TOKEN must differ from RECOVERY_API_TOKEN"):
+        RecoverySettings.from_env({**env, "OPS_API_TOKEN": "r" * 20})
+    assert RecoverySettings.from_env({**env, "OPS_API_TOKEN": "o" * 20}).ops_api_token == "o" * 20
+
+
+NOTIFIER_TOKENS = {"SMS_GATEWAY_TOKEN": "g" * 20, "SMS_STATUS_TOKEN": "s" * 20,
+                   "SMS_FALLBACK_URL": "https://fallback.example/sms", "SMS_FALLBACK_TOKEN": "f" * 20}
+
+
+@pytest.mark.parametrize("name", ["SMS_STATUS_TOKEN", "SMS_GATEWAY_TOKEN", "SMS_FALLBACK_TOKEN"])
+def test_the_ops_token_is_never_a_token_a_gateway_holds(tmp_path: Path, name: str) -> None:
+    """Either gateway holds the webhook's token and the one we send it: equal to OPS_API_TOKEN,
+    a gateway could call the ops routes."""
+    env = {**KEYS, "SELFCARE_VAR_DIR": str(tmp_path), **NOTIFIER_TOKENS}
+    with pytest.raises(ConfigError, match=f"^OPS_API_TOKEN must differ from {name}"):
+        NotifierSettings.from_env({**env, "OPS_API_TOKEN": env[name]})
+    assert NotifierSettings.from_env({**env, "OPS_API_TOKEN": "o" * 20}).ops_api_token == "o" * 20
+
+
+def test_the_two_gateways_are_never_sent_the_same_token(tmp_path: Path) -> None:
+    env = {**KEYS, "SELFCARE_VAR_DIR": str(tmp_path), **NOTIFIER_TOKENS}
+    with pytest.raises(ConfigError, match=r"^SMS_FALLBACK_TOKEN must differ from SMS_GATEWAY_TOKEN"):
+        NotifierSettings.from_env({**env, "SMS_FALLBACK_TOKEN": "g" * 20})
+    # neither set (a gateway that takes no token), or only one: nothing is shared
+    for unset in ({"SMS_GATEWAY_TOKEN": "", "SMS_FALLBACK_TOKEN": ""}, {"SMS_FALLBACK_TOKEN": ""}):
+        assert NotifierSettings.from_env({**env, **unset}).sms_fallback_token == ""
+
+
 def test_local_mode_generates_the_tokens_once_beside_the_keys(tmp_path: Path) -> None:
     env = {"SELFCARE_ENV": "local", "SELFCARE_VAR_DIR": str(tmp_path)}
     recovery = RecoverySettings.from_env(env)
