@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,7 +17,6 @@ from sqlalchemy.exc import OperationalError
 
 from schemas.events import CodeRequested
 from services.common import consumer_loop
-from services.common.codec import WireRecord
 from services.common.consumer_loop import (
     BatchRunner,
     Decided,
@@ -28,24 +27,7 @@ from services.common.consumer_loop import (
     each_as,
 )
 from services.common.metrics import ServiceMetrics
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, WireRecord]] = []
-
-    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
-        self.records.extend(items)
-
-
-class Relay:
-    def __init__(self) -> None:
-        self.flushes = 0
-
-    async def flush(self) -> int:
-        self.flushes += 1
-        return 0
-
+from tests.support.doubles import Relay, Sent
 
 LOGINS = {"a": "+79161234501", "b": "+79161234502", "c": "+79161234503",
           "poison": "+79161234599"}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
 
 import psycopg
 import pytest
@@ -18,10 +17,10 @@ from sqlalchemy import Column, MetaData, String, Table, create_engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, ProgrammingError
 
 from schemas.events import ContractTerminated
-from services.common.codec import WireRecord
 from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
 from services.common.db import Database, is_transient
 from services.common.metrics import ServiceMetrics
+from tests.support.doubles import Relay, Sent
 
 
 def wrapped(orig: Exception) -> DBAPIError:
@@ -81,19 +80,6 @@ async def test_a_read_only_database_is_transient(postgres_url: str) -> None:
         assert is_transient(caught.value)
     finally:
         db.close()
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, WireRecord]] = []
-
-    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
-        self.records.extend(items)
-
-
-class Relay:
-    async def flush(self) -> int:
-        return 0
 
 
 def event(n: int) -> RawRecord:

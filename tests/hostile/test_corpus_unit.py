@@ -5,7 +5,6 @@ corpus against the real services."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from schemas.topics import (
     PASSWORD_CHANGED,
     REQUESTS_BY_LOGIN,
 )
-from services.common.codec import WireRecord
 from services.common.consumer_loop import BatchRunner, Inbound, RawRecord
 from services.common.metrics import ServiceMetrics
 from services.registration.entrypoints.agents import (
@@ -39,6 +37,7 @@ from tests.hostile.corpus import (
     corpus,
     kinds,
 )
+from tests.support.doubles import Relay, Sent
 
 MODELS: dict[str, type[Event]] = {
     CONTRACT_LINKED: InboundContractLinked,
@@ -51,19 +50,6 @@ MODELS: dict[str, type[Event]] = {
     PASSWORD_CHANGED: PasswordChanged,
 }
 CASES = corpus()
-
-
-class Sent:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, WireRecord]] = []
-
-    async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
-        self.records.extend(items)
-
-
-class Relay:
-    async def flush(self) -> int:
-        return 0
 
 
 class Erased:
