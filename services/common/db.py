@@ -557,6 +557,9 @@ _WINDOW_SLOT_PG = text(
     "advanced AS (UPDATE windows SET next_slot = :next_slot, busy_until = :busy_until "
     "WHERE subject = :subject AND EXISTS (SELECT 1 FROM free) RETURNING 1) "
     "SELECT (SELECT until FROM cur)")  # a modifying sub-statement runs whether read or not
+_WINDOW_PEEK = text(
+    "SELECT w.size, s.until FROM windows w LEFT JOIN window_slots s "
+    "ON s.subject = w.subject AND s.slot = w.next_slot WHERE w.subject = :subject")
 _WINDOW_INSIDE = text("SELECT until FROM window_slots WHERE subject = :subject AND until > :now "
                "ORDER BY until")
 _WINDOW_CLEAR = text("DELETE FROM window_slots WHERE subject = :subject")
@@ -578,9 +581,7 @@ def take_window(session: Session, subject: str, *, max_events: int, window_s: fl
     if max_events <= 0 or window_s <= 0:
         return None
     size = max_events
-    next_slot, laid_out_for, busy_until = session.execute(
-        _WINDOW_HEAD, {"subject": subject, "size": size, "now": now}).one()
-    slot = next_slot if laid_out_for == size else _lay_out_window(session, subject, size, now)
+    slot, busy_until = _ring_head(session, subject, size, now)
     until = now + window_s
     advance = {"subject": subject, "slot": slot, "until": until, "next_slot": (slot + 1) % size,
                "busy_until": max(until, busy_until)}
@@ -594,6 +595,62 @@ def take_window(session: Session, subject: str, *, max_events: int, window_s: fl
     if frees_at is not None and frees_at > now:
         return max(1, math.ceil(frees_at - now))
     return None
+
+
+def _ring_head(session: Session, subject: str, size: int, now: float) -> tuple[int, float]:
+    """Locks ``subject``'s ring (its ``windows`` row, made if missing) until commit; returns the
+    slot the next event takes (the ring laid out again if ``size`` changed) and when the last
+    of its slots leaves."""
+    next_slot, laid_out_for, busy_until = session.execute(
+        _WINDOW_HEAD, {"subject": subject, "size": size, "now": now}).one()
+    slot = next_slot if laid_out_for == size else _lay_out_window(session, subject, size, now)
+    return slot, busy_until
+
+
+def peek_window(session: Session, subject: str, *, max_events: int, window_s: float,
+                now: float) -> int | None:
+    """What ``take_window`` would answer now, counting nothing and locking nothing: a look
+    ahead, which another writer may make stale at once (a ring laid out for another size is
+    left to the take)."""
+    if max_events <= 0 or window_s <= 0:
+        return None
+    row = session.execute(_WINDOW_PEEK, {"subject": subject}).first()
+    if row is None or row.size != max_events or row.until is None or row.until <= now:
+        return None
+    return max(1, math.ceil(row.until - now))
+
+
+def take_windows(session: Session, groups: Sequence[Sequence[tuple[str, int, float]]],
+                 now: float) -> list[tuple[int, int] | None]:
+    """For each group of (subject, max_events, window_s) in order: one event in every window of
+    the group if each has room (``None``), else none, and (the position in the group of the
+    first without room, the seconds until it has room). Every ring the groups name is locked
+    first, in the order of its subject, so that writers taking overlapping groups wait for each
+    other in line, never in a circle."""
+    sizes = {subject: max_events for group in groups for subject, max_events, window_s in group
+             if max_events > 0 and window_s > 0}
+    heads = {subject: _ring_head(session, subject, sizes[subject], now) for subject in sorted(sizes)}
+    answers: list[tuple[int, int] | None] = []
+    for group in groups:
+        counted = [(i, t) for i, t in enumerate(group) if t[1] > 0 and t[2] > 0]
+        refused = None
+        for i, (subject, _, _) in counted:
+            frees_at = session.execute(
+                _WINDOW_SLOT, {"subject": subject, "slot": heads[subject][0]}).scalar()
+            if frees_at is not None and frees_at > now:
+                refused = (i, max(1, math.ceil(frees_at - now)))
+                break
+        if refused is None:
+            for _, (subject, max_events, window_s) in counted:
+                slot, busy_until = heads[subject]
+                until = now + window_s
+                heads[subject] = ((slot + 1) % max_events, max(until, busy_until))
+                advance = {"subject": subject, "slot": slot, "until": until,
+                           "next_slot": heads[subject][0], "busy_until": heads[subject][1]}
+                session.execute(_WINDOW_WRITE, advance)
+                session.execute(_WINDOW_ADVANCE, advance)
+        answers.append(refused)
+    return answers
 
 
 def _lay_out_window(session: Session, subject: str, size: int, now: float) -> int:

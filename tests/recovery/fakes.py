@@ -132,6 +132,15 @@ class FakeWindows:
         return sliding.take(self.store.windows, subject, max_events=window.max_events,
                             window_s=window.window_s, now=now)
 
+    def peek(self, subject: str, window: Window, now: float) -> int | None:
+        return sliding.peek(self.store.windows, subject, max_events=window.max_events,
+                            window_s=window.window_s, now=now)
+
+    def take_together(self, groups: Sequence[Sequence[tuple[str, Window]]], now: float
+                      ) -> list[tuple[int, int] | None]:
+        return sliding.take_together(self.store.windows, [
+            [(subject, w.max_events, w.window_s) for subject, w in group] for group in groups], now)
+
     def prune(self, before: float) -> None:
         sliding.prune(self.store.windows, before)
 

@@ -20,6 +20,29 @@ def take(rings: dict[str, list[float]], subject: str, *, max_events: int, window
     return None
 
 
+def peek(rings: dict[str, list[float]], subject: str, *, max_events: int, window_s: float,
+         now: float) -> int | None:
+    """What ``take`` would answer now, counting nothing."""
+    return take({subject: list(rings.get(subject, []))}, subject, max_events=max_events,
+                window_s=window_s, now=now)
+
+
+def take_together(rings: dict[str, list[float]],
+                  groups: list[list[tuple[str, int, float]]], now: float
+                  ) -> list[tuple[int, int] | None]:
+    """For each group in order: an event in each of its windows, or (when one is full: its
+    position, its wait) in none."""
+    answers: list[tuple[int, int] | None] = []
+    for group in groups:
+        waits = [peek(rings, s, max_events=m, window_s=w, now=now) for s, m, w in group]
+        full = [(i, wait) for i, wait in enumerate(waits) if wait is not None]
+        if not full:
+            for s, m, w in group:
+                take(rings, s, max_events=m, window_s=w, now=now)
+        answers.append(full[0] if full else None)
+    return answers
+
+
 def prune(rings: dict[str, list[float]], before: float) -> None:
     """Drop the times before ``before``, in place, and the subjects left with none (as the
     tables keep no empty ring)."""

@@ -26,8 +26,10 @@ from services.common.db import (
     insert_rows,
     is_transient,
     mark_processed,
+    peek_window,
     prune_windows,
     take_window,
+    take_windows,
 )
 from services.common.logins import LoginKind
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S, request_log
@@ -148,6 +150,15 @@ class SqlWindows:
 
     def take(self, subject: str, window: Window, now: float) -> int | None:
         return take(self.session, subject, window, now)
+
+    def peek(self, subject: str, window: Window, now: float) -> int | None:
+        return peek_window(self.session, subject, max_events=window.max_events,
+                           window_s=window.window_s, now=now)
+
+    def take_together(self, groups: Sequence[Sequence[tuple[str, Window]]], now: float
+                      ) -> list[tuple[int, int] | None]:
+        return take_windows(self.session, [[(subject, w.max_events, w.window_s)
+                                            for subject, w in group] for group in groups], now)
 
     def prune(self, before: float) -> None:
         prune_windows(self.session, before)

@@ -174,9 +174,28 @@ class Policy:
 Subject = tuple[LimitKind, str]
 
 
-# take(subject, window, now): count one event in a sliding window, atomically where every worker
-# sees it; ``None`` if it fits, else the seconds until the window lets one more in
-Take = Callable[[str, Window, float], int | None]
+# peek(subject, window, now): ``None`` if one more event would fit in a sliding window now, else
+# the seconds until it would; counts nothing
+Peek = Callable[[str, Window, float], int | None]
+
+SMS_BUDGET = "sms-budget"  # the subject of the hourly SMS budget over all accounts
+
+
+def counted_windows(account_id: str, channel: Channel, policy: Policy,
+                    subject_of: Callable[[str], str]) -> list[tuple[str, Window, Guard]]:
+    """The shared windows a code counts in, as (subject, window, the guard that refuses when it
+    is full): its account's codes a day and, for an SMS, the hourly budget. They are taken when
+    the code is written, all or none, on the account that gets it (``Windows.take_together``)."""
+    daily = (subject_of("account-day:" + account_id), policy.account_daily, Guard.ACCOUNT_DAILY)
+    if channel is Channel.SMS:
+        return [daily, (SMS_BUDGET, policy.sms_hourly, Guard.SMS_BUDGET)]
+    return [daily]
+
+
+def refused_by_window(issue: Issue, guard: Guard, wait: int) -> Reject:
+    """An issue whose code a full window refused when it was to be written."""
+    return Reject(command=issue.command, account_id=issue.account.account_id,
+                  reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait, guard=guard)
 
 
 # loader(kind, subject, since, newest): at most the ``newest`` latest event times after ``since``
@@ -279,15 +298,19 @@ def decide(
     subject_of: Callable[[str], str],
     reveal: Callable[[Account, Channel], str],
     password_length: int,
-    take: Take,
+    peek: Peek,
 ) -> Decision:
-    """``subject_of`` turns a value into its keyed hash; ``reveal`` decrypts the destination."""
+    """``subject_of`` turns a value into its keyed hash; ``reveal`` decrypts the destination.
+    The shared windows (``counted_windows``) are only looked at here, so that a request they
+    would refuse is refused before its password is hashed; the write takes them."""
     if command.client_ip is not None:
         ip = subject_of("ip:" + command.client_ip)
         wait = book.retry_after(LimitKind.CLIENT_IP, ip, now)
         book.record(LimitKind.CLIENT_IP, ip, now)
-        if wait is not None:
-            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait)
+        if wait is not None:  # named after its account all the same, which an erasure follows
+            known = resolve(candidates, accounts) if candidates else None
+            return Reject(command=command, reason=CodeRejectReason.RATE_LIMITED, retry_after_s=wait,
+                          account_id=None if known is None else known.account_id)
     if not candidates:
         return Reject(command=command, reason=CodeRejectReason.INVALID_REQUEST)
     account = resolve(candidates, accounts)
@@ -310,15 +333,11 @@ def decide(
         if wait is not None:
             return Reject(command=command, account_id=aid, reason=CodeRejectReason.RATE_LIMITED,
                           retry_after_s=wait)
-    wait = take(subject_of("account-day:" + aid), book.policy.account_daily, now)
-    if wait is not None:
-        return Reject(command=command, account_id=aid, reason=CodeRejectReason.RATE_LIMITED,
-                      retry_after_s=wait, guard=Guard.ACCOUNT_DAILY)
-    if sms:
-        wait = take("sms-budget", book.policy.sms_hourly, now)
+    for subject, window, guard in counted_windows(aid, command.channel, book.policy, subject_of):
+        wait = peek(subject, window, now)
         if wait is not None:
             return Reject(command=command, account_id=aid, reason=CodeRejectReason.RATE_LIMITED,
-                          retry_after_s=wait, guard=Guard.SMS_BUDGET)
+                          retry_after_s=wait, guard=guard)
     book.record(LimitKind.LOGIN, login, now)
     book.record(LimitKind.DESTINATION, dest, now)
     return Issue(
@@ -335,8 +354,9 @@ def redecide(issue: Issue, *, candidates: Mapping[LoginKind, str], accounts: lis
              ) -> Decision:
     """An issue whose account changed after it was decided (a re-link, a termination, an
     erasure), decided again on the login's account as it stands: the same code to that account's
-    destination now, or the refusal the request would get now. The limits it took stay taken and
-    are not taken again."""
+    destination now, or the refusal the request would get now. Its cool-downs stay counted on
+    the account it was decided on; the shared windows are taken by the write, on the account
+    that gets the code."""
     command = issue.command
     account = resolve(candidates, accounts)
     if account is None:

@@ -48,8 +48,10 @@ from services.recovery.domain.model import (
     NewCode,
     Policy,
     Reject,
+    counted_windows,
     decide,
     redecide,
+    refused_by_window,
     route_key,
 )
 from services.recovery.service_layer.metrics import RecoveryMetrics
@@ -242,7 +244,7 @@ class IssueCodes:
             decide(command, candidates=keys, accounts=accounts, book=book, now=now,
                    subject_of=lambda v: self.keyring.keyed_hash("limit", v),
                    reveal=partial(reveal, self.keyring),
-                   password_length=self.config.password_length, take=repos.windows.take)
+                   password_length=self.config.password_length, peek=repos.windows.peek)
             for command, keys in zip(commands, candidates, strict=True)
         ]
 
@@ -270,6 +272,7 @@ class IssueCodes:
         now = batch.now
         hash_of = dict(zip((i.code_id for i in batch.issues), hashes, strict=True))
         decisions, erased = self._current(repos, batch.decisions)
+        decisions = self._counted(repos, decisions, now)
         repos.processed.mark([d.command.request_event_id for d in batch.decisions])
         repos.rate_events.add([e for e in batch.rate_events if e[1] not in erased.limits])
         entries = [logged(d, login_key=route_key(self.keyring, d.command.login), now=now)
@@ -294,6 +297,28 @@ class IssueCodes:
             rejected(d, support_phone=self.config.support_phone)
             for d in decisions if isinstance(d, Reject)])
         return decisions
+
+    def _counted(self, repos: Repositories, decisions: list[Decision], now: float
+                 ) -> list[Decision]:
+        """Each issue's shared windows (``counted_windows``: its account's codes a day, the SMS
+        budget) taken in the write's transaction, all or none, on the account that gets the
+        code: a request decided again (a crash, the database away, a re-link meanwhile) counts
+        once, and a refused one counts nowhere. An issue a full window refuses becomes that
+        refusal (its cool-downs stay counted)."""
+        issues = [d for d in decisions if isinstance(d, Issue)]
+        if not issues:
+            return decisions
+        windows = [counted_windows(i.account.account_id, i.command.channel, self.config.policy,
+                                   lambda v: self.keyring.keyed_hash("limit", v))
+                   for i in issues]
+        answers = repos.windows.take_together(
+            [[(subject, window) for subject, window, _ in group] for group in windows], now)
+        refused: dict[str, Decision] = {}
+        for issue, group, answer in zip(issues, windows, answers, strict=True):
+            if answer is not None:
+                at, wait = answer
+                refused[issue.code_id] = refused_by_window(issue, group[at][2], wait)
+        return [refused.get(d.code_id, d) if isinstance(d, Issue) else d for d in decisions]
 
     def _current(self, repos: Repositories, decisions: list[Decision]
                  ) -> tuple[list[Decision], Erased]:

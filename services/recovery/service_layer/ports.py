@@ -111,6 +111,17 @@ class Windows(Protocol):
         seconds up to ``now``: ``None``; else the seconds until the oldest of them leaves."""
         ...
 
+    def peek(self, subject: str, window: Window, now: float) -> int | None:
+        """What ``take`` would answer now, counting nothing and locking nothing."""
+        ...
+
+    def take_together(self, groups: Sequence[Sequence[tuple[str, Window]]], now: float
+                      ) -> list[tuple[int, int] | None]:
+        """For each group in order, one event in every window of the group, or in none: ``None``
+        when each had room, else (the position in the group of the first without room, the
+        seconds until it has room). Safe against other writers taking overlapping groups."""
+        ...
+
     def prune(self, before: float) -> None: ...
 
     def delete_subjects(self, subjects: Collection[str]) -> None: ...

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
+from schemas.events import TvProduct
+from services.common.consumer_loop import RawRecord
 from services.common.crypto import Keyring, contact_aad, generate_key
 from services.recovery.adapters import repository
 from services.recovery.adapters.support_tables import KEEP_PER_LOGIN, KEEP_S
@@ -147,3 +149,30 @@ def test_pruning_keeps_the_newest_rows_per_login_and_drops_old_ones(h: Harness) 
                                     for k in ("busy", "quiet", "old")})
     assert left["busy"] == [f"busy-{i}" for i in range(29, 29 - KEEP_PER_LOGIN, -1)]
     assert len(left["quiet"]) == 3 and left["old"] == []
+
+
+async def test_an_erased_personal_account_leaves_no_request_the_address_window_refused(
+        h: Harness) -> None:
+    """A request the client-address window refuses is decided before anything else, yet logged
+    under its account: the erasure of a personal-account login (whose route key the account
+    cannot give) then deletes it with the rest."""
+    account = account_changed(h.keyring, product=TvProduct.LINEAR, personal_account="500100201")
+    await h.accounts(account)
+    ip = "203.0.113.50"  # POLICY: four requests per address in 300 s
+    await h.requests(request("500100201", client_ip=ip))
+    await h.requests(*[request(f"+7 916 000-00-0{i}", client_ip=ip) for i in range(3)])
+    refused = request("500 100 201", client_ip=ip)
+    await h.requests(refused)
+    assert {v["request_event_id"]: v.get("reason") for _, v in h.staged()}[
+        str(refused.event_id)] == "rate_limited"
+    route = route_key(h.keyring, "500100201")
+
+    def logged() -> list[tuple[object, ...]]:
+        return [tuple(r) for r in h.db.run_sync(lambda s: s.execute(
+            select(table.c.reason, table.c.account_id).where(table.c.login_key == route)).all())]
+
+    assert sorted(logged(), key=str) == sorted([(None, str(account.account_id)),
+                                                ("rate_limited", str(account.account_id))], key=str)
+    await h.tombstones([RawRecord(topic="t", partition=0, offset=0,
+                                  key=str(account.account_id).encode(), value=None, headers=[])])
+    assert logged() == []

@@ -137,3 +137,61 @@ def test_takes_answer_as_the_definition_does(engine: Engine, steps: list[tuple[f
             with Session(engine) as session, session.begin():
                 got = repository.take(session, subject, window, now)
             assert got == definition.take(subject, window, now), (now, limit)
+
+
+# -- several windows taken together (a code's daily count and the SMS budget) -----------------
+
+async def test_groups_taken_together_on_two_connections_never_wait_in_a_circle(
+        db: Database, database_url: str) -> None:
+    """Two writers take groups over the same rings in opposite orders (accounts a, b and the
+    budget), simultaneously: no deadlock, each group all or nothing, and the budget exact."""
+    other = Database(url=database_url, name="windows-other")
+    day, budget = Window(max_events=3, window_s=86400), Window(max_events=8, window_s=3600)
+    forward = [[("a", day), ("budget", budget)], [("b", day), ("budget", budget)]] * 3
+    backward = list(reversed(forward))
+
+    async def write(database: Database, groups: list[list[tuple[str, Window]]]
+                    ) -> list[tuple[int, int] | None]:
+        return await database.run(lambda s: repository.SqlWindows(s).take_together(groups, 10.0))
+
+    try:
+        answers = await asyncio.gather(*[write(other if i % 2 else db, backward if i % 2
+                                               else forward) for i in range(4)])
+    finally:
+        other.close()
+    flat = [a for batch in answers for a in batch]
+    assert sum(a is None for a in flat) == 6  # three a day for each of a and b: 6 of budget's 8
+    assert {a for a in flat if a is not None} == {(0, 86400)}  # refused by the day, never budget
+
+    def slots(s: Session, subject: str) -> int | None:
+        return s.scalar(select(func.count()).select_from(window_slots)
+                        .where(window_slots.c.subject == subject))
+
+    assert [db.run_sync(lambda s, x=x: slots(s, x)) for x in ("a", "b", "budget")] == [3, 3, 6]
+
+
+groups = st.lists(st.tuples(st.floats(min_value=0, max_value=40, allow_nan=False),
+                            st.lists(st.lists(st.sampled_from(["x", "y", "z"]), min_size=1,
+                                              max_size=2, unique=True), min_size=1, max_size=3)),
+                  min_size=1, max_size=15)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=groups, limit=st.sampled_from([1, 2, 3]))
+def test_groups_and_peeks_answer_as_the_definition_does(
+        engine: Engine, steps: list[tuple[float, list[list[str]]]], limit: int) -> None:
+    """Any sequence of groups taken together in time order, and a peek at each ring before:
+    the answers are those of ``FakeWindows``, which takes a group only when each window has
+    room, and a peek counts nothing."""
+    prefix, store, now = uuid.uuid4().hex[:8], FakeStore(), 1000.0
+    definition = FakeWindows(store)
+    window = Window(max_events=limit, window_s=30.0)
+    for passed, batch in steps:
+        now += passed
+        asked = [[(prefix + name, window) for name in group] for group in batch]
+        with Session(engine) as session, session.begin():
+            sql = repository.SqlWindows(session)
+            peeks = [sql.peek(prefix + name, window, now) for name in "xyz"]
+            got = sql.take_together(asked, now)
+        assert peeks == [definition.peek(prefix + name, window, now) for name in "xyz"], now
+        assert got == definition.take_together(asked, now), now
