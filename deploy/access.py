@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.topics import DLQ_SUFFIX, TopicSpec, topic_specs
+from schemas.topics import DLQ_SUFFIX, SERVICES, TopicSpec, topic_specs
 
-SERVICES = ("registration", "recovery", "notifier")
 OPS = "ops"
 
 

@@ -23,12 +23,12 @@ from aiosmtpd.controller import Controller
 
 from deploy.devgateway import DevGateway
 from deploy.launch import free_port, ready
+from schemas.topics import SERVICES
 from services.common.crypto import load_or_create_local_keys
 from services.common.kafka_config import KafkaSettings
 from services.common.tokens import LOCAL_TOKENS, load_or_create_local_tokens
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("registration", "recovery", "notifier")
 DEFAULT_PORTS = {"registration": 6101, "recovery": 6102, "notifier": 6103}
 
 

@@ -16,10 +16,12 @@ from typing import Any
 import yaml
 
 DLQ_SUFFIX = ".dlq"
+SERVICES = ("registration", "recovery", "notifier")
+DAY_MS = 86_400_000
 # A compacted topic's record is compacted away within this once a later record (an erasure's
 # tombstone) of its key exists: Kafka rolls the active segment and cleans it whatever its dirty
 # ratio, so an erasure is complete on our topics within 24 h, not "once the cleaner gets to it".
-MAX_COMPACTION_LAG_MS = 86_400_000
+MAX_COMPACTION_LAG_MS = DAY_MS
 
 CONTRACT_LINKED = "crm.contract.linked.v1"
 CONTRACT_TERMINATED = "crm.contract.terminated.v1"
@@ -111,10 +113,6 @@ def topic_specs() -> tuple[TopicSpec, ...]:
         if spec.dlq:
             specs.append(spec.dlq_spec())
     return tuple(specs)
-
-
-SERVICES = ("registration", "recovery", "notifier")
-DAY_MS = 86_400_000
 
 
 def longest_inbound_retention_days() -> int:

@@ -26,12 +26,13 @@ from prometheus_client import Counter
 from sqlalchemy import ColumnElement, Table, select, tuple_
 from sqlalchemy.orm import Session
 
+from schemas.topics import DAY_MS
 from services.common.codec import tombstone
 from services.common.db import Database, HandOver, Staged, stage_outbox
 
 log = logging.getLogger(__name__)
 
-DAY_S = 86400.0
+DAY_S = DAY_MS / 1000
 
 
 @dataclass(frozen=True)

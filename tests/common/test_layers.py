@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-SERVICES = ("registration", "recovery", "notifier")
+from schemas.topics import SERVICES
+
 FORBIDDEN = ("sqlalchemy", "faust", "aiokafka", "psycopg", "mode")
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from schemas.topics import SERVICES
 from services.notifier.bootstrap import bootstrap as notifier
 from services.notifier.settings import NotifierSettings
 from services.recovery.bootstrap import bootstrap as recovery
@@ -19,7 +20,6 @@ from services.registration.settings import RegistrationSettings
 from tests.support.workers import TEST_HASH_PEPPER, TEST_SECRET_KEYS
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
-SERVICES = ("registration", "recovery", "notifier")
 METRIC = re.compile(r"`(<service>_[a-z0-9_]+|(?:" + "|".join(SERVICES) + r")_[a-z0-9_]+)")
 
 

@@ -14,10 +14,9 @@ import pytest
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, inspect, select, text
 from sqlalchemy.orm import Session
 
+from schemas.topics import SERVICES
 from services.common.db import make_engine
 from services.common.migrations import compare_with_models, current_revision, migrate
-
-SERVICES = ["registration", "recovery", "notifier"]
 
 # What the first step of each home-made list created lacked, against today's models: the tables
 # and columns later steps added (registration 2 and 18, recovery 2, 3 and 18, notifier 2).

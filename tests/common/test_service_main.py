@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from schemas.topics import SERVICES
 from services.common.db import make_engine
 from services.common.migrations import current_revision
 from tests.support.workers import ROOT
-
-SERVICES = ["registration", "recovery", "notifier"]
 
 
 def run_module(service: str, command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

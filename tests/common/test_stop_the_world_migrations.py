@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from schemas.topics import SERVICES
 from services.common.migrations import STOP_THE_WORLD
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("registration", "recovery", "notifier")
 DESTRUCTIVE_OPS = frozenset({"drop_table", "drop_column", "alter_column"})
 DESTRUCTIVE_SQL = re.compile(r"\bDROP\s+TABLE\b|\bALTER\s+TABLE\b[^;]*\b(DROP|ALTER|RENAME)\b",
                              re.IGNORECASE | re.DOTALL)

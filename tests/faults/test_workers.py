@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from schemas.topics import SERVICES
 from tests.support.faults import (
     API_TOKEN,
     PASSWORD,
@@ -33,7 +34,6 @@ from tests.support.faults import (
 )
 
 pytestmark = [pytest.mark.faults, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(900)]
-SERVICES = ("registration", "recovery", "notifier")
 PAIRS = 20  # logins that ask twice within a second: one code, one rate_limited
 
 
