@@ -150,7 +150,8 @@ def bootstrap(settings: NotifierSettings, *, overrides: Overrides | None = None)
     register_dispatcher(app, dispatcher=dispatcher, gateways=list(gateways.values()))
     register_webhook(
         app, apply_report=partial(apply_delivery_report, uow=uow, metrics=metrics,
-                                  flush=in_background(relay.flush, "a delivery report's status")),
+                                  flush=in_background(relay.flush, "a delivery report's status"),
+                                  parked_max=settings.sms_parked_reports_max),
         token=settings.status_token, read_timeout_s=settings.http_read_timeout_s,
     )
     harden_web_server(app, read_timeout_s=settings.http_read_timeout_s)

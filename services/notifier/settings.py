@@ -7,7 +7,14 @@ from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from services.common.env_settings import EnvBool, EnvFloat, EnvInt, EnvSettings, Text
+from services.common.env_settings import (
+    EnvBool,
+    EnvFloat,
+    EnvInt,
+    EnvSettings,
+    PositiveInt,
+    Text,
+)
 from services.common.settings import CommonSettings, ConfigError, database_url, web_port
 from services.common.tokens import SMS_STATUS_TOKEN, ReadTimeoutSettings, token_setting
 from services.notifier.domain.messages import notice_sms_text
@@ -26,6 +33,9 @@ class SmsSettings(ReadTimeoutSettings):
     sms_circuit_failures: EnvInt = Field(default=5, validation_alias="SMS_CIRCUIT_FAILURES")
     sms_circuit_open_s: EnvFloat = Field(default=30.0, validation_alias="SMS_CIRCUIT_OPEN_S")
     status_token: str = Field(default="", validation_alias=SMS_STATUS_TOKEN, repr=False)
+    # reports kept for a message id no delivery has yet (a day at most); beyond: 503, sent again
+    sms_parked_reports_max: PositiveInt = Field(default=100_000,
+                                                validation_alias="SMS_PARKED_REPORTS_MAX")
 
 
 class SmtpSettings(EnvSettings):

@@ -98,8 +98,11 @@ class FakeDeliveries:
         self.store.rows[code_id]["carrier_status"] = status
         return True
 
-    def park_report(self, message_id: str, status: str, now: datetime) -> None:
+    def park_report(self, message_id: str, status: str, now: datetime, *, limit: int) -> bool:
+        if len(self.store.parked) >= limit and message_id not in self.store.parked:
+            return False
         self.store.parked[message_id] = status
+        return True
 
     def take_parked(self, message_ids: Collection[str]) -> dict[str, str]:
         return {m: self.store.parked.pop(m) for m in message_ids if m in self.store.parked}

@@ -199,13 +199,18 @@ class SqlDeliveries:
         )
         return bool(getattr(result, "rowcount", 0))
 
-    def park_report(self, message_id: str, status: str, now: datetime) -> None:
+    def park_report(self, message_id: str, status: str, now: datetime, *, limit: int) -> bool:
+        kept = self.session.execute(select(func.count()).select_from(early_reports)).scalar_one()
+        if kept >= limit and self.session.execute(select(early_reports.c.message_id).where(
+                early_reports.c.message_id == message_id)).first() is None:
+            return False
         insert = postgres_insert if is_postgres(self.session) else sqlite_insert
         statement = insert(early_reports).values(message_id=message_id, status=status,
                                                  received_at=now)
         self.session.execute(statement.on_conflict_do_update(
             index_elements=[early_reports.c.message_id],
             set_={"status": status, "received_at": now}))
+        return True
 
     def take_parked(self, message_ids: Collection[str]) -> dict[str, str]:
         parked: dict[str, str] = {}

@@ -76,6 +76,8 @@ def register_webhook(app: Any, *, apply_report: Callable[[ApplyDeliveryReport], 
                 return self.json({"error": "unavailable"}, status=503)
             if result == ReportResult.PARKED:  # applied once its delivery is recorded sent
                 return self.json({"result": result.value}, status=202)
+            if result == ReportResult.NOT_PARKED:  # too many kept already: sent again later
+                return self.json({"error": "unavailable"}, status=503)
             if result == ReportResult.UNKNOWN:
                 return self.json({"error": "unknown_message_id"}, status=404)
             if result == ReportResult.AMBIGUOUS:

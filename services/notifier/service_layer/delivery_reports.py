@@ -35,16 +35,23 @@ class ReportResult(StrEnum):
     UNKNOWN = "unknown"  # its delivery was erased while the report was applied
     PARKED = "parked"  # no delivery has this message id yet: kept for its delivery's answer
     AMBIGUOUS = "ambiguous"  # both gateways gave this message id: whose verdict it is is unknown
+    NOT_PARKED = "not_parked"  # no delivery has it yet, and SMS_PARKED_REPORTS_MAX are kept
+
+PARKED_MAX = 100_000  # SMS_PARKED_REPORTS_MAX's default
 
 
 async def apply_delivery_report(
     command: ApplyDeliveryReport, *, uow: UnitOfWork, metrics: NotifierMetrics,
-    flush: Callable[[], Awaitable[object]], clock: Clock = utc_now,
+    flush: Callable[[], Awaitable[object]], clock: Clock = utc_now, parked_max: int = PARKED_MAX,
 ) -> ReportResult:
+    """``parked_max``: how many reports of message ids no delivery has yet may be kept; beyond,
+    such a report is not kept (the gateway is told to send it again later)."""
     if command.status not in CARRIER_STATUSES:
         raise ValueError("status must be delivered or undelivered")
     now = clock()
-    result, delivery, prefix = await uow.run(lambda tx: _apply(tx, command, now))
+    result, delivery, prefix = await uow.run(lambda tx: _apply(tx, command, now, parked_max))
+    if result == ReportResult.NOT_PARKED:
+        metrics.reports_not_parked.inc()
     if result == ReportResult.RECORDED and delivery is not None:
         count_verdict(metrics, delivery, command.status, prefix)
         await flush()
@@ -58,11 +65,13 @@ def count_verdict(metrics: NotifierMetrics, delivery: Delivery, status: str,
         metrics.sms_reports_by_prefix.labels(prefix or "other", status).inc()
 
 
-def _apply(tx: Transaction, command: ApplyDeliveryReport, now: datetime
+def _apply(tx: Transaction, command: ApplyDeliveryReport, now: datetime, parked_max: int
            ) -> tuple[ReportResult, Delivery | None, str | None]:
     found = tx.deliveries.by_message_id(command.message_id)
     if not found:  # sent, its answer not recorded yet (or an id of no message of ours)
-        tx.deliveries.park_report(command.message_id, command.status, now)
+        if not tx.deliveries.park_report(command.message_id, command.status, now,
+                                         limit=parked_max):
+            return ReportResult.NOT_PARKED, None, None
         return ReportResult.PARKED, None, None
     if len(found) > 1:  # another subscriber's verdict is worse than none
         log.warning("a delivery report's message id was given by both SMS gateways; not applied",

@@ -31,6 +31,12 @@ class NotifierMetrics:
             " is sent again once its lease runs out).",
             ["channel"],
         )
+        self.reports_not_parked = base.counter(
+            "sms_reports_not_parked_total",
+            "Delivery reports of a message id no delivery has yet, not kept because"
+            " SMS_PARKED_REPORTS_MAX are kept already (answered 503: the gateway sends them again).",
+            [],
+        )
         self.sms_accepted = base.counter(
             "sms_accepted_total", "SMS accepted, by gateway (primary, fallback).", ["gateway"],
         )

@@ -67,8 +67,9 @@ class Deliveries(Protocol):
         """Whether the delivery was still there to take it (an erasure may have come between)."""
         ...
 
-    def park_report(self, message_id: str, status: str, now: datetime) -> None:
-        """Keeps a report whose message id no delivery has yet; a later one of the id replaces it."""
+    def park_report(self, message_id: str, status: str, now: datetime, *, limit: int) -> bool:
+        """Keeps a report whose message id no delivery has yet; a later one of the id replaces it.
+        ``False`` (nothing kept) when ``limit`` reports of other ids are kept already."""
         ...
 
     def take_parked(self, message_ids: Collection[str]) -> dict[str, str]:

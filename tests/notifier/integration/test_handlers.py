@@ -541,3 +541,25 @@ async def test_an_update_the_database_refuses_does_not_hold_back_the_others(
     await harness.consume(later)
     await harness.dispatch()
     assert [s["status"] for s in harness.statuses(later.code_id)] == ["sent"]
+
+
+async def test_reports_of_unknown_ids_are_kept_up_to_their_limit(harness: Harness) -> None:
+    """``SMS_PARKED_REPORTS_MAX`` reports of ids no delivery has are kept; beyond, a report of
+    another such id is not (503: the gateway sends it again), a later one of a kept id still is,
+    and a report of a known id is applied as ever."""
+    async def report(message_id: str, status: str = "delivered") -> ReportResult:
+        return await apply_delivery_report(
+            ApplyDeliveryReport(message_id=message_id, status=status), uow=harness.uow,
+            metrics=harness.metrics, flush=harness.relay.flush, parked_max=2)
+
+    assert [await report(m) for m in ("x-1", "x-2", "x-3")] == [
+        ReportResult.PARKED, ReportResult.PARKED, ReportResult.NOT_PARKED]
+    assert await report("x-2", "undelivered") == ReportResult.PARKED  # replaces its own
+    assert harness.metrics.reports_not_parked._value.get() == 1
+    kept = harness.db.run_sync(lambda s: s.execute(
+        select(early_reports.c.message_id, early_reports.c.status)).all())
+    assert sorted(tuple(r) for r in kept) == [("x-1", "delivered"), ("x-2", "undelivered")]
+    event = code_issued(to="+79160000034")
+    await harness.consume(event)
+    await harness.dispatch()  # m-1: a known id, applied whatever the parked count
+    assert await report("m-1") == ReportResult.RECORDED

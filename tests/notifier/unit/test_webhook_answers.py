@@ -76,6 +76,7 @@ async def test_a_message_id_with_a_control_character_is_a_400_and_goes_no_furthe
     (ReportResult.PARKED, (202, {"result": "parked"})),
     (ReportResult.UNKNOWN, (404, {"error": "unknown_message_id"})),
     (ReportResult.AMBIGUOUS, (409, {"error": "ambiguous_message_id"})),
+    (ReportResult.NOT_PARKED, (503, {"error": "unavailable"})),
 ])
 async def test_each_result_has_its_answer(served: tuple[str, Handler], result: ReportResult,
                                           answer: tuple[int, dict[str, object]]) -> None:
