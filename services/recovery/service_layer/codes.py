@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -33,7 +33,7 @@ from schemas.events import (
 from schemas.topics import CODE_ISSUED, CODE_REJECTED, CODE_REQUESTED
 from services.common.codec import WireRecord, encode
 from services.common.crypto import Keyring, code_aad, contact_aad
-from services.common.logins import candidate_keys
+from services.common.logins import LoginKind, candidate_keys
 from services.recovery.domain.commands import IssueCode
 from services.recovery.domain.model import (
     Account,
@@ -341,7 +341,7 @@ class IssueCodes:
         if not stale:
             return decisions, erased
         candidates = [candidate_keys(self.keyring, i.command.login) for i in stale]
-        accounts = repos.accounts.by_keys(candidates)
+        accounts = _locked_accounts(repos, candidates, versions)
         redone: dict[str, Decision] = {}
         for issue, keys in zip(stale, candidates, strict=True):
             redone[issue.code_id] = redecide(
@@ -358,6 +358,24 @@ class IssueCodes:
             "requests": len(stale),
             "issued": sum(isinstance(d, Issue) for d in redone.values())})
         return [redone.get(d.code_id, d) if isinstance(d, Issue) else d for d in decisions], erased
+
+
+def _locked_accounts(repos: Repositories, candidates: Sequence[Mapping[LoginKind, str]],
+                     versions: Mapping[str, int]) -> list[Account]:
+    """The accounts of these logins as they stand, each locked before it is read (``versions``:
+    those the write locked already): a code moved to one of them is written on an account that
+    no erasure or change can take away before the write commits. An account linked meanwhile is
+    locked in turn; one that cannot be held still is left out."""
+    held = dict(versions)
+    found = repos.accounts.by_keys(candidates)
+    for _ in range(3):
+        new = {a.account_id for a in found} - held.keys()
+        if not new:
+            break
+        locked = repos.accounts.lock_versions(new)
+        held.update({aid: locked.get(aid, -1) for aid in new})  # -1: gone meanwhile
+        found = repos.accounts.by_keys(candidates)
+    return [a for a in found if held.get(a.account_id) == a.version]
 
 
 @dataclass(frozen=True)

@@ -188,3 +188,36 @@ async def test_an_erasure_while_a_request_is_decided_leaves_no_count_of_the_acco
     rings = h.db.run_sync(lambda s: s.execute(
         select(func.count()).select_from(windows).where(windows.c.subject == day)).scalar_one())
     assert (rings, slots(h, day)) == (0, 0)
+
+
+async def test_a_code_moved_to_an_account_erased_meanwhile_is_not_written(
+        open_harnesses: Any, keyring: Keyring, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write finds the login re-linked to B, and B's erasure commits right after that read:
+    B is locked and read again before the code is decided on it, so nothing of B is written (an
+    erasure after the lock waits for the write, then deletes what it wrote)."""
+    h, other = open_harnesses(DAILY_2), open_harnesses(DAILY_2)
+    a = account_changed(h.keyring)
+    await h.accounts(a)
+    mobile = mobile_of(h.keyring, a)
+    event = request(mobile)
+    complete = await h.issue([inbound(event)])  # decided on A; hashing
+    await h.accounts(a.model_copy(update={"version": 2, "status": AccountStatus.CLOSED}))
+    b = account_changed(h.keyring, mobile=mobile)
+    await h.accounts(b)
+    bid = str(b.account_id)
+    read, erased = repository.SqlAccounts.by_keys, []
+
+    def erased_right_after_it_is_read(self: repository.SqlAccounts, keys: Any) -> list[Any]:
+        found = read(self, keys)
+        if any(x.account_id == bid for x in found) and not erased:
+            erased.append(other.db.run_sync(
+                lambda s: erase_accounts(SqlRepositories(s), [bid], keyring)))
+        return found
+
+    monkeypatch.setattr(repository.SqlAccounts, "by_keys", erased_right_after_it_is_read)
+    await complete()
+    assert erased == [1]
+    assert outcome(h, event) == (CODE_REJECTED, "account_closed")  # A, as it stands
+    day = h.keyring.keyed_hash("limit", "account-day:" + bid)
+    assert slots(h, day) == 0
+    assert [c for c in h.codes() if str(c.account_id) == bid] == []

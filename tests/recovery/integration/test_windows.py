@@ -7,6 +7,8 @@ two connections, when the limit changes — and the same answers as the definiti
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,10 +16,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from services.common.db import Database, make_engine
+from services.common.db import Database, make_engine, prune_windows, take_windows
 from services.common.migrations import migrate
 from services.recovery.adapters import repository
 from services.recovery.adapters.tables import MIGRATIONS, window_slots, windows
@@ -195,3 +197,51 @@ def test_groups_and_peeks_answer_as_the_definition_does(
             got = sql.take_together(asked, now)
         assert peeks == [definition.peek(prefix + name, window, now) for name in "xyz"], now
         assert got == definition.take_together(asked, now), now
+
+
+def test_a_prune_in_a_write_leaves_the_rings_another_write_holds(postgres_url: str) -> None:
+    """PostgreSQL. Write 1 holds the rings it took (the SMS budget) and prunes (recovery prunes
+    in a write every so often); write 2 holds an idle ring, out of its window and not pruned
+    yet, and waits for the budget. The prune skips write 2's ring instead of waiting for it,
+    which would have been a wait in a circle (a deadlock, one write aborted)."""
+    db = Database(url=postgres_url, name="windows-prune")
+    migrate(db.engine, MIGRATIONS)
+    idle, now = "0" * 64, time.time()  # a keyed hash, sorted before "sms-budget"
+    with Session(db.engine) as s, s.begin():
+        s.execute(text("INSERT INTO windows VALUES (:s, 1, 10, :b)"), {"s": idle, "b": now - 5})
+        s.execute(text("INSERT INTO window_slots VALUES (:s, 0, :u)"), {"s": idle, "u": now - 5})
+    errors: list[BaseException] = []
+    first_holds_budget, second_waits = threading.Event(), threading.Event()
+
+    def first() -> None:
+        try:
+            with Session(db.engine) as s, s.begin():
+                take_windows(s, [[("1" * 64, 10, 86400.0), ("sms-budget", 100, 3600.0)]], now)
+                first_holds_budget.set()
+                second_waits.wait(5)
+                time.sleep(0.5)
+                prune_windows(s, now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def second() -> None:
+        first_holds_budget.wait(5)
+        try:
+            with Session(db.engine) as s, s.begin():
+                threading.Timer(0.3, second_waits.set).start()
+                take_windows(s, [[(idle, 10, 86400.0), ("sms-budget", 100, 3600.0)]], now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert errors == []
+        with Session(db.engine) as s:  # the idle ring, held by write 2, was left; it took it
+            assert s.scalar(select(func.count()).select_from(window_slots)
+                            .where(window_slots.c.subject == idle)) == 1
+    finally:
+        db.close()
