@@ -19,6 +19,7 @@ from alembic.config import Config
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, MetaData, Table, inspect, text
 from sqlalchemy.engine import Connection
 
@@ -132,17 +133,31 @@ def _migrate_locked(engine: Engine, scripts: MigrationScripts, to: str) -> list[
 
 def _upgrade(engine: Engine, scripts: MigrationScripts, to: str) -> list[str]:
     before = current_revision(engine)
+    directory = ScriptDirectory.from_config(scripts.config())
+    if before is not None and not _known(directory, before):
+        # a later release migrated it (the first pod of a rolling update, or before a roll-back):
+        # its revisions only add (those that do not are stopped for, docs/scaling.md), so this
+        # release runs on it as it is
+        log.warning("the database is at a revision this release does not know; left as it is",
+                    extra={"revision": before, "head": directory.get_current_head()})
+        return []
     with engine.begin() as conn:
         command.upgrade(scripts.config(conn), to)
     after = current_revision(engine)
     if after == before:
         return []
-    directory = ScriptDirectory.from_config(scripts.config())
     applied = [s.revision for s in directory.iterate_revisions(after, before or "base")
                if s.revision != before]
     for revision in reversed(applied):
         log.info("migration applied", extra={"revision": revision})
     return list(reversed(applied))
+
+
+def _known(directory: ScriptDirectory, revision: str) -> bool:
+    try:
+        return directory.get_revision(revision) is not None
+    except CommandError:  # alembic's ResolutionError: no such revision here
+        return False
 
 
 def run_migrations(target_metadata: MetaData | Sequence[MetaData]) -> None:

@@ -28,20 +28,18 @@ class Step:
 async def trace(bootstrap: KafkaSettings | str, ident: str, prefix: str = "") -> list[Step]:
     """Steps of the request whose event id, or whose code id, is ``ident`` (oldest first)."""
     topics = [prefix + t for t in (CODE_REQUESTED, CODE_ISSUED, CODE_REJECTED, NOTIFICATION_STATUS)]
+    # by event id: the outbox publishes at least once, and a record published again is one step
     requests: dict[str, CodeRequested] = {}
-    issued: list[CodeIssued] = []
-    rejected: list[CodeRejected] = []
-    statuses: list[NotificationStatus] = []
+    by_id: dict[str, CodeIssued | CodeRejected | NotificationStatus] = {}
     async for record in scan(bootstrap, topics):
         event = parse(record.topic, record.value, prefix)
         if isinstance(event, CodeRequested):
             requests[str(event.event_id)] = event
-        elif isinstance(event, CodeIssued):
-            issued.append(event)
-        elif isinstance(event, CodeRejected):
-            rejected.append(event)
-        elif isinstance(event, NotificationStatus):
-            statuses.append(event)
+        elif isinstance(event, CodeIssued | CodeRejected | NotificationStatus):
+            by_id[str(event.event_id)] = event
+    issued = [e for e in by_id.values() if isinstance(e, CodeIssued)]
+    rejected = [e for e in by_id.values() if isinstance(e, CodeRejected)]
+    statuses = [e for e in by_id.values() if isinstance(e, NotificationStatus)]
     # the statuses outlive the requests and codes (14 days against 24 h): each code delivery's
     # status carries its request's id, so a request or a code is still found through them
     request_id = ident

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib
 import math
+import shutil
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -16,7 +18,12 @@ from sqlalchemy.orm import Session
 
 from schemas.topics import SERVICES
 from services.common.db import make_engine
-from services.common.migrations import compare_with_models, current_revision, migrate
+from services.common.migrations import (
+    MigrationScripts,
+    compare_with_models,
+    current_revision,
+    migrate,
+)
 
 # What the first step of each home-made list created lacked, against today's models: the tables
 # and columns later steps added (registration 2 and 18, recovery 2, 3 and 18, notifier 2).
@@ -243,6 +250,66 @@ def test_identity_checks_at_the_previous_revision_are_carried_over_as_they_stood
         assert take("full") == max(1, ends_in)
         assert [take("half") for _ in range(3)] == [None, None, max(1, ends_in)]
         assert [take("ended") for _ in range(4)] == [None, None, None, 600]
+    finally:
+        engine.dispose()
+
+
+def test_identity_checks_of_two_fixed_windows_are_carried_over_into_a_longer_one(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The old code kept the previous fixed window's row beside the current one; upgraded with a
+    longer ``SUPPORT_IDENTIFY_WINDOW_S`` (3600 → 7200), both are still inside: one ring of the
+    subject holds all their checks, the oldest leaving first."""
+    from services.common.db import take_window
+
+    now = time.time()
+    start = now - now % 3600
+    engine = make_engine(database_url)
+    try:
+        tables = tables_of("registration")
+        migrate(engine, tables.MIGRATIONS, to="0002")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO identify_attempts (subject, window_start, attempts) "
+                              "VALUES ('acc', :s, 2), ('acc', :p, 3)"),
+                         {"s": start, "p": start - 3600})
+        monkeypatch.setenv("SUPPORT_IDENTIFY_WINDOW_S", "7200")
+        assert migrate(engine, tables.MIGRATIONS) == ["0003", "0004"]
+        assert_at_head(engine, "registration")
+        with Session(engine) as session, session.begin():
+            wait = take_window(session, "acc", max_events=5, window_s=7200, now=now)
+        assert wait == max(1, math.ceil(start - 3600 + 7200 - now))  # the previous window's
+    finally:
+        engine.dispose()
+
+
+NEXT_RELEASE = """
+import sqlalchemy as sa
+from alembic import op
+revision = "0099"
+down_revision = "{head}"
+branch_labels = None
+depends_on = None
+def upgrade():
+    op.add_column("deliveries", sa.Column("note", sa.String(16), nullable=True))
+def downgrade():
+    op.drop_column("deliveries", "note")
+"""
+
+
+def test_a_database_a_later_release_migrated_is_left_as_it_is(
+        database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A rolling update's first new pod migrated the database one (adding) revision further:
+    a pod of this release that starts meanwhile, or after a roll-back, runs on it as it is."""
+    tables = tables_of("notifier")
+    later = tmp_path / "later_release"
+    shutil.copytree(tables.MIGRATIONS.location, later, ignore=shutil.ignore_patterns("__pycache__"))
+    (later / "versions" / "0099_later.py").write_text(
+        NEXT_RELEASE.format(head=tables.MIGRATIONS.head()))
+    engine = make_engine(database_url)
+    try:
+        assert migrate(engine, MigrationScripts(later))[-1] == "0099"
+        assert migrate(engine, tables.MIGRATIONS) == []
+        assert current_revision(engine) == "0099"
+        assert "a revision this release does not know" in caplog.text
     finally:
         engine.dispose()
 

@@ -211,3 +211,27 @@ def test_topics_apply_twice_changes_nothing(kafka_bootstrap: str, prefix: str) -
     assert "MISSING" not in described.output
     assert f"{prefix}selfcare.account.changed.v1" in described.output
     assert "cleanup.policy=compact" in described.output
+
+
+def test_trace_shows_a_record_published_twice_once(kafka_bootstrap: str, prefix: str) -> None:
+    """The outbox publishes at least once: a CodeIssued or a status on its topic twice (one
+    event id) is one step, not a second code or a second send."""
+    now = datetime.now(UTC)
+    request = CodeRequested(login="+7 916 123-45-67", channel=Channel.SMS, occurred_at=now)
+    code_id = uuid.uuid4()
+    issued = CodeIssued(code_id=code_id, request_event_id=request.event_id,
+                        account_id=uuid.uuid4(), channel=Channel.SMS,
+                        destination_masked="+7******4567", destination_enc=ENC, password_enc=ENC,
+                        expires_at=now + timedelta(hours=1), locale=Locale.RU,
+                        occurred_at=now + timedelta(milliseconds=30))
+    sent = NotificationStatus(code_id=code_id, request_event_id=request.event_id,
+                              channel=Channel.SMS, status=DeliveryStatus.SENT, attempts=1,
+                              destination_masked="+7******4567",
+                              occurred_at=now + timedelta(seconds=1))
+    send(kafka_bootstrap, prefix + CODE_REQUESTED, request)
+    send(kafka_bootstrap, prefix + CODE_ISSUED, issued, issued)
+    send(kafka_bootstrap, prefix + NOTIFICATION_STATUS, sent, sent)
+    out = runner.invoke(app, ["trace", str(request.event_id)])
+    assert out.exit_code == 0, out.output
+    assert [line.split()[1] for line in out.output.strip().splitlines()] == [
+        "requested", "issued", "sent"]

@@ -58,16 +58,21 @@ def upgrade() -> None:
     rows = [r for r in conn.execute(sa.text(
         "SELECT subject, window_start, attempts FROM identify_attempts WHERE attempts > 0"
     )).mappings() if r["window_start"] + window_s > now]
-    if rows:
-        # a ring of ``attempts`` slots: a take under another limit lays it out again, newest kept
+    # one ring per subject, of as many slots as its checks still inside, oldest first (the old
+    # code kept the previous fixed window next to the current one: with a longer window now,
+    # both are inside); a take under another limit lays the ring out again, newest kept
+    leaving: dict[str, list[float]] = {}
+    for r in sorted(rows, key=lambda r: r["window_start"]):
+        leaving.setdefault(r["subject"], []).extend([r["window_start"] + window_s] * r["attempts"])
+    if leaving:
         conn.execute(sa.text("INSERT INTO windows (subject, next_slot, size, busy_until) "
                              "VALUES (:subject, 0, :size, :until)"),
-                     [{"subject": r["subject"], "size": r["attempts"],
-                       "until": r["window_start"] + window_s} for r in rows])
+                     [{"subject": subject, "size": len(untils), "until": untils[-1]}
+                      for subject, untils in leaving.items()])
         conn.execute(sa.text("INSERT INTO window_slots (subject, slot, until) "
                              "VALUES (:subject, :slot, :until)"),
-                     [{"subject": r["subject"], "slot": i, "until": r["window_start"] + window_s}
-                      for r in rows for i in range(r["attempts"])])
+                     [{"subject": subject, "slot": i, "until": until}
+                      for subject, untils in leaving.items() for i, until in enumerate(untils)])
     op.drop_table("identify_attempts")
 
 
