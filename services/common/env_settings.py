@@ -75,6 +75,15 @@ def at_least(minimum: int) -> AfterValidator:
     return AfterValidator(check)
 
 
+def at_most(maximum: int, unit: str = "") -> AfterValidator:
+    def check(value: int) -> int:
+        if value > maximum:
+            raise ValueError(f"must be at most {maximum}{unit}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _comma_list(raw: object) -> object:
     if isinstance(raw, str):
         return tuple(item.strip() for item in raw.split(",") if item.strip())

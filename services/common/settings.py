@@ -25,9 +25,12 @@ from services.common.env_settings import (
     Text,
     TextPath,
     at_least,
+    at_most,
 )
 from services.common.errors import ConfigError as ConfigError
 from services.common.kafka_config import KafkaSettings
+
+WEEK_S = 7 * 86400
 
 
 def web_port(service: str, default: int) -> Any:
@@ -144,8 +147,10 @@ class CommonSettings(RuntimeSettings, KafkaClientSettings, DatabaseSettings, Web
     # it goes into CodeRejected.support_phone and the notices, 1-64 characters there
     support_phone: Annotated[Text, AfterValidator(_short_text)] = Field(
         default="8 800 250-08-90", validation_alias="SUPPORT_PHONE")
-    # 0 or less: every code issued already expired
-    code_ttl_s: PositiveInt = Field(default=3600, validation_alias="CODE_TTL_S")
+    # 0 or less: every code issued already expired; far beyond a week, expiry times that no
+    # date can hold (every write of a code would fail)
+    code_ttl_s: Annotated[PositiveInt, at_most(WEEK_S, " seconds (a week)")] = Field(
+        default=3600, validation_alias="CODE_TTL_S")
     # an inbound occurred_at further in the future is refused
     max_clock_skew_s: PositiveInt = Field(default=300, validation_alias="MAX_CLOCK_SKEW_S")
 

@@ -157,6 +157,7 @@ def test_the_database_default_and_files_follow_the_var_dir(tmp_path: Path) -> No
     # every code would be issued already expired (and spend the limits)
     ("CODE_TTL_S", "0", "CODE_TTL_S must be a positive integer"),
     ("CODE_TTL_S", "-3600", "CODE_TTL_S must be a positive integer"),
+    ("CODE_TTL_S", "1000000000000", r"CODE_TTL_S must be at most 604800 seconds \(a week\)"),
 ])
 def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: str, value: str, message: str,
                                                tmp_path: Path) -> None:
