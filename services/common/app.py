@@ -68,6 +68,10 @@ def make_app(
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_host=settings.web_host,
+        # faust's own pages (its router: the topics and partitions each worker holds; its
+        # tables) are not served: a web port answers the routes docs/operations.md lists only
+        web_router_enabled=False,
+        web_tables_enabled=False,
         logging_config=logging_config(settings.service, settings.log_level),
         loghandlers=[],
     )

@@ -10,6 +10,7 @@ that is the default until an operator sets one; local/demo mode generates it.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,6 +56,15 @@ def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHand
 def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
               read_timeout_s: float) -> None:
     class OpsRoute(View):
+        async def refused(self, request: Request) -> Response:
+            """Any method but POST: 401 without the token (as every ops route answers), 405 with
+            it, so an unauthenticated caller learns nothing from the method."""
+            if not bearer_ok(request.headers.get("Authorization"), token):
+                return self.json({"error": "unauthorized"}, status=401)
+            return self.json({"error": "method_not_allowed"}, status=405)
+
+        get = head = put = patch = delete = options = refused
+
         async def post(self, request: Request) -> Response:
             if not bearer_ok(request.headers.get("Authorization"), token):
                 return self.json({"error": "unauthorized"}, status=401)
@@ -67,8 +77,8 @@ def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
             except ClientGone:
                 return closing(self.json({"error": "incomplete_body", "message": "body incomplete"},
                                          status=400))
-            except Exception:
-                log.exception("ops request failed", extra={"route": path})
+            except Exception as exc:  # its type only: a database error's text holds the values
+                log.error("ops request failed (%s)", type(exc).__name__, extra={"route": path})
                 return self.json({"error": "internal_error"}, status=500)
             return self.json(answer, status=status)
 
@@ -82,4 +92,9 @@ def text_field(data: dict[str, Any], name: str, *, limit: int = 128, required: b
         return ""
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise OpsError(400, "invalid_request", f"{name}: a string of 1 to {limit} characters")
+    if _CONTROL.search(value):  # a NUL, which PostgreSQL cannot hold, among them
+        raise OpsError(400, "invalid_request", f"{name}: no control characters")
     return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

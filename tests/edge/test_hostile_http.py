@@ -169,6 +169,14 @@ CASES: dict[str, Case] = {
     "ops_duplicate_keys": Case("recovery", [ops(b'{"login": "89161234567", "login": "x"}')], {400}),
     "ops_nan": Case("recovery", [ops(b'{"login": NaN}')], {400}),
     "ops_ten_mb": Case("recovery", [ops(TEN_MB)], {413}),
+    "ops_nul_in_a_field": Case("recovery", [ops(b'{"login": "8916\\u00001234567"}')], {400}),
+    # another method: 401 without the token, as a POST (no hint that ops routes are served)
+    "ops_get_without_token": Case("recovery", [request("GET", OPS_LOGIN)], {401}),
+    "ops_delete_without_token": Case("recovery", [request("DELETE", OPS_LOGIN)], {401}),
+    "ops_put_with_the_token": Case("recovery", [request("PUT", OPS_LOGIN, headers=OPS)], {405}),
+    # faust's own pages (topics and partitions of the worker, its tables) are not served
+    "faust_router_page": Case("recovery", [request("GET", "/router/topics")], {404}),
+    "faust_tables_page": Case("notifier", [request("GET", "/table/")], {404}),
 }
 
 

@@ -128,10 +128,11 @@ class FakeSupportRepository:
     def mark_backfill_done(self, name: str) -> None:
         self.accounts.backfills.add(name)
 
-    def take_attempt(self, subject: str, *, max_events: int, window_s: float,
-                     now: float) -> int | None:
-        return sliding.take(self.attempts, subject, max_events=max_events, window_s=window_s,
-                            now=now)
+    def take_attempts(self, subjects: Sequence[str], *, max_events: int, window_s: float,
+                      now: float) -> int | None:
+        [refused] = sliding.take_together(
+            self.attempts, [[(s, max_events, float(window_s)) for s in subjects]], now)
+        return None if refused is None else refused[1]
 
     def prune_attempts(self, before: float) -> None:
         sliding.prune(self.attempts, before)  # in place: the unit of work keeps the dict

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from schemas.events import AccountStatus
 from services.common.codec import WireRecord
-from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres, prune_windows, take_window
+from services.common.db import RepositoryUnitOfWork, SqlOutbox, is_postgres, prune_windows, take_windows
 from services.registration.adapters.repository import _to_account, _to_row, contract_keys, hold_keys
 from services.registration.adapters.tables import accounts, backfills, now, outbox
 from services.registration.domain.model import Account
@@ -79,10 +79,10 @@ class SqlSupportRepository:
         self.session.execute(insert(backfills).values(name=name, done_at=now())
                              .on_conflict_do_nothing(index_elements=["name"]))
 
-    def take_attempt(self, subject: str, *, max_events: int, window_s: float,
-                     now: float) -> int | None:
-        return take_window(self.session, subject, max_events=max_events, window_s=window_s,
-                            now=now)
+    def take_attempts(self, subjects: Sequence[str], *, max_events: int, window_s: float,
+                      now: float) -> int | None:
+        [refused] = take_windows(self.session, [[(s, max_events, window_s) for s in subjects]], now)
+        return None if refused is None else refused[1]
 
     def prune_attempts(self, before: float) -> None:
         prune_windows(self.session, before)

@@ -105,13 +105,13 @@ class IdentifyHolder:
                command: IdentifyCommand) -> tuple[IdentifyAnswer, str | None]:
         now = self.clock()
         candidates, lookup = self._candidates(repo, command)
+        # one check of every candidate account, or of none: a refusal takes nothing of the others
         subjects = [str(a.account_id) for a in candidates] or [lookup]
-        for subject in subjects:
-            retry = repo.take_attempt(subject, max_events=self.max_attempts,
-                                      window_s=self.window_s, now=now)
-            if retry is not None:
-                return IdentifyAnswer(verdict=Verdict.RATE_LIMITED, retry_after_s=retry), \
-                    subjects[0] if candidates else None
+        retry = repo.take_attempts(subjects, max_events=self.max_attempts, window_s=self.window_s,
+                                   now=now)
+        if retry is not None:
+            return IdentifyAnswer(verdict=Verdict.RATE_LIMITED, retry_after_s=retry), \
+                subjects[0] if candidates else None
         repo.prune_attempts(now)
         passport_hash = self.keyring.keyed_hash("passport", normalise_passport(command.passport, ""))
         name = normalise_name(command.full_name)

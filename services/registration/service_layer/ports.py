@@ -127,11 +127,12 @@ class SupportRepository(Protocol):
 
     def mark_backfill_done(self, name: str) -> None: ...
 
-    def take_attempt(self, subject: str, *, max_events: int, window_s: float,
-                     now: float) -> int | None:
-        """Count one identity check of ``subject`` if fewer than ``max_events`` were counted in
-        the last ``window_s`` seconds: None; otherwise the seconds until the oldest of them leaves
-        the window (simultaneous checks on any number of workers take their turns)."""
+    def take_attempts(self, subjects: Sequence[str], *, max_events: int, window_s: float,
+                      now: float) -> int | None:
+        """Count one identity check of each of ``subjects`` if each has fewer than
+        ``max_events`` counted in the last ``window_s`` seconds: None; otherwise count none, and
+        the seconds until the first without room has room (simultaneous checks on any number of
+        workers take their turns)."""
         ...
 
     def prune_attempts(self, before: float) -> None:

@@ -24,7 +24,7 @@ from services.registration.adapters.protection import KeyringProtector
 from services.registration.adapters.repository import SqlUnitOfWork
 from services.registration.adapters.support_repository import SqlSupportUnitOfWork
 from services.registration.adapters.support_tables import windows
-from services.registration.adapters.tables import MIGRATIONS
+from services.registration.adapters.tables import MIGRATIONS, accounts
 from services.registration.entrypoints.agents import to_erasure, to_link, to_termination
 from services.registration.service_layer.erase_contract import erase_contracts
 from services.registration.service_layer.identify import (
@@ -161,3 +161,30 @@ async def test_an_erasure_forgets_the_checks_counted_by_mobile_and_by_contract(
 
 async def subjects(db: Database) -> list[str]:
     return await db.run(lambda s: list(s.execute(select(windows.c.subject)).scalars()))
+
+
+async def test_a_refused_check_by_a_shared_mobile_takes_nothing_of_the_other_account(
+        db: Database, keyring: Keyring) -> None:
+    """Two contracts share a mobile. A check by the mobile counts on both accounts or on neither:
+    once one has no room left, refusals by the mobile leave the other's checks untouched."""
+    await link(db, keyring,
+               linked("SH-1", name=NAME, account="111122223333", product="linear",
+                      mobile="+7 916 400-00-11"),
+               linked("SH-2", name=NAME, account="444455556666", product="satellite",
+                      mobile="+7 916 400-00-11"))
+    check = holder(db, keyring, max_attempts=5)
+    # the checks were counted in account-id order: the account sorted last is filled, so that a
+    # refusal takes place after the other account's count was taken
+    [first, last] = await db.run(lambda s: [r.contract_number for r in s.execute(
+        select(accounts.c.contract_number).order_by(accounts.c.account_id))])
+
+    def wrong(**by: str) -> IdentifyCommand:
+        return IdentifyCommand(operator="op-1", passport="4510 000000", full_name=NAME, **by)
+
+    for _ in range(5):
+        assert (await check(wrong(contract=last))).verdict is Verdict.NOT_CONFIRMED
+    for _ in range(5):
+        assert (await check(wrong(mobile="+7 916 400-00-11"))).verdict is Verdict.RATE_LIMITED
+    answer = await check(IdentifyCommand(operator="op-1", passport=PASSPORT, full_name=NAME,
+                                         contract=first))
+    assert answer.verdict is Verdict.CONFIRMED

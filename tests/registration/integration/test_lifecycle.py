@@ -230,8 +230,8 @@ async def test_erasure_deletes_the_account_tombstones_it_and_keeps_only_a_marker
     account_id = store.row("E-1").account_id
     kept_id = store.row("E-2").account_id
     for subject in (account_id, kept_id):  # support's identity checks, counted per account
-        db.run_sync(lambda s, subject=subject: SqlSupportRepository(s).take_attempt(
-            str(subject), max_events=5, window_s=3600, now=time.time()))
+        db.run_sync(lambda s, subject=subject: SqlSupportRepository(s).take_attempts(
+            [str(subject)], max_events=5, window_s=3600, now=time.time()))
     event = erased("E-1", minutes=30)
     assert await store.erase(event) == {Outcome.ERASED: 1}
     assert store.row("E-1") is None and store.row("E-2") is not None
