@@ -119,8 +119,11 @@ def login_cmd(login: str, as_json: Annotated[bool, typer.Option("--json")] = Fal
 
 
 def identify_cmd(
-    passport: Annotated[str, typer.Option(help='"<series> <number>" from the passport')],
-    name: Annotated[str, typer.Option(help="the holder's full name")],
+    passport: Annotated[str, typer.Option(
+        help='"<series> <number>" from the passport; omitted: asked for, not echoed',
+        prompt="passport (series and number)", hide_input=True)],
+    name: Annotated[str, typer.Option(help="the holder's full name; omitted: asked for",
+                                      prompt="full name")],
     contract: Annotated[str | None, typer.Option(help="the contract number")] = None,
     mobile: Annotated[str | None, typer.Option(help="the mobile, instead of the contract")] = None,
     operator: Annotated[str | None, typer.Option(help="your operator id (or OPS_OPERATOR_ID)")] = None,

@@ -1,10 +1,13 @@
-"""A real SMTP server for tests (aiosmtpd in its own thread) with scripted answers per recipient."""
+"""A real SMTP server for tests (aiosmtpd in its own thread) with scripted answers per recipient,
+and a raw one in the test's loop for what aiosmtpd will not do (misbehave, keep RCPT as sent)."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -86,13 +89,14 @@ class PasswordCheck:
 
 
 class SmtpServer:
-    """Plain by default; with ``tls_context`` and ``auth`` it requires STARTTLS, then a login."""
+    """Plain by default; with ``tls_context`` and ``auth`` it requires STARTTLS, then a login;
+    ``smtputf8=False``: a relay that does not offer SMTPUTF8."""
 
     def __init__(self, *, tls_context: ssl.SSLContext | None = None, auth: PasswordCheck | None = None,
-                 handler: ScriptedSmtpHandler | None = None) -> None:
+                 handler: ScriptedSmtpHandler | None = None, smtputf8: bool = True) -> None:
         self.handler = handler or ScriptedSmtpHandler()
         self.port = free_port()
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
             options.update(tls_context=tls_context, require_starttls=True)
         if auth is not None:
@@ -105,3 +109,68 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+@dataclass
+class RawSmtpRelay:
+    """A minimal SMTP relay in the test's loop, answering line by line as scripted: ``greeting``
+    as sent; ``mail_reply`` to MAIL; ``after_data`` "250" (accept) or "drop" (close without a
+    reply); ``quit`` "221", "hang" (never answer) or "drop". ``rcpts`` keeps each RCPT argument
+    as it came on the wire (aiosmtpd decodes encoded words in it)."""
+
+    greeting: bytes = b"220 relay ESMTP\r\n"
+    mail_reply: bytes = b"250 OK\r\n"
+    after_data: str = "250"
+    quit: str = "221"
+    messages: list[bytes] = field(default_factory=list)
+    rcpts: list[str] = field(default_factory=list)
+    quits: int = 0
+    port: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(self.greeting)
+            await writer.drain()
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    writer.write(b"250-relay\r\n250 8BITMIME\r\n")
+                elif verb == b"MAIL":
+                    writer.write(self.mail_reply)
+                elif verb == b"RCPT":
+                    self.rcpts.append(line[8:].decode().strip())  # after "RCPT TO:"
+                    writer.write(b"250 OK\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    await writer.drain()
+                    body = bytearray()
+                    while (chunk := await reader.readline()) not in (b".\r\n", b""):
+                        body += chunk
+                    self.messages.append(bytes(body))
+                    if self.after_data == "drop":
+                        return
+                    writer.write(b"250 2.0.0 queued as 1\r\n")
+                elif verb == b"QUIT":
+                    self.quits += 1
+                    if self.quit == "hang":
+                        await reader.read()  # no answer: wait for the client to hang up
+                    if self.quit == "221":
+                        writer.write(b"221 bye\r\n")
+                        await writer.drain()
+                    return
+                else:
+                    writer.write(b"250 OK\r\n" if verb == b"RSET" else b"502 no\r\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[RawSmtpRelay]:
+        server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        try:
+            yield self
+        finally:
+            server.close()

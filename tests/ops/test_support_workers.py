@@ -73,8 +73,8 @@ def ops_env(stack: LocalStack, token: str) -> dict[str, str]:
             "RECOVERY_OPS_URL": stack.url("recovery"), "NOTIFIER_OPS_URL": stack.url("notifier")}
 
 
-def ops(stack: LocalStack, *args: str, token: str = TOKEN) -> Result:
-    return CliRunner().invoke(ops_cli, list(args), env=ops_env(stack, token))
+def ops(stack: LocalStack, *args: str, token: str = TOKEN, answers: str | None = None) -> Result:
+    return CliRunner().invoke(ops_cli, list(args), env=ops_env(stack, token), input=answers)
 
 
 def eventually(stack: LocalStack, login: str, *wanted: str, timeout_s: float = 60) -> str:
@@ -169,6 +169,12 @@ def test_identify_confirms_only_a_full_match_and_logs_no_identity(stack: LocalSt
     by_mobile = ops(stack, "identify", "--mobile", "8 916 500-00-01", "--passport", "4510765432",
                     "--name", NAME, "--operator", "op-42")
     assert "login to use: +7******0001" in by_mobile.output, by_mobile.output
+    # passport and name left out of the command line (ps, shell history): asked for, the
+    # passport not echoed
+    asked = ops(stack, "identify", "--contract", "SP-1", "--operator", "op-42",
+                answers=f"4510 765432\n{NAME}\n")
+    assert asked.exit_code == 0 and "login to use: +7******0001" in asked.output, asked.output
+    assert "765432" not in asked.output
     wrong = [
         ops(stack, "identify", "--contract", "SP-2", "--passport", "4510 765433", "--name", NAME,
             "--operator", "op-42"),
@@ -182,7 +188,7 @@ def test_identify_confirms_only_a_full_match_and_logs_no_identity(stack: LocalSt
                   "--name", NAME)
     assert missing.exit_code == 2 and "--operator" in missing.output
     log = (stack.var_dir / "logs" / "registration.log").read_text().lower()
-    assert log.count('"operator": "op-42"') == 5
+    assert log.count('"operator": "op-42"') == 6
     for secret in ("765432", "ёлкин", "елкин", "алёна", "алена", "алла"):
         assert secret not in log, secret
 

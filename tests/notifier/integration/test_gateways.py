@@ -14,7 +14,7 @@ from services.notifier.adapters.sms_http import HttpSmsGateway, retry_after_seco
 from services.notifier.adapters.smtp_email import SmtpEmailGateway
 from services.notifier.domain.messages import OutgoingMessage
 from services.notifier.domain.model import Verdict
-from tests.notifier.smtp import SlowSmtpHandler, SmtpServer
+from tests.notifier.smtp import RawSmtpRelay, SlowSmtpHandler, SmtpServer
 from tests.support.workers import free_port
 
 TOKEN = "gw-test-token"
@@ -219,3 +219,89 @@ async def test_smtp_time_out_bounds_the_whole_session_not_each_reply() -> None:
         assert len(server.handler.to("slow@example.ru")) == 1
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("quit_answer", ["hang", "drop"])
+async def test_smtp_message_accepted_by_the_relay_is_sent_whatever_quit_does(quit_answer: str) -> None:
+    """250 to the message is the relay's acceptance: a QUIT that is never answered or a
+    connection dropped on QUIT must not make it a failure (it would be emailed again)."""
+    async with RawSmtpRelay(quit=quit_answer).running() as relay:
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=relay.port, mail_from="s@tv.example",
+                                   timeout_s=TIMEOUT_S)
+        started = time.monotonic()
+        result = await gateway.send(email("one@example.ru"))
+        took = time.monotonic() - started
+    assert (result.verdict, result.message_id) == (
+        Verdict.ACCEPTED, "0b7a0c1e-0000-4000-8000-000000000001@tv.example")
+    assert len(relay.messages) == 1 and relay.quits == 1
+    assert took < TIMEOUT_S + 0.5, took  # QUIT's wait stays within the session's bound
+
+
+@pytest.mark.parametrize(("relay", "error"), [
+    (RawSmtpRelay(greeting=b"HTTP/1.1 400 Bad Request\r\n"), "smtp_-1"),  # not SMTP: code -1
+    (RawSmtpRelay(greeting=b"220 " + b"x" * 9000 + b"\r\n"), "smtp_-1"),  # over-long reply
+    (RawSmtpRelay(mail_reply=b"354 go ahead\r\n"), "smtp_354"),  # a code out of place
+], ids=["not_smtp", "over_long", "354_to_mail"])
+async def test_smtp_reply_that_is_no_5xx_is_transient(relay: RawSmtpRelay, error: str) -> None:
+    """Only a 5xx refuses the message for good (docs/notifier.md)."""
+    async with relay.running():
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=relay.port, mail_from="s@tv.example",
+                                   timeout_s=TIMEOUT_S)
+        result = await gateway.send(email("one@example.ru"))
+    assert (result.verdict, result.error) == (Verdict.TRANSIENT, error)
+    assert relay.messages == []
+
+
+async def test_smtp_envelope_recipient_is_the_destination_as_given() -> None:
+    """A valid local part that looks like an RFC 2047 encoded word is sent as it is: the header
+    parser would decode it into another mailbox (RCPT TO:<"boss@corp.example"@example.ru>).
+    aiosmtpd decodes it on its side too, hence the raw relay."""
+    address = "=?utf-8?q?boss=40corp.example?=@example.ru"
+    async with RawSmtpRelay().running() as relay:
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=relay.port, mail_from="s@tv.example",
+                                   timeout_s=TIMEOUT_S)
+        result = await gateway.send(email(address))
+    assert result.verdict == Verdict.ACCEPTED
+    assert relay.rcpts == [f"<{address}>"]
+
+
+@pytest.mark.parametrize("smtputf8", [False, True])
+async def test_smtp_idn_domain_is_sent_in_its_ascii_form(smtputf8: bool) -> None:
+    """``ivan@пример.рф`` (registration accepts it) goes out as ``ivan@xn--e1afmkfd.xn--p1ai``,
+    in the envelope and the To header: a relay without SMTPUTF8 takes it too."""
+    server = SmtpServer(smtputf8=smtputf8).start()
+    try:
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=server.port, mail_from="s@tv.example",
+                                   timeout_s=5)
+        result = await gateway.send(email("ivan@пример.рф"))
+        assert result.verdict == Verdict.ACCEPTED, result.error
+        assert server.handler.rcpt_calls == {"ivan@xn--e1afmkfd.xn--p1ai": 1}
+        [mail] = server.handler.to("ivan@xn--e1afmkfd.xn--p1ai")
+        assert mail.get_content().replace("\r\n", "\n") == "Пароль: Z9\n"
+    finally:
+        server.stop()
+
+
+async def test_smtp_non_ascii_local_part_needs_smtputf8() -> None:
+    """``иван@пример.рф``: with SMTPUTF8 offered the local part goes as UTF-8 (the domain in
+    ASCII form); a relay without it can never take the address, a permanent failure rather
+    than retries until the code expires."""
+    address, sent_as = "иван@пример.рф", "иван@xn--e1afmkfd.xn--p1ai"
+    server = SmtpServer(smtputf8=True).start()
+    try:
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=server.port, mail_from="s@tv.example",
+                                   timeout_s=5)
+        assert (await gateway.send(email(address))).verdict == Verdict.ACCEPTED
+        assert server.handler.rcpt_calls == {sent_as: 1}
+        assert len(server.handler.to(sent_as)) == 1
+    finally:
+        server.stop()
+    plain = SmtpServer(smtputf8=False).start()
+    try:
+        gateway = SmtpEmailGateway(host="127.0.0.1", port=plain.port, mail_from="s@tv.example",
+                                   timeout_s=5)
+        result = await gateway.send(email(address))
+        assert (result.verdict, result.error) == (Verdict.PERMANENT, "smtp_utf8_unsupported")
+        assert plain.handler.rcpt_calls == {} and plain.handler.messages == []
+    finally:
+        plain.stop()
