@@ -688,9 +688,10 @@ def prune_windows(session: Session, before: float) -> None:
 
 
 def forget_windows(session: Session, subjects: Collection[str]) -> None:
-    """Every count of these subjects (an erasure)."""
+    """Every count of these subjects (an erasure). The rings go first, as a take locks them
+    first: a take and an erasure of one subject wait for each other in line, not in a circle."""
     ordered = sorted(subjects)
     for i in range(0, len(ordered), _WINDOW_CHUNK):
         chunk = ordered[i:i + _WINDOW_CHUNK]
-        session.execute(_WINDOW_FORGET_SLOTS, {"subjects": chunk})
         session.execute(_WINDOW_FORGET_RINGS, {"subjects": chunk})
+        session.execute(_WINDOW_FORGET_SLOTS, {"subjects": chunk})

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 
 from services.common.http_edge import (
@@ -48,6 +49,7 @@ def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHand
     if not token:
         log.info("OPS_API_TOKEN unset: ops routes not served")
         return False
+    app.web.web_app.middlewares.append(_token_first(token))  # type: ignore[attr-defined]
     for path, handler in routes.items():
         _register(app, path, handler, token, read_timeout_s)
     return True
@@ -56,15 +58,6 @@ def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHand
 def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
               read_timeout_s: float) -> None:
     class OpsRoute(View):
-        async def refused(self, request: Request) -> Response:
-            """Any method but POST: 401 without the token (as every ops route answers), 405 with
-            it, so an unauthenticated caller learns nothing from the method."""
-            if not bearer_ok(request.headers.get("Authorization"), token):
-                return self.json({"error": "unauthorized"}, status=401)
-            return self.json({"error": "method_not_allowed"}, status=405)
-
-        get = head = put = patch = delete = options = refused
-
         async def post(self, request: Request) -> Response:
             if not bearer_ok(request.headers.get("Authorization"), token):
                 return self.json({"error": "unauthorized"}, status=401)
@@ -84,6 +77,24 @@ def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
 
     OpsRoute.__name__ = "Ops" + "".join(p.title() for p in path.split("/") if p).replace("-", "")
     app.page(path)(OpsRoute)
+
+
+def _token_first(token: str) -> Any:
+    """An aiohttp middleware: any request under ``/ops/`` without the token is answered 401
+    before routing decides anything, whatever its method or path (an unauthenticated caller
+    learns nothing from a 405 or a 404); with the token, routing answers as usual."""
+
+    @aiohttp_web.middleware
+    async def token_first(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
+        if request.path.startswith(OPS_PREFIX) and not bearer_ok(
+                request.headers.get("Authorization"), token):
+            return aiohttp_web.json_response({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    return token_first
+
+
+OPS_PREFIX = "/ops/"
 
 
 def text_field(data: dict[str, Any], name: str, *, limit: int = 128, required: bool = True) -> str:

@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from services.common.db import Database, make_engine, prune_windows, take_windows
+from services.common import db as db_module
+from services.common.db import (
+    Database,
+    forget_windows,
+    make_engine,
+    prune_windows,
+    take_windows,
+)
 from services.common.migrations import migrate
 from services.recovery.adapters import repository
 from services.recovery.adapters.tables import MIGRATIONS, window_slots, windows
@@ -243,5 +250,58 @@ def test_a_prune_in_a_write_leaves_the_rings_another_write_holds(postgres_url: s
         with Session(db.engine) as s:  # the idle ring, held by write 2, was left; it took it
             assert s.scalar(select(func.count()).select_from(window_slots)
                             .where(window_slots.c.subject == idle)) == 1
+    finally:
+        db.close()
+
+
+def test_a_take_and_an_erasure_of_one_subject_wait_in_line(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL. A take locks the subject's ring, then writes a slot; an erasure deleted the
+    slots first, then the rings: with the take's slot already there (an old check out of its
+    window), each waited for the other (a deadlock, one of them aborted). The erasure now
+    deletes the rings first, so it waits for the take, then deletes what it wrote."""
+    db = Database(url=postgres_url, name="windows-erase")
+    migrate(db.engine, MIGRATIONS)
+    subject, now = "erased-" + uuid.uuid4().hex, time.time()
+    with Session(db.engine) as s, s.begin():
+        take_windows(s, [[(subject, 1, 60.0)]], now - 120)  # out of its window, still there
+    ring_head, holds_ring = db_module._ring_head, threading.Event()
+
+    def slow_ring_head(*args: object, **kwargs: object) -> tuple[int, float]:
+        head = ring_head(*args, **kwargs)  # type: ignore[arg-type]
+        holds_ring.set()
+        time.sleep(0.5)  # the erasure starts meanwhile
+        return head
+
+    monkeypatch.setattr(db_module, "_ring_head", slow_ring_head)
+    errors: list[BaseException] = []
+
+    def take() -> None:
+        try:
+            with Session(db.engine) as s, s.begin():
+                take_windows(s, [[(subject, 1, 60.0)]], now)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def erase() -> None:
+        holds_ring.wait(5)
+        try:
+            with Session(db.engine) as s, s.begin():
+                forget_windows(s, {subject})
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take), threading.Thread(target=erase)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    try:
+        assert errors == []
+        with Session(db.engine) as s:  # the erasure came second: nothing of the subject is left
+            assert s.scalar(select(func.count()).select_from(window_slots)
+                            .where(window_slots.c.subject == subject)) == 0
+            assert s.scalar(select(func.count()).select_from(windows)
+                            .where(windows.c.subject == subject)) == 0
     finally:
         db.close()
