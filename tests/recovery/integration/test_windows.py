@@ -206,6 +206,24 @@ def test_groups_and_peeks_answer_as_the_definition_does(
         assert got == definition.take_together(asked, now), now
 
 
+def in_threads(*work: Callable[[], None]) -> list[BaseException]:
+    """Runs each of ``work`` in a thread of its own, at once; what they raised."""
+    errors: list[BaseException] = []
+
+    def run(one: Callable[[], None]) -> None:
+        try:
+            one()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(one,)) for one in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return errors
+
+
 def test_a_prune_in_a_write_leaves_the_rings_another_write_holds(postgres_url: str) -> None:
     """PostgreSQL. Write 1 holds the rings it took (the SMS budget) and prunes (recovery prunes
     in a write every so often); write 2 holds an idle ring, out of its window and not pruned
@@ -217,34 +235,23 @@ def test_a_prune_in_a_write_leaves_the_rings_another_write_holds(postgres_url: s
     with Session(db.engine) as s, s.begin():
         s.execute(text("INSERT INTO windows VALUES (:s, 1, 10, :b)"), {"s": idle, "b": now - 5})
         s.execute(text("INSERT INTO window_slots VALUES (:s, 0, :u)"), {"s": idle, "u": now - 5})
-    errors: list[BaseException] = []
     first_holds_budget, second_waits = threading.Event(), threading.Event()
 
     def first() -> None:
-        try:
-            with Session(db.engine) as s, s.begin():
-                take_windows(s, [[("1" * 64, 10, 86400.0), ("sms-budget", 100, 3600.0)]], now)
-                first_holds_budget.set()
-                second_waits.wait(5)
-                time.sleep(0.5)
-                prune_windows(s, now)
-        except BaseException as exc:
-            errors.append(exc)
+        with Session(db.engine) as s, s.begin():
+            take_windows(s, [[("1" * 64, 10, 86400.0), ("sms-budget", 100, 3600.0)]], now)
+            first_holds_budget.set()
+            second_waits.wait(5)
+            time.sleep(0.5)
+            prune_windows(s, now)
 
     def second() -> None:
         first_holds_budget.wait(5)
-        try:
-            with Session(db.engine) as s, s.begin():
-                threading.Timer(0.3, second_waits.set).start()
-                take_windows(s, [[(idle, 10, 86400.0), ("sms-budget", 100, 3600.0)]], now)
-        except BaseException as exc:
-            errors.append(exc)
+        with Session(db.engine) as s, s.begin():
+            threading.Timer(0.3, second_waits.set).start()
+            take_windows(s, [[(idle, 10, 86400.0), ("sms-budget", 100, 3600.0)]], now)
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    errors = in_threads(first, second)
     try:
         assert errors == []
         with Session(db.engine) as s:  # the idle ring, held by write 2, was left; it took it
@@ -274,28 +281,17 @@ def test_a_take_and_an_erasure_of_one_subject_wait_in_line(
         return head
 
     monkeypatch.setattr(db_module, "_ring_head", slow_ring_head)
-    errors: list[BaseException] = []
 
     def take() -> None:
-        try:
-            with Session(db.engine) as s, s.begin():
-                take_windows(s, [[(subject, 1, 60.0)]], now)
-        except BaseException as exc:
-            errors.append(exc)
+        with Session(db.engine) as s, s.begin():
+            take_windows(s, [[(subject, 1, 60.0)]], now)
 
     def erase() -> None:
         holds_ring.wait(5)
-        try:
-            with Session(db.engine) as s, s.begin():
-                forget_windows(s, {subject})
-        except BaseException as exc:
-            errors.append(exc)
+        with Session(db.engine) as s, s.begin():
+            forget_windows(s, {subject})
 
-    threads = [threading.Thread(target=take), threading.Thread(target=erase)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    errors = in_threads(take, erase)
     try:
         assert errors == []
         with Session(db.engine) as s:  # the erasure came second: nothing of the subject is left
