@@ -7,7 +7,9 @@
   what it would let through is refused: ``NaN``/``Infinity``, numbers that overflow to infinity,
   duplicate keys, and text that does not encode as UTF-8 (an escaped lone surrogate such as
   ``"\\udfff"``), which would only fail later, deep inside hashing or encryption.
-* ``bearer_ok``: ``Authorization: Bearer <token>`` compared in constant time.
+* ``bearer_ok``: ``Authorization: Bearer <token>`` compared in constant time;
+  ``require_token_under``: every request under a path prefix (the ops routes') without the token
+  is a 401, before routing.
 * ``client_address``: which address a request comes from (DESIGN.md "Who may call what"). By
   default the socket peer. With ``TRUSTED_PROXIES`` (comma-separated addresses or CIDRs), a
   request whose peer is trusted is attributed to the right-most address of ``X-Forwarded-For``
@@ -31,6 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import AppRunner
 from aiohttp.web_protocol import RequestPayloadError
@@ -150,6 +153,22 @@ def closing(response: Any) -> Any:
     """``response`` with the connection closed after it (the rest of a body is not awaited)."""
     response.force_close()
     return response
+
+
+def require_token_under(app: Any, prefix: str, token: str) -> None:
+    """Any request whose path starts with ``prefix`` and that lacks ``Authorization: Bearer
+    <token>`` is answered ``401 {"error": "unauthorized"}`` before routing decides anything,
+    whatever its method or path: a caller without the token learns nothing from a 405 or a 404.
+    With it, routing answers as usual. (An aiohttp middleware on the faust app's web server.)"""
+
+    @web.middleware
+    async def token_first(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith(prefix) and not bearer_ok(
+                request.headers.get("Authorization"), token):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    app.web.web_app.middlewares.append(token_first)
 
 
 def harden_web_server(app: Any, *, read_timeout_s: float) -> None:

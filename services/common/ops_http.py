@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
-from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 
 from services.common.http_edge import (
@@ -25,9 +24,12 @@ from services.common.http_edge import (
     closing,
     decode_object,
     read_body,
+    require_token_under,
 )
 
 log = logging.getLogger(__name__)
+
+OPS_PREFIX = "/ops/"
 
 OpsHandler = Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 MAX_BODY = 4096
@@ -49,7 +51,7 @@ def register_ops_routes(app: faust.App, *, token: str, routes: dict[str, OpsHand
     if not token:
         log.info("OPS_API_TOKEN unset: ops routes not served")
         return False
-    app.web.web_app.middlewares.append(_token_first(token))  # type: ignore[attr-defined]
+    require_token_under(app, OPS_PREFIX, token)
     for path, handler in routes.items():
         _register(app, path, handler, token, read_timeout_s)
     return True
@@ -77,24 +79,6 @@ def _register(app: faust.App, path: str, handler: OpsHandler, token: str,
 
     OpsRoute.__name__ = "Ops" + "".join(p.title() for p in path.split("/") if p).replace("-", "")
     app.page(path)(OpsRoute)
-
-
-def _token_first(token: str) -> Any:
-    """An aiohttp middleware: any request under ``/ops/`` without the token is answered 401
-    before routing decides anything, whatever its method or path (an unauthenticated caller
-    learns nothing from a 405 or a 404); with the token, routing answers as usual."""
-
-    @aiohttp_web.middleware
-    async def token_first(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
-        if request.path.startswith(OPS_PREFIX) and not bearer_ok(
-                request.headers.get("Authorization"), token):
-            return aiohttp_web.json_response({"error": "unauthorized"}, status=401)
-        return await handler(request)
-
-    return token_first
-
-
-OPS_PREFIX = "/ops/"
 
 
 def text_field(data: dict[str, Any], name: str, *, limit: int = 128, required: bool = True) -> str:
