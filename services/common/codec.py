@@ -12,6 +12,7 @@ the same record could take the other of two duplicate values.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -103,6 +104,15 @@ def not_in_future(max_skew_s: float, now: Callable[[], float]) -> Callable[[Even
 
 class _NotStrictJson(ValueError):
     pass
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
+
+
+def has_control_character(text: str) -> bool:
+    """A control character (a NUL, which PostgreSQL cannot hold as text, among them): text that
+    reaches a database or a header must have none."""
+    return _CONTROL.search(text) is not None
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -10,13 +10,13 @@ that is the default until an operator sets one; local/demo mode generates it.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 from faust.web import Request, Response, View
 
+from services.common.codec import has_control_character
 from services.common.http_edge import (
     ClientGone,
     HttpError,
@@ -87,9 +87,7 @@ def text_field(data: dict[str, Any], name: str, *, limit: int = 128, required: b
         return ""
     if not isinstance(value, str) or not value.strip() or len(value) > limit:
         raise OpsError(400, "invalid_request", f"{name}: a string of 1 to {limit} characters")
-    if _CONTROL.search(value):  # a NUL, which PostgreSQL cannot hold, among them
+    if has_control_character(value):
         raise OpsError(400, "invalid_request", f"{name}: no control characters")
     return value
 
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
 
-from schemas.topics import longest_inbound_retention_days
+from schemas.topics import DAY_MS, longest_inbound_retention_days
 from services.common.crypto import Keyring, load_local_keys
 from services.common.env_settings import (
     EnvFloat,
@@ -30,7 +30,7 @@ from services.common.env_settings import (
 from services.common.errors import ConfigError as ConfigError
 from services.common.kafka_config import KafkaSettings
 
-WEEK_S = 7 * 86400
+WEEK_S = 7 * DAY_MS // 1000
 
 
 def web_port(service: str, default: int) -> Any:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TypeGuard
+
+from services.common.codec import has_control_character
 
 # --- Deliveries ------------------------------------------------------------------------------
 
@@ -139,14 +140,13 @@ class Verdict(StrEnum):
     PERMANENT = "permanent"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode's control characters (Cc)
 MAX_RETRY_AFTER_S = 86_400.0  # a code lives far less; a longer wait is the same as this one
 
 
 def message_id_usable(value: object) -> TypeGuard[str]:
     """A gateway's message id that can be stored and met again by its delivery report: text of 1
     to 64 characters, none of them a control character (PostgreSQL refuses NUL in text)."""
-    return isinstance(value, str) and 0 < len(value) <= 64 and not _CONTROL.search(value)
+    return isinstance(value, str) and 0 < len(value) <= 64 and not has_control_character(value)
 
 
 def bounded_retry_after(seconds: float) -> float | None:
