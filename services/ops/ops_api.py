@@ -34,6 +34,11 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+# The token goes only to the service's own address: no redirect is followed, and no proxy the
+# environment names (``HTTP_PROXY`` …) is used — a proxy would be sent the bearer token.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+
+
 def token(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     if env.get("OPS_API_TOKEN"):
@@ -60,7 +65,7 @@ def call(service: str, path: str, body: dict[str, Any], *, timeout_s: float = 60
         url, data=json.dumps(body).encode(), method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token(env)}"})
     try:
-        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as answer:
+        with _OPENER.open(request, timeout=timeout_s) as answer:
             return answer.status, json.loads(answer.read() or b"{}")
     except urllib.error.HTTPError as exc:
         data = exc.read()

@@ -97,3 +97,29 @@ def test_a_direct_answer_still_works(elsewhere: str) -> None:
                           env={"OPS_API_TOKEN": TOKEN, "REGISTRATION_OPS_URL": url})
     assert status == 200 and answer["accounts"] == 0
     assert _Elsewhere.seen == [f"Bearer {TOKEN}"]
+
+
+class _Proxy(_Elsewhere):
+    """A proxy the environment names: records every Authorization it is sent."""
+
+    seen: ClassVar[list[str | None]] = []
+
+
+def test_no_proxy_of_the_environment_is_sent_the_token(
+        elsewhere: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    _Proxy.seen = []
+    proxy = _serve(_Proxy)
+    try:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_port}")
+        url = elsewhere.removesuffix("/collect")
+        status, _ = call("registration", "/ops/v1/keys/reseal", {},
+                         env={"OPS_API_TOKEN": TOKEN, "REGISTRATION_OPS_URL": url})
+        assert status == 200
+        assert _Proxy.seen == []
+        assert _Elsewhere.seen == [f"Bearer {TOKEN}"]
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
