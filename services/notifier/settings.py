@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from email.errors import MessageError
+from email.headerregistry import Address
 from pathlib import Path
 from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
+from services.common.codec import has_control_character
 from services.common.env_settings import (
     EnvBool,
     EnvFloat,
@@ -36,6 +39,17 @@ class SmsSettings(ReadTimeoutSettings):
     # reports kept for a message id no delivery has yet (a day at most); beyond: 503, sent again
     sms_parked_reports_max: PositiveInt = Field(default=100_000,
                                                 validation_alias="SMS_PARKED_REPORTS_MAX")
+
+
+def bare_address(value: str) -> bool:
+    """``value`` is one address ``local@domain`` as an envelope sender and a From header take it."""
+    if not value or has_control_character(value) or any(ch.isspace() for ch in value):
+        return False
+    try:
+        address = Address(addr_spec=value)
+    except (ValueError, IndexError, MessageError):
+        return False
+    return bool(address.username and address.domain) and address.addr_spec == value
 
 
 class SmtpSettings(EnvSettings):
@@ -80,6 +94,11 @@ class NotifierSettings(CommonSettings, SmsSettings, SmtpSettings, DispatchSettin
             # expires: refused at start instead
             raise ConfigError("SMTP_USERNAME and SMTP_PASSWORD go together: set both for a relay "
                               "that requires a login, neither for one that does not")
+        if not bare_address(self.mail_from):
+            # the envelope sender and the From header: one that no message can carry (a newline,
+            # a display name, no domain) failed every email as internal_error until it expired
+            raise ConfigError("MAIL_FROM must be a bare address, local@domain (no display name, "
+                              "no spaces or control characters)")
         for gateway_token, name in ((self.sms_gateway_token, "SMS_GATEWAY_TOKEN"),
                                     (self.sms_fallback_token, "SMS_FALLBACK_TOKEN")):
             # the webhook's token is never one we send to a gateway: either gateway could use it

@@ -215,6 +215,12 @@ def test_bad_common_values_name_their_variable(cls: type[CommonSettings], name: 
     (NotifierSettings, "SMS_CIRCUIT_FAILURES", "0", "SMS_CIRCUIT_FAILURES and SMS_CIRCUIT_OPEN_S must be"),
     (NotifierSettings, "SMS_PARKED_REPORTS_MAX", "0", "SMS_PARKED_REPORTS_MAX must be a positive"),
     (NotifierSettings, "SMTP_CA_FILE", "/nonexistent.pem", "CA file not found"),
+    (NotifierSettings, "MAIL_FROM", "selfcare@example.ru\nBcc: all@example.ru", "MAIL_FROM must be a bare"),
+    (NotifierSettings, "MAIL_FROM", "Selfcare <selfcare@example.ru>", "MAIL_FROM must be a bare"),
+    (NotifierSettings, "MAIL_FROM", "selfcare", "MAIL_FROM must be a bare"),
+    (NotifierSettings, "MAIL_FROM", "selfcare@", "MAIL_FROM must be a bare"),
+    (NotifierSettings, "MAIL_FROM", "self care@example.ru", "MAIL_FROM must be a bare"),
+    (NotifierSettings, "MAIL_FROM", "a@b@example.ru", "MAIL_FROM must be a bare"),
     (NotifierSettings, "SMTP_USERNAME", "selfcare", "SMTP_USERNAME and SMTP_PASSWORD go together"),
     (NotifierSettings, "SMTP_PASSWORD", "s3cret", "SMTP_USERNAME and SMTP_PASSWORD go together"),
     (NotifierSettings, "SMS_GATEWAY_TOKEN", TOKENS["SMS_STATUS_TOKEN"],
@@ -226,6 +232,11 @@ def test_bad_service_values_name_their_variable(cls: type[CommonSettings], name:
                                                 tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         cls.from_env({**base(tmp_path), name: value})
+
+
+def test_a_bare_mail_from_is_kept_as_given(tmp_path: Path) -> None:
+    for value in ("selfcare@localhost", "no-reply@selfcare.example.ru", "codes+sms@example.ru"):
+        assert NotifierSettings.from_env({**base(tmp_path), "MAIL_FROM": value}).mail_from == value
 
 
 def test_the_smtp_login_is_read_by_its_two_names(tmp_path: Path) -> None:
