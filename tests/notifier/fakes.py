@@ -90,7 +90,7 @@ class FakeDeliveries:
 
     def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
         return [(_delivery(r), r["destination_prefix"]) for r in self.store.rows.values()
-                if r["message_id"] == message_id][:2]
+                if r["message_id"] == message_id and r["channel"] == "sms"][:2]
 
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
         if code_id not in self.store.rows:

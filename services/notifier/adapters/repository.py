@@ -185,9 +185,11 @@ class SqlDeliveries:
         return fresh
 
     def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
-        """The deliveries with this message id, each with its destination prefix (locked)."""
+        """The SMS deliveries with this message id, each with its destination prefix (locked):
+        a report comes from an SMS gateway, so an email's Message-ID never matches it."""
         query = (select(*_COLUMNS, deliveries.c.destination_prefix)
-                 .where(deliveries.c.message_id == message_id).limit(2))
+                 .where(deliveries.c.message_id == message_id, deliveries.c.channel == _SMS)
+                 .limit(2))
         if is_postgres(self.session):
             query = query.with_for_update()
         return [(_delivery(row), row.destination_prefix) for row in self.session.execute(query)]

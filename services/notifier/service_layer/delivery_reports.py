@@ -104,7 +104,8 @@ def apply_parked(tx: Transaction, sent: Sequence[tuple[Delivery, DeliveryUpdate]
                  now: datetime) -> list[tuple[Delivery, DeliveryUpdate, str]]:
     """In the transaction that records deliveries ``sent``: the reports parked for their message
     ids, applied (kept on the row, a status staged after the ``sent`` one); returns them."""
-    by_id = {u.message_id: (d, u) for d, u in sent if u.message_id is not None}
+    by_id = {u.message_id: (d, u) for d, u in sent  # the SMS gateway reports SMS only
+             if u.message_id is not None and d.channel == "sms"}
     parked = tx.deliveries.take_parked(list(by_id)) if by_id else {}
     applied: list[tuple[Delivery, DeliveryUpdate, str]] = []
     records: list[WireRecord] = []

@@ -58,8 +58,9 @@ class Deliveries(Protocol):
         ...
 
     def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
-        """The deliveries a gateway accepted as ``message_id`` (each gateway numbers its own, so
-        there may be two), each with its destination prefix; locked until the transaction ends,
+        """The SMS deliveries a gateway accepted as ``message_id`` (each gateway numbers its own,
+        so there may be two; an email is never one), each with its destination prefix; locked until
+        the transaction ends,
         so that two reports of one message are applied one after the other."""
         ...
 

@@ -320,6 +320,26 @@ async def test_delivery_reports_become_statuses(harness: Harness) -> None:
     assert harness.row(event.code_id)["carrier_status"] == "delivered"
 
 
+async def test_an_sms_report_never_applies_to_an_email(harness: Harness) -> None:
+    """An SMS gateway's report names its own message ids; an email with that Message-ID (sent
+    before the report or after it) is not its message."""
+    first = code_issued(to="first@example.ru", channel=Channel.EMAIL)
+    await harness.consume(first)
+    await harness.dispatch()
+    message_id = str(harness.row(first.code_id)["message_id"])
+    assert await harness.reports(message_id=message_id, status="delivered") == ReportResult.PARKED
+    assert harness.row(first.code_id)["carrier_status"] is None
+    second = code_issued(to="second@example.ru", channel=Channel.EMAIL)
+    message_id = "m-2"  # the email fake's next message id
+    assert await harness.reports(message_id=message_id, status="undelivered") == ReportResult.PARKED
+    await harness.consume(second)
+    await harness.dispatch()
+    assert harness.row(second.code_id)["message_id"] == message_id
+    assert harness.row(second.code_id)["carrier_status"] is None
+    for event in (first, second):
+        assert [s["status"] for s in harness.statuses(event.code_id)] == ["sent"]
+
+
 async def test_a_report_before_its_send_is_recorded_is_applied_when_it_is(harness: Harness) -> None:
     """The gateway answered the call and the carrier's verdict came before the recorder wrote the
     answer: the report is parked, then applied in the transaction that records the send, after
