@@ -4,12 +4,19 @@
 
 Starts the three services (fresh topic prefix, SQLite under a temporary folder) with the local SMS
 gateway, links one interactive-TV account per request (distinct mobiles), waits until recovery
-knows them, then sends "Get code" requests through the HTTP API at a fixed rate and measures, at
-the gateway, the time from sending the HTTP request to the gateway receiving the SMS. The first
-``--warmup`` seconds of requests (same rate) warm the services and the broker up — a freshly
-started JVM and fresh workers have a slower tail for their first seconds — and are reported
-apart; the ``--duration`` seconds after them are the figure. Bounded: rate × (warmup +
-duration) requests, loopback only. The requests come from many clients, as a portal's do:
+has projected them all (its metrics), then sends "Get code" requests through the HTTP API at a
+fixed rate and measures, at the gateway, the time from sending the HTTP request to the gateway
+receiving the SMS. The first ``--warmup`` seconds of requests (same rate) warm the services and
+the broker up — a freshly started JVM and fresh workers have a slower tail for their first
+seconds — and are reported apart; the ``--duration`` seconds after them are the figure.
+Bounded: rate × (warmup + duration) requests, loopback only.
+
+For the measured requests it also prints where the time goes (the HTTP send, each stage's record
+timestamp on the broker, the gateway's receipt: wall clocks of one machine), each service
+process's CPU time per request, and the per-request times to ``requests.txt`` in the services'
+folder (printed; ``--log-level INFO`` adds recovery's time per batch to its log there).
+
+The requests come from many clients, as a portal's do:
 each client has its own loopback source address (127.0.1.1, 127.0.1.2, …; Linux routes all of
 127.0.0.0/8 to ``lo``) and sends at most ``CLIENT_REQUESTS`` requests, fewer than the default
 per-client-IP limit (30 per 5 min). All settings are the defaults.
@@ -24,8 +31,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -41,6 +48,7 @@ from deploy.local_stack import LocalStack
 from deploy.topics import apply as apply_topics
 from deploy.topics import remove as remove_topics
 from schemas.topics import (
+    ACCOUNT_CHANGED,
     CODE_ISSUED,
     CODE_REQUESTED,
     CONTRACT_LINKED,
@@ -80,16 +88,19 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def run(rate: float, duration: float, bootstrap: str, recovery_workers: int = 1,
-              database_url: str | None = None, warmup: float = 0.0) -> list[float]:
+              database_url: str | None = None, warmup: float = 0.0,
+              log_level: str = "WARNING") -> list[float]:
     warm = int(rate * warmup)  # the first requests, at the same rate, reported apart
     n = warm + int(rate * duration)
     prefix = f"lat{uuid.uuid4().hex[:8]}."
     await apply_topics(bootstrap, prefix=prefix, replication_factor=1)
+    var_dir = Path(tempfile.mkdtemp(prefix="latency-"))
+    print(f"services' logs: {var_dir}")
     stack = LocalStack(
-        bootstrap=bootstrap, var_dir=Path(tempfile.mkdtemp(prefix="latency-")), topic_prefix=prefix,
+        bootstrap=bootstrap, var_dir=var_dir, topic_prefix=prefix,
         ports={"registration": free_port(), "recovery": free_port(), "notifier": free_port()},
         extra_env={"SECRET_KEYS": TEST_SECRET_KEYS, "HASH_PEPPER": TEST_HASH_PEPPER,
-                   "LOG_LEVEL": "WARNING",
+                   "LOG_LEVEL": log_level,
                    **({"RECOVERY_DATABASE_URL": database_url} if database_url else {})},
         replicas={"recovery": recovery_workers},
     )
@@ -98,8 +109,9 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
         gateway = stack.sms_gateway
         assert gateway is not None
         await produce(bootstrap, prefix + CONTRACT_LINKED, [(f"LAT-{i}".encode(), link(i)) for i in range(n)])
-        await asyncio.sleep(8)  # accounts reach recovery's projection
+        await projected(stack.url("recovery") + "/metrics", n)  # before any request is timed
         sent_at: dict[str, float] = {}
+        sent_wall_ms: dict[str, float] = {}
         statuses: list[int] = []
         clients = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
                    for address in client_addresses(-(-n // CLIENT_REQUESTS))]
@@ -107,6 +119,7 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             async def one(i: int) -> None:
                 http = clients[i // CLIENT_REQUESTS]
                 sent_at[mobile(i)] = time.monotonic()
+                sent_wall_ms[mobile(i)] = time.time() * 1000
                 async with http.post(stack.url("recovery") + "/api/v1/code-requests",
                                      json={"login": mobile(i), "channel": "sms"},
                                      headers=stack.api_headers()) as r:
@@ -114,8 +127,11 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
 
             start = time.monotonic()
             tasks = []
+            cpu_before: dict[str, float] = {}
             for i in range(n):
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+                if i == warm:
+                    cpu_before = cpu_seconds(stack)
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
         finally:
@@ -127,6 +143,8 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             if len(got) >= n:
                 break
             await asyncio.sleep(0.2)
+        cpu_used = {name: seconds - cpu_before.get(name, 0.0)
+                    for name, seconds in cpu_seconds(stack).items()}
         late = {to: (got[to] - sent_at[to]) * 1000 for to in sent_at if to in got}
         latencies = [late[mobile(i)] for i in range(warm, n) if mobile(i) in late]
         print(f"requests sent: {n} at {rate}/s, HTTP 202: {statuses.count(202)}; the first {warm} "
@@ -140,11 +158,48 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
         if latencies:
             print(f"measured: request → gateway latency ms: {summary(latencies)}")
             print(f"target p99 ≤ 200 ms: {'met' if pct(latencies, 99) <= 200 else 'NOT met'}")
-        await print_stages(bootstrap, prefix)
+        print("CPU ms per measured request, by service process: " + ", ".join(
+            f"{name} {used * 1000 / max(1, n - warm):.1f}" for name, used in cpu_used.items()))
+        measured = {mobile(i) for i in range(warm, n)}
+        await print_stages(bootstrap, prefix,
+                           sent={m: t for m, t in sent_wall_ms.items() if m in measured},
+                           at_gateway=gateway.call(lambda s: {m.client_ref: m.wall_ms
+                                                              for m in s.accepted.values()}),
+                           dump=var_dir / "requests.txt")
         return latencies
     finally:
         await asyncio.to_thread(stack.stop)
         await remove_topics(bootstrap, prefix=prefix)  # a broker keeping every run's topics slows
+
+
+def cpu_seconds(stack: LocalStack) -> dict[str, float]:
+    """CPU time (user + system, every thread) each service process has used so far (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for service in stack.processes:
+        with open(f"/proc/{service.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        used[service.name] = used.get(service.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+async def projected(metrics_url: str, count: int, timeout_s: float = 300.0) -> None:
+    """Waits until recovery has projected ``count`` accounts (its consumed AccountChanged
+    records, from its metrics): requests timed while the projection still runs would measure
+    that backlog, not the request path."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(metrics_url) as r:
+                body = await r.text()
+            done = sum(float(line.split()[-1]) for line in body.splitlines()
+                       if line.startswith("recovery_events_consumed_total{")
+                       and ACCOUNT_CHANGED in line and 'outcome="processed"' in line)
+            if done >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"recovery projected {done:.0f} of {count} accounts")
+            await asyncio.sleep(0.5)
 
 
 def summary(latencies: list[float]) -> str:
@@ -197,7 +252,7 @@ async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> 
 async def measure(args: argparse.Namespace) -> None:
     """The workflow, then the floor at the same rate on the same broker, then the ratio."""
     workflow = await run(args.rate, args.duration, args.bootstrap, args.recovery_workers,
-                         args.recovery_db, args.warmup)
+                         args.recovery_db, args.warmup, args.log_level)
     base = await floor(args.rate, args.duration, args.bootstrap, args.warmup)
     if base:
         print(f"measured: floor (3 no-op agents + 1 argon2id hash) latency ms: {summary(base)}")
@@ -206,10 +261,14 @@ async def measure(args: argparse.Namespace) -> None:
         print(f"p99 workflow / p99 floor: {ratio:.2f} (aim ≤ 2: {'met' if ratio <= 2 else 'NOT met'})")
 
 
-async def print_stages(bootstrap: str, prefix: str) -> None:
-    """Where the time goes, from the broker's record timestamps of each stage's output."""
+async def print_stages(bootstrap: str, prefix: str, *, sent: dict[str, float],
+                       at_gateway: dict[str, float], dump: Path | None = None) -> None:
+    """Where the time of the measured requests goes: the HTTP request's send (``sent``, wall
+    clock ms by login), the broker's record timestamp of each stage's output, and the gateway's
+    wall clock on receipt (``at_gateway``, by ``client_ref``, which is the code id)."""
     at: dict[str, dict[str, float]] = {}
     code_of: dict[str, str] = {}
+    login_of: dict[str, str] = {}
     stages = [(CODE_REQUESTED, "requested"), (REQUESTS_BY_LOGIN, "re-keyed"),
               (CODE_ISSUED, "issued"), (NOTIFICATION_STATUS, "status")]
     for topic, stage in stages:
@@ -217,18 +276,33 @@ async def print_stages(bootstrap: str, prefix: str) -> None:
             data = json.loads(record.value or b"{}")
             if stage in ("requested", "re-keyed"):
                 key = data["event_id"]
+                if stage == "requested":
+                    login_of[key] = data["login"]
             elif stage == "issued":
                 key = data["request_event_id"]
                 code_of[data["code_id"]] = key
+                if data["code_id"] in at_gateway:
+                    at.setdefault(key, {})["gateway"] = at_gateway[data["code_id"]]
             else:
                 key = code_of.get(data["code_id"], "")
             at.setdefault(key, {})[stage] = record.timestamp_ms
-    print("stage breakdown (every request, warm-up included):")
-    for (_, a), (_, b) in itertools.pairwise(stages):
-        gaps = [t[b] - t[a] for t in at.values() if a in t and b in t]
+    for key, login in login_of.items():
+        if login in sent:
+            at.setdefault(key, {})["HTTP sent"] = sent[login]
+    timed = sorted((t for t in at.values() if "HTTP sent" in t), key=lambda t: t["HTTP sent"])
+    if dump is not None:
+        names = ["HTTP sent", "requested", "re-keyed", "issued", "gateway", "status"]
+        text = "".join(" ".join(f"{t.get(n, float('nan')):.1f}" for n in names) + "\n"
+                       for t in timed)
+        await asyncio.to_thread(dump.write_text, text)
+        print(f"per-request wall-clock ms ({', '.join(names)}): {dump}")
+    print(f"stage breakdown ms (the {len(timed)} measured requests; wall clocks of one machine):")
+    for a, b in [("HTTP sent", "requested"), ("requested", "re-keyed"), ("re-keyed", "issued"),
+                 ("issued", "gateway"), ("gateway", "status")]:
+        gaps = [t[b] - t[a] for t in timed if a in t and b in t]
         if gaps:
-            p50, p99 = pct(gaps, 50), pct(gaps, 99)
-            print(f"  {a:>9} → {b:<9} ms: p50 {p50:6.1f}  p99 {p99:6.1f}  (n={len(gaps)})")
+            print(f"  {a:>9} → {b:<9}: p50 {pct(gaps, 50):6.1f}  p99 {pct(gaps, 99):6.1f}  "
+                  f"max {max(gaps):6.1f}  (n={len(gaps)})")
 
 
 def main() -> None:
@@ -242,6 +316,8 @@ def main() -> None:
                         help="recovery worker processes sharing its consumer group (needs --recovery-db)")
     parser.add_argument("--recovery-db", default=None,
                         help="recovery's database URL, e.g. an empty PostgreSQL database")
+    parser.add_argument("--log-level", default="WARNING",
+                        help="the services' LOG_LEVEL (INFO logs recovery's time per batch)")
     args = parser.parse_args()
     if args.recovery_workers > 1 and not args.recovery_db:
         parser.error("several recovery workers share one database: give --recovery-db (PostgreSQL)")

@@ -35,7 +35,8 @@ class Received:
     text: str
     client_ref: str
     message_id: str
-    at: float
+    at: float  # monotonic, for latencies within this process
+    wall_ms: float = 0.0  # wall clock (ms), to line up with the broker's record timestamps
 
 
 @dataclass
@@ -64,7 +65,8 @@ class GatewayState:
             self.duplicates += 1
             return self.accepted[client_ref].message_id
         message_id = f"m-{next(self._counter)}-{uuid.uuid4().hex[:8]}"
-        self.accepted[client_ref] = Received(to, text, client_ref, message_id, time.monotonic())
+        self.accepted[client_ref] = Received(to, text, client_ref, message_id, time.monotonic(),
+                                               time.time() * 1000)
         return message_id
 
 
