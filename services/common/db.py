@@ -42,12 +42,14 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     DateTime,
+    Delete,
     Engine,
     Float,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     any_,
@@ -200,6 +202,34 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+# --- Statements built once ------------------------------------------------------------------
+# A Core statement built for each call costs several times its execution on a hot path (about
+# 0.7 ms against 0.2 ms for a small SELECT on SQLite): building it, then its cache key. The
+# statements a request runs are built once (``functools.cache``, one per dialect where they
+# differ) with named parameters; a list goes in through ``any_of`` and ``chunks``.
+
+
+def any_of(column: Column[Any], name: str, postgres: bool) -> ColumnElement[bool]:
+    """``column`` is one of the list bound to ``name`` when the statement runs: ``= ANY(array)``
+    on PostgreSQL (one statement text whatever the length), an expanding ``IN`` elsewhere."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def chunks(session: Session, values: Iterable[Any]) -> Iterator[list[Any]]:
+    """``values`` as lists to bind to an ``any_of`` parameter, one statement each: all at once on
+    PostgreSQL, a few hundred at a time elsewhere; none for no values."""
+    values = list(values)
+    if not values:
+        return
+    if is_postgres(session):
+        yield values
+        return
+    for start in range(0, len(values), _CHUNK):
+        yield values[start:start + _CHUNK]
+
+
 def one_of(session: Session, column: Column[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
     """Conditions ``column`` is one of ``values``, to run one query each: a single
     ``= ANY(array)`` on PostgreSQL, chunked ``IN`` lists elsewhere; none for no values."""
@@ -298,9 +328,15 @@ def already_processed(session: Session, table: Table, event_ids: Iterable[EventI
     """The ids among ``event_ids`` recorded before (as text)."""
     ids = list(dict.fromkeys(str(e) for e in event_ids))
     found: set[str] = set()
-    for condition in one_of(session, table.c.event_id, ids):
-        found.update(session.scalars(select(table.c.event_id).where(condition)))
+    query = _processed_query(table, is_postgres(session))
+    for part in chunks(session, ids):
+        found.update(session.scalars(query, {"ids": part}))
     return found
+
+
+@functools.cache
+def _processed_query(table: Table, postgres: bool) -> Select[Any]:
+    return select(table.c.event_id).where(any_of(table.c.event_id, "ids", postgres))
 
 
 def mark_processed(session: Session, table: Table, event_ids: Iterable[EventId]) -> None:
@@ -490,8 +526,14 @@ def pending_outbox(session: Session, table: Table, limit: int = 5000) -> list[St
 
 
 def delete_outbox(session: Session, table: Table, ids: Sequence[int]) -> None:
-    for condition in one_of(session, table.c.id, list(ids)):
-        session.execute(table.delete().where(condition))
+    statement = _outbox_delete(table, is_postgres(session))
+    for part in chunks(session, ids):
+        session.execute(statement, {"ids": part})
+
+
+@functools.cache
+def _outbox_delete(table: Table, postgres: bool) -> Delete:
+    return table.delete().where(any_of(table.c.id, "ids", postgres))
 
 
 # --- Sliding windows -------------------------------------------------------------------------

@@ -9,12 +9,26 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Update,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -22,6 +36,8 @@ from sqlalchemy.orm import Session
 from services.common.db import (
     RepositoryUnitOfWork,
     SqlOutbox,
+    any_of,
+    chunks,
     claim_events,
     insert_rows,
     is_postgres,
@@ -65,14 +81,62 @@ def _delivery(row: Any, **changes: Any) -> Delivery:
     return Delivery(**fields)
 
 
+# The statements of every delivery, built once (``services.common.db.any_of``).
+
+
+@functools.cache
+def _existing_query(postgres: bool) -> Select[Any]:
+    return select(deliveries.c.code_id).where(any_of(deliveries.c.code_id, "ids", postgres))
+
+
+@functools.cache
+def _due_query(dead_workers: bool, postgres: bool) -> Select[Any]:
+    """Due rows: queued or retrying and due at ``:now``, or ``sending`` with a lost lease (ended
+    at ``:now``, or, with ``dead_workers``, held by another worker than ``:worker`` that stopped
+    beating before ``:stale_before``); the oldest ``:limit``."""
+    lost = deliveries.c.lease_until <= bindparam("now")
+    if dead_workers:
+        dead = select(workers.c.worker_id).where(workers.c.heartbeat_at < bindparam("stale_before"),
+                                                 workers.c.worker_id != bindparam("worker"))
+        lost = or_(lost, deliveries.c.leased_by.in_(dead.scalar_subquery()))
+    due = or_(
+        and_(deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
+             deliveries.c.next_attempt_at <= bindparam("now")),
+        and_(deliveries.c.state == DeliveryState.SENDING.value, lost),
+    )
+    query = (select(*_COLUMNS).where(due).order_by(deliveries.c.next_attempt_at)
+             .limit(bindparam("limit")))
+    return query.with_for_update(skip_locked=True) if postgres else query
+
+
+@functools.cache
+def _lease_update(postgres: bool) -> Update:
+    """The claimed rows ``sending``, leased to ``:worker`` until ``:lease``; an SMS row not yet
+    pinned to a gateway pinned to ``:pin``."""
+    pin = case((deliveries.c.channel == _SMS,
+                func.coalesce(deliveries.c.gateway, bindparam("pin", type_=String))), else_=None)
+    return (update(deliveries).where(any_of(deliveries.c.code_id, "ids", postgres))
+            .values(state=DeliveryState.SENDING.value, lease_until=bindparam("lease"),
+                    leased_by=bindparam("worker"), attempts=deliveries.c.attempts + 1,
+                    updated_at=bindparam("stamp"), gateway=pin))
+
+
+@functools.cache
+def _attempts_query(postgres: bool) -> Select[Any]:
+    query = (select(deliveries.c.code_id, deliveries.c.attempts, deliveries.c.state)
+             .where(any_of(deliveries.c.code_id, "ids", postgres)))
+    return query.with_for_update() if postgres else query
+
+
 class SqlDeliveries:
     def __init__(self, session: Session) -> None:
         self.session = session
 
     def existing(self, code_ids: Collection[str]) -> set[str]:
         found: set[str] = set()
-        for condition in one_of(self.session, deliveries.c.code_id, list(code_ids)):
-            found.update(self.session.scalars(select(deliveries.c.code_id).where(condition)))
+        query = _existing_query(is_postgres(self.session))
+        for part in chunks(self.session, code_ids):
+            found.update(self.session.scalars(query, {"ids": part}))
         return found
 
     def add(self, rows: Sequence[NewDelivery]) -> None:
@@ -88,31 +152,16 @@ class SqlDeliveries:
         gateway is pinned to ``gateway`` in the same update, before any call. A worker is never
         dead to itself: its own heartbeat may be late (the database was away) while it still
         holds the row's send or its unrecorded answer."""
-        lost = deliveries.c.lease_until <= now
-        if stale_before is not None:
-            dead = select(workers.c.worker_id).where(workers.c.heartbeat_at < stale_before,
-                                                     workers.c.worker_id != worker_id)
-            lost = or_(lost, deliveries.c.leased_by.in_(dead.scalar_subquery()))
-        due = or_(
-            and_(deliveries.c.state.in_([DeliveryState.QUEUED.value, DeliveryState.RETRY.value]),
-                 deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.state == DeliveryState.SENDING.value, lost),
-        )
-        query = select(*_COLUMNS).where(due).order_by(deliveries.c.next_attempt_at).limit(limit)
-        if self.session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        rows = list(self.session.execute(query))
+        postgres = is_postgres(self.session)
+        rows = list(self.session.execute(
+            _due_query(stale_before is not None, postgres),
+            {"now": now, "limit": limit, "stale_before": stale_before, "worker": worker_id}))
         if not rows:
             return []
-        pin = case((deliveries.c.channel == _SMS, func.coalesce(deliveries.c.gateway, gateway)),
-                   else_=None)
-        for condition in one_of(self.session, deliveries.c.code_id, [r.code_id for r in rows]):
-            self.session.execute(
-                update(deliveries).where(condition)
-                .values(state=DeliveryState.SENDING.value, lease_until=lease_until,
-                        leased_by=worker_id, attempts=deliveries.c.attempts + 1, updated_at=now,
-                        gateway=pin)
-            )
+        lease = _lease_update(postgres)
+        for part in chunks(self.session, [r.code_id for r in rows]):
+            self.session.execute(lease, {"ids": part, "lease": lease_until, "worker": worker_id,
+                                         "stamp": now, "pin": gateway})
         return [_delivery(
             r, attempts=r.attempts + 1, state=DeliveryState.SENDING.value,
             resumed=r.state == DeliveryState.SENDING.value,
@@ -142,11 +191,10 @@ class SqlDeliveries:
             return []
         current: dict[str, tuple[int, str]] = {}
         postgres = is_postgres(self.session)
-        for condition in one_of(self.session, deliveries.c.code_id, [o.code_id for o in outcomes]):
-            query = select(deliveries.c.code_id, deliveries.c.attempts, deliveries.c.state).where(condition)
-            if postgres:
-                query = query.with_for_update()
-            current.update((r.code_id, (r.attempts, r.state)) for r in self.session.execute(query))
+        query = _attempts_query(postgres)
+        for part in chunks(self.session, [o.code_id for o in outcomes]):
+            current.update((r.code_id, (r.attempts, r.state))
+                           for r in self.session.execute(query, {"ids": part}))
         fresh = [o for o in outcomes
                  if current.get(o.code_id) == (o.attempts, DeliveryState.SENDING.value)]
         for state in {o.state for o in fresh}:

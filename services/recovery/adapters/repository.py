@@ -10,10 +10,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, literal, or_, select, update
+from sqlalchemy import Select, Update, and_, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -22,8 +23,11 @@ from services.common.db import (
     RepositoryUnitOfWork,
     SqlOutbox,
     already_processed,
+    any_of,
+    chunks,
     forget_windows,
     insert_rows,
+    is_postgres,
     is_transient,
     mark_processed,
     peek_window,
@@ -107,10 +111,10 @@ class SqlAccounts:
     def lock_versions(self, account_ids: Collection[str]) -> dict[str, int]:
         if not account_ids:
             return {}
-        rows = self.session.execute(
-            select(accounts.c.account_id, accounts.c.version)
-            .where(accounts.c.account_id.in_(sorted(account_ids))).with_for_update())
-        return {r.account_id: r.version for r in rows}
+        query = _lock_versions_query(is_postgres(self.session))
+        return {r.account_id: r.version
+                for part in chunks(self.session, sorted(account_ids))
+                for r in self.session.execute(query, {"ids": part})}
 
     def delete(self, account_ids: Collection[str]) -> None:
         delete_accounts(self.session, account_ids)
@@ -269,16 +273,44 @@ def account_of(row: Any) -> Account:
 
 def accounts_by_keys(session: Session, keys: Iterable[Mapping[LoginKind, str]]) -> list[Account]:
     """Every account whose login key of either kind is among ``keys`` (one query)."""
-    mobiles = {k[LoginKind.MOBILE] for k in keys if LoginKind.MOBILE in k}
-    numbers = {k[LoginKind.PERSONAL_ACCOUNT] for k in keys if LoginKind.PERSONAL_ACCOUNT in k}
-    clauses = []
-    if mobiles:
-        clauses.append(accounts.c.login_key_mobile.in_(sorted(mobiles)))
-    if numbers:
-        clauses.append(accounts.c.login_key_personal_account.in_(sorted(numbers)))
-    if not clauses:
+    mobiles = sorted({k[LoginKind.MOBILE] for k in keys if LoginKind.MOBILE in k})
+    numbers = sorted({k[LoginKind.PERSONAL_ACCOUNT] for k in keys
+                      if LoginKind.PERSONAL_ACCOUNT in k})
+    if not mobiles and not numbers:
         return []
-    return [account_of(r) for r in session.execute(select(accounts).where(or_(*clauses)))]
+    query = _accounts_by_keys_query(bool(mobiles), bool(numbers), is_postgres(session))
+    return [account_of(r) for r in session.execute(query, {"mobiles": mobiles, "numbers": numbers})]
+
+
+# The statements of a decision and its write, built once (``services.common.db.any_of``).
+
+
+@functools.cache
+def _accounts_by_keys_query(mobiles: bool, numbers: bool, postgres: bool) -> Select[Any]:
+    clauses = ([any_of(accounts.c.login_key_mobile, "mobiles", postgres)] if mobiles else []) + (
+        [any_of(accounts.c.login_key_personal_account, "numbers", postgres)] if numbers else [])
+    return select(accounts).where(or_(*clauses))
+
+
+@functools.cache
+def _lock_versions_query(postgres: bool) -> Select[Any]:
+    return (select(accounts.c.account_id, accounts.c.version)
+            .where(any_of(accounts.c.account_id, "ids", postgres)).with_for_update())
+
+
+_RATE_HISTORY = (
+    select(rate_events.c.at)
+    .where(rate_events.c.kind == bindparam("kind"), rate_events.c.subject == bindparam("subject"),
+           rate_events.c.at > bindparam("since"))
+    .order_by(rate_events.c.at.desc()).limit(bindparam("newest"))
+)
+
+
+@functools.cache
+def _void_pending_of(postgres: bool) -> Update:
+    return (update(codes).where(any_of(codes.c.account_id, "ids", postgres),
+                                codes.c.status == CodeStatus.PENDING.value)
+            .values(status=CodeStatus.VOIDED.value))
 
 
 def count_accounts(session: Session) -> int:
@@ -288,12 +320,8 @@ def count_accounts(session: Session) -> int:
 def rate_history(session: Session, kind: LimitKind, subject: str, since: float,
                  newest: int) -> list[float]:
     """The ``newest`` latest event times of a subject after ``since`` (index-only, bounded)."""
-    rows = session.execute(
-        select(rate_events.c.at).where(
-            rate_events.c.kind == kind.value, rate_events.c.subject == subject,
-            rate_events.c.at > since,
-        ).order_by(rate_events.c.at.desc()).limit(newest)
-    )
+    rows = session.execute(_RATE_HISTORY, {"kind": kind.value, "subject": subject, "since": since,
+                                           "newest": newest})
     return sorted(r.at for r in rows)
 
 
@@ -312,10 +340,9 @@ def add_codes(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     pending ones."""
     if not rows:
         return
-    session.execute(update(codes).where(
-        codes.c.account_id.in_(sorted({r["account_id"] for r in rows})),
-        codes.c.status == CodeStatus.PENDING.value,
-    ).values(status=CodeStatus.VOIDED.value))
+    void = _void_pending_of(is_postgres(session))
+    for part in chunks(session, sorted({r["account_id"] for r in rows})):
+        session.execute(void, {"ids": part})
     session.execute(codes.insert(), list(rows))
 
 
