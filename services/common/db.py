@@ -232,14 +232,12 @@ def chunks(session: Session, values: Iterable[Any]) -> Iterator[list[Any]]:
 
 def one_of(session: Session, column: Column[Any], values: Sequence[Any]) -> Iterator[ColumnElement[bool]]:
     """Conditions ``column`` is one of ``values``, to run one query each: a single
-    ``= ANY(array)`` on PostgreSQL, chunked ``IN`` lists elsewhere; none for no values."""
-    if not values:
-        return
-    if is_postgres(session):
-        yield column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
-        return
-    for start in range(0, len(values), _CHUNK):
-        yield column.in_(values[start:start + _CHUNK])
+    ``= ANY(array)`` on PostgreSQL, chunked ``IN`` lists elsewhere (``chunks``); none for no
+    values. For a statement built per call; a hot path's is built once (``any_of``)."""
+    postgres = is_postgres(session)
+    for part in chunks(session, values):
+        yield (column == any_(bindparam(None, part, type_=ARRAY(column.type))) if postgres
+               else column.in_(part))
 
 
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

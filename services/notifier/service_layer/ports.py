@@ -59,9 +59,9 @@ class Deliveries(Protocol):
 
     def by_message_id(self, message_id: str) -> list[tuple[Delivery, str | None]]:
         """The SMS deliveries a gateway accepted as ``message_id`` (each gateway numbers its own,
-        so there may be two; an email is never one), each with its destination prefix; locked until
-        the transaction ends,
-        so that two reports of one message are applied one after the other."""
+        so there may be two; an email is never one), each with its destination prefix; locked
+        until the transaction ends, so that two reports of one message are applied one after the
+        other."""
         ...
 
     def set_carrier_status(self, code_id: str, status: str, now: datetime) -> bool:
