@@ -128,10 +128,11 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             start = time.monotonic()
             tasks = []
             cpu_before: dict[str, float] = {}
+            machine_before = (0.0, 0.0)
             for i in range(n):
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
                 if i == warm:
-                    cpu_before = cpu_seconds(stack)
+                    cpu_before, machine_before = cpu_seconds(stack), machine_busy()
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
         finally:
@@ -145,6 +146,7 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             await asyncio.sleep(0.2)
         cpu_used = {name: seconds - cpu_before.get(name, 0.0)
                     for name, seconds in cpu_seconds(stack).items()}
+        busy = [after - before for after, before in zip(machine_busy(), machine_before, strict=True)]
         late = {to: (got[to] - sent_at[to]) * 1000 for to in sent_at if to in got}
         latencies = [late[mobile(i)] for i in range(warm, n) if mobile(i) in late]
         print(f"requests sent: {n} at {rate}/s, HTTP 202: {statuses.count(202)}; the first {warm} "
@@ -160,6 +162,9 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             print(f"target p99 ≤ 200 ms: {'met' if pct(latencies, 99) <= 200 else 'NOT met'}")
         print("CPU ms per measured request, by service process: " + ", ".join(
             f"{name} {used * 1000 / max(1, n - warm):.1f}" for name, used in cpu_used.items()))
+        if busy[1] > 0:
+            print(f"the machine's CPUs while measured: {busy[0] / busy[1]:.2f} of "
+                  f"{os.cpu_count()} busy (every process, the broker and this one included)")
         measured = {mobile(i) for i in range(warm, n)}
         await print_stages(bootstrap, prefix,
                            sent={m: t for m, t in sent_wall_ms.items() if m in measured},
@@ -181,6 +186,16 @@ def cpu_seconds(stack: LocalStack) -> dict[str, float]:
             fields = stat.read().rsplit(")", 1)[1].split()
         used[service.name] = used.get(service.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return used
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, elapsed) CPU seconds of the whole machine so far, elapsed divided by the number of
+    CPUs: their ratio over an interval is how many CPUs were busy on average (Linux)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(v) for v in stat.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / tick, sum(ticks) / tick / (os.cpu_count() or 1)
 
 
 async def projected(metrics_url: str, count: int, timeout_s: float = 300.0) -> None:
@@ -224,11 +239,18 @@ async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> 
         await asyncio.to_thread(worker.start, 90.0)
         await producer.start()
         start = time.monotonic()
+        machine_before = (0.0, 0.0)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+            if i == warm:
+                machine_before = machine_busy()
             await producer.send(prefix + CODE_REQUESTED, key=mobile(i).encode(),
                                 value=json.dumps({"i": i, "at": time.time()}).encode())
         await producer.flush()
+        busy = [after - before for after, before in zip(machine_busy(), machine_before, strict=True)]
+        if busy[1] > 0:
+            print(f"the machine's CPUs while the floor was measured: {busy[0] / busy[1]:.2f} of "
+                  f"{os.cpu_count()} busy")
         results = var_dir / RESULTS
         deadline = time.monotonic() + 60
         got: dict[int, float] = {}
