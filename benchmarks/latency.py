@@ -13,7 +13,8 @@ Bounded: rate × (warmup + duration) requests, loopback only.
 
 For the measured requests it also prints where the time goes (the HTTP send, each stage's record
 timestamp on the broker, the gateway's receipt: wall clocks of one machine), each service
-process's CPU time per request, and the per-request times to ``requests.txt`` in the services'
+process's CPU time per request, how many of the machine's CPUs were busy (and for the floor),
+and the per-request times to ``requests.txt`` in the services'
 folder (printed; ``--log-level INFO`` adds recovery's time per batch to its log there).
 
 The requests come from many clients, as a portal's do:
@@ -146,7 +147,6 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             await asyncio.sleep(0.2)
         cpu_used = {name: seconds - cpu_before.get(name, 0.0)
                     for name, seconds in cpu_seconds(stack).items()}
-        busy = [after - before for after, before in zip(machine_busy(), machine_before, strict=True)]
         late = {to: (got[to] - sent_at[to]) * 1000 for to in sent_at if to in got}
         latencies = [late[mobile(i)] for i in range(warm, n) if mobile(i) in late]
         print(f"requests sent: {n} at {rate}/s, HTTP 202: {statuses.count(202)}; the first {warm} "
@@ -162,9 +162,8 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             print(f"target p99 ≤ 200 ms: {'met' if pct(latencies, 99) <= 200 else 'NOT met'}")
         print("CPU ms per measured request, by service process: " + ", ".join(
             f"{name} {used * 1000 / max(1, n - warm):.1f}" for name, used in cpu_used.items()))
-        if busy[1] > 0:
-            print(f"the machine's CPUs while measured: {busy[0] / busy[1]:.2f} of "
-                  f"{os.cpu_count()} busy (every process, the broker and this one included)")
+        print_busy("the machine's CPUs while measured", machine_before,
+                   " (every process, the broker and this one included)")
         measured = {mobile(i) for i in range(warm, n)}
         await print_stages(bootstrap, prefix,
                            sent={m: t for m, t in sent_wall_ms.items() if m in measured},
@@ -196,6 +195,13 @@ def machine_busy() -> tuple[float, float]:
     idle = ticks[3] + ticks[4]  # idle, iowait
     tick = os.sysconf("SC_CLK_TCK")
     return (sum(ticks) - idle) / tick, sum(ticks) / tick / (os.cpu_count() or 1)
+
+
+def print_busy(what: str, before: tuple[float, float], more: str = "") -> None:
+    """How many CPUs were busy on average since ``before`` (a ``machine_busy`` reading)."""
+    busy, elapsed = (after - then for after, then in zip(machine_busy(), before, strict=True))
+    if elapsed > 0:
+        print(f"{what}: {busy / elapsed:.2f} of {os.cpu_count()} busy{more}")
 
 
 async def projected(metrics_url: str, count: int, timeout_s: float = 300.0) -> None:
@@ -247,10 +253,7 @@ async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> 
             await producer.send(prefix + CODE_REQUESTED, key=mobile(i).encode(),
                                 value=json.dumps({"i": i, "at": time.time()}).encode())
         await producer.flush()
-        busy = [after - before for after, before in zip(machine_busy(), machine_before, strict=True)]
-        if busy[1] > 0:
-            print(f"the machine's CPUs while the floor was measured: {busy[0] / busy[1]:.2f} of "
-                  f"{os.cpu_count()} busy")
+        print_busy("the machine's CPUs while the floor was measured", machine_before)
         results = var_dir / RESULTS
         deadline = time.monotonic() + 60
         got: dict[int, float] = {}
