@@ -64,6 +64,11 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 HEAP = ("-Xmx1g", "-Xms256m")
+# The JIT's first tier only (C1). On a 2-core machine the second tier's compiling kept a fresh
+# broker at about 0.5 of a CPU for its first 40 s under benchmarks.latency's load, against
+# 0.15–0.2 with C1 alone; warm, C1's code costs a little more (0.17 against 0.12–0.17 of a CPU),
+# about even over three runs on one broker (docs/performance.md).
+JIT = ("-XX:TieredStopAtLevel=1",)
 
 # Popen objects of the nodes this Python process launched: kept so they can be reaped (no
 # zombies) when a long-lived caller (e.g. a pytest session) stops them again.
@@ -283,6 +288,7 @@ def _java_base(node_dir: Path) -> list[str]:
     return [
         java,
         *HEAP,
+        *JIT,
         "-Djava.awt.headless=true",
         f"-Dlog4j.configuration={LOG4J.as_uri()}",
         f"-Dkafka.logs.dir={node_dir}",
