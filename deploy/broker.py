@@ -64,10 +64,10 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 HEAP = ("-Xmx1g", "-Xms256m")
-# The JIT's first tier only (C1). On a 2-core machine the second tier's compiling kept a fresh
-# broker at about 0.5 of a CPU for its first 40 s under benchmarks.latency's load, against
-# 0.15–0.2 with C1 alone; warm, C1's code costs a little more (0.17 against 0.12–0.17 of a CPU),
-# about even over three runs on one broker (docs/performance.md).
+# The JIT's first tier only (C1). On a 2-core machine under benchmarks.latency's load, a fresh
+# broker with the default tiered JIT averaged 0.42 of a CPU over its first 40 s and 0.20 over the
+# next 46 s; with C1 alone 0.21–0.23 and 0.17–0.18. Warm, C1's code costs a little more (21–27
+# CPU s a run against 15–18), about even over three runs on one broker (docs/performance.md).
 JIT = ("-XX:TieredStopAtLevel=1",)
 
 # Popen objects of the nodes this Python process launched: kept so they can be reaped (no
