@@ -14,7 +14,8 @@ Bounded: rate × (warmup + duration) requests, loopback only.
 For the measured requests it also prints where the time goes (the HTTP send, each stage's record
 timestamp on the broker, the gateway's receipt: wall clocks of one machine), each service
 process's CPU time per request, how many of the machine's CPUs were busy (and for the floor),
-and the per-request times to ``requests.txt`` in the services'
+with ``--broker-var-dir`` the local broker's CPU (the warm-up, the measured requests, the floor
+and the whole run), and the per-request times to ``requests.txt`` in the services'
 folder (printed; ``--log-level INFO`` adds recovery's time per batch to its log there).
 
 The requests come from many clients, as a portal's do:
@@ -38,12 +39,14 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.latency_floor import RESULTS
+from deploy.broker import running_pids
 from deploy.launch import TEST_HASH_PEPPER, TEST_SECRET_KEYS, Worker, free_port, produce, service_env
 from deploy.local_stack import LocalStack
 from deploy.topics import apply as apply_topics
@@ -90,7 +93,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def run(rate: float, duration: float, bootstrap: str, recovery_workers: int = 1,
               database_url: str | None = None, warmup: float = 0.0,
-              log_level: str = "WARNING") -> list[float]:
+              log_level: str = "WARNING", broker: Sequence[int] = ()) -> list[float]:
     warm = int(rate * warmup)  # the first requests, at the same rate, reported apart
     n = warm + int(rate * duration)
     prefix = f"lat{uuid.uuid4().hex[:8]}."
@@ -130,10 +133,12 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             tasks = []
             cpu_before: dict[str, float] = {}
             machine_before = (0.0, 0.0)
+            broker_warm = broker_measured = cpu_reading(broker)
             for i in range(n):
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
                 if i == warm:
                     cpu_before, machine_before = cpu_seconds(stack), machine_busy()
+                    broker_measured = cpu_reading(broker)
                 tasks.append(asyncio.create_task(one(i)))
             await asyncio.gather(*tasks)
         finally:
@@ -164,6 +169,10 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
             f"{name} {used * 1000 / max(1, n - warm):.1f}" for name, used in cpu_used.items()))
         print_busy("the machine's CPUs while measured", machine_before,
                    " (every process, the broker and this one included)")
+        if broker:
+            print_cpu("the broker's CPU during the warm-up", broker, broker_warm, broker_measured)
+            print_cpu("the broker's CPU while measured", broker, broker_measured,
+                      cpu_reading(broker), per_request=n - warm)
         measured = {mobile(i) for i in range(warm, n)}
         await print_stages(bootstrap, prefix,
                            sent={m: t for m, t in sent_wall_ms.items() if m in measured},
@@ -176,15 +185,33 @@ async def run(rate: float, duration: float, bootstrap: str, recovery_workers: in
         await remove_topics(bootstrap, prefix=prefix)  # a broker keeping every run's topics slows
 
 
+def process_cpu(pid: int) -> float:
+    """CPU time (user + system, every thread) process ``pid`` has used so far (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(stack: LocalStack) -> dict[str, float]:
-    """CPU time (user + system, every thread) each service process has used so far (Linux)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU time each service process has used so far."""
     used: dict[str, float] = {}
     for service in stack.processes:
-        with open(f"/proc/{service.proc.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        used[service.name] = used.get(service.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        used[service.name] = used.get(service.name, 0.0) + process_cpu(service.proc.pid)
     return used
+
+
+def cpu_reading(pids: Sequence[int]) -> tuple[float, float]:
+    """(CPU seconds the processes ``pids`` have used so far, a monotonic clock in seconds)."""
+    return sum(map(process_cpu, pids)), time.monotonic()
+
+
+def print_cpu(what: str, pids: Sequence[int], before: tuple[float, float],
+              after: tuple[float, float], per_request: int = 0) -> None:
+    """How much of a CPU the processes ``pids`` used between two ``cpu_reading``s."""
+    used, elapsed = after[0] - before[0], after[1] - before[1]
+    if elapsed > 0:
+        each = f", {used * 1000 / per_request:.1f} ms per request" if per_request else ""
+        print(f"{what}: {used / elapsed:.2f} of a CPU ({used:.1f} s over {elapsed:.0f} s{each})")
 
 
 def machine_busy() -> tuple[float, float]:
@@ -229,7 +256,8 @@ def summary(latencies: list[float]) -> str:
             f"mean {statistics.mean(latencies):.1f}")
 
 
-async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> list[float]:
+async def floor(rate: float, duration: float, bootstrap: str, warmup: float,
+                broker: Sequence[int] = ()) -> list[float]:
     """The floor's latencies (ms) of the measured records: sent at ``rate`` for ``warmup`` +
     ``duration`` seconds, the first ``warmup`` seconds' records reported apart."""
     warm = int(rate * warmup)
@@ -246,14 +274,18 @@ async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> 
         await producer.start()
         start = time.monotonic()
         machine_before = (0.0, 0.0)
+        broker_measured = cpu_reading(broker)
         for i in range(n):
             await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             if i == warm:
-                machine_before = machine_busy()
+                machine_before, broker_measured = machine_busy(), cpu_reading(broker)
             await producer.send(prefix + CODE_REQUESTED, key=mobile(i).encode(),
                                 value=json.dumps({"i": i, "at": time.time()}).encode())
         await producer.flush()
         print_busy("the machine's CPUs while the floor was measured", machine_before)
+        if broker:
+            print_cpu("the broker's CPU while the floor was measured", broker, broker_measured,
+                      cpu_reading(broker), per_request=n - warm)
         results = var_dir / RESULTS
         deadline = time.monotonic() + 60
         got: dict[int, float] = {}
@@ -276,9 +308,16 @@ async def floor(rate: float, duration: float, bootstrap: str, warmup: float) -> 
 
 async def measure(args: argparse.Namespace) -> None:
     """The workflow, then the floor at the same rate on the same broker, then the ratio."""
+    broker = running_pids(args.broker_var_dir) if args.broker_var_dir else []
+    if args.broker_var_dir and not broker:
+        raise SystemExit(f"no running broker under {args.broker_var_dir} (deploy.broker's --var-dir)")
+    whole = cpu_reading(broker)
     workflow = await run(args.rate, args.duration, args.bootstrap, args.recovery_workers,
-                         args.recovery_db, args.warmup, args.log_level)
-    base = await floor(args.rate, args.duration, args.bootstrap, args.warmup)
+                         args.recovery_db, args.warmup, args.log_level, broker)
+    base = await floor(args.rate, args.duration, args.bootstrap, args.warmup, broker)
+    if broker:
+        print_cpu("the broker's CPU over the whole run (the workflow and the floor, set-up "
+                  "included)", broker, whole, cpu_reading(broker))
     if base:
         print(f"measured: floor (3 no-op agents + 1 argon2id hash) latency ms: {summary(base)}")
     if workflow and base:
@@ -341,6 +380,8 @@ def main() -> None:
                         help="recovery worker processes sharing its consumer group (needs --recovery-db)")
     parser.add_argument("--recovery-db", default=None,
                         help="recovery's database URL, e.g. an empty PostgreSQL database")
+    parser.add_argument("--broker-var-dir", default=None,
+                        help="the local broker's folder (deploy.broker's --var-dir): prints its CPU")
     parser.add_argument("--log-level", default="WARNING",
                         help="the services' LOG_LEVEL (INFO logs recovery's time per batch)")
     args = parser.parse_args()

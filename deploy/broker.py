@@ -356,6 +356,13 @@ def _node_pid(node: Node) -> int | None:
     return None  # the pid was reused by something else
 
 
+def running_pids(var_dir: Path | str = DEFAULT_VAR_DIR) -> list[int]:
+    """The pids of the running broker processes of the cluster saved under ``var_dir``, in node
+    order (a node that is not running is left out)."""
+    nodes = _effective_nodes(None, None, Path(var_dir))
+    return [pid for pid in map(_node_pid, nodes) if pid is not None]
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()

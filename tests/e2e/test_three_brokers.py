@@ -88,8 +88,9 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
         # recovery's projection has every account (its own metric), or a request may find none
         await asyncio.to_thread(wait_for_projection, stack, SUBSCRIBERS, 90.0)
 
-        victim = broker._nodes(3, BASE_PORT, var_dir)[1]
-        pid = int(victim.pid_file.read_text())
+        running = broker.running_pids(var_dir)
+        assert len(running) == 3, running
+        pid = running[1]  # node 2
         statuses: list[int] = []
         killed_at = 0.0
         t0 = time.monotonic()
@@ -109,6 +110,7 @@ async def test_a_broker_killed_under_load_loses_nothing_and_sends_nothing_twice(
                 await asyncio.sleep(1 / RATE_PER_S)
             await asyncio.gather(*tasks)
         assert statuses == [202] * SUBSCRIBERS
+        assert broker.running_pids(var_dir) == [running[0], running[2]], "node 2 still counted"
 
         gateway = stack.sms_gateway
         assert gateway is not None
