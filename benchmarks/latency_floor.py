@@ -37,7 +37,7 @@ def main() -> None:
                    app_id=f"{settings.topic_prefix}latency-floor")
     hasher = ThreadPoolHasher(params=(settings.argon2.time_cost, settings.argon2.memory_kib,
                                       settings.argon2.parallelism),
-                              workers=settings.hash_workers)
+                              workers=settings.hash_workers, nice=settings.hash_nice)
 
     def topic(name: str) -> Any:
         return app.topic(settings.topic(name), key_type=bytes, value_type=bytes, internal=False)

@@ -17,7 +17,9 @@ Passwords are hashed with argon2id in a thread pool shared by the whole service
 (``ThreadPoolHasher``, recovery's ``Hasher``). argon2-cffi releases the GIL while it hashes, so the
 threads use every core and never block the event loop, with no process to start and nothing to
 pickle or pipe per hash (a process pool cost more CPU per hash and its helper threads competed
-for the GIL with the event loop).
+for the GIL with the event loop). On Linux the pool's threads may run at a lower CPU priority
+(``nice``): a hash then waits while the event loop, the database thread and the node's other
+processes have work, instead of taking turns with them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import hmac
 import json
 import os
 import secrets
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -246,17 +250,30 @@ def verify_password(params: Params, hash_: str, password: str) -> tuple[bool, fl
     return ok, time.perf_counter() - started
 
 
+def lower_priority(nice: int) -> None:
+    """Adds ``nice`` to the calling thread's nice value (capped at 19), on Linux, where the nice
+    value belongs to each thread; elsewhere it would belong to the process, so nothing is done."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+
+
 class ThreadPoolHasher:
-    def __init__(self, *, params: Params, workers: int, seconds: Histogram | None = None) -> None:
+    def __init__(self, *, params: Params, workers: int, seconds: Histogram | None = None,
+                 nice: int = 0) -> None:
+        """``nice``: added to the nice value of each hashing thread (``lower_priority``)."""
         self.params = params
         self.workers = workers
+        self.nice = nice
         self._seconds = seconds
         self._pool: ThreadPoolExecutor | None = None
         self._dummy: str | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="argon2")
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="argon2",
+                                            initializer=lower_priority, initargs=(self.nice,))
         return self._pool
 
     def _observe(self, op: str, seconds: float) -> None:

@@ -84,7 +84,8 @@ def bootstrap(settings: RecoverySettings, *, overrides: Overrides | None = None)
     db = Database(url=settings.database_url, name=settings.service)
     a = settings.argon2
     hasher = ThreadPoolHasher(params=(a.time_cost, a.memory_kib, a.parallelism),
-                               workers=settings.hash_workers, seconds=metrics.argon2_seconds)
+                               workers=settings.hash_workers, seconds=metrics.argon2_seconds,
+                               nice=settings.hash_nice)
 
     async def ready() -> dict[str, bool]:
         return {"database": await db.ping()}

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Self
 from pydantic import AfterValidator, BeforeValidator, Field, InstanceOf, model_validator
 from pydantic_settings import NoDecode
 
-from services.common.env_settings import KEEP_EMPTY, CommaList, EnvInt, EnvSettings, at_least
+from services.common.env_settings import KEEP_EMPTY, CommaList, EnvInt, EnvSettings, at_least, at_most
 from services.common.http_edge import TrustedProxies
 from services.common.settings import CommonSettings, ConfigError, database_url, web_port
 from services.common.tokens import RECOVERY_API_TOKEN, ReadTimeoutSettings, token_setting
@@ -106,6 +106,10 @@ class PasswordSettings(EnvSettings):
     argon2: Argon2Params = Field(default_factory=lambda: Argon2Params())
     hash_workers: AtLeastOne = Field(default_factory=lambda: os.cpu_count() or 1,
                                      validation_alias="RECOVERY_HASH_WORKERS")
+    # how much lower the hashing threads' CPU priority is (Linux nice, added to the process's):
+    # the event loop and the database thread, which every request also needs, go first
+    hash_nice: Annotated[EnvInt, at_least(0), at_most(19)] = Field(
+        default=10, validation_alias="RECOVERY_HASH_NICE")
 
 
 class RecoveryHttpSettings(ReadTimeoutSettings):
