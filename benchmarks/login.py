@@ -8,9 +8,9 @@
    warm-up, halved (a login verifies two hashes) — measured before and after (b), the mean is
    the reference (the machine is shared: load varies).
 2. (b) recovery's real login handler (``LogIn``: SQLite in a temporary folder, the argon2 thread
-   pool with one thread per core, the lock-out and per-address counts) logs in ``--logins``
-   times with the right current password of ``--accounts`` projected accounts, at most
-   ``--concurrency`` at once, each from its own client address.
+   pool with one thread per core at the service's nice value, the lock-out and per-address
+   counts) logs in ``--logins`` times with the right current password of ``--accounts``
+   projected accounts, at most ``--concurrency`` at once, each from its own client address.
 3. prints both and the ratio (b)/(a); the target is ≥ 80 %.
 
 Bounded: at most ``--logins`` logins and ``TIME_LIMIT_S`` seconds.
@@ -48,10 +48,11 @@ from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
-from services.recovery.settings import Argon2Params
+from services.recovery.settings import Argon2Params, PasswordSettings
 
 TIME_LIMIT_S = 600
 PARAMS = (Argon2Params().time_cost, Argon2Params().memory_kib, Argon2Params().parallelism)
+NICE = PasswordSettings.model_fields["hash_nice"].default  # the service's (RECOVERY_HASH_NICE)
 
 
 def login_capacity(count: int, workers: int, hash_: str) -> float:
@@ -71,7 +72,7 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
                                   hash_pepper=BENCH_KEYS["HASH_PEPPER"])
     db = Database(url=f"sqlite:///{folder / 'recovery.db'}", name="bench-login")
     migrate(db.engine, MIGRATIONS)
-    hasher = ThreadPoolHasher(params=PARAMS, workers=workers)
+    hasher = ThreadPoolHasher(params=PARAMS, workers=workers, nice=NICE)
     try:
         events, mobiles = accounts(keyring, n_accounts)
         uow = SqlUnitOfWork(db=db, hand_over=lambda rows: None)  # no relay: rows stay in the table
