@@ -160,8 +160,8 @@ def dlq_show(topic: str, offset: int, partition: int = 0,
     if r is None:
         typer.echo(f"no record at {name}:{partition}:{offset}", err=True)
         raise typer.Exit(1)
-    for key, value in r.headers.items():
-        typer.echo(f"{key}: {value}")
+    for key, value in r.raw_headers:  # every header in order: a name may repeat
+        typer.echo(f"{key}: {(value or b'').decode('utf-8', 'replace')}")
     original = r.headers.get("dlq_original_topic", "")
     if raw:
         typer.echo((r.value or b"").decode("utf-8", "backslashreplace"))

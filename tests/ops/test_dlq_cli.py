@@ -161,6 +161,19 @@ def test_replay_refuses_a_dead_letter_that_names_another_original_topic(
     assert asyncio.run(read_all(kafka_bootstrap, elsewhere)) == []
 
 
+@pytest.mark.timeout(60)
+def test_show_prints_every_header_in_order_when_a_name_repeats(kafka_bootstrap: str, prefix: str) -> None:
+    headers = [("dlq_original_topic", (prefix + CONTRACT_LINKED).encode()), ("trace", b"first"),
+               ("trace", b"second"), ("empty", None), ("trace", b"\xff")]
+    asyncio.run(produce(kafka_bootstrap, prefix + dlq_of(CONTRACT_LINKED), [(b"77-1", b"{}", headers)]))
+    shown = runner.invoke(app, ["dlq", "show", dlq_of(CONTRACT_LINKED), "0"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert [line for line in lines if line.startswith(("trace:", "empty:"))] == [
+        "trace: first", "trace: second", "empty: ", "trace: \ufffd"]
+    assert f"dlq_original_topic: {prefix}{CONTRACT_LINKED}" in lines
+
+
 @pytest.mark.timeout(120)
 def test_missing_topics_and_partitions_are_answered_at_once(kafka_bootstrap: str, prefix: str) -> None:
     gone = prefix + "gone.v1"  # its dead-letter topic exists, the topic itself no longer does
