@@ -18,8 +18,8 @@ Passwords are hashed with argon2id in a thread pool shared by the whole service
 threads use every core and never block the event loop, with no process to start and nothing to
 pickle or pipe per hash (a process pool cost more CPU per hash and its helper threads competed
 for the GIL with the event loop). On Linux the pool's threads may run at a lower CPU priority
-(``nice``): a hash then waits while the event loop, the database thread and the node's other
-processes have work, instead of taking turns with them.
+(``nice``): a hash then waits while the event loop and the database thread (and the other
+processes scheduled with them) have work, instead of taking turns with them.
 """
 
 from __future__ import annotations
