@@ -31,6 +31,7 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sys
@@ -48,6 +49,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Histogram
 
+log = logging.getLogger(__name__)
 _NONCE = 12
 
 
@@ -252,11 +254,17 @@ def verify_password(params: Params, hash_: str, password: str) -> tuple[bool, fl
 
 def lower_priority(nice: int) -> None:
     """Adds ``nice`` to the calling thread's nice value (capped at 19), on Linux, where the nice
-    value belongs to each thread; elsewhere it would belong to the process, so nothing is done."""
+    value belongs to each thread; elsewhere it would belong to the process, so nothing is done. A
+    system that refuses it (a sandbox's filter) is logged, and the thread hashes at its priority:
+    the pool's initializer must not fail, or the pool would refuse every hash."""
     if nice <= 0 or not sys.platform.startswith("linux"):
         return
     tid = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError as exc:
+        log.warning("the hashing thread keeps its CPU priority: lowering it was refused (%s)",
+                    type(exc).__name__)
 
 
 class ThreadPoolHasher:

@@ -58,3 +58,24 @@ def test_the_nice_value_stops_at_19_and_a_thread_at_19_stays_there() -> None:
         thread.join()
     main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen == [min(19, main + 15), 19]
+
+
+async def test_a_refused_priority_is_logged_and_the_pool_still_hashes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refused(*args: object) -> None:
+        raise PermissionError("setpriority")
+
+    monkeypatch.setattr(os, "setpriority", refused)
+    main = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    hasher = ThreadPoolHasher(params=PARAMS, workers=2, nice=10)
+    try:
+        with caplog.at_level("WARNING", logger="services.common.crypto"):
+            (hash_,) = await hasher.hash_many(["correct horse"])
+        assert PasswordHasher().verify(hash_, "correct horse")
+        assert [nice_of(t) for t in pool_threads()] == [main] * len(pool_threads())
+        assert "lowering it was refused (PermissionError)" in caplog.text
+    finally:
+        hasher.close()
+        for thread in pool_threads():
+            thread.join(timeout=10)
