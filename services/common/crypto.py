@@ -252,18 +252,23 @@ def verify_password(params: Params, hash_: str, password: str) -> tuple[bool, fl
     return ok, time.perf_counter() - started
 
 
-def lower_priority(nice: int) -> None:
+def lower_priority(nice: int, refused: threading.Event | None = None) -> None:
     """Adds ``nice`` to the calling thread's nice value (capped at 19), on Linux, where the nice
     value belongs to each thread; elsewhere it would belong to the process, so nothing is done. A
     system that refuses it (a sandbox's filter) is logged, and the thread hashes at its priority:
-    the pool's initializer must not fail, or the pool would refuse every hash."""
+    the pool's initializer must not fail, or the pool would refuse every hash. ``refused``: set
+    at the first refusal, so a pool's threads log it once."""
     if nice <= 0 or not sys.platform.startswith("linux"):
         return
     tid = threading.get_native_id()
     try:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except OSError as exc:
-        log.warning("the hashing thread keeps its CPU priority: lowering it was refused (%s)",
+        if refused is not None and refused.is_set():
+            return
+        if refused is not None:
+            refused.set()
+        log.warning("the hashing threads keep their CPU priority: lowering it was refused (%s)",
                     type(exc).__name__)
 
 
@@ -276,12 +281,14 @@ class ThreadPoolHasher:
         self.nice = nice
         self._seconds = seconds
         self._pool: ThreadPoolExecutor | None = None
+        self._refused = threading.Event()  # lowering the threads' priority was refused (logged)
         self._dummy: str | None = None
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="argon2",
-                                            initializer=lower_priority, initargs=(self.nice,))
+                                            initializer=lower_priority,
+                                            initargs=(self.nice, self._refused))
         return self._pool
 
     def _observe(self, op: str, seconds: float) -> None:

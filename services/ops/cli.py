@@ -33,7 +33,7 @@ from services.common.kafka_config import KafkaSettings
 from services.ops import dlq as dead_letters
 from services.ops import lag as group_lag
 from services.ops import support
-from services.ops.kafka_read import NotFound, consumer, require, to_record
+from services.ops.kafka_read import NotFound, consumer, header_text, require, to_record
 from services.ops.present import describe_value
 from services.ops.trace import as_json, trace
 
@@ -161,7 +161,7 @@ def dlq_show(topic: str, offset: int, partition: int = 0,
         typer.echo(f"no record at {name}:{partition}:{offset}", err=True)
         raise typer.Exit(1)
     for key, value in r.raw_headers:  # every header in order: a name may repeat
-        typer.echo(f"{key}: {(value or b'').decode('utf-8', 'replace')}")
+        typer.echo(f"{key}: {header_text(value)}")
     original = r.headers.get("dlq_original_topic", "")
     if raw:
         typer.echo((r.value or b"").decode("utf-8", "backslashreplace"))

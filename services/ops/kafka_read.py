@@ -106,10 +106,15 @@ async def scan(
         await c.stop()
 
 
+def header_text(value: bytes | None) -> str:
+    """A header's value as text: a null value is empty, bytes that are not UTF-8 are replaced."""
+    return (value or b"").decode("utf-8", "replace")
+
+
 def to_record(m: object) -> Record:
     return Record(
         topic=m.topic, partition=m.partition, offset=m.offset,  # type: ignore[attr-defined]
         timestamp_ms=m.timestamp, key=m.key, value=m.value,  # type: ignore[attr-defined]
-        headers={k: (v or b"").decode("utf-8", "replace") for k, v in (m.headers or [])},  # type: ignore[attr-defined]
+        headers={k: header_text(v) for k, v in (m.headers or [])},  # type: ignore[attr-defined]
         raw_headers=tuple(m.headers or ()),  # type: ignore[attr-defined]
     )
