@@ -624,26 +624,12 @@ _WINDOW_CHUNK = 500  # subjects per statement when forgetting
 
 
 def take_window(session: Session, subject: str, *, max_events: int, window_s: float,
-         now: float) -> int | None:
+                now: float) -> int | None:
     """Count one event of ``subject`` if its sliding window has room: ``None``; otherwise the
-    seconds until the oldest event counted leaves the window. A limit of 0 counts nothing."""
-    if max_events <= 0 or window_s <= 0:
-        return None
-    size = max_events
-    slot, busy_until = _ring_head(session, subject, size, now)
-    until = now + window_s
-    advance = {"subject": subject, "slot": slot, "until": until, "next_slot": (slot + 1) % size,
-               "busy_until": max(until, busy_until)}
-    if session.get_bind().dialect.name == "postgresql":
-        frees_at = session.execute(_WINDOW_SLOT_PG, {**advance, "now": now}).scalar()
-    else:
-        frees_at = session.execute(_WINDOW_SLOT, {"subject": subject, "slot": slot}).scalar()
-        if frees_at is None or frees_at <= now:
-            session.execute(_WINDOW_WRITE, advance)
-            session.execute(_WINDOW_ADVANCE, advance)
-    if frees_at is not None and frees_at > now:
-        return max(1, math.ceil(frees_at - now))
-    return None
+    seconds until the oldest event counted leaves the window. A limit of 0 counts nothing. One
+    group of ``take_windows``."""
+    answer = take_windows(session, [[(subject, max_events, window_s)]], now)[0]
+    return None if answer is None else answer[1]
 
 
 def _ring_head(session: Session, subject: str, size: int, now: float) -> tuple[int, float]:
@@ -673,33 +659,50 @@ def take_windows(session: Session, groups: Sequence[Sequence[tuple[str, int, flo
                  now: float) -> list[tuple[int, int] | None]:
     """For each group of (subject, max_events, window_s) in order: one event in every window of
     the group if each has room (``None``), else none, and (the position in the group of the
-    first without room, the seconds until it has room). Every ring the groups name is locked
-    first, in the order of its subject, so that writers taking overlapping groups wait for each
-    other in line, never in a circle."""
+    first without room, the seconds until it has room). A group names a subject once; a window
+    with a limit of 0 counts nothing. Every ring the groups name is locked first, in the order
+    of its subject, so that writers taking overlapping groups wait for each other in line, never
+    in a circle."""
     sizes = {subject: max_events for group in groups for subject, max_events, window_s in group
              if max_events > 0 and window_s > 0}
     heads = {subject: _ring_head(session, subject, sizes[subject], now) for subject in sorted(sizes)}
+    postgres = session.get_bind().dialect.name == "postgresql"
     answers: list[tuple[int, int] | None] = []
     for group in groups:
         counted = [(i, t) for i, t in enumerate(group) if t[1] > 0 and t[2] > 0]
-        refused = None
-        for i, (subject, _, _) in counted:
-            frees_at = session.execute(
-                _WINDOW_SLOT, {"subject": subject, "slot": heads[subject][0]}).scalar()
-            if frees_at is not None and frees_at > now:
-                refused = (i, max(1, math.ceil(frees_at - now)))
-                break
+        advances: list[dict[str, Any]] = []
+        for _, (subject, max_events, window_s) in counted:
+            slot, busy_until = heads[subject]
+            until = now + window_s
+            advances.append({"subject": subject, "slot": slot, "until": until,
+                             "next_slot": (slot + 1) % max_events,
+                             "busy_until": max(until, busy_until)})
+        if postgres and len(counted) == 1:
+            # one window (a login's address, a support check): the slot read and, when free, its
+            # write and the advance in one round trip
+            frees_at = session.execute(_WINDOW_SLOT_PG, {**advances[0], "now": now}).scalar()
+            refused = _refusal(counted[0][0], frees_at, now)
+        else:
+            refused = next(
+                (answer for (i, _), advance in zip(counted, advances, strict=True)
+                 if (answer := _refusal(i, session.execute(_WINDOW_SLOT, advance).scalar(), now))),
+                None)
+            if refused is None:
+                for advance in advances:
+                    session.execute(_WINDOW_WRITE, advance)
+                    session.execute(_WINDOW_ADVANCE, advance)
         if refused is None:
-            for _, (subject, max_events, window_s) in counted:
-                slot, busy_until = heads[subject]
-                until = now + window_s
-                heads[subject] = ((slot + 1) % max_events, max(until, busy_until))
-                advance = {"subject": subject, "slot": slot, "until": until,
-                           "next_slot": heads[subject][0], "busy_until": heads[subject][1]}
-                session.execute(_WINDOW_WRITE, advance)
-                session.execute(_WINDOW_ADVANCE, advance)
+            heads.update({a["subject"]: (a["next_slot"], a["busy_until"]) for a in advances})
         answers.append(refused)
     return answers
+
+
+def _refusal(position: int, frees_at: float | None, now: float) -> tuple[int, int] | None:
+    """A window's answer: ``None`` when its slot is free, else (``position``, the seconds until
+    the slot frees)."""
+    if frees_at is not None and frees_at > now:
+        return position, max(1, math.ceil(frees_at - now))
+    return None
 
 
 def _lay_out_window(session: Session, subject: str, size: int, now: float) -> int:
