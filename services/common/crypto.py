@@ -264,9 +264,9 @@ def lower_priority(nice: int, refused: threading.Event | None = None) -> None:
     try:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
     except OSError as exc:
-        if refused is not None and refused.is_set():
-            return
         if refused is not None:
+            if refused.is_set():
+                return
             refused.set()
         log.warning("the hashing threads keep their CPU priority: lowering it was refused (%s)",
                     type(exc).__name__)
