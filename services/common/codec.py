@@ -11,6 +11,7 @@ the same record could take the other of two duplicate values.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -50,15 +51,29 @@ def tombstone(key: str) -> WireRecord:
     return WireRecord(key=key.encode("utf-8"), value=None, headers=[])
 
 
+_SPECVERSION = CE_SPECVERSION.encode()
+_CONTENT_TYPE = CONTENT_TYPE.encode()
+
+
+@functools.cache
+def _ce_type(type_name: str) -> bytes:
+    return f"selfcare.{type_name}.v1".encode()
+
+
+@functools.cache
+def _ascii(source: str) -> bytes:
+    return source.encode()
+
+
 def encode(event: Event, *, key: str | None, source: str) -> WireRecord:
     """An event as a Kafka record with CloudEvents binary-mode headers."""
     headers = [
-        ("ce_specversion", CE_SPECVERSION.encode()),
+        ("ce_specversion", _SPECVERSION),
         ("ce_id", str(event.event_id).encode()),
-        ("ce_type", f"selfcare.{event.type_name}.v1".encode()),
-        ("ce_source", source.encode()),
+        ("ce_type", _ce_type(event.type_name)),
+        ("ce_source", _ascii(source)),
         ("ce_time", event.occurred_at.isoformat().replace("+00:00", "Z").encode()),
-        ("content-type", CONTENT_TYPE.encode()),
+        ("content-type", _CONTENT_TYPE),
     ]
     return WireRecord(
         key=None if key is None else key.encode("utf-8"),

@@ -9,14 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC
 
-from schemas.events import (
-    AccountChanged,
-    Channels,
-    Contacts,
-    ContractRejected,
-    LoginKeys,
-    utc_now,
-)
+from schemas.events import AccountChanged, ContractRejected, utc_now
 from services.common.codec import WireRecord, encode, tombstone
 from services.registration.domain.model import Account
 from services.registration.domain.registry import Rejection
@@ -27,24 +20,25 @@ _NAMESPACE = uuid.UUID("4f8e2b1c-6a53-4d0e-9c1f-2a7b5d3e8f60")
 
 def account_changed(account: Account) -> WireRecord:
     c = account.contacts
-    event = AccountChanged(
-        event_id=uuid.uuid5(_NAMESPACE, f"account:{account.account_id}:{account.version}"),
-        occurred_at=utc_now(),
-        account_id=account.account_id,
-        contract_number=account.contract_number,
-        version=account.version,
-        status=account.status,
-        tv_product=account.tv_product,
-        login_keys=LoginKeys(mobile=account.mobile_key, personal_account=account.personal_account_key),
-        channels=Channels(sms=account.mobile_active, email=c.email_enc is not None),
-        contacts=Contacts(
-            mobile_masked=c.mobile_masked, mobile_enc=c.mobile_enc,
-            email_masked=c.email_masked, email_enc=c.email_enc,
-        ),
-        linked_at=account.linked_at.astimezone(UTC),  # as the CRM's offset came, in UTC
-        holder_epoch=account.holder_epoch,
-        contacts_epoch=account.contacts_epoch,
-    )
+    # validated as one mapping: one call into pydantic's validator, where building the nested
+    # models one by one calls it four times (about a third of this function's cost)
+    event = AccountChanged.model_validate({
+        "event_id": uuid.uuid5(_NAMESPACE, f"account:{account.account_id}:{account.version}"),
+        "occurred_at": utc_now(),
+        "account_id": account.account_id,
+        "contract_number": account.contract_number,
+        "version": account.version,
+        "status": account.status,
+        "tv_product": account.tv_product,
+        "login_keys": {"mobile": account.mobile_key,
+                       "personal_account": account.personal_account_key},
+        "channels": {"sms": account.mobile_active, "email": c.email_enc is not None},
+        "contacts": {"mobile_masked": c.mobile_masked, "mobile_enc": c.mobile_enc,
+                     "email_masked": c.email_masked, "email_enc": c.email_enc},
+        "linked_at": account.linked_at.astimezone(UTC),  # as the CRM's offset came, in UTC
+        "holder_epoch": account.holder_epoch,
+        "contacts_epoch": account.contacts_epoch,
+    })
     return encode(event, key=str(account.account_id), source=SOURCE)
 
 
