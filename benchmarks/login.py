@@ -48,10 +48,11 @@ from services.recovery.service_layer.log_in import LogInHandler
 from services.recovery.service_layer.metrics import RecoveryMetrics
 from services.recovery.service_layer.ports import SystemClock
 from services.recovery.service_layer.project_accounts import ProjectAccounts
-from services.recovery.settings import HASH_NICE, Argon2Params
+from services.recovery.settings import PasswordSettings
 
 TIME_LIMIT_S = 600
-PARAMS = (Argon2Params().time_cost, Argon2Params().memory_kib, Argon2Params().parallelism)
+PASSWORDS = PasswordSettings()  # as the service reads them: RECOVERY_HASH_NICE and ARGON2_* too
+PARAMS = (PASSWORDS.argon2.time_cost, PASSWORDS.argon2.memory_kib, PASSWORDS.argon2.parallelism)
 
 
 def login_capacity(count: int, workers: int, hash_: str) -> float:
@@ -71,7 +72,7 @@ async def logins(folder: Path, n_accounts: int, n_logins: int, concurrency: int,
                                   hash_pepper=BENCH_KEYS["HASH_PEPPER"])
     db = Database(url=f"sqlite:///{folder / 'recovery.db'}", name="bench-login")
     migrate(db.engine, MIGRATIONS)
-    hasher = ThreadPoolHasher(params=PARAMS, workers=workers, nice=HASH_NICE)  # the service's default
+    hasher = ThreadPoolHasher(params=PARAMS, workers=workers, nice=PASSWORDS.hash_nice)
     try:
         events, mobiles = accounts(keyring, n_accounts)
         uow = SqlUnitOfWork(db=db, hand_over=lambda rows: None)  # no relay: rows stay in the table

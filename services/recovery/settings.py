@@ -99,10 +99,6 @@ class Argon2Params(EnvSettings):
         return self
 
 
-# how much lower the hashing threads' CPU priority is by default (RECOVERY_HASH_NICE)
-HASH_NICE = 10
-
-
 class PasswordSettings(EnvSettings):
     """The passwords made (``PASSWORD_LENGTH``) and how they are hashed."""
 
@@ -113,7 +109,7 @@ class PasswordSettings(EnvSettings):
     # how much lower the hashing threads' CPU priority is (Linux nice, added to the process's):
     # the event loop and the database thread, which every request also needs, go first
     hash_nice: Annotated[EnvInt, at_least(0), at_most(19)] = Field(
-        default=HASH_NICE, validation_alias="RECOVERY_HASH_NICE")
+        default=10, validation_alias="RECOVERY_HASH_NICE")
 
 
 class RecoveryHttpSettings(ReadTimeoutSettings):
