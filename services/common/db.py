@@ -753,10 +753,11 @@ def take_windows(session: Session, groups: Sequence[Sequence[tuple[str, int, flo
             frees_at = session.execute(_WINDOW_SLOT_PG, {**advances[0], "now": now}).scalar()
             refused = _refusal(counted[0][0], frees_at, now)
         else:
-            refused = next(
-                (answer for (i, _), advance in zip(counted, advances, strict=True)
-                 if (answer := _refusal(i, session.execute(_WINDOW_SLOT, advance).scalar(), now))),
-                None)
+            refused = None
+            for (i, _), advance in zip(counted, advances, strict=True):
+                refused = _refusal(i, session.execute(_WINDOW_SLOT, advance).scalar(), now)
+                if refused is not None:
+                    break  # the first window without room answers; the others are not read
             if refused is None:
                 for advance in advances:
                     session.execute(_WINDOW_WRITE, advance)
