@@ -61,7 +61,7 @@ def _ce_type(type_name: str) -> bytes:
 
 
 @functools.cache
-def _ascii(source: str) -> bytes:
+def _utf8(source: str) -> bytes:
     return source.encode()
 
 
@@ -71,7 +71,7 @@ def encode(event: Event, *, key: str | None, source: str) -> WireRecord:
         ("ce_specversion", _SPECVERSION),
         ("ce_id", str(event.event_id).encode()),
         ("ce_type", _ce_type(event.type_name)),
-        ("ce_source", _ascii(source)),
+        ("ce_source", _utf8(source)),
         ("ce_time", event.occurred_at.isoformat().replace("+00:00", "Z").encode()),
         ("content-type", _CONTENT_TYPE),
     ]
