@@ -39,6 +39,7 @@ from psycopg.types.array import ListBinaryDumper
 from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
+    REAL,
     BigInteger,
     Boolean,
     Column,
@@ -327,7 +328,8 @@ _COPY_TYPES: tuple[tuple[type[TypeEngine[Any]], str], ...] = (
 
 @functools.cache
 def _copy_types(table: Table, names: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The psycopg type of each column for a binary ``COPY``, or None if one has none here."""
+    """The psycopg type of each column for a binary ``COPY``, or None if one has none here (a
+    ``Numeric``, an array…)."""
     types: list[str] = []
     for name in names:
         type_ = table.c[name].type
@@ -335,6 +337,10 @@ def _copy_types(table: Table, names: tuple[str, ...]) -> tuple[str, ...] | None:
             type_ = type_.impl_instance
         if isinstance(type_, DateTime):
             types.append("timestamptz" if type_.timezone else "timestamp")
+            continue
+        if isinstance(type_, Float):  # PostgreSQL's FLOAT(p) is a real up to 24 bits
+            small = isinstance(type_, REAL) or (type_.precision or 53) <= 24
+            types.append("float4" if small else "float8")
             continue
         found = next((pg for kind, pg in _COPY_TYPES if isinstance(type_, kind)), None)
         if found is None:

@@ -1,12 +1,13 @@
 """``insert_rows`` and ``insert_columns_returning_ids`` write every column type the services use
 exactly as given, on SQLite and PostgreSQL. On PostgreSQL a table whose columns all have a binary
-form goes through a binary ``COPY`` (``_copy_types``); one with a column that has none (a float)
-goes through ``INSERT … SELECT * FROM unnest``. Both ways must read back the same."""
+form goes through a binary ``COPY`` (``_copy_types``); one with a column that has none (a
+numeric) goes through ``INSERT … SELECT * FROM unnest``. Both ways must read back the same."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import (
@@ -19,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     SmallInteger,
     String,
     Table,
@@ -60,7 +62,9 @@ every_type = Table(
 with_float = Table(
     "with_float", metadata,
     Column("name", String(40), primary_key=True),
-    Column("score", Float, nullable=False),
+    Column("score", Float, nullable=False),  # double precision on PostgreSQL
+    Column("low", Float(precision=24), nullable=True),  # real
+    Column("amount", Numeric(12, 2), nullable=True),
 )
 
 WHEN = datetime(2026, 12, 6, 1, 2, 3, 456789, tzinfo=UTC)
@@ -87,7 +91,8 @@ def test_copy_types_name_a_binary_form_for_every_column_or_none() -> None:
     assert _copy_types(every_type, names) == (
         "int8", "uuid", "text", "text", "bool", "int2", "int4", "int8", "bytea", "text",
         "timestamptz", "timestamp")
-    assert _copy_types(with_float, ("name", "score")) is None  # no binary form given here
+    assert _copy_types(with_float, ("name", "score", "low")) == ("text", "float8", "float4")
+    assert _copy_types(with_float, ("name", "amount")) is None  # no binary form given here
 
 
 async def test_insert_rows_round_trips_every_column_type(database_url: str) -> None:
@@ -97,13 +102,17 @@ async def test_insert_rows_round_trips_every_column_type(database_url: str) -> N
 
     def write(session: Session) -> None:
         insert_rows(session, every_type, given)
-        insert_rows(session, with_float, [{"name": f"n{i}", "score": i / 7} for i in range(5)])
+        insert_rows(session, with_float, [  # through the COPY on PostgreSQL
+            {"name": f"n{i}", "score": i / 7, "low": 0.5 * i} for i in range(5)])
+        insert_rows(session, with_float, [  # a numeric: through unnest
+            {"name": f"m{i}", "score": -i / 3, "amount": Decimal(f"{i}.25")} for i in range(3)])
         insert_rows(session, every_type, [])  # nothing to write: no statement
 
-    def read(session: Session) -> tuple[list[dict[str, object]], list[tuple[str, float]]]:
+    def read(session: Session) -> tuple[list[dict[str, object]], list[tuple[object, ...]]]:
         got = [dict(r._mapping) for r in session.execute(
             select(every_type).order_by(every_type.c.count.desc()))]
         floats = [tuple(r) for r in session.execute(select(with_float).order_by(with_float.c.name))]
+        # (name, score, low, amount)
         return got, floats  # type: ignore[return-value]
 
     try:
@@ -113,7 +122,8 @@ async def test_insert_rows_round_trips_every_column_type(database_url: str) -> N
         db.close()
     assert [{k: v for k, v in r.items() if k != "id"} for r in got] == given
     assert len({r["id"] for r in got}) == len(given)
-    assert floats == [(f"n{i}", i / 7) for i in range(5)]
+    assert floats == ([(f"m{i}", -i / 3, None, Decimal(f"{i}.25")) for i in range(3)]
+                      + [(f"n{i}", i / 7, 0.5 * i, None) for i in range(5)])
 
 
 async def test_a_row_that_breaks_a_constraint_fails_the_whole_insert(database_url: str) -> None:
