@@ -113,7 +113,7 @@ async def test_insert_rows_round_trips_every_column_type(database_url: str) -> N
             select(every_type).order_by(every_type.c.count.desc()))]
         floats = [tuple(r) for r in session.execute(select(with_float).order_by(with_float.c.name))]
         # (name, score, low, amount)
-        return got, floats  # type: ignore[return-value]
+        return got, floats
 
     try:
         await db.run(write)
