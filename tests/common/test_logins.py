@@ -1,5 +1,6 @@
-"""``normalise_mobile`` builds the usual ``+7`` and ten digits itself instead of parsing them:
-it must answer exactly as parsing every number with ``phonenumbers`` does."""
+"""``normalise_mobile`` builds the usual ``+7`` and ten digits itself instead of parsing them,
+and answers ``+7 9…`` with RU's mobile pattern alone: it must answer exactly as parsing every
+number with ``phonenumbers`` does."""
 
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ def test_built_numbers_answer_as_parsed_ones() -> None:
     accepted = [c for c in cases if parsed(c) is not None]
     assert len(accepted) > 200  # the corpus holds many valid mobiles, not only rejections
     assert [normalised(c) for c in cases] == [parsed(c) for c in cases]
+
+
+def test_every_six_digit_prefix_of_plus_7_9_answers_as_parsed() -> None:
+    """RU's mobile pattern decides on at most the first six digits of the national number: each
+    prefix ``9xxxxx``, with a random tail, typed as ``+7…``, as ``8…`` and as ten digits."""
+    rnd = random.Random(20261206)
+    cases = []
+    for prefix in range(900_000, 1_000_000):
+        national = f"{prefix}{rnd.randrange(10_000):04d}"
+        cases.append(rnd.choice(["+7", "8", ""]) + national)
+    answers = [parsed(c) for c in cases]
+    assert 0 < answers.count(None) < len(cases) // 2  # both valid and refused prefixes are here
+    assert [normalised(c) for c in cases] == answers
 
 
 @pytest.mark.parametrize(("typed", "e164"), [
