@@ -14,7 +14,7 @@ from typing import Any
 
 import faust
 from aiohttp.web import AppRunner
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TransportT
 
@@ -69,6 +69,12 @@ class SelfcareApp(faust.App):
 
     def _new_producer_transport(self) -> TransportT:
         return IdempotentTransport(self.conf.broker_producer, self)
+
+
+def kafka_producer(app: Any) -> AIOKafkaProducer:
+    """The aiokafka producer under ``app``'s faust producer (started with it), for aiokafka's
+    batch API (``create_batch``, ``send_batch``), which faust's producer does not pass on."""
+    return app.producer._ensure_producer()
 
 
 # aiokafka: consumer metadata and offset reset (recovery's rewind, the ops CLI's reads)

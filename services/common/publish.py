@@ -1,4 +1,4 @@
-"""Publishing: the outbox relay and the dead-letter helper, over faust's producer."""
+"""Publishing: the outbox relay and the dead-letter helper, over the app's Kafka producer."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from services.common.codec import WireRecord
 from services.common.db import Database, Staged, delete_outbox, pending_outbox
+from services.common.faust_private import kafka_producer
 from services.common.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -42,23 +43,39 @@ def in_background(flush: Callable[[], Awaitable[object]], what: str) -> Callable
 
 
 class Publisher:
-    """Sends records with faust's producer and waits until the broker has them (acks=all)."""
+    """Sends records with the app's producer and waits until the broker has them (acks=all)."""
 
     def __init__(self, *, app: Any, topic_prefix: str) -> None:
         self._app = app
         self._prefix = topic_prefix
 
     async def send_all(self, items: Sequence[tuple[str, WireRecord]]) -> None:
-        futures: list[Awaitable[Any]] = []
+        """Each record to the partition its key chooses (the app's partitioner: Kafka's default),
+        gathered into one aiokafka batch per partition rather than sent one by one; records of
+        one partition keep their order. Returns when every batch is acknowledged, and raises if
+        any is refused."""
+        producer = kafka_producer(self._app)
+        partition_of = self._app.producer.key_partition
+        with_metadata: set[str] = set()
+        batches: dict[tuple[str, int], Any] = {}
+        acks: list[asyncio.Future[Any]] = []
         for topic, record in items:
-            fut = await self._app.producer.send(
-                self._prefix + topic, record.key, record.value, None, None, record.headers
-            )
-            futures.append(fut)
-        # one by one: once the first is done most are, and awaiting a done future costs nothing,
-        # where gather registers a callback on each of them
-        for fut in futures:
-            await fut
+            name = self._prefix + topic
+            if name not in with_metadata:  # key_partition reads the topic's partitions from it
+                await producer.partitions_for(name)
+                with_metadata.add(name)
+            where = (name, partition_of(name, record.key).partition)
+            batch = batches.get(where)
+            if batch is None:
+                batch = batches[where] = producer.create_batch()
+            # a full batch refuses the record (an empty one takes any): send it, start another
+            while batch.append(key=record.key, value=record.value, timestamp=None,
+                               headers=record.headers) is None:
+                acks.append(await producer.send_batch(batch, where[0], partition=where[1]))
+                batch = batches[where] = producer.create_batch()
+        for (name, partition), batch in batches.items():
+            acks.append(await producer.send_batch(batch, name, partition=partition))
+        await asyncio.gather(*acks)  # a few per call; every refusal retrieved, the first raised
 
 
 class OutboxRelay:

@@ -1,0 +1,112 @@
+"""``Publisher.send_all`` on the real broker: one aiokafka batch per partition, and still every
+record where the key puts it, in order, whole, and a refused batch an error."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+
+from deploy.topics import admin_client
+from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED, topic_specs
+from services.common.app import make_app
+from services.common.codec import WireRecord
+from services.common.metrics import ServiceMetrics
+from services.common.publish import Publisher
+from tests.support.kafka import Consumed, read_all
+from tests.support.probe_service import ProbeSettings
+
+pytestmark = pytest.mark.kafka
+
+BATCH_BYTES = 4096  # a few records per batch: a partition's records span several batches
+
+
+@pytest.fixture
+async def app(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    monkeypatch.setenv("SELFCARE_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("SELFCARE_ENV", "local")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    app = make_app(settings=ProbeSettings.from_env(), metrics=ServiceMetrics("probe-publisher"),
+                   app_id=f"probe-publisher-{uuid.uuid4().hex[:8]}", producer_batch_bytes=BATCH_BYTES)
+    await app.producer.start()
+    yield app
+    await app.producer.stop()
+
+
+def partitions_of(name: str) -> int:
+    return next(spec.partitions for spec in topic_specs() if spec.name == name)
+
+
+def record(key: bytes | None, i: int, size: int = 300) -> WireRecord:
+    return WireRecord(key=key, value=f"{i:08d}".encode() + b"x" * size,
+                      headers=[("ce_id", str(i).encode()), ("content-type", b"application/json")])
+
+
+def by_partition(consumed: list[Consumed]) -> dict[int, list[bytes | None]]:
+    out: dict[int, list[bytes | None]] = {}
+    for item in sorted(consumed, key=lambda c: (c.partition, c.offset)):
+        out.setdefault(item.partition, []).append(item.value)
+    return out
+
+
+async def test_every_record_lands_on_its_keys_partition_in_order_and_whole(
+        app: Any, kafka_bootstrap: str, topic_prefix: str) -> None:
+    keys = [str(uuid.uuid4()).encode() for _ in range(40)]
+    # each key several times, interleaved, on two topics; one record larger than a whole batch
+    items: list[tuple[str, WireRecord]] = []
+    for i in range(400):
+        topic = ACCOUNT_CHANGED if i % 3 else CONTRACT_REJECTED
+        items.append((topic, record(keys[i % len(keys)], i, size=3 * BATCH_BYTES if i == 200 else 300)))
+    await Publisher(app=app, topic_prefix=topic_prefix).send_all(items)
+
+    for topic in (ACCOUNT_CHANGED, CONTRACT_REJECTED):
+        sent = [r for t, r in items if t == topic]
+        consumed = await read_all(kafka_bootstrap, topic_prefix + topic)
+        count = partitions_of(topic)
+        assert count > 1
+        every = list(range(count))
+        expected: dict[int, list[bytes | None]] = {}
+        for r in sent:  # aiokafka's own default partitioner as the reference
+            expected.setdefault(DefaultPartitioner()(r.key, every, every), []).append(r.value)
+        assert by_partition(consumed) == expected
+        assert {c.value: c.key for c in consumed} == {r.value: r.key for r in sent}
+        assert {c.value: c.headers for c in consumed} == {
+            r.value: {k: v.decode() for k, v in r.headers} for r in sent}
+
+
+async def test_records_without_a_key_are_all_written(
+        app: Any, kafka_bootstrap: str, topic_prefix: str) -> None:
+    """As dead letters of a record that had no key are (a compacted topic refuses them)."""
+    sent = [record(None, i) for i in range(30)]
+    await Publisher(app=app, topic_prefix=topic_prefix).send_all([(CONTRACT_REJECTED, r) for r in sent])
+    consumed = await read_all(kafka_bootstrap, topic_prefix + CONTRACT_REJECTED)
+    assert sorted(c.value for c in consumed if c.value) == sorted(r.value for r in sent if r.value)
+    assert all(c.key is None for c in consumed)
+
+
+async def test_nothing_to_send_returns_at_once(app: Any, topic_prefix: str) -> None:
+    await Publisher(app=app, topic_prefix=topic_prefix).send_all([])
+
+
+async def test_a_batch_the_broker_refuses_is_an_error(
+        app: Any, kafka_bootstrap: str, topic_prefix: str) -> None:
+    """A topic that takes records of at most 1,000 bytes: a larger one fails ``send_all``."""
+    name = f"{topic_prefix}small-records"
+    admin = admin_client(kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, 1, 1, topic_configs={"max.message.bytes": "1000"})])
+    finally:
+        await admin.close()
+    publisher = Publisher(app=app, topic_prefix=topic_prefix)
+    await publisher.send_all([("small-records", record(b"k", 1, size=100))])
+    with pytest.raises(KafkaError):
+        await publisher.send_all([("small-records", record(b"k", 2, size=5000))])
+    consumed = await read_all(kafka_bootstrap, name)
+    assert [c.value for c in consumed] == [record(b"k", 1, size=100).value]
