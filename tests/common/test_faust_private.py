@@ -12,7 +12,7 @@ import asyncio
 import aiokafka
 import faust
 from aiohttp.web import AppRunner
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy.launch import free_port, produce
 from schemas.topics import CODE_REQUESTED
@@ -22,6 +22,7 @@ from services.common.faust_private import (
     IdempotentProducer,
     IdempotentTransport,
     SelfcareApp,
+    kafka_producer,
     refresh_metadata,
     replace_web_runner,
     set_auto_offset_reset,
@@ -87,6 +88,35 @@ async def test_the_app_builds_idempotent_producers() -> None:
     client = app.producer._new_producer()  # the aiokafka producer faust would start
     assert client._txn_manager is not None  # aiokafka keeps one only for idempotent producers
     assert faust.App("plain", broker=BROKER_URL).producer._new_producer()._txn_manager is None
+
+
+async def test_the_apps_kafka_producer_is_the_started_one_and_sends_batches(
+        kafka_bootstrap: str, topic_prefix: str) -> None:
+    """``kafka_producer`` gives the aiokafka producer faust started (the same one at every call),
+    and its batch API writes to the broker."""
+    host, port = kafka_bootstrap.split(",")[0].split(":")
+    app = SelfcareApp("fence-kafka-producer", broker=f"kafka://{host}:{port}", autodiscover=False)
+    await app.producer.start()
+    try:
+        producer = kafka_producer(app)
+        assert isinstance(producer, AIOKafkaProducer)
+        assert kafka_producer(app) is producer
+        topic = topic_prefix + CODE_REQUESTED
+        await producer.partitions_for(topic)
+        batch = producer.create_batch()
+        batch.append(key=b"k", value=b"batched", timestamp=None, headers=[])
+        await (await producer.send_batch(batch, topic, partition=0))
+    finally:
+        await app.producer.stop()
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(kafka_bootstrap), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        await consumer.seek_to_beginning()
+        got = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    assert [m.value for batch_of in got.values() for m in batch_of] == [b"batched"]
 
 
 async def test_consumer_metadata_and_offset_reset(kafka_bootstrap: str, topic_prefix: str) -> None:

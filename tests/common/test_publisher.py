@@ -1,5 +1,6 @@
-"""``Publisher.send_all`` on the real broker: one aiokafka batch per partition, and still every
-record where the key puts it, in order, whole, and a refused batch an error."""
+"""``Publisher.send_all`` on the real broker, record by record (a small call) and in one aiokafka
+batch per partition (a large one): either way every record where its key puts it, in order,
+whole, and a refused record an error."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED, topic_specs
 from services.common.app import make_app
 from services.common.codec import WireRecord
 from services.common.metrics import ServiceMetrics
-from services.common.publish import Publisher
+from services.common.publish import BATCH_FROM, Publisher
 from tests.support.kafka import Consumed, read_all
 from tests.support.probe_service import ProbeSettings
 
@@ -55,14 +56,15 @@ def by_partition(consumed: list[Consumed]) -> dict[int, list[bytes | None]]:
     return out
 
 
+@pytest.mark.parametrize("count", [BATCH_FROM - 1, 400], ids=["one_by_one", "in_batches"])
 async def test_every_record_lands_on_its_keys_partition_in_order_and_whole(
-        app: Any, kafka_bootstrap: str, topic_prefix: str) -> None:
-    keys = [str(uuid.uuid4()).encode() for _ in range(40)]
+        app: Any, kafka_bootstrap: str, topic_prefix: str, count: int) -> None:
+    keys = [str(uuid.uuid4()).encode() for _ in range(count // 8)]
     # each key several times, interleaved, on two topics; one record larger than a whole batch
     items: list[tuple[str, WireRecord]] = []
-    for i in range(400):
-        topic = ACCOUNT_CHANGED if i % 3 else CONTRACT_REJECTED
-        items.append((topic, record(keys[i % len(keys)], i, size=3 * BATCH_BYTES if i == 200 else 300)))
+    for i in range(count):
+        size = 3 * BATCH_BYTES if i == count // 2 else 300
+        items.append((ACCOUNT_CHANGED if i % 3 else CONTRACT_REJECTED, record(keys[i % len(keys)], i, size)))
     await Publisher(app=app, topic_prefix=topic_prefix).send_all(items)
 
     for topic in (ACCOUNT_CHANGED, CONTRACT_REJECTED):
@@ -80,10 +82,11 @@ async def test_every_record_lands_on_its_keys_partition_in_order_and_whole(
             r.value: {k: v.decode() for k, v in r.headers} for r in sent}
 
 
+@pytest.mark.parametrize("count", [3, BATCH_FROM], ids=["one_by_one", "in_batches"])
 async def test_records_without_a_key_are_all_written(
-        app: Any, kafka_bootstrap: str, topic_prefix: str) -> None:
+        app: Any, kafka_bootstrap: str, topic_prefix: str, count: int) -> None:
     """As dead letters of a record that had no key are (a compacted topic refuses them)."""
-    sent = [record(None, i) for i in range(30)]
+    sent = [record(None, i) for i in range(count)]
     await Publisher(app=app, topic_prefix=topic_prefix).send_all([(CONTRACT_REJECTED, r) for r in sent])
     consumed = await read_all(kafka_bootstrap, topic_prefix + CONTRACT_REJECTED)
     assert sorted(c.value for c in consumed if c.value) == sorted(r.value for r in sent if r.value)
@@ -94,9 +97,10 @@ async def test_nothing_to_send_returns_at_once(app: Any, topic_prefix: str) -> N
     await Publisher(app=app, topic_prefix=topic_prefix).send_all([])
 
 
-async def test_a_batch_the_broker_refuses_is_an_error(
-        app: Any, kafka_bootstrap: str, topic_prefix: str) -> None:
-    """A topic that takes records of at most 1,000 bytes: a larger one fails ``send_all``."""
+@pytest.mark.parametrize("count", [1, BATCH_FROM], ids=["one_by_one", "in_batches"])
+async def test_a_record_the_broker_refuses_is_an_error(
+        app: Any, kafka_bootstrap: str, topic_prefix: str, count: int) -> None:
+    """A topic that takes records of at most 1,000 bytes: a call with a larger one fails."""
     name = f"{topic_prefix}small-records"
     admin = admin_client(kafka_bootstrap)
     await admin.start()
@@ -107,6 +111,6 @@ async def test_a_batch_the_broker_refuses_is_an_error(
     publisher = Publisher(app=app, topic_prefix=topic_prefix)
     await publisher.send_all([("small-records", record(b"k", 1, size=100))])
     with pytest.raises(KafkaError):
-        await publisher.send_all([("small-records", record(b"k", 2, size=5000))])
+        await publisher.send_all([("small-records", record(b"k", 2, size=5000))] * count)
     consumed = await read_all(kafka_bootstrap, name)
     assert [c.value for c in consumed] == [record(b"k", 1, size=100).value]
