@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
@@ -76,16 +77,20 @@ class Publisher:
         """One aiokafka batch per partition (more when one fills up), rather than a send per
         record: about half the CPU per record, and one ack per batch."""
         producer = kafka_producer(self._app)
-        partition_of = self._app.producer.key_partition
-        with_metadata: set[str] = set()
+        # the app's partitioner, given the topic's partitions as aiokafka gives them to it
+        partitioner = self._app.producer.partitioner or DefaultPartitioner()
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
         batches: dict[tuple[str, int], Any] = {}
         acks: list[asyncio.Future[Any]] = []
         for topic, record in items:
             name = self._prefix + topic
-            if name not in with_metadata:  # key_partition reads the topic's partitions from it
-                await producer.partitions_for(name)
-                with_metadata.add(name)
-            where = (name, partition_of(name, record.key).partition)
+            choice = partitions.get(name)
+            if choice is None:
+                await producer.partitions_for(name)  # the topic's metadata, read just below
+                cluster = producer.client.cluster
+                choice = partitions[name] = (list(cluster.partitions_for_topic(name)),
+                                             list(cluster.available_partitions_for_topic(name)))
+            where = (name, partitioner(record.key, *choice))
             batch = batches.get(where)
             if batch is None:
                 batch = batches[where] = producer.create_batch()

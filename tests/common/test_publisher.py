@@ -93,6 +93,28 @@ async def test_records_without_a_key_are_all_written(
     assert all(c.key is None for c in consumed)
 
 
+@pytest.mark.parametrize("count", [3, BATCH_FROM], ids=["one_by_one", "in_batches"])
+async def test_the_apps_own_partitioner_chooses(
+        kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        count: int) -> None:
+    """Both ways ask the partitioner the app's producer was built with."""
+    monkeypatch.setenv("SELFCARE_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("SELFCARE_ENV", "local")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
+    app = make_app(settings=ProbeSettings.from_env(), metrics=ServiceMetrics("probe-publisher"),
+                   app_id=f"probe-publisher-{uuid.uuid4().hex[:8]}")
+    app.producer.partitioner = lambda key, every, available: every[-1]
+    await app.producer.start()
+    try:
+        sent = [record(str(uuid.uuid4()).encode(), i) for i in range(count)]
+        await Publisher(app=app, topic_prefix=topic_prefix).send_all([(CONTRACT_REJECTED, r) for r in sent])
+    finally:
+        await app.producer.stop()
+    consumed = await read_all(kafka_bootstrap, topic_prefix + CONTRACT_REJECTED)
+    assert {c.partition for c in consumed} == {partitions_of(CONTRACT_REJECTED) - 1}
+    assert len(consumed) == count
+
+
 async def test_nothing_to_send_returns_at_once(app: Any, topic_prefix: str) -> None:
     await Publisher(app=app, topic_prefix=topic_prefix).send_all([])
 
