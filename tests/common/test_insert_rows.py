@@ -209,3 +209,25 @@ async def test_a_read_only_database_during_the_copy_is_a_transient_error(
         assert not caught.value.connection_invalidated
     finally:
         db.close()
+
+
+async def test_a_value_of_the_wrong_type_is_a_programming_error_and_nothing_is_written(
+        postgres_url: str) -> None:
+    """A float in an integer column: psycopg's binary dumper refuses it in the ``COPY`` as a
+    ``TypeError`` (PostgreSQL cast the array before). It is not a database error, so
+    ``is_transient`` does not retry it: the runner redoes the batch record by record and
+    dead-letters the one that fails. The connection stays usable."""
+    db = Database(url=postgres_url, name="insert-rows")
+    metadata.create_all(db.engine)
+    given = rows(3)
+    given[1]["count"] = 1.5
+
+    try:
+        with pytest.raises(TypeError) as caught:
+            await db.run(lambda s: insert_rows(s, every_type, given))
+        assert not is_transient(caught.value)
+        assert await db.run(lambda s: s.query(every_type).count()) == 0
+        await db.run(lambda s: insert_rows(s, every_type, rows(2)))
+        assert await db.run(lambda s: s.query(every_type).count()) == 2
+    finally:
+        db.close()
