@@ -115,10 +115,6 @@ async def test_the_apps_own_partitioner_chooses(
     assert len(consumed) == count
 
 
-async def test_nothing_to_send_returns_at_once(app: Any, topic_prefix: str) -> None:
-    await Publisher(app=app, topic_prefix=topic_prefix).send_all([])
-
-
 @pytest.mark.parametrize("count", [1, BATCH_FROM], ids=["one_by_one", "in_batches"])
 async def test_a_record_the_broker_refuses_is_an_error(
         app: Any, kafka_bootstrap: str, topic_prefix: str, count: int) -> None:
