@@ -85,11 +85,10 @@ class Publisher:
         for topic, record in items:
             name = self._prefix + topic
             choice = partitions.get(name)
-            if choice is None:
-                await producer.partitions_for(name)  # the topic's metadata, read just below
-                cluster = producer.client.cluster
-                choice = partitions[name] = (list(cluster.partitions_for_topic(name)),
-                                             list(cluster.available_partitions_for_topic(name)))
+            if choice is None:  # all partitions (once the metadata has the topic), those with a leader
+                every = list(await producer.partitions_for(name))
+                available = producer.client.cluster.available_partitions_for_topic(name)
+                choice = partitions[name] = (every, list(available))
             where = (name, partitioner(record.key, *choice))
             batch = batches.get(where)
             if batch is None:
