@@ -28,13 +28,19 @@ pytestmark = pytest.mark.kafka
 BATCH_BYTES = 4096  # a few records per batch: a partition's records span several batches
 
 
-@pytest.fixture
-async def app(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+def probe_app(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              **options: Any) -> Any:
+    """A service app on the test broker (its producer not started)."""
     monkeypatch.setenv("SELFCARE_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("SELFCARE_ENV", "local")
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    app = make_app(settings=ProbeSettings.from_env(), metrics=ServiceMetrics("probe-publisher"),
-                   app_id=f"probe-publisher-{uuid.uuid4().hex[:8]}", producer_batch_bytes=BATCH_BYTES)
+    return make_app(settings=ProbeSettings.from_env(), metrics=ServiceMetrics("probe-publisher"),
+                    app_id=f"probe-publisher-{uuid.uuid4().hex[:8]}", **options)
+
+
+@pytest.fixture
+async def app(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+    app = probe_app(kafka_bootstrap, tmp_path, monkeypatch, producer_batch_bytes=BATCH_BYTES)
     await app.producer.start()
     yield app
     await app.producer.stop()
@@ -98,11 +104,7 @@ async def test_the_apps_own_partitioner_chooses(
         kafka_bootstrap: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         count: int) -> None:
     """Both ways ask the partitioner the app's producer was built with."""
-    monkeypatch.setenv("SELFCARE_VAR_DIR", str(tmp_path))
-    monkeypatch.setenv("SELFCARE_ENV", "local")
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    app = make_app(settings=ProbeSettings.from_env(), metrics=ServiceMetrics("probe-publisher"),
-                   app_id=f"probe-publisher-{uuid.uuid4().hex[:8]}")
+    app = probe_app(kafka_bootstrap, tmp_path, monkeypatch)
     app.producer.partitioner = lambda key, every, available: every[-1]
     await app.producer.start()
     try:
