@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gc
+import logging
+from concurrent.futures import ProcessPoolExecutor
+
+log = logging.getLogger(__name__)
 
 # gen0 is collected after this many net allocations (CPython's default is 700)
 YOUNG_THRESHOLD = 50_000
@@ -22,3 +26,28 @@ def tune_gc_for_workers(young_threshold: int = YOUNG_THRESHOLD) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
+
+
+# Linux's limit for an unprivileged process (``/proc/sys/fs/pipe-max-size``); the default is 64 KiB
+PIPE_BYTES = 1 << 20
+
+
+def widen_pipes(pool: ProcessPoolExecutor, size: int = PIPE_BYTES) -> int | None:
+    """Let each of ``pool``'s two pipes (calls in, results out) hold ``size`` bytes; returns the
+    size the kernel gave, or ``None`` where it cannot be set (not Linux, a lower limit).
+
+    A call or a result larger than the pipe crosses it in steps: the writer waits until the
+    reader has taken what is in it, and a reader thread in a busy asyncio process takes each step
+    only once it gets the GIL. A wider pipe takes a whole batch's answer at once, so the process
+    that wrote it goes on to its next call. The pipes are read from two private attributes of
+    CPython's ``ProcessPoolExecutor`` (``_call_queue``, ``_result_queue``), both there since
+    3.2; ``tests/common/test_process.py`` checks them on the Python in use, and here a change
+    leaves the pipes as they were."""
+    try:
+        import fcntl
+
+        readers = (pool._call_queue._reader, pool._result_queue._reader)  # type: ignore[attr-defined]
+        return min(fcntl.fcntl(r.fileno(), fcntl.F_SETPIPE_SZ, size) for r in readers)
+    except (ImportError, AttributeError, OSError) as exc:
+        log.info("process pool pipes left at their default size (%s)", type(exc).__name__)
+        return None

@@ -1,13 +1,19 @@
-"""``tune_gc_for_workers``: what a worker process does once it has started."""
+"""``tune_gc_for_workers``: what a worker process does once it has started; ``widen_pipes``: the
+pipes of a process pool."""
 
 from __future__ import annotations
 
+import fcntl
 import gc
+import logging
+import multiprocessing
+import os
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
-from services.common.process import YOUNG_THRESHOLD, tune_gc_for_workers
+from services.common.process import PIPE_BYTES, YOUNG_THRESHOLD, tune_gc_for_workers, widen_pipes
 
 
 @pytest.fixture
@@ -49,3 +55,33 @@ def test_garbage_cycles_made_later_are_still_collected_without_being_asked() -> 
         a.other, b.other = b, a
     del a, b
     assert collected > 0  # the collector ran by itself: no gc.collect() here
+
+
+def _pipe_sizes(pool: ProcessPoolExecutor) -> list[int]:
+    return [fcntl.fcntl(q._reader.fileno(), fcntl.F_GETPIPE_SZ)
+            for q in (pool._call_queue, pool._result_queue)]  # type: ignore[attr-defined]
+
+
+def _answer(size: int) -> tuple[int, bytes]:
+    return os.getpid(), b"x" * size
+
+
+def test_a_pools_call_and_result_pipes_are_widened_and_still_carry_its_calls() -> None:
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        assert _pipe_sizes(pool) == [65536, 65536]  # the kernel's default: what is widened
+        assert widen_pipes(pool) == PIPE_BYTES
+        assert _pipe_sizes(pool) == [PIPE_BYTES, PIPE_BYTES]
+        # answers smaller and larger than the pipe, in the order asked
+        sizes = [10, 500_000, 3 * PIPE_BYTES, 1]
+        answers = [f.result(timeout=60) for f in [pool.submit(_answer, n) for n in sizes]]
+        assert [len(body) for _, body in answers] == sizes
+        assert len({pid for pid, _ in answers}) == 1 and answers[0][0] != os.getpid()
+    finally:
+        pool.shutdown()
+
+
+def test_a_pool_without_those_pipes_is_left_as_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    with ThreadPoolExecutor(max_workers=1) as threads, caplog.at_level(logging.INFO):
+        assert widen_pipes(threads) is None  # type: ignore[arg-type]
+    assert "left at their default size (AttributeError)" in caplog.text

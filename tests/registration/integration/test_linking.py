@@ -5,6 +5,7 @@ failures told apart (database away: retried; anything else: the batch is redone 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ from schemas.topics import ACCOUNT_CHANGED, CONTRACT_REJECTED
 from services.common.crypto import Keyring
 from services.common.db import Database, Staged, is_transient
 from services.common.migrations import migrate
+from services.common.process import PIPE_BYTES
 from services.registration.adapters.linking import InProcessLinker, LinkFailed, ProcessLinker
 from services.registration.adapters.tables import MIGRATIONS, accounts, outbox
 from services.registration.domain.model import Outcome
@@ -134,6 +136,11 @@ async def test_another_failure_fails_the_batch(
     assert handed == []  # nothing handed over
 
 
+def pipe_sizes(pool: Any) -> list[int]:
+    return [fcntl.fcntl(q._reader.fileno(), fcntl.F_GETPIPE_SZ)
+            for q in (pool._call_queue, pool._result_queue)]
+
+
 def table_rows_count(db: Database) -> int:
     with db.engine.connect() as conn:
         return len(list(conn.execute(select(accounts.c.account_id))))
@@ -145,6 +152,7 @@ async def test_a_linking_process_that_died_is_started_again_once(
     await linker.warm_up()
     try:
         pool = linker._executor()
+        assert pipe_sizes(pool) == [PIPE_BYTES, PIPE_BYTES]  # a batch's answer crosses at once
         (pid,) = list(pool._processes)  # type: ignore[union-attr]
         os.kill(pid, signal.SIGKILL)
         # two calls in flight when it died (the runner overlaps batches): both are redone, by
@@ -156,6 +164,7 @@ async def test_a_linking_process_that_died_is_started_again_once(
         assert sum(results, Counter()) == Counter({Outcome.CREATED: 2})
         assert sorted(table_rows(db)[0]) == ["K-1", "K-2"]
         assert linker._pool is not pool
+        assert pipe_sizes(linker._pool) == [PIPE_BYTES, PIPE_BYTES]  # the new one's too
         assert [p.pid for p in multiprocessing.active_children()] == list(
             linker._executor()._processes)  # type: ignore[arg-type]  # no other pool left running
     finally:
