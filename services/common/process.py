@@ -1,4 +1,4 @@
-"""Process-wide settings of a long-running worker."""
+"""Process-wide settings of a long-running worker, and the pipes of its process pool."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ def tune_gc_for_workers(young_threshold: int = YOUNG_THRESHOLD) -> None:
     gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
 
 
-# Linux's limit for an unprivileged process (``/proc/sys/fs/pipe-max-size``); the default is 64 KiB
+# Linux's limit for an unprivileged process (``/proc/sys/fs/pipe-max-size``); a pipe holds 64 KiB
+# unless told otherwise
 PIPE_BYTES = 1 << 20
 
 
@@ -40,9 +41,9 @@ def widen_pipes(pool: ProcessPoolExecutor, size: int = PIPE_BYTES) -> int | None
     reader has taken what is in it, and a reader thread in a busy asyncio process takes each step
     only once it gets the GIL. A wider pipe takes a whole batch's answer at once, so the process
     that wrote it goes on to its next call. The pipes are read from two private attributes of
-    CPython's ``ProcessPoolExecutor`` (``_call_queue``, ``_result_queue``), both there since
-    3.2; ``tests/common/test_process.py`` checks them on the Python in use, and here a change
-    leaves the pipes as they were."""
+    CPython's ``ProcessPoolExecutor`` (``_call_queue``, ``_result_queue``) and their queues'
+    ``_reader``; ``tests/common/test_process.py`` checks them on the Python in use (3.11, as the
+    image's), and here a Python without them leaves the pipes as they were."""
     try:
         import fcntl
 

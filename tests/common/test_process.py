@@ -59,7 +59,7 @@ def test_garbage_cycles_made_later_are_still_collected_without_being_asked() -> 
 
 def _pipe_sizes(pool: ProcessPoolExecutor) -> list[int]:
     return [fcntl.fcntl(q._reader.fileno(), fcntl.F_GETPIPE_SZ)
-            for q in (pool._call_queue, pool._result_queue)]  # type: ignore[attr-defined]
+            for q in (pool._call_queue, pool._result_queue)]
 
 
 def _answer(size: int) -> tuple[int, bytes]:
